@@ -1,0 +1,48 @@
+#pragma once
+// The plugin's typed configuration, parsed once from the plugin_opt_* lines of
+// mosquitto.conf (mosquitto strips the "plugin_opt_" prefix) and shared read-only.
+#include "devicegate/acl.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace devicegate {
+
+/// A bad option; what() reads "plugin_opt_<option>: <problem>; expected <form>".
+struct config_error : std::runtime_error {
+    config_error(const std::string& option, const std::string& problem)
+        : std::runtime_error("plugin_opt_" + option + ": " + problem), option_name(option) {}
+    std::string option_name;
+};
+
+enum class stale_policy { deny, allow };
+enum class listener_check_mode { enforce, warn, off };
+
+struct plugin_config {
+    std::string tenant_ca_file;            // the tenant Sub-CA that must have issued every device
+    std::string ica_file;                  // the provider intermediate CA that issued the Sub-CA
+    std::string root_ca_file;              // the provider Root (trust anchor)
+    std::vector<std::string> crl_files;    // one or more; each verified against Sub-CA, ICA or Root
+    std::chrono::milliseconds crl_poll_interval{1000};
+    std::chrono::seconds crl_grace{std::chrono::hours(24)};
+    stale_policy crl_stale_policy = stale_policy::deny;
+    std::chrono::seconds clock_skew{60};
+    std::vector<acl_rule> acl_rules = default_acl_rules();
+    std::size_t verify_cache_size = 100000;
+    listener_check_mode listener_check = listener_check_mode::enforce;
+};
+
+using option_list = std::vector<std::pair<std::string, std::string>>;
+
+/// Validates every option; throws config_error naming the first bad one. Unknown options
+/// are errors (a typo must not silently leave a check off).
+plugin_config parse_plugin_config(const option_list& options);
+
+/// "500ms", "30s", "5m", "24h" -> milliseconds; throws std::invalid_argument.
+std::chrono::milliseconds parse_duration(const std::string& text);
+
+}  // namespace devicegate

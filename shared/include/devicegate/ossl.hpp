@@ -1,0 +1,36 @@
+#pragma once
+// One RAII header for OpenSSL: unique_ptr aliases with zero-size deleters, and the
+// one place where OpenSSL's error queue is turned into text.
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <memory>
+#include <string>
+
+namespace devicegate {
+
+template <auto Free>
+struct c_deleter {
+    template <class T>
+    void operator()(T* p) const noexcept { Free(p); }
+};
+
+inline void free_x509_stack(STACK_OF(X509)* s) noexcept { sk_X509_pop_free(s, X509_free); }
+
+using x509_ptr = std::unique_ptr<X509, c_deleter<X509_free>>;
+using x509_crl_ptr = std::unique_ptr<X509_CRL, c_deleter<X509_CRL_free>>;
+using x509_store_ptr = std::unique_ptr<X509_STORE, c_deleter<X509_STORE_free>>;
+using x509_store_ctx_ptr = std::unique_ptr<X509_STORE_CTX, c_deleter<X509_STORE_CTX_free>>;
+using x509_stack_ptr = std::unique_ptr<STACK_OF(X509), c_deleter<free_x509_stack>>;
+using bio_ptr = std::unique_ptr<BIO, c_deleter<BIO_free_all>>;
+using evp_pkey_ptr = std::unique_ptr<EVP_PKEY, c_deleter<EVP_PKEY_free>>;
+using asn1_time_ptr = std::unique_ptr<ASN1_TIME, c_deleter<ASN1_TIME_free>>;
+using eku_ptr = std::unique_ptr<EXTENDED_KEY_USAGE, c_deleter<EXTENDED_KEY_USAGE_free>>;
+using general_names_ptr = std::unique_ptr<GENERAL_NAMES, c_deleter<GENERAL_NAMES_free>>;
+
+/// Drains OpenSSL's thread-local error queue into one line ("" when empty).
+std::string take_openssl_errors();
+
+}  // namespace devicegate

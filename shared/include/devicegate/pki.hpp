@@ -1,0 +1,57 @@
+#pragma once
+// Parsing of certificates and CRLs from untrusted bytes (PEM or DER), and the small
+// value types the rest of the core uses for them.
+#include "devicegate/ossl.hpp"
+
+#include <array>
+#include <compare>
+#include <cstddef>
+#include <ctime>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace devicegate {
+
+/// Any failure to read or parse PKI material; the message names the source and the cause.
+struct pki_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+inline constexpr std::size_t max_certificate_file_bytes = 1u << 20;  // 1 MiB
+inline constexpr std::size_t max_crl_file_bytes = 512u << 20;        // 512 MiB (~10 M entries)
+
+/// Reads a whole regular file; throws pki_error for a missing, unreadable, empty or
+/// oversized file. Only for background threads and start-up.
+std::string read_file(const std::string& path, std::size_t max_bytes);
+
+/// One or more PEM certificates, or exactly one DER certificate with nothing after it.
+std::vector<x509_ptr> parse_certificates(std::string_view data, std::string_view source);
+/// One or more PEM CRLs, or exactly one DER CRL with nothing after it.
+std::vector<x509_crl_ptr> parse_crls(std::string_view data, std::string_view source);
+
+/// A certificate serial number as a fixed-size, totally ordered key: byte 0 is the
+/// length of the big-endian magnitude (0..20, per RFC 5280 section 4.1.2.2), the rest the
+/// magnitude, zero padded. Non-conforming serials (longer than 20 octets, or negative)
+/// are keyed by a SHA-256 prefix with a marker length byte so they still compare exactly.
+struct serial_key {
+    std::array<unsigned char, 21> bytes{};
+    auto operator<=>(const serial_key&) const = default;
+    bool operator==(const serial_key&) const = default;
+};
+serial_key make_serial_key(const ASN1_INTEGER* serial);
+/// Upper-case hex of the serial (as `openssl x509 -serial` prints it), "-" for none.
+std::string serial_hex(const ASN1_INTEGER* serial);
+
+using sha256_digest = std::array<unsigned char, 32>;
+sha256_digest certificate_sha256(X509* cert);
+std::string to_hex(const unsigned char* data, std::size_t size);
+
+/// Seconds since the epoch for an ASN1_TIME; throws pki_error if it cannot be converted.
+std::time_t to_time_t(const ASN1_TIME* t);
+
+/// The subject's single line form ("CN=..., O=...") for log lines.
+std::string subject_line(X509* cert);
+
+}  // namespace devicegate

@@ -1,0 +1,82 @@
+#pragma once
+// CRLs verified against the tenant chain, merged into an immutable revocation snapshot that
+// the broker thread reads lock-free; background threads build new ones and swap them in.
+#include "devicegate/config.hpp"
+#include "devicegate/pki.hpp"
+#include "devicegate/reason.hpp"
+#include "devicegate/tenant_trust.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace devicegate {
+
+/// One CRL whose signature verified against one of the configured CAs, reduced to what
+/// the decision needs (the X509_CRL itself, ~200 bytes an entry, is not kept).
+struct verified_crl {
+    std::string source;                  // file path or URL, for log lines
+    ca_role issuer = ca_role::sub_ca;
+    std::time_t this_update = 0;
+    std::time_t next_update = 0;         // 0: the CRL has no nextUpdate
+    std::vector<serial_key> revoked;     // sorted, unique
+};
+
+/// Verifies `crl` against the configured CAs (issuer name and signature) and extracts its
+/// entries. Throws pki_error naming `source` and the cause (unknown issuer, bad signature,
+/// delta CRL, unreadable times).
+verified_crl verify_crl(X509_CRL* crl, const tenant_trust& trust, const std::string& source);
+
+/// Reads, parses and verifies every CRL in one file (PEM may hold several).
+std::vector<verified_crl> load_crl_file(const std::string& path, const tenant_trust& trust);
+
+struct revocation_status {
+    reason why = reason::ok;
+    const verified_crl* crl = nullptr;  // the stale CRL, for crl_stale
+};
+
+class revocation_snapshot {
+public:
+    revocation_snapshot() = default;
+    /// Merges the CRLs: leaf serials from Sub-CA CRLs; a Sub-CA on an ICA CRL, or an ICA on a
+    /// Root CRL, revokes the whole tenant chain.
+    revocation_snapshot(std::vector<verified_crl> crls, const tenant_trust& trust, std::uint64_t generation);
+
+    /// revoked_crl, ca_revoked, crl_stale (past nextUpdate + grace with policy deny) or ok.
+    revocation_status check(const serial_key& leaf, std::time_t now, std::chrono::seconds grace,
+                            stale_policy policy) const;
+
+    bool chain_revoked() const noexcept { return chain_revoked_; }
+    const std::string& chain_detail() const noexcept { return chain_detail_; }
+    const std::vector<serial_key>& revoked_leaves() const noexcept { return revoked_leaves_; }
+    const std::vector<verified_crl>& crls() const noexcept { return crls_; }
+    std::uint64_t generation() const noexcept { return generation_; }
+
+private:
+    std::vector<serial_key> revoked_leaves_;
+    std::vector<verified_crl> crls_;  // entries moved out into revoked_leaves_ for Sub-CA CRLs
+    bool chain_revoked_ = false;
+    std::string chain_detail_;
+    std::uint64_t generation_ = 0;
+};
+
+/// Serials revoked in `next` but not in `prev` (both sorted): the devices to disconnect.
+std::vector<serial_key> newly_revoked(const std::vector<serial_key>& prev, const std::vector<serial_key>& next);
+
+/// An atomically swappable pointer to an immutable value: one writer thread publishes,
+/// any thread loads without waiting on I/O.
+template <class T>
+class snapshot_slot {
+public:
+    std::shared_ptr<const T> load() const noexcept { return ptr_.load(std::memory_order_acquire); }
+    void store(std::shared_ptr<const T> next) noexcept { ptr_.store(std::move(next), std::memory_order_release); }
+
+private:
+    std::atomic<std::shared_ptr<const T>> ptr_;
+};
+
+}  // namespace devicegate

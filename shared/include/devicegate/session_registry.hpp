@@ -1,0 +1,43 @@
+#pragma once
+// The device sessions the plugin admitted, so that revocations can find and kick them.
+// Broker thread only. Keyed by client id: mosquitto keeps one connection per client id and
+// disconnects the older one on takeover, so a late DISCONNECT of the old connection must
+// not remove the new one (hence the client handle comparison).
+#include "devicegate/pki.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace devicegate {
+
+struct serial_key_hash {
+    std::size_t operator()(const serial_key& k) const noexcept {
+        return std::hash<std::string_view>{}(
+            std::string_view(reinterpret_cast<const char*>(k.bytes.data()), k.bytes.size()));
+    }
+};
+
+class session_registry {
+public:
+    void admit(const void* client, const std::string& device_id, const serial_key& serial);
+    void remove(const void* client, const std::string& device_id);
+    /// The device id the plugin admitted this client as, or nullptr.
+    const std::string* device_of(const void* client, const std::string& client_id) const;
+    std::vector<std::string> ids_holding(const std::vector<serial_key>& serials) const;
+    std::vector<std::string> all_ids() const;
+    std::size_t size() const noexcept { return by_id_.size(); }
+
+private:
+    struct session {
+        const void* client;
+        serial_key serial;
+    };
+    std::unordered_map<std::string, session> by_id_;
+    std::unordered_map<serial_key, std::string, serial_key_hash> by_serial_;
+};
+
+}  // namespace devicegate

@@ -1,0 +1,71 @@
+#pragma once
+// The tenant's fixed chain (Sub-CA -> ICA -> Root), loaded once, and the cold-path check
+// of one device certificate against it.
+#include "devicegate/pki.hpp"
+#include "devicegate/reason.hpp"
+
+#include <chrono>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace devicegate {
+
+enum class ca_role { sub_ca, ica, root };
+std::string_view to_string(ca_role role) noexcept;
+
+/// What a device certificate proves once its chain has been verified. Times are kept so
+/// that cached results are re-checked against the clock on every connect.
+struct verified_certificate {
+    std::string device_id;
+    serial_key serial;
+    std::string serial_hex;
+    std::time_t not_before = 0;
+    std::time_t not_after = 0;
+};
+
+struct verify_outcome {
+    reason why = reason::internal_error;
+    std::string detail;                         // for the log line; never secret
+    std::string serial_hex = "-";               // known as soon as the certificate parses
+    std::optional<verified_certificate> cert;   // set when why == ok
+};
+
+class tenant_trust {
+public:
+    /// Loads and cross-checks the three CA files (each must hold exactly one certificate;
+    /// Sub-CA issued by ICA, ICA by Root, Root self-signed, all CAs). Throws pki_error.
+    static std::shared_ptr<const tenant_trust> load(const std::string& sub_ca_file, const std::string& ica_file,
+                                                    const std::string& root_file);
+
+    /// Full check of a leaf: issuer pinning, X509_verify_cert (no partial chains),
+    /// end-entity, EKU, device id. Validity times are checked by check_times() so that a
+    /// cached result is re-checked; this call does not look at the clock.
+    verify_outcome verify(X509* leaf) const;
+
+    /// Leaf validity with skew, and the configured CAs' own validity.
+    reason check_times(const verified_certificate& cert, std::time_t now, std::chrono::seconds skew,
+                       std::string& detail) const;
+
+    X509* certificate(ca_role role) const noexcept;
+    const serial_key& serial(ca_role role) const noexcept;
+
+private:
+    tenant_trust() = default;
+    x509_ptr sub_ca_, ica_, root_;
+    serial_key serial_[3];
+    x509_store_ptr store_;
+    x509_stack_ptr untrusted_;
+    std::time_t chain_not_before_ = 0;  // the latest notBefore of the three CAs
+    std::time_t chain_not_after_ = 0;   // the earliest notAfter of the three CAs
+};
+
+/// The device id of a leaf: its single subject CN, which must be a safe id, and which every
+/// DNS SAN (if any) must repeat. Returns reason::ok or reason::bad_device_id.
+reason extract_device_id(X509* leaf, std::string& device_id, std::string& detail);
+
+/// reason::ok when the leaf has no extendedKeyUsage or one that includes clientAuth.
+reason check_client_auth_eku(X509* leaf, std::string& detail);
+
+}  // namespace devicegate

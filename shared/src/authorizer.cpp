@@ -1,0 +1,80 @@
+#include "devicegate/authorizer.hpp"
+
+#include "devicegate/log.hpp"
+
+namespace devicegate {
+
+authorizer::authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
+                       const snapshot_slot<revocation_snapshot>& revocations)
+    : config_(std::move(config)), trust_(std::move(trust)), revocations_(revocations) {}
+
+decision authorizer::authorize(X509* leaf, std::string_view client_id, std::time_t now) noexcept {
+    try {
+        return decide(leaf, client_id, now);
+    } catch (const std::exception& e) {
+        decision d;
+        d.why = reason::internal_error;
+        d.detail = e.what();
+        return d;
+    } catch (...) {
+        return decision{};
+    }
+}
+
+decision authorizer::decide(X509* leaf, std::string_view client_id, std::time_t now) {
+    decision d;
+    if (leaf == nullptr) {
+        d.why = reason::no_certificate;
+        d.detail = "no client certificate (listener needs require_certificate true)";
+        return d;
+    }
+    const sha256_digest fingerprint = certificate_sha256(leaf);
+    const verified_certificate* cert = nullptr;
+    if (auto hit = cache_.find(fingerprint); hit != cache_.end()) {
+        cert = &hit->second;
+        d.cache_hit = true;
+    } else {
+        verify_outcome outcome = trust_->verify(leaf);
+        d.serial_hex = outcome.serial_hex;
+        if (outcome.why != reason::ok) {
+            d.why = outcome.why;
+            d.detail = std::move(outcome.detail);
+            return d;
+        }
+        if (cache_.size() >= config_->verify_cache_size) {
+            cache_.clear();  // bounded; a full refill costs one cold verify per device
+        }
+        cert = &cache_.emplace(fingerprint, std::move(*outcome.cert)).first->second;
+    }
+    d.device_id = cert->device_id;
+    d.serial_hex = cert->serial_hex;
+    d.serial = cert->serial;
+
+    if ((d.why = trust_->check_times(*cert, now, config_->clock_skew, d.detail)) != reason::ok) return d;
+
+    auto snapshot = revocations_.load();
+    if (!snapshot) {
+        d.why = reason::internal_error;
+        d.detail = "no revocation snapshot loaded";
+        return d;
+    }
+    auto status = snapshot->check(cert->serial, now, config_->crl_grace, config_->crl_stale_policy);
+    if ((d.why = status.why) != reason::ok) {
+        if (status.why == reason::ca_revoked) d.detail = snapshot->chain_detail();
+        if (status.why == reason::revoked_crl) d.detail = "serial is on the tenant Sub-CA's CRL";
+        if (status.crl != nullptr) {
+            d.detail = "CRL " + status.crl->source + " is past nextUpdate + grace (" +
+                       std::to_string(now - status.crl->next_update) + "s past nextUpdate)";
+        }
+        return d;
+    }
+    if (client_id != cert->device_id) {
+        d.why = reason::client_id_mismatch;
+        d.detail = "client id \"" + log_safe(client_id) + "\" is not the certificate's device id";
+        return d;
+    }
+    d.why = reason::ok;
+    return d;
+}
+
+}  // namespace devicegate

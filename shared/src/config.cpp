@@ -1,0 +1,117 @@
+#include "devicegate/config.hpp"
+
+#include <charconv>
+#include <limits>
+
+namespace devicegate {
+
+namespace {
+
+constexpr const char* duration_form = "a duration such as 500ms, 30s, 5m or 24h";
+
+std::chrono::milliseconds duration_option(const std::string& name, const std::string& value,
+                                          std::chrono::milliseconds min, std::chrono::milliseconds max) {
+    std::chrono::milliseconds d{};
+    try {
+        d = parse_duration(value);
+    } catch (const std::invalid_argument&) {
+        throw config_error(name, "\"" + value + "\" is not " + duration_form);
+    }
+    if (d < min || d > max) {
+        throw config_error(name, "\"" + value + "\" is out of range; expected between " + std::to_string(min.count()) +
+                                     "ms and " + std::to_string(max.count()) + "ms");
+    }
+    return d;
+}
+
+std::size_t count_option(const std::string& name, const std::string& value, std::size_t min, std::size_t max) {
+    std::size_t n = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec != std::errc{} || end != value.data() + value.size() || n < min || n > max) {
+        throw config_error(name, "\"" + value + "\" is not an integer between " + std::to_string(min) + " and " +
+                                     std::to_string(max));
+    }
+    return n;
+}
+
+void require_path(const std::string& name, const std::string& value) {
+    if (value.empty() || value.front() != '/') {
+        throw config_error(name, "\"" + value + "\" is not an absolute file path");
+    }
+}
+
+}  // namespace
+
+std::chrono::milliseconds parse_duration(const std::string& text) {
+    std::uint64_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc{} || end == text.data()) throw std::invalid_argument("not a duration");
+    std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+    std::uint64_t factor = 0;
+    if (unit == "ms") factor = 1;
+    else if (unit == "s") factor = 1000;
+    else if (unit == "m") factor = 60'000;
+    else if (unit == "h") factor = 3'600'000;
+    else throw std::invalid_argument("not a duration");
+    if (n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) / factor) {
+        throw std::invalid_argument("duration overflows");
+    }
+    return std::chrono::milliseconds(static_cast<std::int64_t>(n * factor));
+}
+
+plugin_config parse_plugin_config(const option_list& options) {
+    using namespace std::chrono;
+    plugin_config config;
+    bool custom_acl = false;
+    for (const auto& [name, value] : options) {
+        if (name == "tenant_ca_file") {
+            require_path(name, value);
+            config.tenant_ca_file = value;
+        } else if (name == "ica_file") {
+            require_path(name, value);
+            config.ica_file = value;
+        } else if (name == "root_ca_file") {
+            require_path(name, value);
+            config.root_ca_file = value;
+        } else if (name == "crl_file") {
+            require_path(name, value);
+            config.crl_files.push_back(value);
+        } else if (name == "crl_poll_interval") {
+            config.crl_poll_interval = duration_option(name, value, milliseconds(100), hours(1));
+        } else if (name == "crl_grace") {
+            config.crl_grace = duration_cast<seconds>(duration_option(name, value, milliseconds(0), hours(24 * 30)));
+        } else if (name == "crl_stale_policy") {
+            if (value == "deny") config.crl_stale_policy = stale_policy::deny;
+            else if (value == "allow") config.crl_stale_policy = stale_policy::allow;
+            else throw config_error(name, "\"" + value + "\" is not deny or allow");
+        } else if (name == "clock_skew") {
+            config.clock_skew = duration_cast<seconds>(duration_option(name, value, milliseconds(0), hours(1)));
+        } else if (name == "acl_pattern") {
+            if (!custom_acl) config.acl_rules.clear();
+            custom_acl = true;
+            try {
+                config.acl_rules.push_back(parse_acl_rule(value));
+            } catch (const std::invalid_argument& e) {
+                throw config_error(name, "\"" + value + "\": " + e.what());
+            }
+        } else if (name == "verify_cache_size") {
+            config.verify_cache_size = count_option(name, value, 1, 10'000'000);
+        } else if (name == "listener_check") {
+            if (value == "enforce") config.listener_check = listener_check_mode::enforce;
+            else if (value == "warn") config.listener_check = listener_check_mode::warn;
+            else if (value == "off") config.listener_check = listener_check_mode::off;
+            else throw config_error(name, "\"" + value + "\" is not enforce, warn or off");
+        } else {
+            throw config_error(name, "unknown option; known options are tenant_ca_file, ica_file, root_ca_file, "
+                                     "crl_file, crl_poll_interval, crl_grace, crl_stale_policy, clock_skew, "
+                                     "acl_pattern, verify_cache_size, listener_check");
+        }
+    }
+    if (config.tenant_ca_file.empty()) throw config_error("tenant_ca_file", "missing; expected the tenant Sub-CA certificate file");
+    if (config.ica_file.empty()) throw config_error("ica_file", "missing; expected the provider ICA certificate file");
+    if (config.root_ca_file.empty()) throw config_error("root_ca_file", "missing; expected the provider Root certificate file");
+    if (config.crl_files.empty()) throw config_error("crl_file", "missing; expected at least one CRL file (PEM or DER)");
+    return config;
+}
+
+}  // namespace devicegate

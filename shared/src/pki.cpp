@@ -1,0 +1,182 @@
+#include "devicegate/pki.hpp"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sys/stat.h>
+
+namespace devicegate {
+
+std::string take_openssl_errors() {
+    std::string out;
+    unsigned long code = 0;
+    while ((code = ERR_get_error()) != 0) {
+        char buf[256];
+        ERR_error_string_n(code, buf, sizeof buf);
+        if (!out.empty()) out += "; ";
+        out += buf;
+    }
+    return out;
+}
+
+std::string read_file(const std::string& path, std::size_t max_bytes) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        throw pki_error(path + ": cannot stat: " + std::strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) throw pki_error(path + ": not a regular file");
+    if (st.st_size == 0) throw pki_error(path + ": file is empty");
+    if (static_cast<std::size_t>(st.st_size) > max_bytes) {
+        throw pki_error(path + ": file is " + std::to_string(st.st_size) + " bytes, more than the limit of " +
+                        std::to_string(max_bytes));
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw pki_error(path + ": cannot open: " + std::strerror(errno));
+    std::string data(static_cast<std::size_t>(st.st_size), '\0');
+    in.read(data.data(), static_cast<std::streamsize>(data.size()));
+    if (in.gcount() != static_cast<std::streamsize>(data.size())) {
+        throw pki_error(path + ": short read (file changed while reading?)");
+    }
+    return data;
+}
+
+namespace {
+
+bool looks_like_pem(std::string_view data) { return data.find("-----BEGIN ") != std::string_view::npos; }
+
+bio_ptr memory_bio(std::string_view data) {
+    bio_ptr bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
+    if (!bio) throw pki_error("out of memory creating a BIO");
+    return bio;
+}
+
+// Reads every PEM object of one type; fails on a truncated or corrupt block, and on input
+// with no block at all.
+template <class T, class Ptr>
+std::vector<Ptr> read_pem_objects(std::string_view data, std::string_view source, std::string_view kind,
+                                  T* (*read)(BIO*, T**, pem_password_cb*, void*)) {
+    if (data.size() > static_cast<std::size_t>(INT32_MAX)) throw pki_error(std::string(source) + ": input too large");
+    ERR_clear_error();
+    auto bio = memory_bio(data);
+    std::vector<Ptr> out;
+    for (;;) {
+        Ptr obj(read(bio.get(), nullptr, nullptr, nullptr));
+        if (!obj) break;
+        out.push_back(std::move(obj));
+    }
+    unsigned long err = ERR_peek_last_error();
+    bool clean_end = err == 0 || (ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE);
+    if (!clean_end) {
+        throw pki_error(std::string(source) + ": malformed PEM " + std::string(kind) + ": " + take_openssl_errors());
+    }
+    ERR_clear_error();
+    if (out.empty()) throw pki_error(std::string(source) + ": no PEM " + std::string(kind) + " found");
+    return out;
+}
+
+template <class T, class Ptr>
+Ptr read_der_object(std::string_view data, std::string_view source, std::string_view kind,
+                    T* (*d2i)(T**, const unsigned char**, long)) {
+    ERR_clear_error();
+    auto p = reinterpret_cast<const unsigned char*>(data.data());
+    const unsigned char* const begin = p;
+    Ptr obj(d2i(nullptr, &p, static_cast<long>(data.size())));
+    if (!obj) {
+        throw pki_error(std::string(source) + ": neither PEM nor valid DER " + std::string(kind) + ": " +
+                        take_openssl_errors());
+    }
+    if (static_cast<std::size_t>(p - begin) != data.size()) {
+        throw pki_error(std::string(source) + ": " + std::to_string(data.size() - static_cast<std::size_t>(p - begin)) +
+                        " trailing bytes after the DER " + std::string(kind));
+    }
+    return obj;
+}
+
+}  // namespace
+
+std::vector<x509_ptr> parse_certificates(std::string_view data, std::string_view source) {
+    if (data.empty()) throw pki_error(std::string(source) + ": empty input");
+    if (looks_like_pem(data)) {
+        return read_pem_objects<X509, x509_ptr>(data, source, "certificate", PEM_read_bio_X509);
+    }
+    std::vector<x509_ptr> out;
+    out.push_back(read_der_object<X509, x509_ptr>(data, source, "certificate", d2i_X509));
+    return out;
+}
+
+std::vector<x509_crl_ptr> parse_crls(std::string_view data, std::string_view source) {
+    if (data.empty()) throw pki_error(std::string(source) + ": empty input");
+    if (looks_like_pem(data)) {
+        return read_pem_objects<X509_CRL, x509_crl_ptr>(data, source, "CRL", PEM_read_bio_X509_CRL);
+    }
+    std::vector<x509_crl_ptr> out;
+    out.push_back(read_der_object<X509_CRL, x509_crl_ptr>(data, source, "CRL", d2i_X509_CRL));
+    return out;
+}
+
+serial_key make_serial_key(const ASN1_INTEGER* serial) {
+    serial_key key;
+    if (serial == nullptr) return key;
+    const unsigned char* data = ASN1_STRING_get0_data(serial);
+    auto len = static_cast<std::size_t>(ASN1_STRING_length(serial));
+    bool negative = ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER;
+    if (len <= 20 && !negative) {
+        key.bytes[0] = static_cast<unsigned char>(len);
+        if (len > 0) std::memcpy(key.bytes.data() + 1, data, len);
+        return key;
+    }
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(data, len, digest);
+    key.bytes[0] = negative ? 0xFE : 0xFF;
+    std::memcpy(key.bytes.data() + 1, digest, 20);
+    return key;
+}
+
+std::string to_hex(const unsigned char* data, std::size_t size) {
+    static constexpr char digits[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(size * 2);
+    for (std::size_t i = 0; i < size; ++i) {
+        out += digits[data[i] >> 4];
+        out += digits[data[i] & 0x0f];
+    }
+    return out;
+}
+
+std::string serial_hex(const ASN1_INTEGER* serial) {
+    if (serial == nullptr) return "-";
+    std::string hex = to_hex(ASN1_STRING_get0_data(serial), static_cast<std::size_t>(ASN1_STRING_length(serial)));
+    if (hex.empty()) hex = "00";
+    if (ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER) hex.insert(0, "-");
+    return hex;
+}
+
+sha256_digest certificate_sha256(X509* cert) {
+    sha256_digest out{};
+    unsigned int len = 0;
+    if (X509_digest(cert, EVP_sha256(), out.data(), &len) != 1 || len != out.size()) {
+        throw pki_error("cannot compute the certificate's SHA-256: " + take_openssl_errors());
+    }
+    return out;
+}
+
+std::time_t to_time_t(const ASN1_TIME* t) {
+    struct tm tm {};
+    if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) throw pki_error("invalid ASN.1 time");
+    return timegm(&tm);
+}
+
+std::string subject_line(X509* cert) {
+    bio_ptr bio(BIO_new(BIO_s_mem()));
+    if (!bio) return "?";
+    X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert), 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
+    char* data = nullptr;
+    long len = BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<std::size_t>(len));
+}
+
+}  // namespace devicegate

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Generates the test PKI with the openssl CLI (P-256 everywhere):
+#   Root -> ICA -> tenant Sub-CA A (ours) and Sub-CA B (another tenant),
+#   a second, unrelated Root, a broker server certificate, device certificates for every
+#   admit and refusal case, and CRLs (including a stale one and a forged one).
+# Usage: make-test-pki.sh DIR   (does nothing if DIR/.complete exists)
+set -euo pipefail
+dir=${1:?usage: make-test-pki.sh DIR}
+[[ -f "$dir/.complete" ]] && exit 0
+rm -rf "$dir"
+mkdir -p "$dir/devices"
+cd "$dir"
+
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+
+# An `openssl ca` database per CA so that revocation and CRLs work (and `openssl ocsp -index`
+# can use the same index later).
+ca_conf() { # name
+    mkdir -p "db/$1"
+    : > "db/$1/index.txt"
+    echo 1000 > "db/$1/crlnumber"
+    cat > "db/$1/ca.cnf" <<CNF
+[ ca ]
+default_ca = this
+[ this ]
+dir = $PWD/db/$1
+database = \$dir/index.txt
+new_certs_dir = \$dir
+certificate = $PWD/$1.crt
+private_key = $PWD/$1.key
+crlnumber = \$dir/crlnumber
+default_md = sha256
+default_days = 3650
+default_crl_days = 3650
+policy = any
+unique_subject = no
+copy_extensions = none
+rand_serial = yes
+[ any ]
+commonName = supplied
+organizationName = optional
+[ v3_ca ]
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[ v3_device ]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = DNS:\${ENV::SAN}
+[ v3_device_nosan ]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[ v3_server_eku ]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = DNS:\${ENV::SAN}
+[ v3_leaf_ca ]
+basicConstraints = critical, CA:true
+keyUsage = critical, digitalSignature, keyCertSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = DNS:\${ENV::SAN}
+[ v3_server ]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = DNS:localhost, IP:127.0.0.1
+CNF
+}
+
+ca() { # ca-name args... (batch mode)
+    SAN=${SAN:-unused} openssl ca -batch -notext -config "db/$1/ca.cnf" "${@:2}" 2>/dev/null
+}
+
+self_signed_ca() { # name subject
+    key "$1.key"
+    openssl req -new -x509 -key "$1.key" -subj "$2" -days 3650 -sha256 -out "$1.crt" \
+        -addext "basicConstraints=critical,CA:true" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -addext "subjectKeyIdentifier=hash" 2>/dev/null
+    ca_conf "$1"
+}
+
+sub_ca() { # name subject issuer
+    key "$1.key"
+    openssl req -new -key "$1.key" -subj "$2" -out "$1.csr" 2>/dev/null
+    ca "$3" -in "$1.csr" -out "$1.crt" -extensions v3_ca
+    rm "$1.csr"
+    ca_conf "$1"
+}
+
+device() { # issuer name cn [extensions] [extra openssl ca args...]
+    local issuer=$1 name=$2 cn=$3 ext=${4:-v3_device}
+    key "devices/$name.key"
+    openssl req -new -key "devices/$name.key" -subj "/CN=$cn/O=DeviceGate test" -out "devices/$name.csr" 2>/dev/null
+    SAN=${SAN:-$cn} ca "$issuer" -in "devices/$name.csr" -out "devices/$name.crt" -extensions "$ext" "${@:5}"
+    rm "devices/$name.csr"
+}
+
+self_signed_ca root "/CN=DeviceGate Test Root/O=Provider"
+sub_ca ica "/CN=DeviceGate Test ICA/O=Provider" root
+sub_ca subca-a "/CN=Tenant A Sub-CA/O=Tenant A" ica
+sub_ca subca-b "/CN=Tenant B Sub-CA/O=Tenant B" ica
+self_signed_ca other-root "/CN=Unrelated Root/O=Elsewhere"
+sub_ca other-subca "/CN=Unrelated Sub-CA/O=Elsewhere" other-root
+# A CA that copies Sub-CA A's name but has its own key: its CRLs must not verify.
+self_signed_ca forged-subca-a "/CN=Tenant A Sub-CA/O=Tenant A"
+
+cat subca-a.crt ica.crt root.crt > tenant-a-chain.crt   # the broker listener's cafile
+cat subca-a.crt ica.crt > tenant-a-intermediates.crt
+
+key server.key
+openssl req -new -key server.key -subj "/CN=localhost" -out server.csr 2>/dev/null
+ca ica -in server.csr -out server.crt -extensions v3_server
+cat server.crt ica.crt > server-chain.crt
+rm server.csr
+
+for n in dev-001 dev-002 dev-003 dev-004 dev-005 dev-sub dev-revoked; do device subca-a "$n" "$n"; done
+SAN=dev-001 device subca-a dev-001-renewed dev-001
+device subca-a dev-nosan dev-nosan v3_device_nosan
+device subca-b tenant-b-dev tenant-b-dev
+device other-subca foreign-dev foreign-dev
+device subca-a dev-expired dev-expired v3_device -startdate 200101000000Z -enddate 210101000000Z
+device subca-a dev-future dev-future v3_device -startdate 350101000000Z -enddate 360101000000Z
+device subca-a dev-eku dev-eku v3_server_eku
+device subca-a dev-ca dev-ca v3_leaf_ca
+SAN=dev-bad device subca-a dev-bad-cn 'dev\+bad#1'
+SAN=someone-else device subca-a dev-san-mismatch dev-san-mismatch
+key devices/dev-self.key
+openssl req -new -x509 -key devices/dev-self.key -subj "/CN=dev-self" -days 3650 -out devices/dev-self.crt 2>/dev/null
+
+# Chains as a device would present them (leaf + its Sub-CA + ICA): another tenant's device
+# gets through mosquitto's own TLS check this way.
+cat devices/tenant-b-dev.crt subca-b.crt ica.crt > devices/tenant-b-dev-chain.crt
+cat devices/foreign-dev.crt other-subca.crt > devices/foreign-dev-chain.crt
+
+# CRLs. Sub-CA A: dev-revoked revoked; then a second CRL that also revokes dev-002.
+ca subca-a -revoke devices/dev-revoked.crt -crl_reason keyCompromise
+ca subca-a -gencrl -out subca-a.crl.pem
+ca subca-a -revoke devices/dev-002.crt -crl_reason keyCompromise
+ca subca-a -gencrl -out subca-a-revokes-dev-002.crl.pem
+openssl crl -in subca-a-revokes-dev-002.crl.pem -outform DER -out subca-a-revokes-dev-002.crl.der
+ca subca-a -gencrl -crl_lastupdate 200101000000Z -crl_nextupdate 200201000000Z -out subca-a-stale.crl.pem
+ca subca-b -gencrl -out subca-b.crl.pem
+ca forged-subca-a -gencrl -out subca-a-forged.crl.pem
+ca ica -gencrl -out ica.crl.pem
+ca ica -revoke subca-a.crt -crl_reason cACompromise
+ca ica -gencrl -out ica-revokes-subca-a.crl.pem
+ca root -gencrl -out root.crl.pem
+
+touch .complete
