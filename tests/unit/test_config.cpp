@@ -1,0 +1,105 @@
+#include "devicegate/config.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace devicegate;
+using namespace std::chrono_literals;
+
+namespace {
+option_list required() {
+    return {{"tenant_ca_file", "/pki/subca.crt"},
+            {"ica_file", "/pki/ica.crt"},
+            {"root_ca_file", "/pki/root.crt"},
+            {"crl_file", "/pki/subca.crl"}};
+}
+std::string error_of(const option_list& options) {
+    try {
+        parse_plugin_config(options);
+    } catch (const config_error& e) {
+        return e.what();
+    }
+    return "no error";
+}
+}  // namespace
+
+TEST_CASE("config: defaults") {
+    auto c = parse_plugin_config(required());
+    CHECK(c.tenant_ca_file == "/pki/subca.crt");
+    CHECK(c.crl_files == std::vector<std::string>{"/pki/subca.crl"});
+    CHECK(c.crl_poll_interval == 1000ms);
+    CHECK(c.crl_grace == 24h);
+    CHECK(c.crl_stale_policy == stale_policy::deny);
+    CHECK(c.clock_skew == 60s);
+    CHECK(c.acl_rules.size() == default_acl_rules().size());
+    CHECK(c.listener_check == listener_check_mode::enforce);
+}
+
+TEST_CASE("config: every option") {
+    auto o = required();
+    o.push_back({"crl_file", "/pki/ica.crl"});
+    o.push_back({"crl_poll_interval", "250ms"});
+    o.push_back({"crl_grace", "2h"});
+    o.push_back({"crl_stale_policy", "allow"});
+    o.push_back({"clock_skew", "0s"});
+    o.push_back({"acl_pattern", "read devices/%c/in/#"});
+    o.push_back({"acl_pattern", "write  devices/%c/out"});
+    o.push_back({"verify_cache_size", "5"});
+    o.push_back({"listener_check", "warn"});
+    auto c = parse_plugin_config(o);
+    CHECK(c.crl_files.size() == 2);
+    CHECK(c.crl_poll_interval == 250ms);
+    CHECK(c.crl_grace == 2h);
+    CHECK(c.crl_stale_policy == stale_policy::allow);
+    CHECK(c.clock_skew == 0s);
+    REQUIRE(c.acl_rules.size() == 2);  // custom rules replace the defaults
+    CHECK(c.acl_rules[0].access == topic_access::read);
+    CHECK(c.acl_rules[1].pattern == "devices/%c/out");
+    CHECK(c.verify_cache_size == 5);
+    CHECK(c.listener_check == listener_check_mode::warn);
+}
+
+TEST_CASE("config: errors name the option and the expected form") {
+    auto with = [](std::string key, std::string value) {
+        auto o = required();
+        o.push_back({std::move(key), std::move(value)});
+        return error_of(o);
+    };
+    CHECK_THAT(with("crl_fiel", "/x"), Catch::Contains("plugin_opt_crl_fiel: unknown option"));
+    CHECK_THAT(with("crl_poll_interval", "10"), Catch::Contains("plugin_opt_crl_poll_interval") &&
+                                                    Catch::Contains("500ms, 30s, 5m or 24h"));
+    CHECK_THAT(with("crl_poll_interval", "1ms"), Catch::Contains("out of range"));
+    CHECK_THAT(with("crl_poll_interval", "99999999999999999999h"), Catch::Contains("plugin_opt_crl_poll_interval"));
+    CHECK_THAT(with("clock_skew", "-5s"), Catch::Contains("plugin_opt_clock_skew"));
+    CHECK_THAT(with("crl_stale_policy", "maybe"), Catch::Contains("is not deny or allow"));
+    CHECK_THAT(with("acl_pattern", "devices/%c/#"), Catch::Contains("plugin_opt_acl_pattern") &&
+                                                        Catch::Contains("<read|write|readwrite> <topic pattern>"));
+    CHECK_THAT(with("acl_pattern", "rw devices/#"), Catch::Contains("access must be read, write or readwrite"));
+    CHECK_THAT(with("acl_pattern", "read devices/#/x"), Catch::Contains("'#' must be a whole last level"));
+    CHECK_THAT(with("acl_pattern", "read devices/a+/x"), Catch::Contains("'+' must be a whole level"));
+    CHECK_THAT(with("verify_cache_size", "0"), Catch::Contains("plugin_opt_verify_cache_size"));
+    CHECK_THAT(with("verify_cache_size", "12abc"), Catch::Contains("is not an integer"));
+    CHECK_THAT(with("crl_file", "relative/path.crl"), Catch::Contains("is not an absolute file path"));
+    CHECK_THAT(with("listener_check", "yes"), Catch::Contains("enforce, warn or off"));
+}
+
+TEST_CASE("config: required options") {
+    for (const char* missing : {"tenant_ca_file", "ica_file", "root_ca_file", "crl_file"}) {
+        option_list o;
+        for (auto& kv : required()) {
+            if (kv.first != missing) o.push_back(kv);
+        }
+        INFO(missing);
+        CHECK_THAT(error_of(o), Catch::Contains(std::string("plugin_opt_") + missing + ": missing"));
+    }
+}
+
+TEST_CASE("config: durations") {
+    CHECK(parse_duration("500ms") == 500ms);
+    CHECK(parse_duration("30s") == 30s);
+    CHECK(parse_duration("5m") == 5min);
+    CHECK(parse_duration("24h") == 24h);
+    for (const char* bad : {"", "s", "10", "10 s", "1.5s", "10d", "-1s", "s10"}) {
+        INFO(bad);
+        CHECK_THROWS_AS(parse_duration(bad), std::invalid_argument);
+    }
+}

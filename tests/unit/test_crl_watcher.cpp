@@ -1,0 +1,146 @@
+#include "devicegate/crl_watcher.hpp"
+#include "test_pki.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+using namespace devicegate;
+using namespace devicegate::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct captured_log {
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    logger make() {
+        return logger([this](log_level, std::string_view line) {
+            std::lock_guard lock(mutex);
+            lines.emplace_back(line);
+        });
+    }
+    bool contains(const std::string& needle) {
+        std::lock_guard lock(mutex);
+        for (const auto& l : lines) {
+            if (l.find(needle) != std::string::npos) return true;
+        }
+        return false;
+    }
+};
+
+serial_key serial_of(const std::string& device) {
+    auto cert = load_cert(device_cert(device));
+    return make_serial_key(X509_get0_serialNumber(cert.get()));
+}
+
+// Replaces a file the way operators should (write then rename), so the stamp changes.
+void replace(const std::string& target, const std::string& data) {
+    write_file(target + ".tmp", data);
+    std::filesystem::rename(target + ".tmp", target);
+}
+
+std::string content(const std::string& name) { return read_file(pki(name), max_crl_file_bytes); }
+
+}  // namespace
+
+TEST_CASE("crl watcher: reloads, keeps the last good CRL, and asks for kicks") {
+    temp_dir dir;
+    const std::string crl = dir.file("subca.crl");
+    write_file(crl, content("subca-a.crl.pem"));
+    auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    snapshot_slot<revocation_snapshot> slot;
+    broker_queue queue;
+    captured_log log;
+    crl_watcher watcher(trust, {crl}, 100ms, slot, queue, log.make());
+    watcher.load_initial();
+    REQUIRE(slot.load());
+    CHECK(slot.load()->revoked_leaves() == std::vector<serial_key>{serial_of("dev-revoked")});
+    auto generation = slot.load()->generation();
+
+    SECTION("an unchanged file is not reloaded") {
+        watcher.poll_once();
+        CHECK(slot.load()->generation() == generation);
+    }
+    SECTION("a new CRL is swapped in and its new serials are queued for a kick") {
+        replace(crl, content("subca-a-revokes-dev-002.crl.der"));
+        watcher.poll_once();
+        CHECK(slot.load()->generation() == generation + 1);
+        auto batch = queue.drain();
+        REQUIRE(batch.kicks.size() == 1);
+        CHECK(batch.kicks[0].serials == std::vector<serial_key>{serial_of("dev-002")});
+        CHECK(batch.kicks[0].why == "revoked_crl");
+    }
+    SECTION("garbage, a truncated file, a foreign CRL, an older CRL and a deleted file leave the old one in force") {
+        const std::pair<std::string, std::string> bad[] = {
+            {"garbage", "this is not a CRL"},
+            {"malformed PEM CRL", content("subca-a.crl.pem").substr(0, 200)},
+            {"none of the configured", content("subca-b.crl.pem")},
+            {"signature does not verify", content("subca-a-forged.crl.pem")},
+            {"older than the one in force", content("subca-a-stale.crl.pem")},
+        };
+        for (const auto& [cause, data] : bad) {
+            INFO(cause);
+            replace(crl, data);
+            watcher.poll_once();
+            CHECK(slot.load()->generation() == generation);
+            CHECK(log.contains("crl_rejected file=" + crl));
+        }
+        CHECK(log.contains("neither PEM nor valid DER CRL"));
+        CHECK(log.contains("older than the one in force"));
+        std::filesystem::remove(crl);
+        watcher.poll_once();
+        CHECK(log.contains("cannot stat"));
+        CHECK(slot.load()->revoked_leaves() == std::vector<serial_key>{serial_of("dev-revoked")});
+        CHECK(queue.drain().kicks.empty());
+    }
+    SECTION("the thread picks up a change within the poll interval, and a reload request at once") {
+        watcher.start();
+        replace(crl, content("subca-a-revokes-dev-002.crl.pem"));
+        auto deadline = std::chrono::steady_clock::now() + 5s;
+        while (slot.load()->generation() == generation && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(10ms);
+        }
+        CHECK(slot.load()->generation() == generation + 1);
+        watcher.request_reload();  // re-reads even an unchanged file
+        deadline = std::chrono::steady_clock::now() + 5s;
+        while (slot.load()->generation() == generation + 1 && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(10ms);
+        }
+        CHECK(slot.load()->generation() == generation + 2);
+        watcher.stop();
+    }
+}
+
+TEST_CASE("crl watcher: a Sub-CA revoked by the ICA kicks everyone") {
+    temp_dir dir;
+    const std::string ica_crl = dir.file("ica.crl");
+    write_file(ica_crl, content("ica.crl.pem"));
+    auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    snapshot_slot<revocation_snapshot> slot;
+    broker_queue queue;
+    captured_log log;
+    crl_watcher watcher(trust, {pki("subca-a.crl.pem"), ica_crl}, 100ms, slot, queue, log.make());
+    watcher.load_initial();
+    CHECK_FALSE(slot.load()->chain_revoked());
+    replace(ica_crl, content("ica-revokes-subca-a.crl.pem"));
+    watcher.poll_once();
+    CHECK(slot.load()->chain_revoked());
+    auto batch = queue.drain();
+    REQUIRE(batch.kicks.size() == 1);
+    CHECK(batch.kicks[0].everyone);
+    CHECK(log.contains("tenant chain revoked"));
+}
+
+TEST_CASE("crl watcher: start-up fails on a bad CRL file") {
+    auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    snapshot_slot<revocation_snapshot> slot;
+    broker_queue queue;
+    crl_watcher missing(trust, {"/nonexistent/x.crl"}, 1s, slot, queue, logger{});
+    CHECK_THROWS_WITH(missing.load_initial(), Catch::Contains("/nonexistent/x.crl: cannot stat"));
+    crl_watcher foreign(trust, {pki("subca-b.crl.pem")}, 1s, slot, queue, logger{});
+    CHECK_THROWS_WITH(foreign.load_initial(), Catch::Contains("none of the configured"));
+}
