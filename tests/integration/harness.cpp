@@ -1,0 +1,363 @@
+#include "harness.hpp"
+
+#define CATCH_CONFIG_EXTERNAL_INTERFACES
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+namespace devicegate::itest {
+
+namespace {
+
+struct artifacts {
+    std::mutex mutex;
+    std::vector<std::filesystem::path> dirs;
+    std::vector<std::filesystem::path> logs;
+};
+artifacts& current_artifacts() {
+    static artifacts a;
+    return a;
+}
+
+std::string slurp(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// Prints the logs of the processes a failed test case started, then removes its files.
+struct artifacts_listener : Catch::TestEventListenerBase {
+    using TestEventListenerBase::TestEventListenerBase;
+    void testCaseEnded(const Catch::TestCaseStats& stats) override {
+        auto& a = current_artifacts();
+        std::lock_guard lock(a.mutex);
+        if (stats.totals.assertions.failed > 0) {
+            for (const auto& log : a.logs) {
+                std::cerr << "----- " << log.string() << " -----\n" << slurp(log) << "\n----- end -----\n";
+            }
+        }
+        for (const auto& dir : a.dirs) {
+            std::error_code ec;
+            std::filesystem::remove_all(dir, ec);
+        }
+        a.dirs.clear();
+        a.logs.clear();
+    }
+};
+
+struct lib_init {
+    lib_init() { mosquitto_lib_init(); }
+    ~lib_init() { mosquitto_lib_cleanup(); }
+};
+
+}  // namespace
+
+}  // namespace devicegate::itest
+
+using devicegate_artifacts_listener = devicegate::itest::artifacts_listener;
+CATCH_REGISTER_LISTENER(devicegate_artifacts_listener)
+
+namespace devicegate::itest {
+
+std::string pki(const std::string& name) { return std::string(DEVICEGATE_TEST_PKI) + "/" + name; }
+
+int free_port() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        ::close(fd);
+        throw std::runtime_error("cannot find a free port");
+    }
+    ::close(fd);
+    return ntohs(addr.sin_port);
+}
+
+std::filesystem::path test_dir() {
+    std::random_device rd;
+    auto dir = std::filesystem::temp_directory_path() / ("devicegate-it-" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(dir);
+    auto& a = current_artifacts();
+    std::lock_guard lock(a.mutex);
+    a.dirs.push_back(dir);
+    return dir;
+}
+
+void write_text(const std::filesystem::path& target, const std::string& text) {
+    auto tmp = target;
+    tmp += ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        out << text;
+    }
+    std::filesystem::rename(tmp, target);
+}
+
+void replace_file(const std::filesystem::path& target, const std::filesystem::path& source) {
+    write_text(target, slurp(source));
+}
+
+// ---------------------------------------------------------------- process
+
+process::process(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) throw std::runtime_error("cannot open " + log.string());
+    {
+        auto& a = current_artifacts();
+        std::lock_guard lock(a.mutex);
+        a.logs.push_back(log);
+    }
+    pid_ = ::fork();
+    if (pid_ == 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        ::execvp(args[0], args.data());
+        ::_exit(127);
+    }
+    ::close(fd);
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+}
+
+process::~process() { stop(); }
+
+void process::signal(int sig) const {
+    if (pid_ > 0) ::kill(pid_, sig);
+}
+
+std::optional<int> process::wait_exit(std::chrono::milliseconds timeout) {
+    if (status_) return status_;
+    auto deadline = clock::now() + timeout;
+    for (;;) {
+        int status = 0;
+        pid_t r = ::waitpid(pid_, &status, WNOHANG);
+        if (r == pid_) {
+            status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            return status_;
+        }
+        if (clock::now() > deadline) return std::nullopt;
+        std::this_thread::sleep_for(10ms);
+    }
+}
+
+bool process::running() { return !wait_exit(0ms).has_value(); }
+
+void process::stop() {
+    if (pid_ <= 0 || status_) return;
+    signal(SIGTERM);
+    if (!wait_exit(5000ms)) {
+        signal(SIGKILL);
+        wait_exit(5000ms);
+    }
+}
+
+// ---------------------------------------------------------------- broker
+
+broker::broker(broker_options options) : dir_(test_dir()), log_path_(dir_ / "mosquitto.log"), port_(free_port()) {
+    std::ostringstream conf;
+    conf << "# generated by the DeviceGate integration tests\n"
+         << "per_listener_settings false\n"
+         << "log_dest stderr\nlog_type all\n"
+         << "persistence false\n";
+    if (::geteuid() == 0) conf << "user root\n";  // mosquitto would drop to 'mosquitto' and lose the test files
+    conf << "listener " << port_ << " 127.0.0.1\n"
+         << "cafile " << pki("tenant-a-chain.crt") << "\n"
+         << "certfile " << pki("server-chain.crt") << "\n"
+         << "keyfile " << pki("server.key") << "\n"
+         << "require_certificate true\n"
+         << "set_tcp_nodelay true\n"
+         << options.listener_extra << "\n"
+         << "plugin " << DEVICEGATE_PLUGIN_PATH << "\n"
+         << "plugin_opt_tenant_ca_file " << pki("subca-a.crt") << "\n"
+         << "plugin_opt_ica_file " << pki("ica.crt") << "\n"
+         << "plugin_opt_root_ca_file " << pki("root.crt") << "\n";
+    for (const auto& crl : options.crl_files) conf << "plugin_opt_crl_file " << crl << "\n";
+    for (const auto& [k, v] : options.plugin_opts) conf << "plugin_opt_" << k << " " << v << "\n";
+    write_text(dir_ / "mosquitto.conf", conf.str());
+}
+
+broker::~broker() = default;
+
+bool broker::start() {
+    process_ = std::make_unique<process>(
+        std::vector<std::string>{"mosquitto", "-c", (dir_ / "mosquitto.conf").string()}, log_path_);
+    return eventually(
+        [&] {
+            if (!process_->running()) return true;
+            return log_contains("mosquitto version") && log_contains(" running");
+        },
+        10000ms) &&
+           process_->running();
+}
+
+std::string broker::log() const { return slurp(log_path_); }
+bool broker::log_contains(const std::string& needle) const { return log().find(needle) != std::string::npos; }
+bool broker::wait_for_log(const std::string& needle, std::chrono::milliseconds timeout) const {
+    return eventually([&] { return log_contains(needle); }, timeout);
+}
+void broker::signal(int sig) const { process_->signal(sig); }
+std::optional<int> broker::wait_exit(std::chrono::milliseconds timeout) { return process_->wait_exit(timeout); }
+
+// ---------------------------------------------------------------- client
+
+client::client(std::string id, std::string cert, std::string key) : id_(std::move(id)) {
+    static lib_init init;
+    mosq_ = mosquitto_new(id_.c_str(), true, this);
+    if (!mosq_) throw std::runtime_error("mosquitto_new failed");
+    mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    if (mosquitto_tls_set(mosq_, pki("root.crt").c_str(), nullptr, cert.c_str(), key.c_str(), nullptr) !=
+        MOSQ_ERR_SUCCESS) {
+        throw std::runtime_error("mosquitto_tls_set failed for " + cert);
+    }
+    mosquitto_connect_v5_callback_set(mosq_, on_connect);
+    mosquitto_disconnect_v5_callback_set(mosq_, on_disconnect);
+    mosquitto_publish_v5_callback_set(mosq_, on_publish);
+    mosquitto_subscribe_v5_callback_set(mosq_, on_subscribe);
+    mosquitto_message_v5_callback_set(mosq_, on_message);
+}
+
+client::~client() {
+    stop_loop();
+    mosquitto_destroy(mosq_);
+}
+
+void client::stop_loop() {
+    {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+    }
+    if (loop_thread_.joinable()) {
+        mosquitto_disconnect(mosq_);
+        loop_thread_.join();
+    }
+}
+
+void client::loop() {
+    for (;;) {
+        {
+            std::lock_guard lock(mutex_);
+            if (stop_ || disconnected_) return;
+        }
+        int rc = mosquitto_loop(mosq_, 50, 1);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            std::lock_guard lock(mutex_);
+            if (!disconnected_) {
+                disconnected_ = true;
+                disconnected_at_ = clock::now();
+            }
+            changed_.notify_all();
+            return;  // no automatic reconnect: tests decide
+        }
+    }
+}
+
+int client::connect(int port, std::chrono::milliseconds timeout) {
+    if (mosquitto_connect(mosq_, "localhost", port, 30) != MOSQ_ERR_SUCCESS) return transport_error;
+    loop_thread_ = std::thread([this] { loop(); });
+    std::unique_lock lock(mutex_);
+    if (!changed_.wait_for(lock, timeout, [&] { return connack_.has_value() || disconnected_; })) return transport_error;
+    return connack_.value_or(transport_error);
+}
+
+bool client::connected() {
+    std::lock_guard lock(mutex_);
+    return connack_ == 0 && !disconnected_;
+}
+
+bool client::wait_disconnected(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return disconnected_; });
+}
+
+std::chrono::steady_clock::time_point client::disconnected_at() {
+    std::lock_guard lock(mutex_);
+    return disconnected_at_;
+}
+
+int client::publish(const std::string& topic, const std::string& payload) {
+    int mid = 0;
+    if (mosquitto_publish_v5(mosq_, &mid, topic.c_str(), static_cast<int>(payload.size()), payload.data(), 1, false,
+                             nullptr) != MOSQ_ERR_SUCCESS) {
+        return -1;
+    }
+    std::unique_lock lock(mutex_);
+    if (!changed_.wait_for(lock, 5s, [&] { return acks_.count(mid) > 0 || disconnected_; })) return -1;
+    return acks_.count(mid) ? acks_[mid] : -1;
+}
+
+int client::subscribe(const std::string& filter) {
+    int mid = 0;
+    if (mosquitto_subscribe_v5(mosq_, &mid, filter.c_str(), 1, 0, nullptr) != MOSQ_ERR_SUCCESS) return -1;
+    std::unique_lock lock(mutex_);
+    if (!changed_.wait_for(lock, 5s, [&] { return acks_.count(mid) > 0 || disconnected_; })) return -1;
+    return acks_.count(mid) ? acks_[mid] : -1;
+}
+
+std::optional<std::string> client::wait_message(const std::string& topic, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    if (!changed_.wait_for(lock, timeout, [&] { return messages_.count(topic) > 0; })) return std::nullopt;
+    auto it = messages_.find(topic);
+    std::string payload = it->second;
+    messages_.erase(it);
+    return payload;
+}
+
+void client::on_connect(struct mosquitto*, void* self, int rc, int, const mosquitto_property*) {
+    auto* c = static_cast<client*>(self);
+    std::lock_guard lock(c->mutex_);
+    c->connack_ = rc;
+    c->changed_.notify_all();
+}
+
+void client::on_disconnect(struct mosquitto*, void* self, int, const mosquitto_property*) {
+    auto* c = static_cast<client*>(self);
+    std::lock_guard lock(c->mutex_);
+    if (!c->disconnected_) {
+        c->disconnected_ = true;
+        c->disconnected_at_ = clock::now();
+    }
+    c->changed_.notify_all();
+}
+
+void client::on_publish(struct mosquitto*, void* self, int mid, int reason_code, const mosquitto_property*) {
+    auto* c = static_cast<client*>(self);
+    std::lock_guard lock(c->mutex_);
+    c->acks_[mid] = reason_code;
+    c->changed_.notify_all();
+}
+
+void client::on_subscribe(struct mosquitto*, void* self, int mid, int count, const int* granted,
+                          const mosquitto_property*) {
+    auto* c = static_cast<client*>(self);
+    std::lock_guard lock(c->mutex_);
+    c->acks_[mid] = count > 0 ? granted[0] : -1;
+    c->changed_.notify_all();
+}
+
+void client::on_message(struct mosquitto*, void* self, const struct mosquitto_message* msg, const mosquitto_property*) {
+    auto* c = static_cast<client*>(self);
+    std::lock_guard lock(c->mutex_);
+    c->messages_.emplace(msg->topic, std::string(static_cast<const char*>(msg->payload),
+                                                 static_cast<std::size_t>(msg->payloadlen)));
+    c->changed_.notify_all();
+}
+
+}  // namespace devicegate::itest

@@ -1,0 +1,147 @@
+#pragma once
+// Integration test harness: real mosquitto with the real plugin on a free port, generated
+// config, real MQTT clients (libmosquitto) over TLS with the generated test PKI. Broker logs
+// are printed when a test case fails.
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <mosquitto.h>
+
+namespace devicegate::itest {
+
+using namespace std::chrono_literals;
+using clock = std::chrono::steady_clock;
+
+std::string pki(const std::string& name);
+int free_port();
+/// A directory that lives until the end of the current test case (then its logs are
+/// printed if the test case failed, and it is removed).
+std::filesystem::path test_dir();
+void replace_file(const std::filesystem::path& target, const std::filesystem::path& source);
+void write_text(const std::filesystem::path& target, const std::string& text);
+
+/// Polls `done` until it is true or the timeout passes.
+template <class F>
+bool eventually(F&& done, std::chrono::milliseconds timeout = 5000ms) {
+    auto deadline = clock::now() + timeout;
+    while (!done()) {
+        if (clock::now() > deadline) return false;
+        std::this_thread::sleep_for(20ms);
+    }
+    return true;
+}
+
+class process {
+public:
+    process(const std::vector<std::string>& argv, const std::filesystem::path& log);
+    ~process();
+    process(const process&) = delete;
+    process& operator=(const process&) = delete;
+    void signal(int sig) const;
+    /// Waits for exit; returns the exit status, or nullopt on timeout.
+    std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+    bool running();
+    void stop();
+
+private:
+    pid_t pid_ = -1;
+    std::optional<int> status_;
+};
+
+struct broker_options {
+    std::vector<std::pair<std::string, std::string>> plugin_opts;  // beyond the tenant CA files
+    std::vector<std::string> crl_files = {pki("subca-a.crl.pem")};
+    std::string listener_extra;  // extra lines inside the listener block
+};
+
+class broker {
+public:
+    explicit broker(broker_options options = {});
+    ~broker();
+    /// Starts mosquitto; returns false if it exited instead of listening.
+    bool start();
+    std::string log() const;
+    bool log_contains(const std::string& needle) const;
+    bool wait_for_log(const std::string& needle, std::chrono::milliseconds timeout = 5000ms) const;
+    void signal(int sig) const;
+    std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+    int port() const { return port_; }
+    const std::filesystem::path& dir() const { return dir_; }
+
+private:
+    std::filesystem::path dir_;
+    std::filesystem::path log_path_;
+    int port_;
+    std::unique_ptr<process> process_;
+};
+
+/// A PUBACK that accepted the message (MQTT v5: 0 success, 16 no matching subscribers).
+inline bool accepted(int puback) { return puback == 0 || puback == 16; }
+
+/// Connection outcome: the CONNACK reason, or transport_error when TLS or TCP failed.
+inline constexpr int transport_error = -1;
+
+class client {
+public:
+    /// `cert` may hold a chain (leaf first). Uses MQTT v5 so refusals carry reason codes.
+    client(std::string id, std::string cert, std::string key);
+    ~client();
+    client(const client&) = delete;
+    client& operator=(const client&) = delete;
+
+    int connect(int port, std::chrono::milliseconds timeout = 5000ms);
+    bool connected();
+    bool wait_disconnected(std::chrono::milliseconds timeout = 5000ms);
+    /// Publishes QoS 1 and returns the PUBACK reason code (0 ok, 135 not authorised), or -1.
+    int publish(const std::string& topic, const std::string& payload);
+    /// Subscribes QoS 1 and returns the granted QoS / reason code (135 not authorised), or -1.
+    int subscribe(const std::string& filter);
+    std::optional<std::string> wait_message(const std::string& topic, std::chrono::milliseconds timeout = 3000ms);
+    std::chrono::steady_clock::time_point disconnected_at();
+
+private:
+    static void on_connect(struct mosquitto*, void*, int, int, const mosquitto_property*);
+    static void on_disconnect(struct mosquitto*, void*, int, const mosquitto_property*);
+    static void on_publish(struct mosquitto*, void*, int, int, const mosquitto_property*);
+    static void on_subscribe(struct mosquitto*, void*, int, int, const int*, const mosquitto_property*);
+    static void on_message(struct mosquitto*, void*, const struct mosquitto_message*, const mosquitto_property*);
+    void loop();
+    void stop_loop();
+
+    std::string id_;
+    struct mosquitto* mosq_ = nullptr;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::optional<int> connack_;
+    bool disconnected_ = false;
+    std::chrono::steady_clock::time_point disconnected_at_{};
+    std::map<int, int> acks_;  // mid -> reason code / granted qos
+    std::multimap<std::string, std::string> messages_;
+    std::thread loop_thread_;
+    bool stop_ = false;
+};
+
+}  // namespace devicegate::itest
+
+namespace devicegate::itest {
+
+/// A client for a generated device: certificate tests/pki devices/<name>.crt (or the given
+/// chain file), client id `id` (defaults to the name).
+inline std::unique_ptr<client> device(const std::string& name, const std::string& id = "",
+                                      const std::string& cert_file = "") {
+    return std::make_unique<client>(id.empty() ? name : id,
+                                    cert_file.empty() ? pki("devices/" + name + ".crt") : cert_file,
+                                    pki("devices/" + name + ".key"));
+}
+
+}  // namespace devicegate::itest
