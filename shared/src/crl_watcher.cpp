@@ -143,6 +143,7 @@ void crl_watcher::publish(const char* why) {
         auto added = newly_revoked(prev->revoked_leaves(), next->revoked_leaves());
         if (!added.empty()) queue_.push_kick({std::move(added), false, "revoked_crl"});
     }
+    retired_ = std::move(prev);
 }
 
 }  // namespace devicegate

@@ -64,6 +64,9 @@ private:
     broker_queue& queue_;
     logger log_;
     std::uint64_t generation_ = 0;
+    // The snapshot replaced last: held until the next publish so that its (possibly tens of
+    // MB) memory is freed here, not by the broker thread dropping the last reference.
+    std::shared_ptr<const revocation_snapshot> retired_;
 
     std::mutex mutex_;
     std::condition_variable wake_;
