@@ -18,8 +18,14 @@ sub_ca subca-a "/CN=Tenant A Sub-CA/O=Tenant A" ica
 sub_ca subca-b "/CN=Tenant B Sub-CA/O=Tenant B" ica
 self_signed_ca other-root "/CN=Unrelated Root/O=Elsewhere"
 sub_ca other-subca "/CN=Unrelated Sub-CA/O=Elsewhere" other-root
-# A CA that copies Sub-CA A's name but has its own key: its CRLs must not verify.
-self_signed_ca forged-subca-a "/CN=Tenant A Sub-CA/O=Tenant A"
+# A CA that copies Sub-CA A's name and key identifier but has its own key: its CRLs and
+# the certificates it issues look like Sub-CA A's until a signature is checked.
+skid=$(openssl x509 -in subca-a.crt -noout -ext subjectKeyIdentifier | tail -n 1 | tr -d ' ')
+key forged-subca-a.key
+openssl req -new -x509 -key forged-subca-a.key -subj "/CN=Tenant A Sub-CA/O=Tenant A" -days 3650 -sha256 \
+    -out forged-subca-a.crt -addext "basicConstraints=critical,CA:true" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" -addext "subjectKeyIdentifier=$skid" 2>/dev/null
+ca_conf forged-subca-a
 
 cat subca-a.crt ica.crt root.crt > tenant-a-chain.crt   # the broker listener's cafile
 cat subca-a.crt ica.crt > tenant-a-intermediates.crt
@@ -39,6 +45,7 @@ device subca-a dev-expired dev-expired v3_device -startdate 200101000000Z -endda
 device subca-a dev-future dev-future v3_device -startdate 350101000000Z -enddate 360101000000Z
 device subca-a dev-eku dev-eku v3_server_eku
 device subca-a dev-ca dev-ca v3_leaf_ca
+device forged-subca-a dev-forged dev-forged
 SAN=dev-bad device subca-a dev-bad-cn 'dev\+bad#1'
 SAN=someone-else device subca-a dev-san-mismatch dev-san-mismatch
 key devices/dev-self.key

@@ -63,6 +63,7 @@ TEST_CASE("authorizer: every refusal has its reason code") {
         {"dev-future", "dev-future", reason::not_yet_valid},
         {"dev-eku", "dev-eku", reason::wrong_eku},
         {"dev-ca", "dev-ca", reason::not_end_entity},
+        {"dev-forged", "dev-forged", reason::chain_invalid},
         {"dev-bad-cn", "dev+bad#1", reason::bad_device_id},
         {"dev-san-mismatch", "dev-san-mismatch", reason::bad_device_id},
         {"dev-001", "dev-002", reason::client_id_mismatch},
