@@ -2,6 +2,9 @@
 
 #include "devicegate/listener_check.hpp"
 
+#include <openssl/pem.h>
+#include <unistd.h>
+
 #include <ctime>
 #include <fstream>
 #include <iterator>
@@ -30,12 +33,18 @@ plugin::plugin(mosquitto_plugin_id_t* id, const option_list& options)
       broker_thread_(std::this_thread::get_id()),
       log_([this](log_level level, std::string_view line) { log(level, line); }) {
     config_ = std::make_shared<const plugin_config>(parse_plugin_config(options));
+    {
+        std::ifstream in("/proc/self/cmdline", std::ios::binary);
+        conf_path_ = config_path_from_cmdline(
+            std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()));
+    }
     check_listeners();
     trust_ = tenant_trust::load(config_->tenant_ca_file, config_->ica_file, config_->root_ca_file);
     watcher_ = std::make_unique<crl_watcher>(trust_, config_->crl_files, config_->crl_poll_interval, revocations_,
                                              queue_, log_);
     watcher_->load_initial();
-    authorizer_ = std::make_unique<authorizer>(config_, trust_, revocations_);
+    if (config_->redis) start_redis();
+    authorizer_ = std::make_unique<authorizer>(config_, trust_, revocations_, config_->redis ? &denylist_ : nullptr);
     acl_ = std::make_unique<acl_policy>(config_->acl_rules);
     std::string acl;
     for (const auto& rule : config_->acl_rules) {
@@ -45,7 +54,39 @@ plugin::plugin(mosquitto_plugin_id_t* id, const option_list& options)
                rule.pattern;
     }
     log_.notice("devicegate: started tenant_ca=\"" + log_safe(subject_line(trust_->certificate(ca_role::sub_ca)), 200) +
-                "\" crl_files=" + std::to_string(config_->crl_files.size()) + " acl=" + acl);
+                "\" crl_files=" + std::to_string(config_->crl_files.size()) + " acl=" + acl +
+                " redis=" + (config_->redis ? config_->redis->describe() : std::string("off")) +
+                " first_connect_jobs=" + (jobs_ ? "on" : "off"));
+}
+
+void plugin::start_redis() {
+    std::string state_dir = config_->state_dir;
+    if (state_dir.empty() && !conf_path_.empty()) state_dir = persistence_location(conf_path_);
+    if (state_dir.empty()) state_dir = "/var/lib/mosquitto";
+    while (state_dir.size() > 1 && state_dir.back() == '/') state_dir.pop_back();
+    broker_id_ = config_->broker_id;
+    if (broker_id_.empty()) {
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        broker_id_ = host;
+    }
+    redis_model model{config_->redis_prefix};
+    denylist_sync_ = std::make_unique<denylist_sync>(
+        denylist_sync::options{*config_->redis, model, config_->denylist_resync_interval,
+                               state_dir + "/devicegate-denylist.json"},
+        denylist_, queue_, log_);
+    denylist_sync_->load_cache();
+    if (config_->first_connect_jobs) {
+        job_producer::options o;
+        o.redis = *config_->redis;
+        o.model = model;
+        o.journal_file = state_dir + "/devicegate-jobs.journal";
+        o.memory_limit = config_->job_memory_limit;
+        o.journal_max_bytes = config_->job_journal_max_bytes;
+        jobs_ = std::make_unique<job_producer>(std::move(o), log_);
+    }
+    log_.notice("devicegate: redis " + config_->redis->describe() + " prefix=" + config_->redis_prefix +
+                " state_dir=" + state_dir + " broker_id=" + broker_id_);
 }
 
 plugin::~plugin() {
@@ -61,6 +102,8 @@ plugin::~plugin() {
         }
         mosquitto_callback_unregister(id_, event, cb, nullptr);
     }
+    if (jobs_) jobs_->stop();  // journals what it could not deliver
+    if (denylist_sync_) denylist_sync_->stop();
     if (watcher_) watcher_->stop();
 }
 
@@ -79,6 +122,8 @@ void plugin::register_callbacks() {
         registered_.push_back(event);
     }
     watcher_->start();
+    if (denylist_sync_) denylist_sync_->start();
+    if (jobs_) jobs_->start();
 }
 
 void plugin::log(log_level level, std::string_view line) {
@@ -91,9 +136,7 @@ void plugin::log(log_level level, std::string_view line) {
 
 void plugin::check_listeners() {
     if (config_->listener_check == listener_check_mode::off) return;
-    std::ifstream in("/proc/self/cmdline", std::ios::binary);
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::string conf = config_path_from_cmdline(cmdline);
+    const std::string& conf = conf_path_;
     if (conf.empty()) {
         log_.warning("devicegate: listener_check: mosquitto was started without -c; cannot check listeners");
         return;
@@ -128,6 +171,7 @@ int plugin::on_basic_auth(mosquitto_evt_basic_auth& event) {
     if (d.why == reason::ok) {
         sessions_.admit(client, d.device_id, d.serial);
         ++admits_;
+        if (jobs_) submit_first_connect(leaf.get(), d);
         log_.info("devicegate: allow client=" + d.device_id + " serial=" + d.serial_hex +
                   " cache=" + (d.cache_hit ? "hit" : "miss"));
         return MOSQ_ERR_SUCCESS;
@@ -172,9 +216,87 @@ int plugin::on_tick(mosquitto_evt_tick&) {
     }
     for (const auto& request : batch.kicks) {
         auto ids = request.everyone ? sessions_.all_ids() : sessions_.ids_holding(request.serials);
+        for (const auto& id : request.device_ids) {
+            if (sessions_.contains(id)) ids.push_back(id);
+        }
         for (const auto& id : ids) kick(id, request.why);
     }
+    if (config_->stats_interval.count() > 0 && std::chrono::steady_clock::now() >= next_stats_) {
+        next_stats_ = std::chrono::steady_clock::now() + config_->stats_interval;
+        publish_stats();
+    }
     return MOSQ_ERR_SUCCESS;
+}
+
+void plugin::submit_first_connect(X509* leaf, const decision& d) {
+    // Once per certificate and broker run: reconnects cost nothing; Redis decides "first".
+    if (submitted_.count(d.fingerprint) > 0) return;
+    if (submitted_.size() >= 1'000'000) submitted_.clear();
+    bio_ptr bio(BIO_new(BIO_s_mem()));
+    if (!bio || PEM_write_bio_X509(bio.get(), leaf) != 1) {
+        log(log_level::error, "devicegate: cannot encode the certificate of device=" + d.device_id + " as PEM");
+        return;
+    }
+    char* pem = nullptr;
+    long len = BIO_get_mem_data(bio.get(), &pem);
+    device_certificate cert;
+    cert.device_id = d.device_id;
+    cert.serial_hex = d.serial_hex;
+    cert.fingerprint_sha256 = to_hex(d.fingerprint.data(), d.fingerprint.size());
+    for (auto& c : cert.fingerprint_sha256) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    cert.certificate_pem.assign(pem, static_cast<std::size_t>(len));
+    cert.first_seen = static_cast<std::int64_t>(std::time(nullptr));
+    cert.broker_id = broker_id_;
+    jobs_->submit(std::move(cert));
+    submitted_.insert(d.fingerprint);
+}
+
+void plugin::publish_stats() {
+    const std::string base = "$SYS/broker/devicegate/";
+    auto put = [&](const std::string& topic, const std::string& value) {
+        mosquitto_broker_publish_copy(nullptr, (base + topic).c_str(), static_cast<int>(value.size()), value.data(), 0,
+                                      true, nullptr);
+    };
+    const auto now = static_cast<std::int64_t>(std::time(nullptr));
+    put("admits", std::to_string(admits_));
+    for (std::size_t r = 1; r < denies_.size(); ++r) {
+        put("denies/" + std::string(to_string(static_cast<reason>(r))), std::to_string(denies_[r]));
+    }
+    put("kicks", std::to_string(kicks_));
+    put("sessions", std::to_string(sessions_.size()));
+    put("verify_cache", std::to_string(authorizer_->cache_size()));
+    if (auto crl = revocations_.load()) {
+        std::int64_t newest = 0, next = 0;
+        for (const auto& c : crl->crls()) {
+            newest = std::max<std::int64_t>(newest, c.this_update);
+            if (c.next_update != 0) next = next == 0 ? c.next_update : std::min<std::int64_t>(next, c.next_update);
+        }
+        put("crl/revoked_serials", std::to_string(crl->revoked_leaves().size()));
+        put("crl/age_seconds", std::to_string(now - newest));
+        put("crl/next_update_in_seconds", next == 0 ? "none" : std::to_string(next - now));
+        put("crl/chain_revoked", crl->chain_revoked() ? "1" : "0");
+    }
+    if (denylist_sync_) {
+        auto list = denylist_.list.load();
+        const std::int64_t stale_since = denylist_.stale_since.load();
+        put("redis/link", denylist_sync_->link_up() ? "up" : "down");
+        put("denylist/size", std::to_string(list ? list->size() : 0));
+        put("denylist/age_seconds", std::to_string(now - denylist_.synced_at.load()));
+        put("denylist/stale_seconds", std::to_string(stale_since == 0 ? 0 : now - stale_since));
+        put("denylist/malformed", std::to_string(denylist_sync_->malformed_entries()));
+    }
+    if (jobs_) {
+        const auto& j = jobs_->stats();
+        put("jobs/link", j.link_up ? "up" : "down");
+        put("jobs/submitted", std::to_string(j.submitted.load()));
+        put("jobs/enqueued_first_connect", std::to_string(j.first_connect.load()));
+        put("jobs/enqueued_certificate_changed", std::to_string(j.certificate_changed.load()));
+        put("jobs/already_known", std::to_string(j.known.load()));
+        put("jobs/rejected", std::to_string(j.rejected.load()));
+        put("jobs/overflow", std::to_string(j.overflow.load()));
+        put("jobs/buffered", std::to_string(j.buffered.load()));
+        put("jobs/journaled", std::to_string(j.journaled.load()));
+    }
 }
 
 void plugin::kick(const std::string& device_id, const std::string& why) {

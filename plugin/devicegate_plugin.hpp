@@ -12,14 +12,18 @@ extern "C" {
 #include "devicegate/broker_queue.hpp"
 #include "devicegate/config.hpp"
 #include "devicegate/crl_watcher.hpp"
+#include "devicegate/denylist_sync.hpp"
+#include "devicegate/job_producer.hpp"
 #include "devicegate/log.hpp"
 #include "devicegate/reason.hpp"
 #include "devicegate/session_registry.hpp"
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <thread>
+#include <unordered_set>
 
 namespace devicegate {
 
@@ -50,10 +54,14 @@ public:
 
 private:
     void check_listeners();
+    void start_redis();
     void kick(const std::string& device_id, const std::string& why);
+    void submit_first_connect(X509* leaf, const decision& d);
+    void publish_stats();
 
     mosquitto_plugin_id_t* id_;
     std::thread::id broker_thread_;
+    std::string conf_path_;  // mosquitto's -c argument
     broker_queue queue_;
     logger log_;
     std::shared_ptr<const plugin_config> config_;
@@ -62,6 +70,12 @@ private:
     std::unique_ptr<crl_watcher> watcher_;
     std::unique_ptr<authorizer> authorizer_;
     std::unique_ptr<acl_policy> acl_;
+    denylist_state denylist_;
+    std::unique_ptr<denylist_sync> denylist_sync_;
+    std::unique_ptr<job_producer> jobs_;
+    std::string broker_id_;
+    std::unordered_set<sha256_digest, sha256_hash> submitted_;  // certificates handed to jobs_
+    std::chrono::steady_clock::time_point next_stats_{};
     session_registry sessions_;
     std::array<std::uint64_t, static_cast<std::size_t>(reason::count_)> denies_{};
     std::uint64_t admits_ = 0;

@@ -1,5 +1,7 @@
 #include "devicegate/acl.hpp"
 
+#include "devicegate/device_id.hpp"
+
 #include <stdexcept>
 
 namespace devicegate {
@@ -53,7 +55,9 @@ acl_rule parse_acl_rule(std::string_view text) {
         throw std::invalid_argument("expected \"<read|write|readwrite> <topic pattern>\"");
     }
     auto access_word = text.substr(0, space);
-    auto pattern = text.substr(text.find_first_not_of(" \t", space));
+    auto pattern_at = text.find_first_not_of(" \t", space);
+    if (pattern_at == std::string_view::npos) throw std::invalid_argument("expected \"<read|write|readwrite> <topic pattern>\"");
+    auto pattern = text.substr(pattern_at);
     acl_rule rule;
     if (access_word == "read") {
         rule.access = topic_access::read;
@@ -73,10 +77,24 @@ acl_rule parse_acl_rule(std::string_view text) {
     return rule;
 }
 
+acl_rule parse_client_acl_rule(std::string_view text) {
+    auto space = text.find_first_of(" \t");
+    if (space == std::string_view::npos) {
+        throw std::invalid_argument("expected \"<device id> <read|write|readwrite> <topic pattern>\"");
+    }
+    auto id = text.substr(0, space);
+    if (!is_safe_device_id(id)) throw std::invalid_argument("\"" + std::string(id) + "\" is not a safe device id");
+    auto rest = text.find_first_not_of(" \t", space);
+    if (rest == std::string_view::npos) throw std::invalid_argument("expected \"<device id> <read|write|readwrite> <topic pattern>\"");
+    acl_rule rule = parse_acl_rule(text.substr(rest));
+    rule.only_for = std::string(id);
+    return rule;
+}
+
 acl_policy::acl_policy(std::vector<acl_rule> rules) : rules_(std::move(rules)) {
     for (const auto& rule : rules_) {
         validate_pattern(rule.pattern);
-        compiled_rule compiled{rule.access, {}};
+        compiled_rule compiled{rule.access, rule.only_for, {}};
         for (auto level : split_levels(rule.pattern)) compiled.levels.emplace_back(level);
         compiled_.push_back(std::move(compiled));
     }
@@ -105,6 +123,7 @@ bool acl_policy::allows(std::string_view device_id, std::string_view topic, topi
     std::vector<std::string> substituted;
     for (const auto& rule : compiled_) {
         if (!has_access(rule.access, access)) continue;
+        if (!rule.only_for.empty() && rule.only_for != device_id) continue;
         levels.clear();
         substituted.clear();
         substituted.reserve(rule.levels.size());

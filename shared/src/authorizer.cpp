@@ -5,8 +5,8 @@
 namespace devicegate {
 
 authorizer::authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
-                       const snapshot_slot<revocation_snapshot>& revocations)
-    : config_(std::move(config)), trust_(std::move(trust)), revocations_(revocations) {}
+                       const snapshot_slot<revocation_snapshot>& revocations, const denylist_state* denylist)
+    : config_(std::move(config)), trust_(std::move(trust)), revocations_(revocations), denylist_(denylist) {}
 
 decision authorizer::authorize(X509* leaf, std::string_view client_id, std::time_t now) noexcept {
     try {
@@ -29,6 +29,7 @@ decision authorizer::decide(X509* leaf, std::string_view client_id, std::time_t 
         return d;
     }
     const sha256_digest fingerprint = certificate_sha256(leaf);
+    d.fingerprint = fingerprint;
     const verified_certificate* cert = nullptr;
     if (auto hit = cache_.find(fingerprint); hit != cache_.end()) {
         cert = &hit->second;
@@ -67,6 +68,23 @@ decision authorizer::decide(X509* leaf, std::string_view client_id, std::time_t 
                        std::to_string(now - status.crl->next_update) + "s past nextUpdate)";
         }
         return d;
+    }
+    if (denylist_ != nullptr) {
+        auto list = denylist_->list.load();
+        if (list && list->revokes(cert->device_id, cert->serial_hex)) {
+            d.why = reason::revoked_denylist;
+            d.detail = list->devices.find(cert->device_id) != list->devices.end() ? "device id is on the Redis deny-list"
+                                                                                   : "serial is on the Redis deny-list";
+            return d;
+        }
+        const std::int64_t stale_since = denylist_->stale_since.load();
+        if (stale_since != 0 && config_->denylist_stale_policy == stale_policy::deny &&
+            now - stale_since > config_->denylist_grace.count()) {
+            d.why = reason::denylist_stale;
+            d.detail = "Redis unreachable for " + std::to_string(now - stale_since) +
+                       "s, longer than denylist_grace; the local deny-list copy may be out of date";
+            return d;
+        }
     }
     if (client_id != cert->device_id) {
         d.why = reason::client_id_mismatch;

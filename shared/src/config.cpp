@@ -63,6 +63,7 @@ plugin_config parse_plugin_config(const option_list& options) {
     using namespace std::chrono;
     plugin_config config;
     bool custom_acl = false;
+    std::vector<acl_rule> client_rules;
     for (const auto& [name, value] : options) {
         if (name == "tenant_ca_file") {
             require_path(name, value);
@@ -86,6 +87,49 @@ plugin_config parse_plugin_config(const option_list& options) {
             else throw config_error(name, "\"" + value + "\" is not deny or allow");
         } else if (name == "clock_skew") {
             config.clock_skew = duration_cast<seconds>(duration_option(name, value, milliseconds(0), hours(1)));
+        } else if (name == "acl_client_pattern") {
+            try {
+                client_rules.push_back(parse_client_acl_rule(value));
+            } catch (const std::invalid_argument& e) {
+                throw config_error(name, "\"" + value + "\": " + e.what());
+            }
+        } else if (name == "redis_url") {
+            try {
+                config.redis = redis_options::parse_url(value);
+            } catch (const std::invalid_argument& e) {
+                throw config_error(name, e.what());  // the message never repeats the password
+            }
+        } else if (name == "redis_prefix") {
+            if (value.empty() || value.find_first_of(" \t") != std::string::npos) {
+                throw config_error(name, "\"" + value + "\" is not a key prefix such as devicegate:");
+            }
+            config.redis_prefix = value;
+        } else if (name == "denylist_grace") {
+            config.denylist_grace = duration_cast<seconds>(duration_option(name, value, milliseconds(0), hours(24 * 30)));
+        } else if (name == "denylist_stale_policy") {
+            if (value == "deny") config.denylist_stale_policy = stale_policy::deny;
+            else if (value == "allow") config.denylist_stale_policy = stale_policy::allow;
+            else throw config_error(name, "\"" + value + "\" is not deny or allow");
+        } else if (name == "denylist_resync_interval") {
+            config.denylist_resync_interval = duration_option(name, value, seconds(1), hours(24));
+        } else if (name == "first_connect_jobs") {
+            if (value == "on") config.first_connect_jobs = true;
+            else if (value == "off") config.first_connect_jobs = false;
+            else throw config_error(name, "\"" + value + "\" is not on or off");
+        } else if (name == "job_memory_limit") {
+            config.job_memory_limit = count_option(name, value, 0, 10'000'000);
+        } else if (name == "job_journal_max_bytes") {
+            config.job_journal_max_bytes = count_option(name, value, 4096, std::size_t{1} << 40);
+        } else if (name == "state_dir") {
+            require_path(name, value);
+            config.state_dir = value;
+        } else if (name == "broker_id") {
+            if (value.empty() || value.size() > 128 || value.find_first_of(" \t") != std::string::npos) {
+                throw config_error(name, "\"" + value + "\" is not a broker id (1-128 characters, no whitespace)");
+            }
+            config.broker_id = value;
+        } else if (name == "stats_interval") {
+            config.stats_interval = duration_option(name, value, milliseconds(0), hours(1));
         } else if (name == "acl_pattern") {
             if (!custom_acl) config.acl_rules.clear();
             custom_acl = true;
@@ -104,9 +148,13 @@ plugin_config parse_plugin_config(const option_list& options) {
         } else {
             throw config_error(name, "unknown option; known options are tenant_ca_file, ica_file, root_ca_file, "
                                      "crl_file, crl_poll_interval, crl_grace, crl_stale_policy, clock_skew, "
-                                     "acl_pattern, verify_cache_size, listener_check");
+                                     "acl_pattern, acl_client_pattern, verify_cache_size, listener_check, redis_url, "
+                                     "redis_prefix, denylist_grace, denylist_stale_policy, denylist_resync_interval, "
+                                     "first_connect_jobs, job_memory_limit, job_journal_max_bytes, state_dir, "
+                                     "broker_id, stats_interval");
         }
     }
+    config.acl_rules.insert(config.acl_rules.end(), client_rules.begin(), client_rules.end());
     if (config.tenant_ca_file.empty()) throw config_error("tenant_ca_file", "missing; expected the tenant Sub-CA certificate file");
     if (config.ica_file.empty()) throw config_error("ica_file", "missing; expected the provider ICA certificate file");
     if (config.root_ca_file.empty()) throw config_error("root_ca_file", "missing; expected the provider Root certificate file");

@@ -137,11 +137,21 @@ void crl_watcher::publish(const char* why) {
               " revoked_serials=" + std::to_string(next->revoked_leaves().size()) + " trigger=" + why);
     if (next->chain_revoked()) {
         log_.error("devicegate: tenant chain revoked: " + next->chain_detail() + "; every device is refused");
-        if (!prev || !prev->chain_revoked()) queue_.push_kick({{}, true, "ca_revoked"});
+        if (!prev || !prev->chain_revoked()) {
+            kick_request kick;
+            kick.everyone = true;
+            kick.why = "ca_revoked";
+            queue_.push_kick(std::move(kick));
+        }
     }
     if (prev) {
         auto added = newly_revoked(prev->revoked_leaves(), next->revoked_leaves());
-        if (!added.empty()) queue_.push_kick({std::move(added), false, "revoked_crl"});
+        if (!added.empty()) {
+            kick_request kick;
+            kick.serials = std::move(added);
+            kick.why = "revoked_crl";
+            queue_.push_kick(std::move(kick));
+        }
     }
     retired_ = std::move(prev);
 }

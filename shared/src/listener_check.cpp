@@ -70,6 +70,18 @@ std::vector<listener_finding> check_mosquitto_config(const std::string& path) {
     return out;
 }
 
+std::string persistence_location(const std::string& path) {
+    std::ifstream in(path);
+    std::string line, found;
+    while (std::getline(in, line)) {
+        std::istringstream words(line);
+        std::string key, value;
+        words >> key >> value;
+        if (key == "persistence_location") found = value;
+    }
+    return found;
+}
+
 std::string config_path_from_cmdline(const std::string& cmdline) {
     std::vector<std::string> args;
     std::string current;

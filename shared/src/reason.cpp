@@ -20,6 +20,8 @@ std::string_view to_string(reason r) noexcept {
         case reason::revoked_crl: return "revoked_crl";
         case reason::ca_revoked: return "ca_revoked";
         case reason::crl_stale: return "crl_stale";
+        case reason::revoked_denylist: return "revoked_denylist";
+        case reason::denylist_stale: return "denylist_stale";
         case reason::not_authenticated: return "not_authenticated";
         case reason::acl_denied: return "acl_denied";
         case reason::internal_error: return "internal_error";

@@ -12,6 +12,7 @@ enum class topic_access : unsigned { none = 0, read = 1, write = 2, readwrite = 
 struct acl_rule {
     topic_access access = topic_access::none;
     std::string pattern;
+    std::string only_for;  // a device id: the rule applies to that device alone ("" = every device)
 };
 
 /// The defaults: ThingsBoard's device API for publishing (v1/devices/me/... is the same
@@ -22,6 +23,9 @@ std::vector<acl_rule> default_acl_rules();
 /// Parses "<read|write|readwrite> <pattern>"; throws std::invalid_argument with the
 /// expected form.
 acl_rule parse_acl_rule(std::string_view text);
+/// Parses "<device id> <read|write|readwrite> <pattern>" (a rule for one device, e.g. a
+/// monitoring or bridge identity issued by the same Sub-CA).
+acl_rule parse_client_acl_rule(std::string_view text);
 
 class acl_policy {
 public:
@@ -37,6 +41,7 @@ public:
 private:
     struct compiled_rule {
         topic_access access;
+        std::string only_for;
         std::vector<std::string> levels;  // "%c" is substituted at check time
     };
     std::vector<acl_rule> rules_;

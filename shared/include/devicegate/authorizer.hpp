@@ -5,12 +5,12 @@
 // reconnecting device skips the signature checks (~3 ECDSA verifies) and pays a hash and
 // a few lookups.
 #include "devicegate/config.hpp"
+#include "devicegate/denylist.hpp"
 #include "devicegate/pki.hpp"
 #include "devicegate/reason.hpp"
 #include "devicegate/revocation.hpp"
 #include "devicegate/tenant_trust.hpp"
 
-#include <cstring>
 #include <ctime>
 #include <memory>
 #include <string>
@@ -24,14 +24,16 @@ struct decision {
     std::string device_id;       // the certificate's device id, when it could be read
     std::string serial_hex = "-";
     serial_key serial;
+    sha256_digest fingerprint{}; // of the leaf DER, when a certificate was presented
     std::string detail;          // human-readable cause for the log line
     bool cache_hit = false;
 };
 
 class authorizer {
 public:
+    /// `denylist` may be null (Redis not configured).
     authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
-               const snapshot_slot<revocation_snapshot>& revocations);
+               const snapshot_slot<revocation_snapshot>& revocations, const denylist_state* denylist = nullptr);
 
     /// `leaf` may be null (no client certificate). Never throws.
     decision authorize(X509* leaf, std::string_view client_id, std::time_t now) noexcept;
@@ -39,20 +41,13 @@ public:
     std::size_t cache_size() const noexcept { return cache_.size(); }
 
 private:
-    struct digest_hash {
-        std::size_t operator()(const sha256_digest& d) const noexcept {
-            std::size_t h;
-            static_assert(sizeof h <= sizeof d);
-            std::memcpy(&h, d.data(), sizeof h);  // already uniformly distributed
-            return h;
-        }
-    };
     decision decide(X509* leaf, std::string_view client_id, std::time_t now);
 
     std::shared_ptr<const plugin_config> config_;
     std::shared_ptr<const tenant_trust> trust_;
     const snapshot_slot<revocation_snapshot>& revocations_;
-    std::unordered_map<sha256_digest, verified_certificate, digest_hash> cache_;
+    const denylist_state* denylist_;
+    std::unordered_map<sha256_digest, verified_certificate, sha256_hash> cache_;
 };
 
 }  // namespace devicegate

@@ -14,7 +14,8 @@
 namespace devicegate {
 
 struct kick_request {
-    std::vector<serial_key> serials;  // disconnect the sessions holding these certificates
+    std::vector<serial_key> serials;  // disconnect the sessions holding these certificates (sorted)
+    std::vector<std::string> device_ids;  // and these devices
     bool everyone = false;            // or every device session (the tenant chain was revoked)
     std::string why;                  // reason code for the log line
 };

@@ -2,8 +2,11 @@
 // The plugin's typed configuration, parsed once from the plugin_opt_* lines of
 // mosquitto.conf (mosquitto strips the "plugin_opt_" prefix) and shared read-only.
 #include "devicegate/acl.hpp"
+#include "devicegate/redis.hpp"
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
@@ -34,6 +37,19 @@ struct plugin_config {
     std::vector<acl_rule> acl_rules = default_acl_rules();
     std::size_t verify_cache_size = 100000;
     listener_check_mode listener_check = listener_check_mode::enforce;
+
+    // Redis: the deny-list and first-connect jobs. Off without redis_url.
+    std::optional<redis_options> redis;
+    std::string redis_prefix = "devicegate:";
+    std::chrono::seconds denylist_grace{std::chrono::minutes(10)};
+    stale_policy denylist_stale_policy = stale_policy::deny;
+    std::chrono::milliseconds denylist_resync_interval{std::chrono::seconds(60)};
+    bool first_connect_jobs = true;
+    std::size_t job_memory_limit = 1000;
+    std::uint64_t job_journal_max_bytes = 1ull << 30;
+    std::string state_dir;  // journal and deny-list cache; "" = mosquitto's persistence_location
+    std::string broker_id;  // "" = the host name
+    std::chrono::milliseconds stats_interval{std::chrono::seconds(10)};  // 0 = no $SYS stats
 };
 
 using option_list = std::vector<std::pair<std::string, std::string>>;

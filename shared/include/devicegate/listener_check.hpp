@@ -20,6 +20,9 @@ struct listener_finding {
 /// Scans a mosquitto config file and the *.conf files of its include_dir lines.
 std::vector<listener_finding> check_mosquitto_config(const std::string& path);
 
+/// The value of persistence_location in a mosquitto config file, or "" when not set.
+std::string persistence_location(const std::string& path);
+
 /// The -c/--config-file argument of a NUL-separated command line (/proc/self/cmdline),
 /// or "" when there is none.
 std::string config_path_from_cmdline(const std::string& cmdline);

@@ -6,6 +6,7 @@
 #include <array>
 #include <compare>
 #include <cstddef>
+#include <cstring>
 #include <ctime>
 #include <stdexcept>
 #include <string>
@@ -45,6 +46,14 @@ serial_key make_serial_key(const ASN1_INTEGER* serial);
 std::string serial_hex(const ASN1_INTEGER* serial);
 
 using sha256_digest = std::array<unsigned char, 32>;
+struct sha256_hash {
+    std::size_t operator()(const sha256_digest& d) const noexcept {
+        std::size_t h;
+        static_assert(sizeof h <= sizeof d);
+        std::memcpy(&h, d.data(), sizeof h);  // already uniformly distributed
+        return h;
+    }
+};
 sha256_digest certificate_sha256(X509* cert);
 std::string to_hex(const unsigned char* data, std::size_t size);
 

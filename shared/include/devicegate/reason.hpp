@@ -23,6 +23,8 @@ enum class reason : std::uint8_t {
     revoked_crl,         // the leaf serial is on the Sub-CA's CRL
     ca_revoked,          // the Sub-CA (on the ICA's CRL) or the ICA (on the Root's CRL) is revoked
     crl_stale,           // a CRL is past nextUpdate + grace and crl_stale_policy is deny
+    revoked_denylist,    // the device id or serial is on the Redis deny-list
+    denylist_stale,      // Redis unreachable longer than denylist_grace and denylist_stale_policy is deny
     not_authenticated,   // an ACL check for a client the plugin never admitted (plugin bypassed)
     acl_denied,          // publish/subscribe outside the device's topics
     internal_error,      // an unexpected failure; the connect is refused (fail closed)

@@ -29,6 +29,7 @@ public:
     const std::string* device_of(const void* client, const std::string& client_id) const;
     std::vector<std::string> ids_holding(const std::vector<serial_key>& serials) const;
     std::vector<std::string> all_ids() const;
+    bool contains(const std::string& device_id) const { return by_id_.count(device_id) > 0; }
     std::size_t size() const noexcept { return by_id_.size(); }
 
 private:

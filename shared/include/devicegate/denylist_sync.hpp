@@ -1,0 +1,64 @@
+#pragma once
+// Keeps the local deny-list copy in step with Redis on a background thread: SUBSCRIBE to the
+// revocations channel, then a full resync (on every (re)connect and periodically), applying
+// each change within milliseconds and asking the broker thread to kick revoked sessions.
+// The broker never waits on Redis: it reads the last published copy.
+#include "devicegate/broker_queue.hpp"
+#include "devicegate/denylist.hpp"
+#include "devicegate/log.hpp"
+#include "devicegate/redis.hpp"
+#include "devicegate/redis_model.hpp"
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace devicegate {
+
+class denylist_sync {
+public:
+    struct options {
+        redis_options redis;
+        redis_model model;
+        std::chrono::milliseconds resync_interval{std::chrono::seconds(60)};
+        std::string cache_file;  // "" = no local file
+    };
+
+    denylist_sync(options opts, denylist_state& state, broker_queue& queue, logger log);
+    ~denylist_sync();
+    denylist_sync(const denylist_sync&) = delete;
+    denylist_sync& operator=(const denylist_sync&) = delete;
+
+    /// Loads the local cache file, if any (start-up; the copy counts as stale until synced).
+    void load_cache();
+    void start();
+    void stop() noexcept;
+
+    bool link_up() const noexcept { return link_up_.load(); }
+    std::uint64_t malformed_entries() const noexcept { return malformed_.load(); }
+
+private:
+    void run();
+    void session();  // one connected period; throws on link loss
+    denylist full_resync(redis_connection& cmd);
+    void publish(std::shared_ptr<const denylist> next, const char* why);
+    void mark_down(const std::string& cause);
+    bool sleep_for(std::chrono::milliseconds d);  // false when stopping
+
+    options opts_;
+    denylist_state& state_;
+    broker_queue& queue_;
+    logger log_;
+    std::atomic<bool> link_up_{false};
+    std::atomic<std::uint64_t> malformed_{0};
+    bool down_logged_ = false;
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stop_ = false;
+    std::thread thread_;
+};
+
+}  // namespace devicegate

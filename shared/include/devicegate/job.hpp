@@ -1,0 +1,33 @@
+#pragma once
+// First-connect jobs: what the plugin hands to Redis and the worker consumes.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace devicegate {
+
+inline constexpr int job_schema_version = 1;
+
+/// What the broker knows about an admitted device's certificate.
+struct device_certificate {
+    std::string device_id;
+    std::string serial_hex;
+    std::string fingerprint_sha256;  // lower-case hex of the leaf DER's SHA-256
+    std::string certificate_pem;
+    std::int64_t first_seen = 0;     // unix seconds, when this broker admitted it
+    std::string broker_id;
+};
+
+enum class job_type { first_connect, certificate_changed };
+std::string_view to_string(job_type t) noexcept;
+
+/// {"schema":1,"type":..,"device_id":..,"serial":..,"fingerprint_sha256":..,
+///  "certificate_pem":..,"first_seen":..,"broker_id":..}
+std::string encode_job(const device_certificate& cert, job_type type);
+
+/// The journal's line format (the certificate without a job type).
+std::string encode_journal_line(const device_certificate& cert);
+/// Throws std::invalid_argument naming the problem.
+device_certificate parse_journal_line(std::string_view line);
+
+}  // namespace devicegate

@@ -1,0 +1,128 @@
+#include "devicegate/denylist.hpp"
+
+#include "devicegate/redis_model.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <stdexcept>
+
+namespace devicegate {
+
+std::optional<std::string> normalize_serial_hex(std::string_view text) {
+    if (text.size() >= 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) text.remove_prefix(2);
+    std::string digits;
+    for (char c : text) {
+        if (c == ':') continue;
+        if (c >= '0' && c <= '9') digits += c;
+        else if (c >= 'a' && c <= 'f') digits += static_cast<char>(c - 'a' + 'A');
+        else if (c >= 'A' && c <= 'F') digits += c;
+        else return std::nullopt;
+    }
+    if (digits.empty() || digits.size() > 128) return std::nullopt;
+    std::string hex = digits.size() % 2 != 0 ? "0" + digits : digits;
+    std::size_t skip = 0;  // whole leading zero bytes, keeping at least one byte
+    while (skip + 2 < hex.size() && hex[skip] == '0' && hex[skip + 1] == '0') skip += 2;
+    return hex.substr(skip);
+}
+
+std::optional<serial_key> serial_key_from_hex(std::string_view hex) {
+    auto normalized = normalize_serial_hex(hex);
+    if (!normalized) return std::nullopt;
+    std::string bytes;
+    for (std::size_t i = 0; i < normalized->size(); i += 2) {
+        bytes += static_cast<char>(std::stoi(normalized->substr(i, 2), nullptr, 16));
+    }
+    if (bytes == std::string(1, '\0')) bytes.clear();  // serial 0: empty magnitude, as OpenSSL stores it
+    ASN1_INTEGER* i = ASN1_INTEGER_new();
+    ASN1_STRING_set(i, bytes.data(), static_cast<int>(bytes.size()));
+    serial_key key = make_serial_key(i);
+    ASN1_INTEGER_free(i);
+    return key;
+}
+
+denylist_change parse_denylist_change(std::string_view text) {
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception&) {
+        throw std::invalid_argument("not JSON");
+    }
+    if (!j.is_object()) throw std::invalid_argument("not a JSON object");
+    auto field = [&](const char* name) {
+        auto it = j.find(name);
+        if (it == j.end() || !it->is_string()) throw std::invalid_argument(std::string("missing string field ") + name);
+        return it->get<std::string>();
+    };
+    denylist_change c;
+    const std::string op = field("op"), kind = field("kind");
+    if (op == "revoke") c.revoke = true;
+    else if (op == "unrevoke") c.revoke = false;
+    else throw std::invalid_argument("op must be revoke or unrevoke");
+    if (kind == "serial") c.serial = true;
+    else if (kind == "device") c.serial = false;
+    else throw std::invalid_argument("kind must be serial or device");
+    c.value = field("value");
+    if (c.serial) {
+        auto hex = normalize_serial_hex(c.value);
+        if (!hex) throw std::invalid_argument("value is not a hex serial");
+        c.value = *hex;
+    }
+    return c;
+}
+
+std::string encode_denylist_change(const denylist_change& change) {
+    return nlohmann::json{{"op", change.revoke ? "revoke" : "unrevoke"},
+                          {"kind", change.serial ? "serial" : "device"},
+                          {"value", change.value}}
+        .dump();
+}
+
+denylist_additions added_entries(const denylist* prev, const denylist& next) {
+    denylist_additions out;
+    for (const auto& d : next.devices) {
+        if (!prev || prev->devices.find(d) == prev->devices.end()) out.devices.push_back(d);
+    }
+    for (const auto& s : next.serials) {
+        if (prev && prev->serials.find(s) != prev->serials.end()) continue;
+        if (auto key = serial_key_from_hex(s)) out.serials.push_back(*key);
+    }
+    std::sort(out.serials.begin(), out.serials.end());
+    return out;
+}
+
+void save_denylist_file(const std::string& path, const denylist& list, std::int64_t synced_at) {
+    nlohmann::json j{{"serials", std::vector<std::string>(list.serials.begin(), list.serials.end())},
+                     {"devices", std::vector<std::string>(list.devices.begin(), list.devices.end())},
+                     {"synced_at", synced_at}};
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << j.dump();
+        out.flush();
+        if (!out) throw std::runtime_error(tmp + ": write failed");
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error(path + ": rename failed");
+}
+
+denylist load_denylist_file(const std::string& path, std::int64_t& synced_at) {
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error(path + ": cannot open");
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(in);
+        denylist list;
+        for (const auto& s : j.at("serials")) {
+            if (auto hex = normalize_serial_hex(s.get<std::string>())) list.serials.insert(*hex);
+        }
+        for (const auto& d : j.at("devices")) list.devices.insert(d.get<std::string>());
+        synced_at = j.at("synced_at").get<std::int64_t>();
+        return list;
+    } catch (const nlohmann::json::exception& e) {
+        throw std::runtime_error(path + ": malformed deny-list cache: " + e.what());
+    }
+}
+
+}  // namespace devicegate

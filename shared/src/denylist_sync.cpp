@@ -1,0 +1,193 @@
+#include "devicegate/denylist_sync.hpp"
+
+#include <unistd.h>
+
+#include <ctime>
+
+namespace devicegate {
+
+denylist_sync::denylist_sync(options opts, denylist_state& state, broker_queue& queue, logger log)
+    : opts_(std::move(opts)), state_(state), queue_(queue), log_(std::move(log)) {
+    state_.stale_since = static_cast<std::int64_t>(std::time(nullptr));
+    if (!state_.list.load()) state_.list.store(std::make_shared<const denylist>());
+}
+
+denylist_sync::~denylist_sync() { stop(); }
+
+void denylist_sync::load_cache() {
+    if (opts_.cache_file.empty()) return;
+    if (::access(opts_.cache_file.c_str(), F_OK) != 0) {
+        log_.notice("devicegate: no deny-list cache at " + opts_.cache_file + " yet (first start)");
+        return;
+    }
+    try {
+        std::int64_t synced_at = 0;
+        auto list = std::make_shared<const denylist>(load_denylist_file(opts_.cache_file, synced_at));
+        state_.list.store(list);
+        state_.synced_at = synced_at;
+        log_.notice("devicegate: denylist loaded from cache file=" + opts_.cache_file + " entries=" +
+                    std::to_string(list->size()) + " synced_at=" + std::to_string(synced_at));
+    } catch (const std::exception& e) {
+        log_.warning(std::string("devicegate: denylist cache not loaded: ") + e.what());
+    }
+}
+
+void denylist_sync::start() { thread_ = std::thread([this] { run(); }); }
+
+void denylist_sync::stop() noexcept {
+    {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+bool denylist_sync::sleep_for(std::chrono::milliseconds d) {
+    std::unique_lock lock(mutex_);
+    return !wake_.wait_for(lock, d, [this] { return stop_; });
+}
+
+void denylist_sync::run() {
+    std::chrono::milliseconds backoff{100};
+    for (;;) {
+        {
+            std::lock_guard lock(mutex_);
+            if (stop_) return;
+        }
+        try {
+            session();
+            return;  // only returns normally when stopping
+        } catch (const redis_io_error& e) {
+            mark_down(e.what());
+        } catch (const redis_data_error& e) {
+            mark_down(std::string("bad data from Redis: ") + e.what());
+        } catch (const std::exception& e) {
+            mark_down(std::string("unexpected error: ") + e.what());
+        }
+        if (!sleep_for(backoff)) return;
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+        if (link_up_) backoff = std::chrono::milliseconds(100);
+    }
+}
+
+void denylist_sync::mark_down(const std::string& cause) {
+    if (link_up_.exchange(false) || !down_logged_) {
+        log_.warning("devicegate: redis link down (" + opts_.redis.describe() + "): " + log_safe(cause, 300) +
+                     "; serving on the local deny-list copy");
+        down_logged_ = true;
+    }
+    std::int64_t expected = 0;
+    state_.stale_since.compare_exchange_strong(expected, static_cast<std::int64_t>(std::time(nullptr)));
+}
+
+void denylist_sync::session() {
+    redis_connection sub(opts_.redis);
+    sub.append({"SUBSCRIBE", opts_.model.revocations_channel()});
+    // Wait for the subscription to be confirmed before the resync, so no change falls between.
+    for (auto deadline = std::chrono::steady_clock::now() + opts_.redis.command_timeout;;) {
+        auto reply = sub.next_reply(std::chrono::milliseconds(100));
+        if (reply) break;
+        if (std::chrono::steady_clock::now() > deadline) throw redis_io_error("SUBSCRIBE not confirmed");
+    }
+    redis_connection cmd(opts_.redis);
+    publish(std::make_shared<const denylist>(full_resync(cmd)), "resync");
+    state_.stale_since = 0;
+    link_up_ = true;
+    down_logged_ = false;
+    log_.notice("devicegate: redis link up (" + opts_.redis.describe() + "): deny-list synced, " +
+                std::to_string(state_.list.load()->size()) + " entries");
+
+    auto next_resync = std::chrono::steady_clock::now() + opts_.resync_interval;
+    for (;;) {
+        {
+            std::lock_guard lock(mutex_);
+            if (stop_) return;
+        }
+        if (std::chrono::steady_clock::now() >= next_resync) {
+            // Periodic: also a health check of the command link.
+            publish(std::make_shared<const denylist>(full_resync(cmd)), "periodic resync");
+            next_resync = std::chrono::steady_clock::now() + opts_.resync_interval;
+        }
+        auto reply = sub.next_reply(std::chrono::milliseconds(200));
+        if (!reply) continue;
+        const redisReply* r = reply->get();
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING ||
+            std::string_view(r->element[0]->str, r->element[0]->len) != "message" ||
+            r->element[2]->type != REDIS_REPLY_STRING) {
+            continue;  // subscribe confirmations and the like
+        }
+        std::string_view payload(r->element[2]->str, r->element[2]->len);
+        try {
+            auto change = parse_denylist_change(payload);
+            auto current = state_.list.load();
+            auto next = std::make_shared<denylist>(*current);
+            auto& set = change.serial ? next->serials : next->devices;
+            if (change.revoke) set.insert(change.value);
+            else set.erase(change.value);
+            publish(std::move(next), change.revoke ? "revoke" : "unrevoke");
+        } catch (const std::invalid_argument& e) {
+            ++malformed_;
+            log_.warning(std::string("devicegate: malformed message on ") + opts_.model.revocations_channel() + ": " +
+                         e.what() + "; resyncing");
+            publish(std::make_shared<const denylist>(full_resync(cmd)), "resync after a malformed message");
+        }
+    }
+}
+
+denylist denylist_sync::full_resync(redis_connection& cmd) {
+    denylist list;
+    auto read = [&](const std::string& key, bool serials) {
+        auto reply = cmd.command({"HKEYS", key});
+        const redisReply* r = reply.get();
+        if (r->type != REDIS_REPLY_ARRAY) {
+            throw redis_data_error(key + ": expected a hash, got " +
+                                   (is_error(r) ? std::string(r->str, r->len) : std::string(reply_type_name(r))));
+        }
+        for (std::size_t i = 0; i < r->elements; ++i) {
+            const redisReply* e = r->element[i];
+            std::string value(e->str != nullptr ? std::string(e->str, e->len) : std::string());
+            if (serials) {
+                auto hex = normalize_serial_hex(value);
+                if (!hex) {
+                    ++malformed_;
+                    log_.warning("devicegate: malformed deny-list entry in " + key + ": \"" + log_safe(value) +
+                                 "\" is not a hex serial; ignored");
+                    continue;
+                }
+                list.serials.insert(*hex);
+            } else {
+                list.devices.insert(std::move(value));
+            }
+        }
+    };
+    read(opts_.model.revoked_serials(), true);
+    read(opts_.model.revoked_devices(), false);
+    return list;
+}
+
+void denylist_sync::publish(std::shared_ptr<const denylist> next, const char* why) {
+    auto prev = state_.list.load();
+    auto added = added_entries(prev.get(), *next);
+    state_.list.store(next);
+    const auto now = static_cast<std::int64_t>(std::time(nullptr));
+    state_.synced_at = now;
+    if (!added.devices.empty() || !added.serials.empty()) {
+        log_.info("devicegate: denylist " + std::string(why) + ": " + std::to_string(added.devices.size()) +
+                  " devices and " + std::to_string(added.serials.size()) + " serials newly revoked");
+        kick_request kick;
+        kick.serials = std::move(added.serials);
+        kick.device_ids = std::move(added.devices);
+        kick.why = "revoked_denylist";
+        queue_.push_kick(std::move(kick));
+    }
+    if (!opts_.cache_file.empty()) {
+        try {
+            save_denylist_file(opts_.cache_file, *next, now);
+        } catch (const std::exception& e) {
+            log_.warning(std::string("devicegate: cannot write the deny-list cache: ") + e.what());
+        }
+    }
+}
+
+}  // namespace devicegate

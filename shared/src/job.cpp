@@ -1,0 +1,57 @@
+#include "devicegate/job.hpp"
+
+#include "devicegate/device_id.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <stdexcept>
+
+namespace devicegate {
+
+std::string_view to_string(job_type t) noexcept {
+    return t == job_type::first_connect ? "first_connect" : "certificate_changed";
+}
+
+namespace {
+nlohmann::json to_json(const device_certificate& c) {
+    return {{"device_id", c.device_id},       {"serial", c.serial_hex},       {"fingerprint_sha256", c.fingerprint_sha256},
+            {"certificate_pem", c.certificate_pem}, {"first_seen", c.first_seen}, {"broker_id", c.broker_id}};
+}
+}  // namespace
+
+std::string encode_job(const device_certificate& cert, job_type type) {
+    auto j = to_json(cert);
+    j["schema"] = job_schema_version;
+    j["type"] = std::string(to_string(type));
+    return j.dump();
+}
+
+std::string encode_journal_line(const device_certificate& cert) { return to_json(cert).dump(); }
+
+device_certificate parse_journal_line(std::string_view line) {
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception&) {
+        throw std::invalid_argument("not JSON");
+    }
+    if (!j.is_object()) throw std::invalid_argument("not a JSON object");
+    auto text = [&](const char* name) {
+        auto it = j.find(name);
+        if (it == j.end() || !it->is_string()) throw std::invalid_argument(std::string("missing string field ") + name);
+        return it->get<std::string>();
+    };
+    device_certificate c;
+    c.device_id = text("device_id");
+    if (!is_safe_device_id(c.device_id)) throw std::invalid_argument("device_id is not a safe device id");
+    c.serial_hex = text("serial");
+    c.fingerprint_sha256 = text("fingerprint_sha256");
+    c.certificate_pem = text("certificate_pem");
+    c.broker_id = text("broker_id");
+    auto seen = j.find("first_seen");
+    if (seen == j.end() || !seen->is_number_integer()) throw std::invalid_argument("missing integer field first_seen");
+    c.first_seen = seen->get<std::int64_t>();
+    return c;
+}
+
+}  // namespace devicegate
