@@ -86,9 +86,14 @@ acl_rule parse_client_acl_rule(std::string_view text) {
     if (!is_safe_device_id(id)) throw std::invalid_argument("\"" + std::string(id) + "\" is not a safe device id");
     auto rest = text.find_first_not_of(" \t", space);
     if (rest == std::string_view::npos) throw std::invalid_argument("expected \"<device id> <read|write|readwrite> <topic pattern>\"");
-    acl_rule rule = parse_acl_rule(text.substr(rest));
-    rule.only_for = std::string(id);
-    return rule;
+    try {
+        acl_rule rule = parse_acl_rule(text.substr(rest));
+        rule.only_for = std::string(id);
+        return rule;
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string(e.what()) +
+                                    " after the device id; the form is \"<device id> <read|write|readwrite> <topic pattern>\"");
+    }
 }
 
 acl_policy::acl_policy(std::vector<acl_rule> rules) : rules_(std::move(rules)) {

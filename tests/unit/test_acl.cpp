@@ -62,3 +62,13 @@ TEST_CASE("acl: custom rules") {
     CHECK_THROWS_AS(parse_acl_rule("read a b"), std::invalid_argument);
     CHECK_THROWS_AS(acl_policy({{topic_access::read, ""}}), std::invalid_argument);
 }
+
+TEST_CASE("acl: rules for one device") {
+    auto rules = default_acl_rules();
+    rules.push_back(parse_client_acl_rule("monitor-1 read $SYS/broker/devicegate/#"));
+    acl_policy acl(rules);
+    CHECK(acl.allows("monitor-1", "$SYS/broker/devicegate/#", topic_access::read));
+    CHECK_FALSE(acl.allows("dev-1", "$SYS/broker/devicegate/#", topic_access::read));
+    CHECK_FALSE(acl.allows("monitor-1", "$SYS/broker/devicegate/admits", topic_access::write));
+    CHECK(acl.allows("monitor-1", "devices/monitor-1/x", topic_access::write));
+}

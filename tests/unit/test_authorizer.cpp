@@ -132,3 +132,36 @@ TEST_CASE("tenant trust: refuses a misconfigured chain") {
     CHECK_THROWS_WITH(tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("nope.crt")),
                       Catch::Contains("nope.crt: cannot stat"));
 }
+
+TEST_CASE("authorizer: the Redis deny-list and its staleness policy") {
+    plugin_config c;
+    c.denylist_grace = std::chrono::seconds(60);
+    auto config = std::make_shared<const plugin_config>(c);
+    auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    snapshot_slot<revocation_snapshot> crls;
+    crls.store(std::make_shared<const revocation_snapshot>(load_crl_file(pki("subca-a.crl.pem"), *trust), *trust, 1));
+    denylist_state state;
+    state.list.store(std::make_shared<const denylist>());
+    authorizer auth(config, trust, crls, &state);
+    auto dev1 = load_cert(device_cert("dev-001"));
+    auto dev3 = load_cert(device_cert("dev-003"));
+    const std::time_t now = std::time(nullptr);
+    REQUIRE(auth.authorize(dev1.get(), "dev-001", now).why == reason::ok);
+
+    auto list = std::make_shared<denylist>();
+    list->devices.insert("dev-001");
+    list->serials.insert(serial_hex(X509_get0_serialNumber(dev3.get())));
+    state.list.store(list);
+    auto by_id = auth.authorize(dev1.get(), "dev-001", now);
+    CHECK(by_id.why == reason::revoked_denylist);
+    CHECK_THAT(by_id.detail, Catch::Contains("device id"));
+    auto by_serial = auth.authorize(dev3.get(), "dev-003", now);
+    CHECK(by_serial.why == reason::revoked_denylist);
+    CHECK_THAT(by_serial.detail, Catch::Contains("serial"));
+
+    state.list.store(std::make_shared<const denylist>());
+    state.stale_since = now - 59;
+    CHECK(auth.authorize(dev1.get(), "dev-001", now).why == reason::ok);  // within the grace
+    state.stale_since = now - 61;
+    CHECK(auth.authorize(dev1.get(), "dev-001", now).why == reason::denylist_stale);
+}

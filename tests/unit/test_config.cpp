@@ -103,3 +103,41 @@ TEST_CASE("config: durations") {
         CHECK_THROWS_AS(parse_duration(bad), std::invalid_argument);
     }
 }
+
+TEST_CASE("config: Redis options") {
+    auto o = required();
+    CHECK_FALSE(parse_plugin_config(o).redis);
+    o.push_back({"redis_url", "redis://:pw@127.0.0.1:6380/1"});
+    o.push_back({"redis_prefix", "tenant-a:"});
+    o.push_back({"denylist_grace", "30s"});
+    o.push_back({"denylist_stale_policy", "allow"});
+    o.push_back({"first_connect_jobs", "off"});
+    o.push_back({"state_dir", "/var/lib/devicegate"});
+    o.push_back({"broker_id", "broker-7"});
+    o.push_back({"stats_interval", "0s"});
+    o.push_back({"acl_client_pattern", "monitor-1 read $SYS/broker/devicegate/#"});
+    auto c = parse_plugin_config(o);
+    REQUIRE(c.redis);
+    CHECK(c.redis->port == 6380);
+    CHECK(c.redis_prefix == "tenant-a:");
+    CHECK(c.denylist_grace == 30s);
+    CHECK(c.denylist_stale_policy == stale_policy::allow);
+    CHECK_FALSE(c.first_connect_jobs);
+    CHECK(c.state_dir == "/var/lib/devicegate");
+    CHECK(c.broker_id == "broker-7");
+    CHECK(c.stats_interval == 0ms);
+    REQUIRE(c.acl_rules.size() == 3);  // the defaults stay, the client rule is added
+    CHECK(c.acl_rules.back().only_for == "monitor-1");
+
+    auto with = [](std::string key, std::string value) {
+        auto opts = required();
+        opts.push_back({std::move(key), std::move(value)});
+        return error_of(opts);
+    };
+    CHECK_THAT(with("redis_url", "http://x"), Catch::Contains("plugin_opt_redis_url: not a redis:// URL"));
+    CHECK_THAT(with("redis_url", "redis://:hunter2@h:port"), !Catch::Contains("hunter2"));
+    CHECK_THAT(with("first_connect_jobs", "yes"), Catch::Contains("is not on or off"));
+    CHECK_THAT(with("acl_client_pattern", "dev/1 read x"), Catch::Contains("is not a safe device id"));
+    CHECK_THAT(with("acl_client_pattern", "dev-1 read"), Catch::Contains("<device id> <read|write|readwrite>"));
+    CHECK_THAT(with("acl_pattern", "read   "), Catch::Contains("<read|write|readwrite> <topic pattern>"));
+}
