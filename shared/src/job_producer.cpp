@@ -102,6 +102,10 @@ void job_producer::run() {
                 backoff = std::chrono::milliseconds(100);
             }
             deliver_journal(*redis);
+            if (buffer_.empty()) {
+                // Idle: a PING keeps the link state (and $SYS jobs/link) honest.
+                reply_string(redis->command({"PING"}).get(), "PING");
+            }
             deliver_buffer(*redis);
         } catch (const std::exception& e) {
             redis.reset();

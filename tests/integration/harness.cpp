@@ -1,7 +1,6 @@
 #include "harness.hpp"
 
-#define CATCH_CONFIG_EXTERNAL_INTERFACES
-#include <catch2/catch.hpp>
+#include "devicegate/redis.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -11,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -37,26 +38,6 @@ std::string slurp(const std::filesystem::path& path) {
     return ss.str();
 }
 
-// Prints the logs of the processes a failed test case started, then removes its files.
-struct artifacts_listener : Catch::TestEventListenerBase {
-    using TestEventListenerBase::TestEventListenerBase;
-    void testCaseEnded(const Catch::TestCaseStats& stats) override {
-        auto& a = current_artifacts();
-        std::lock_guard lock(a.mutex);
-        if (stats.totals.assertions.failed > 0) {
-            for (const auto& log : a.logs) {
-                std::cerr << "----- " << log.string() << " -----\n" << slurp(log) << "\n----- end -----\n";
-            }
-        }
-        for (const auto& dir : a.dirs) {
-            std::error_code ec;
-            std::filesystem::remove_all(dir, ec);
-        }
-        a.dirs.clear();
-        a.logs.clear();
-    }
-};
-
 struct lib_init {
     lib_init() { mosquitto_lib_init(); }
     ~lib_init() { mosquitto_lib_cleanup(); }
@@ -64,12 +45,21 @@ struct lib_init {
 
 }  // namespace
 
-}  // namespace devicegate::itest
-
-using devicegate_artifacts_listener = devicegate::itest::artifacts_listener;
-CATCH_REGISTER_LISTENER(devicegate_artifacts_listener)
-
-namespace devicegate::itest {
+void end_of_test(bool failed) {
+    auto& a = current_artifacts();
+    std::lock_guard lock(a.mutex);
+    if (failed) {
+        for (const auto& log : a.logs) {
+            std::cerr << "----- " << log.string() << " -----\n" << slurp(log) << "\n----- end -----\n";
+        }
+    }
+    for (const auto& dir : a.dirs) {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+    }
+    a.dirs.clear();
+    a.logs.clear();
+}
 
 std::string pki(const std::string& name) { return std::string(DEVICEGATE_TEST_PKI) + "/" + name; }
 
@@ -190,6 +180,10 @@ broker::broker(broker_options options) : dir_(test_dir()), log_path_(dir_ / "mos
          << "plugin_opt_ica_file " << pki("ica.crt") << "\n"
          << "plugin_opt_root_ca_file " << pki("root.crt") << "\n";
     for (const auto& crl : options.crl_files) conf << "plugin_opt_crl_file " << crl << "\n";
+    if (options.redis != nullptr) {
+        conf << "plugin_opt_redis_url " << options.redis->url() << "\n"
+             << "plugin_opt_state_dir " << dir_.string() << "\n";
+    }
     for (const auto& [k, v] : options.plugin_opts) conf << "plugin_opt_" << k << " " << v << "\n";
     write_text(dir_ / "mosquitto.conf", conf.str());
 }
@@ -208,6 +202,10 @@ bool broker::start() {
            process_->running();
 }
 
+void broker::stop() {
+    if (process_) process_->stop();
+}
+
 std::string broker::log() const { return slurp(log_path_); }
 bool broker::log_contains(const std::string& needle) const { return log().find(needle) != std::string::npos; }
 bool broker::wait_for_log(const std::string& needle, std::chrono::milliseconds timeout) const {
@@ -215,6 +213,84 @@ bool broker::wait_for_log(const std::string& needle, std::chrono::milliseconds t
 }
 void broker::signal(int sig) const { process_->signal(sig); }
 std::optional<int> broker::wait_exit(std::chrono::milliseconds timeout) { return process_->wait_exit(timeout); }
+
+// ---------------------------------------------------------------- redis
+
+redis_server::redis_server(bool durable) : dir_(test_dir()), port_(free_port()), durable_(durable) {}
+
+redis_server::~redis_server() = default;
+
+bool redis_server::start() {
+    std::vector<std::string> argv{"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
+                                  "--dir", dir_.string(), "--save", ""};
+    if (durable_) {
+        argv.insert(argv.end(), {"--appendonly", "yes", "--appendfsync", "always"});
+    } else {
+        argv.insert(argv.end(), {"--appendonly", "no"});
+    }
+    process_ = std::make_unique<process>(argv, dir_ / "redis.log");
+    return eventually(
+        [&] {
+            try {
+                return command({"PING"}) == "PONG";
+            } catch (const std::exception&) {
+                return false;
+            }
+        },
+        5000ms);
+}
+
+void redis_server::kill() {
+    if (!process_) return;
+    process_->signal(SIGKILL);
+    process_->wait_exit(5000ms);
+    process_.reset();
+}
+
+std::string redis_server::command(const std::vector<std::string>& argv) const {
+    redis_options o;
+    o.port = port_;
+    o.connect_timeout = 500ms;
+    redis_connection c(o);
+    auto reply = c.command(argv);
+    if (reply->type == REDIS_REPLY_INTEGER) return std::to_string(reply->integer);
+    if (reply->type == REDIS_REPLY_NIL) return "(nil)";
+    if (reply->type == REDIS_REPLY_ARRAY) return "(array of " + std::to_string(reply->elements) + ")";
+    return std::string(reply->str, reply->len);
+}
+
+long long redis_server::integer(const std::vector<std::string>& argv) const { return std::stoll(command(argv)); }
+
+int connect_all(const std::vector<device_files>& devices, int port, int parallel) {
+    std::atomic<int> accepted{0};
+    std::atomic<std::size_t> next{0};
+    std::vector<std::thread> workers;
+    for (int w = 0; w < parallel; ++w) {
+        workers.emplace_back([&] {
+            for (std::size_t i = next++; i < devices.size(); i = next++) {
+                client c(devices[i].id, devices[i].cert, devices[i].key);
+                if (c.connect(port, 10000ms) == 0) ++accepted;
+            }
+        });
+    }
+    for (auto& t : workers) t.join();
+    return accepted;
+}
+
+ctl_result ctl(const std::vector<std::string>& args, const std::string& redis_url) {
+    std::string cmd = "DEVICEGATE_REDIS_URL='" + redis_url + "' " + DEVICEGATE_CTL_PATH;
+    for (const auto& a : args) cmd += " '" + a + "'";
+    cmd += " 2>&1";
+    ctl_result r;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int status = ::pclose(p);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+}
 
 // ---------------------------------------------------------------- client
 

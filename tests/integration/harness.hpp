@@ -23,6 +23,9 @@ using namespace std::chrono_literals;
 using clock = std::chrono::steady_clock;
 
 std::string pki(const std::string& name);
+/// Called after each test (case): prints the logs of the processes it started if it failed,
+/// and removes its directories.
+void end_of_test(bool failed);
 int free_port();
 /// A directory that lives until the end of the current test case (then its logs are
 /// printed if the test case failed, and it is removed).
@@ -58,10 +61,33 @@ private:
     std::optional<int> status_;
 };
 
+/// A real redis-server on a free loopback port, with its data in a test directory.
+class redis_server {
+public:
+    /// `durable`: append-only file with fsync always, so a SIGKILL loses nothing.
+    explicit redis_server(bool durable = false);
+    ~redis_server();
+    bool start();
+    void kill();  // SIGKILL, like a crash
+    int port() const { return port_; }
+    std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+    /// Runs one command on a fresh connection; throws on I/O errors.
+    std::string command(const std::vector<std::string>& argv) const;
+    long long integer(const std::vector<std::string>& argv) const;
+    const std::filesystem::path& dir() const { return dir_; }
+
+private:
+    std::filesystem::path dir_;
+    int port_;
+    bool durable_;
+    std::unique_ptr<process> process_;
+};
+
 struct broker_options {
     std::vector<std::pair<std::string, std::string>> plugin_opts;  // beyond the tenant CA files
     std::vector<std::string> crl_files = {pki("subca-a.crl.pem")};
     std::string listener_extra;  // extra lines inside the listener block
+    const redis_server* redis = nullptr;  // adds plugin_opt_redis_url and a state_dir
 };
 
 class broker {
@@ -70,6 +96,8 @@ public:
     ~broker();
     /// Starts mosquitto; returns false if it exited instead of listening.
     bool start();
+    /// SIGTERM and wait: the plugin's cleanup runs (journals undelivered jobs).
+    void stop();
     std::string log() const;
     bool log_contains(const std::string& needle) const;
     bool wait_for_log(const std::string& needle, std::chrono::milliseconds timeout = 5000ms) const;
@@ -134,6 +162,20 @@ private:
 }  // namespace devicegate::itest
 
 namespace devicegate::itest {
+
+/// Connects every (id, cert, key) concurrently, `parallel` at a time; each connects, waits
+/// for CONNACK and disconnects. Returns how many were accepted.
+struct device_files {
+    std::string id, cert, key;
+};
+int connect_all(const std::vector<device_files>& devices, int port, int parallel);
+
+/// Runs devicegate-ctl with the given arguments; returns its exit code and output.
+struct ctl_result {
+    int exit_code = -1;
+    std::string out;  // stdout and stderr
+};
+ctl_result ctl(const std::vector<std::string>& args, const std::string& redis_url);
 
 /// A client for a generated device: certificate tests/pki devices/<name>.crt (or the given
 /// chain file), client id `id` (defaults to the name).

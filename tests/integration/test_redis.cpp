@@ -1,0 +1,206 @@
+// The Redis deny-list through the real broker and a real redis-server, and devicegate-ctl.
+#include "harness.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <csignal>
+
+using namespace devicegate::itest;
+
+namespace {
+constexpr int not_authorized = 135;
+
+std::string serial_of(const std::string& device) {
+    std::string cmd = "openssl x509 -noout -serial -in " + pki("devices/" + device + ".crt");
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[256] = {};
+    fgets(buf, sizeof buf, p);
+    pclose(p);
+    std::string s(buf);
+    return s.substr(s.find('=') + 1, s.find('\n') - s.find('=') - 1);
+}
+}  // namespace
+
+TEST_CASE("devicegate-ctl revoke disconnects a connected device and refuses it; unrevoke admits it again",
+          "[integration][redis]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    auto dev = device("dev-002");
+    REQUIRE(dev->connect(b.port()) == 0);
+    REQUIRE(b.wait_for_log("allow client=dev-002"));
+    auto bystander = device("dev-001");
+    REQUIRE(bystander->connect(b.port()) == 0);
+
+    auto r = ctl({"revoke", "dev-002", "--reason", "stolen"}, redis.url());
+    auto returned = clock::now();
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("revoked device dev-002; 1 broker(s) notified"));
+    REQUIRE(dev->wait_disconnected(2s));
+    WARN("revoke returned -> disconnected in "
+         << std::chrono::duration_cast<std::chrono::milliseconds>(dev->disconnected_at() - returned).count() << " ms");
+    CHECK(dev->disconnected_at() - returned < 250ms);
+    CHECK(b.wait_for_log("devicegate: kick client=dev-002 reason=revoked_denylist"));
+    CHECK(bystander->connected());
+
+    auto again = device("dev-002");
+    CHECK(again->connect(b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: deny client=dev-002 reason=revoked_denylist"));
+
+    auto status = ctl({"status", "dev-002"}, redis.url());
+    CHECK(status.exit_code == 0);
+    CHECK_THAT(status.out, Catch::Contains("revoked:      yes, by device id, reason=\"stolen\""));
+    CHECK_THAT(ctl({"list-revoked"}, redis.url()).out, Catch::Contains("device dev-002 reason=\"stolen\""));
+
+    CHECK(ctl({"unrevoke", "dev-002"}, redis.url()).exit_code == 0);
+    auto back = device("dev-002");
+    CHECK(eventually([&] { return device("dev-002")->connect(b.port()) == 0; }, 3s));
+    CHECK_THAT(ctl({"status", "dev-002"}, redis.url()).out, Catch::Contains("revoked:      no"));
+}
+
+TEST_CASE("revoking a serial refuses that certificate only: the renewed one is admitted", "[integration][redis]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    auto old_cert = device("dev-001");
+    REQUIRE(old_cert->connect(b.port()) == 0);
+    auto r = ctl({"revoke", "--serial", serial_of("dev-001"), "--reason", "superseded"}, redis.url());
+    CHECK(r.exit_code == 0);
+    CHECK(old_cert->wait_disconnected(2s));
+    CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: deny client=dev-001 reason=revoked_denylist"));
+    auto renewed = device("dev-001-renewed", "dev-001");
+    CHECK(renewed->connect(b.port()) == 0);
+}
+
+TEST_CASE("a revocation written while the broker was cut off from Redis is applied when it reconnects",
+          "[integration][redis]") {
+    redis_server redis(/*durable=*/true);
+    REQUIRE(redis.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    auto dev = device("dev-003");
+    REQUIRE(dev->connect(b.port()) == 0);
+    REQUIRE(b.wait_for_log("allow client=dev-003"));
+    redis.kill();
+    REQUIRE(b.wait_for_log("redis link down"));
+
+    // Write the revocation into Redis's data while the broker cannot see it: a second
+    // redis-server on another port, on the same data directory.
+    {
+        std::string dir = redis.dir().string();
+        int side_port = free_port();
+        process side({"redis-server", "--port", std::to_string(side_port), "--bind", "127.0.0.1", "--dir", dir,
+                      "--save", "", "--appendonly", "yes", "--appendfsync", "always"},
+                     redis.dir() / "side.log");
+        REQUIRE(eventually([&] {
+            return ctl({"revoke", "dev-003", "--force", "--reason", "while cut off"}, "redis://127.0.0.1:" + std::to_string(side_port))
+                       .exit_code == 0;
+        }));
+        side.signal(SIGTERM);
+        REQUIRE(side.wait_exit(5s));
+    }
+    CHECK(dev->connected());  // nothing told the broker yet
+    REQUIRE(redis.start());
+    CHECK(dev->wait_disconnected(10s));
+    CHECK(b.wait_for_log("devicegate: kick client=dev-003 reason=revoked_denylist"));
+    CHECK(device("dev-003")->connect(b.port()) == not_authorized);
+}
+
+TEST_CASE("while Redis is down, devices are admitted on the local copy within denylist_grace, then the policy applies",
+          "[integration][redis]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    broker b({.plugin_opts = {{"denylist_grace", "3s"}}, .redis = &redis});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    REQUIRE(ctl({"revoke", "dev-002", "--force"}, redis.url()).exit_code == 0);
+    REQUIRE(b.wait_for_log("newly revoked"));
+    redis.kill();
+    REQUIRE(b.wait_for_log("redis link down"));
+    auto down_at = clock::now();
+    CHECK(device("dev-001")->connect(b.port()) == 0);                 // known and fine: admitted
+    CHECK(device("dev-002")->connect(b.port()) == not_authorized);    // the local copy still refuses
+    std::this_thread::sleep_until(down_at + 4s);
+    CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: deny client=dev-001 reason=denylist_stale"));
+
+    SECTION("and the local copy survives a broker restart") {
+        b.stop();
+        broker b2({.plugin_opts = {{"denylist_grace", "1h"}}, .redis = &redis});
+        // Same state_dir as the first broker, so the cache file is found.
+        // (The second broker has its own dir; copy the cache over.)
+        std::filesystem::copy_file(b.dir() / "devicegate-denylist.json", b2.dir() / "devicegate-denylist.json");
+        REQUIRE(b2.start());
+        CHECK(b2.log_contains("denylist loaded from cache"));
+        CHECK(device("dev-002")->connect(b2.port()) == not_authorized);
+        CHECK(device("dev-001")->connect(b2.port()) == 0);
+    }
+}
+
+TEST_CASE("garbage from Redis is logged and survived", "[integration][redis]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+
+    SECTION("a malformed message on the revocations channel triggers a resync") {
+        redis.command({"HSET", "devicegate:revoked:device", "dev-002", "{}"});
+        redis.command({"PUBLISH", "devicegate:revocations", "this is not json"});
+        CHECK(b.wait_for_log("malformed message on devicegate:revocations: not JSON; resyncing"));
+        CHECK(b.wait_for_log("devicegate: denylist resync after a malformed message"));
+        CHECK(device("dev-002")->connect(b.port()) == not_authorized);
+    }
+    SECTION("a malformed serial entry is ignored, the rest applies") {
+        redis.command({"HSET", "devicegate:revoked:serial", "not-hex!", "{}"});
+        redis.command({"HSET", "devicegate:revoked:device", "dev-002", "{}"});
+        redis.command({"PUBLISH", "devicegate:revocations", R"({"op":"revoke","kind":"device","value":"dev-002"})"});
+        CHECK(eventually([&] { return device("dev-002")->connect(b.port()) == not_authorized; }));
+        redis.command({"PUBLISH", "devicegate:revocations", "{}"});  // forces a full resync
+        CHECK(b.wait_for_log("malformed deny-list entry in devicegate:revoked:serial: \"not-hex!\""));
+    }
+    SECTION("a deny-list key of the wrong type") {
+        redis.command({"DEL", "devicegate:revoked:serial"});
+        redis.command({"SADD", "devicegate:revoked:serial", "0A7A"});
+        redis.command({"PUBLISH", "devicegate:revocations", "{}"});
+        CHECK(b.wait_for_log("expected a hash"));
+        CHECK(device("dev-001")->connect(b.port()) == 0);  // within denylist_grace: still serving
+    }
+}
+
+TEST_CASE("devicegate-ctl error paths", "[integration][redis]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    auto r = ctl({"revoke"}, redis.url());
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.out, Catch::Contains("revoke needs a device id or --serial HEX"));
+    CHECK(ctl({"frobnicate"}, redis.url()).exit_code == 1);
+    CHECK_THAT(ctl({"revoke", "dev/1"}, redis.url()).out, Catch::Contains("is not a device id"));
+    CHECK_THAT(ctl({"revoke", "--serial", "xyz"}, redis.url()).out, Catch::Contains("--serial needs a hex serial"));
+    CHECK(ctl({"list-revoked", "--bogus"}, redis.url()).exit_code == 1);
+
+    auto unknown = ctl({"revoke", "dev-never-seen"}, redis.url());
+    CHECK(unknown.exit_code == 3);
+    CHECK_THAT(unknown.out, Catch::Contains("unknown device dev-never-seen"));
+    CHECK(ctl({"status", "dev-never-seen"}, redis.url()).exit_code == 3);
+    CHECK(ctl({"unrevoke", "dev-never-seen"}, redis.url()).exit_code == 3);
+    CHECK(ctl({"revoke", "dev-never-seen", "--force"}, redis.url()).exit_code == 0);
+    CHECK_THAT(ctl({"revoke", "--serial", "0a:7a"}, redis.url()).out, Catch::Contains("revoked serial 0A7A"));
+
+    auto down = ctl({"list-revoked"}, "redis://127.0.0.1:" + std::to_string(free_port()));
+    CHECK(down.exit_code == 2);
+    CHECK_THAT(down.out, Catch::Contains("cannot reach Redis at 127.0.0.1:"));
+    CHECK(ctl({"list-revoked"}, "mysql://x").exit_code == 1);
+
+    redis.command({"DEL", "devicegate:revoked:device"});
+    redis.command({"SET", "devicegate:revoked:device", "oops"});
+    auto bad = ctl({"list-revoked"}, redis.url());
+    CHECK(bad.exit_code == 4);
+    CHECK_THAT(bad.out, Catch::Contains("unexpected data in Redis"));
+}

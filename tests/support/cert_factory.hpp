@@ -1,0 +1,73 @@
+#pragma once
+// Issues many device certificates quickly (P-256 keys, signed by the test PKI's Sub-CA A)
+// for storms of first connects. `openssl` per certificate would take minutes for thousands.
+#include "devicegate/pki.hpp"
+
+#include <openssl/ec.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace devicegate::test {
+
+class cert_factory {
+public:
+    cert_factory(const std::string& ca_cert, const std::string& ca_key) {
+        ca_ = std::move(parse_certificates(read_file(ca_cert, max_certificate_file_bytes), ca_cert).at(0));
+        bio_ptr bio(BIO_new_file(ca_key.c_str(), "r"));
+        key_.reset(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+        if (!key_) throw std::runtime_error("cannot read " + ca_key);
+    }
+
+    /// Writes <dir>/<id>.crt and <dir>/<id>.key for a device certificate with CN = SAN = id.
+    void issue(const std::filesystem::path& dir, const std::string& id) const {
+        evp_pkey_ptr key(EVP_EC_gen("P-256"));
+        x509_ptr cert(X509_new());
+        if (!key || !cert) throw std::runtime_error("out of memory");
+        X509_set_version(cert.get(), 2);
+        unsigned char serial[16];
+        RAND_bytes(serial, sizeof serial);
+        serial[0] = static_cast<unsigned char>((serial[0] & 0x7f) | 0x01);
+        std::unique_ptr<BIGNUM, c_deleter<BN_free>> bn(BN_bin2bn(serial, sizeof serial, nullptr));
+        BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert.get()));
+        X509_gmtime_adj(X509_getm_notBefore(cert.get()), -60);
+        X509_gmtime_adj(X509_getm_notAfter(cert.get()), 7L * 86400);
+        X509_NAME* name = X509_get_subject_name(cert.get());
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(id.c_str()), -1, -1, 0);
+        X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_.get()));
+        X509_set_pubkey(cert.get(), key.get());
+        X509V3_CTX ctx;
+        X509V3_set_ctx(&ctx, ca_.get(), cert.get(), nullptr, nullptr, 0);
+        const std::string san = "DNS:" + id;
+        for (auto [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:FALSE"},
+                                  std::pair{NID_key_usage, "critical,digitalSignature"},
+                                  std::pair{NID_ext_key_usage, "clientAuth"},
+                                  std::pair{NID_authority_key_identifier, "keyid:always"},
+                                  std::pair{NID_subject_alt_name, san.c_str()}}) {
+            X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+            if (!ext) throw std::runtime_error("cannot build extension");
+            X509_add_ext(cert.get(), ext, -1);
+            X509_EXTENSION_free(ext);
+        }
+        if (X509_sign(cert.get(), key_.get(), EVP_sha256()) == 0) throw std::runtime_error("X509_sign failed");
+        write(dir / (id + ".crt"), [&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
+        write(dir / (id + ".key"), [&](BIO* b) {
+            return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+        });
+    }
+
+private:
+    template <class F>
+    static void write(const std::filesystem::path& path, F&& f) {
+        bio_ptr bio(BIO_new_file(path.c_str(), "w"));
+        if (!bio || f(bio.get()) != 1) throw std::runtime_error("cannot write " + path.string());
+    }
+    x509_ptr ca_;
+    evp_pkey_ptr key_;
+};
+
+}  // namespace devicegate::test
