@@ -280,6 +280,7 @@ void plugin::publish_stats() {
         auto list = denylist_.list.load();
         const std::int64_t stale_since = denylist_.stale_since.load();
         put("redis/link", denylist_sync_->link_up() ? "up" : "down");
+        put("redis/link_down_events", std::to_string(denylist_sync_->link_downs()));
         put("denylist/size", std::to_string(list ? list->size() : 0));
         put("denylist/age_seconds", std::to_string(now - denylist_.synced_at.load()));
         put("denylist/stale_seconds", std::to_string(stale_since == 0 ? 0 : now - stale_since));
@@ -288,6 +289,7 @@ void plugin::publish_stats() {
     if (jobs_) {
         const auto& j = jobs_->stats();
         put("jobs/link", j.link_up ? "up" : "down");
+        put("jobs/link_down_events", std::to_string(j.link_downs.load()));
         put("jobs/submitted", std::to_string(j.submitted.load()));
         put("jobs/enqueued_first_connect", std::to_string(j.first_connect.load()));
         put("jobs/enqueued_certificate_changed", std::to_string(j.certificate_changed.load()));

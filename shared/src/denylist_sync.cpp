@@ -73,6 +73,7 @@ void denylist_sync::run() {
 
 void denylist_sync::mark_down(const std::string& cause) {
     if (link_up_.exchange(false) || !down_logged_) {
+        ++link_downs_;
         log_.warning("devicegate: redis link down (" + opts_.redis.describe() + "): " + log_safe(cause, 300) +
                      "; serving on the local deny-list copy");
         down_logged_ = true;

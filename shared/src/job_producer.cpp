@@ -111,6 +111,7 @@ void job_producer::run() {
             redis.reset();
             counters_.link_up = false;
             if (!down_logged_) {
+                ++counters_.link_downs;
                 log_.warning("devicegate: jobs link to redis down (" + opts_.redis.describe() + "): " +
                              log_safe(e.what(), 300) + "; buffering first-connect jobs");
                 down_logged_ = true;

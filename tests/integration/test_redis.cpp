@@ -41,7 +41,7 @@ TEST_CASE("devicegate-ctl revoke disconnects a connected device and refuses it; 
     REQUIRE(dev->wait_disconnected(2s));
     WARN("revoke returned -> disconnected in "
          << std::chrono::duration_cast<std::chrono::milliseconds>(dev->disconnected_at() - returned).count() << " ms");
-    CHECK(dev->disconnected_at() - returned < 250ms);
+    CHECK(dev->disconnected_at() - returned < 1s);  // bench/revoke_bench measures the 250 ms p99 target
     CHECK(b.wait_for_log("devicegate: kick client=dev-002 reason=revoked_denylist"));
     CHECK(bystander->connected());
 

@@ -38,6 +38,7 @@ public:
 
     bool link_up() const noexcept { return link_up_.load(); }
     std::uint64_t malformed_entries() const noexcept { return malformed_.load(); }
+    std::uint64_t link_downs() const noexcept { return link_downs_.load(); }
 
 private:
     void run();
@@ -53,6 +54,7 @@ private:
     logger log_;
     std::atomic<bool> link_up_{false};
     std::atomic<std::uint64_t> malformed_{0};
+    std::atomic<std::uint64_t> link_downs_{0};
     bool down_logged_ = false;
 
     std::mutex mutex_;

@@ -46,6 +46,7 @@ public:
         std::atomic<std::uint64_t> overflow{0};    // dropped: every bound was full (logged)
         std::atomic<std::uint64_t> buffered{0};    // waiting in memory now
         std::atomic<std::uint64_t> journaled{0};   // waiting in the journal now
+        std::atomic<std::uint64_t> link_downs{0};  // transitions to down
         std::atomic<bool> link_up{false};
     };
 
