@@ -204,3 +204,36 @@ TEST_CASE("devicegate-ctl error paths", "[integration][redis]") {
     CHECK(bad.exit_code == 4);
     CHECK_THAT(bad.out, Catch::Contains("unexpected data in Redis"));
 }
+
+TEST_CASE("counters and states are published as retained messages under $SYS/broker/devicegate",
+          "[integration][redis]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    broker b({.plugin_opts = {{"stats_interval", "1s"}, {"acl_client_pattern", "dev-sub read $SYS/broker/devicegate/#"}},
+              .redis = &redis});
+    REQUIRE(b.start());
+    REQUIRE(device("dev-001")->connect(b.port()) == 0);
+    REQUIRE(device("dev-revoked")->connect(b.port()) == 135);
+    auto monitor = device("dev-sub");
+    REQUIRE(monitor->connect(b.port()) == 0);
+    REQUIRE(monitor->subscribe("$SYS/broker/devicegate/#") == 1);
+    auto value_becomes = [&](const std::string& topic, const std::string& expected) {
+        return eventually(
+            [&] {
+                auto v = monitor->wait_message("$SYS/broker/devicegate/" + topic, 200ms);
+                return v && *v == expected;
+            },
+            5s);
+    };
+    CHECK(value_becomes("denies/revoked_crl", "1"));
+    CHECK(value_becomes("redis/link", "up"));
+    CHECK(value_becomes("jobs/link", "up"));
+    CHECK(value_becomes("jobs/enqueued_first_connect", "2"));  // dev-001 and dev-sub
+    CHECK(value_becomes("crl/revoked_serials", "1"));
+    CHECK(value_becomes("denylist/size", "0"));
+    CHECK(value_becomes("sessions", "1"));
+    // Other devices cannot read them.
+    auto other = device("dev-003");
+    REQUIRE(other->connect(b.port()) == 0);
+    CHECK(other->subscribe("$SYS/broker/devicegate/#") == 135);
+}
