@@ -16,7 +16,8 @@
 namespace devicegate::bench {
 
 inline void write_big_crl(const std::string& ca_cert_file, const std::string& ca_key_file, std::size_t count,
-                          const std::vector<const ASN1_INTEGER*>& extra, const std::string& out_file) {
+                          const std::vector<const ASN1_INTEGER*>& extra, const std::string& out_file,
+                          bool pem = false) {
     auto ca = std::move(parse_certificates(read_file(ca_cert_file, max_certificate_file_bytes), ca_cert_file).at(0));
     bio_ptr key_bio(BIO_new_file(ca_key_file.c_str(), "r"));
     evp_pkey_ptr key(key_bio ? PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr) : nullptr);
@@ -47,6 +48,11 @@ inline void write_big_crl(const std::string& ca_cert_file, const std::string& ca
     for (const auto* serial : extra) add(serial);
     X509_CRL_sort(crl.get());
     if (X509_CRL_sign(crl.get(), key.get(), EVP_sha256()) == 0) throw std::runtime_error("X509_CRL_sign failed");
+    if (pem) {
+        bio_ptr out(BIO_new_file(out_file.c_str(), "w"));
+        if (!out || PEM_write_bio_X509_CRL(out.get(), crl.get()) != 1) throw std::runtime_error("cannot write " + out_file);
+        return;
+    }
     unsigned char* der = nullptr;
     int len = i2d_X509_CRL(crl.get(), &der);
     if (len <= 0) throw std::runtime_error("i2d_X509_CRL failed");

@@ -174,8 +174,10 @@ broker::broker(broker_options options) : dir_(test_dir()), log_path_(dir_ / "mos
          << "keyfile " << pki("server.key") << "\n"
          << "require_certificate true\n"
          << "set_tcp_nodelay true\n"
-         << options.listener_extra << "\n"
-         << "plugin " << DEVICEGATE_PLUGIN_PATH << "\n"
+         << options.listener_extra << "\n";
+    write_text(dir_ / "mosquitto.conf", conf.str());
+    if (!options.plugin) return;
+    conf << "plugin " << DEVICEGATE_PLUGIN_PATH << "\n"
          << "plugin_opt_tenant_ca_file " << pki("subca-a.crt") << "\n"
          << "plugin_opt_ica_file " << pki("ica.crt") << "\n"
          << "plugin_opt_root_ca_file " << pki("root.crt") << "\n";
@@ -201,6 +203,8 @@ bool broker::start() {
         10000ms) &&
            process_->running();
 }
+
+pid_t broker::pid() const { return process_ ? process_->pid() : -1; }
 
 void broker::stop() {
     if (process_) process_->stop();

@@ -55,6 +55,7 @@ public:
     std::optional<int> wait_exit(std::chrono::milliseconds timeout);
     bool running();
     void stop();
+    pid_t pid() const { return pid_; }
 
 private:
     pid_t pid_ = -1;
@@ -88,6 +89,7 @@ struct broker_options {
     std::vector<std::string> crl_files = {pki("subca-a.crl.pem")};
     std::string listener_extra;  // extra lines inside the listener block
     const redis_server* redis = nullptr;  // adds plugin_opt_redis_url and a state_dir
+    bool plugin = true;                   // false: mosquitto's own TLS checks only (benchmarks)
 };
 
 class broker {
@@ -103,6 +105,7 @@ public:
     bool wait_for_log(const std::string& needle, std::chrono::milliseconds timeout = 5000ms) const;
     void signal(int sig) const;
     std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+    pid_t pid() const;
     int port() const { return port_; }
     const std::filesystem::path& dir() const { return dir_; }
 
