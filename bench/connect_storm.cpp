@@ -140,11 +140,11 @@ int main(int argc, char** argv) {
     // Memory with hold_n devices connected.
     std::map<std::string, std::pair<long, long>> memory;  // config -> (idle KiB, connected KiB)
     std::vector<storm_device>& hold = all.size() >= static_cast<std::size_t>(hold_n) ? all : devices;
-    for (const std::string config : {"native", "DeviceGate"}) {
+    for (const std::string config : {"native", "DeviceGate", "native without crlfile"}) {
         std::fprintf(stderr, "memory: %s with %d devices\n", config.c_str(), hold_n);
         redis_server redis;
         if (!redis.start()) return 1;
-        broker b(config == "native" ? native : devicegate_opts(redis));
+        broker b(config == "native" ? native : config == "DeviceGate" ? devicegate_opts(redis) : native_no_crl);
         if (!b.start()) return 1;
         std::this_thread::sleep_for(500ms);
         long idle = rss_kib(b.pid());
