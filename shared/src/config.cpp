@@ -34,6 +34,12 @@ std::size_t count_option(const std::string& name, const std::string& value, std:
     return n;
 }
 
+stale_policy policy_option(const std::string& name, const std::string& value) {
+    if (value == "deny") return stale_policy::deny;
+    if (value == "allow") return stale_policy::allow;
+    throw config_error(name, "\"" + value + "\" is not deny or allow");
+}
+
 void require_path(const std::string& name, const std::string& value) {
     if (value.empty() || value.front() != '/') {
         throw config_error(name, "\"" + value + "\" is not an absolute file path");
@@ -82,9 +88,7 @@ plugin_config parse_plugin_config(const option_list& options) {
         } else if (name == "crl_grace") {
             config.crl_grace = duration_cast<seconds>(duration_option(name, value, milliseconds(0), hours(24 * 30)));
         } else if (name == "crl_stale_policy") {
-            if (value == "deny") config.crl_stale_policy = stale_policy::deny;
-            else if (value == "allow") config.crl_stale_policy = stale_policy::allow;
-            else throw config_error(name, "\"" + value + "\" is not deny or allow");
+            config.crl_stale_policy = policy_option(name, value);
         } else if (name == "clock_skew") {
             config.clock_skew = duration_cast<seconds>(duration_option(name, value, milliseconds(0), hours(1)));
         } else if (name == "acl_client_pattern") {
@@ -107,9 +111,7 @@ plugin_config parse_plugin_config(const option_list& options) {
         } else if (name == "denylist_grace") {
             config.denylist_grace = duration_cast<seconds>(duration_option(name, value, milliseconds(0), hours(24 * 30)));
         } else if (name == "denylist_stale_policy") {
-            if (value == "deny") config.denylist_stale_policy = stale_policy::deny;
-            else if (value == "allow") config.denylist_stale_policy = stale_policy::allow;
-            else throw config_error(name, "\"" + value + "\" is not deny or allow");
+            config.denylist_stale_policy = policy_option(name, value);
         } else if (name == "denylist_resync_interval") {
             config.denylist_resync_interval = duration_option(name, value, seconds(1), hours(24));
         } else if (name == "first_connect_jobs") {

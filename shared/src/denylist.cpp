@@ -1,5 +1,6 @@
 #include "devicegate/denylist.hpp"
 
+#include "devicegate/json_fields.hpp"
 #include "devicegate/redis_model.hpp"
 
 #include <nlohmann/json.hpp>
@@ -44,18 +45,8 @@ std::optional<serial_key> serial_key_from_hex(std::string_view hex) {
 }
 
 denylist_change parse_denylist_change(std::string_view text) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception&) {
-        throw std::invalid_argument("not JSON");
-    }
-    if (!j.is_object()) throw std::invalid_argument("not a JSON object");
-    auto field = [&](const char* name) {
-        auto it = j.find(name);
-        if (it == j.end() || !it->is_string()) throw std::invalid_argument(std::string("missing string field ") + name);
-        return it->get<std::string>();
-    };
+    const nlohmann::json j = parse_json_object(text);
+    auto field = [&](const char* name) { return string_field(j, name); };
     denylist_change c;
     const std::string op = field("op"), kind = field("kind");
     if (op == "revoke") c.revoke = true;

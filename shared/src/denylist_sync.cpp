@@ -65,9 +65,10 @@ void denylist_sync::run() {
         } catch (const std::exception& e) {
             mark_down(std::string("unexpected error: ") + e.what());
         }
+        if (was_up_) backoff = std::chrono::milliseconds(100);  // a fresh outage: retry quickly
+        was_up_ = false;
         if (!sleep_for(backoff)) return;
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
-        if (link_up_) backoff = std::chrono::milliseconds(100);
     }
 }
 
@@ -95,6 +96,7 @@ void denylist_sync::session() {
     publish(std::make_shared<const denylist>(full_resync(cmd)), "resync");
     state_.stale_since = 0;
     link_up_ = true;
+    was_up_ = true;
     down_logged_ = false;
     log_.notice("devicegate: redis link up (" + opts_.redis.describe() + "): deny-list synced, " +
                 std::to_string(state_.list.load()->size()) + " entries");

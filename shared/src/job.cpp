@@ -1,6 +1,7 @@
 #include "devicegate/job.hpp"
 
 #include "devicegate/device_id.hpp"
+#include "devicegate/json_fields.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -29,18 +30,8 @@ std::string encode_job(const device_certificate& cert, job_type type) {
 std::string encode_journal_line(const device_certificate& cert) { return to_json(cert).dump(); }
 
 device_certificate parse_journal_line(std::string_view line) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception&) {
-        throw std::invalid_argument("not JSON");
-    }
-    if (!j.is_object()) throw std::invalid_argument("not a JSON object");
-    auto text = [&](const char* name) {
-        auto it = j.find(name);
-        if (it == j.end() || !it->is_string()) throw std::invalid_argument(std::string("missing string field ") + name);
-        return it->get<std::string>();
-    };
+    const nlohmann::json j = parse_json_object(line);
+    auto text = [&](const char* name) { return string_field(j, name); };
     device_certificate c;
     c.device_id = text("device_id");
     if (!is_safe_device_id(c.device_id)) throw std::invalid_argument("device_id is not a safe device id");

@@ -63,6 +63,19 @@ void end_of_test(bool failed) {
 
 std::string pki(const std::string& name) { return std::string(DEVICEGATE_TEST_PKI) + "/" + name; }
 
+std::string serial_of(const std::string& device) {
+    std::string cmd = "openssl x509 -noout -serial -in " + pki("devices/" + device + ".crt");
+    FILE* p = ::popen(cmd.c_str(), "r");
+    char buf[256] = {};
+    if (p) {
+        std::fgets(buf, sizeof buf, p);
+        ::pclose(p);
+    }
+    std::string s(buf);
+    auto eq = s.find('=');
+    return eq == std::string::npos ? s : s.substr(eq + 1, s.find('\n') - eq - 1);
+}
+
 int free_port() {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};

@@ -23,6 +23,8 @@ using namespace std::chrono_literals;
 using clock = std::chrono::steady_clock;
 
 std::string pki(const std::string& name);
+/// The serial of devices/<name>.crt as `openssl x509 -serial` prints it (and the plugin logs it).
+std::string serial_of(const std::string& device);
 /// Called after each test (case): prints the logs of the processes it started if it failed,
 /// and removes its directories.
 void end_of_test(bool failed);

@@ -10,15 +10,6 @@ using namespace devicegate::itest;
 namespace {
 constexpr int not_authorized = 135;
 
-std::string serial_of(const std::string& device) {
-    std::string cmd = "openssl x509 -noout -serial -in " + pki("devices/" + device + ".crt");
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[256] = {};
-    fgets(buf, sizeof buf, p);
-    pclose(p);
-    std::string s(buf);
-    return s.substr(s.find('=') + 1, s.find('\n') - s.find('=') - 1);
-}
 }  // namespace
 
 TEST_CASE("devicegate-ctl revoke disconnects a connected device and refuses it; unrevoke admits it again",

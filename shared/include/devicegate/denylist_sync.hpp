@@ -56,6 +56,7 @@ private:
     std::atomic<std::uint64_t> malformed_{0};
     std::atomic<std::uint64_t> link_downs_{0};
     bool down_logged_ = false;
+    bool was_up_ = false;  // the last session got as far as a synced link
 
     std::mutex mutex_;
     std::condition_variable wake_;
