@@ -40,8 +40,12 @@ plugin::plugin(mosquitto_plugin_id_t* id, const option_list& options)
     }
     check_listeners();
     trust_ = tenant_trust::load(config_->tenant_ca_file, config_->ica_file, config_->root_ca_file);
+    crl_url_options url_opts;
+    url_opts.refresh = config_->crl_refresh;
+    url_opts.timeout = config_->crl_fetch_timeout;
+    url_opts.retry = std::min(url_opts.retry, config_->crl_refresh);
     watcher_ = std::make_unique<crl_watcher>(trust_, config_->crl_files, config_->crl_poll_interval, revocations_,
-                                             queue_, log_);
+                                             queue_, log_, config_->crl_urls, url_opts);
     watcher_->load_initial();
     if (config_->redis) start_redis();
     authorizer_ = std::make_unique<authorizer>(config_, trust_, revocations_, config_->redis ? &denylist_ : nullptr);
@@ -54,7 +58,8 @@ plugin::plugin(mosquitto_plugin_id_t* id, const option_list& options)
                rule.pattern;
     }
     log_.notice("devicegate: started tenant_ca=\"" + log_safe(subject_line(trust_->certificate(ca_role::sub_ca)), 200) +
-                "\" crl_files=" + std::to_string(config_->crl_files.size()) + " acl=" + acl +
+                "\" crl_files=" + std::to_string(config_->crl_files.size()) +
+                " crl_urls=" + std::to_string(config_->crl_urls.size()) + " acl=" + acl +
                 " redis=" + (config_->redis ? config_->redis->describe() : std::string("off")) +
                 " first_connect_jobs=" + (jobs_ ? "on" : "off"));
 }
@@ -172,6 +177,11 @@ int plugin::on_basic_auth(mosquitto_evt_basic_auth& event) {
         sessions_.admit(client, d.device_id, d.serial);
         ++admits_;
         if (jobs_) submit_first_connect(leaf.get(), d);
+        if (config_->crl_distribution_points && !d.cache_hit) {
+            for (auto& url : crl_distribution_point_urls(leaf.get())) {
+                if (cdp_urls_.size() < 64 && cdp_urls_.insert(url).second) watcher_->add_url(url);
+            }
+        }
         log_.info("devicegate: allow client=" + d.device_id + " serial=" + d.serial_hex +
                   " cache=" + (d.cache_hit ? "hit" : "miss"));
         return MOSQ_ERR_SUCCESS;

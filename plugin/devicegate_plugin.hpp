@@ -75,6 +75,7 @@ private:
     std::unique_ptr<job_producer> jobs_;
     std::string broker_id_;
     std::unordered_set<sha256_digest, sha256_hash> submitted_;  // certificates handed to jobs_
+    std::unordered_set<std::string> cdp_urls_;                   // CDP URLs handed to watcher_
     std::chrono::steady_clock::time_point next_stats_{};
     session_registry sessions_;
     std::array<std::uint64_t, static_cast<std::size_t>(reason::count_)> denies_{};

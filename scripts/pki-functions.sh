@@ -42,6 +42,14 @@ extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 subjectAltName = DNS:\${ENV::SAN}
+[ v3_device_cdp ]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = DNS:\${ENV::SAN}
+crlDistributionPoints = URI:http://127.0.0.1:9/subca-a.crl
 [ v3_device_nosan ]
 basicConstraints = critical, CA:false
 keyUsage = critical, digitalSignature

@@ -63,6 +63,10 @@ decision authorizer::decide(X509* leaf, std::string_view client_id, std::time_t 
     if ((d.why = status.why) != reason::ok) {
         if (status.why == reason::ca_revoked) d.detail = snapshot->chain_detail();
         if (status.why == reason::revoked_crl) d.detail = "serial is on the tenant Sub-CA's CRL";
+        if (status.missing != nullptr) {
+            d.detail = "no CRL from " + status.missing->source + " for " + std::to_string(now - status.missing->since) +
+                       "s, longer than crl_grace";
+        }
         if (status.crl != nullptr) {
             d.detail = "CRL " + status.crl->source + " is past nextUpdate + grace (" +
                        std::to_string(now - status.crl->next_update) + "s past nextUpdate)";

@@ -83,6 +83,19 @@ plugin_config parse_plugin_config(const option_list& options) {
         } else if (name == "crl_file") {
             require_path(name, value);
             config.crl_files.push_back(value);
+        } else if (name == "crl_url") {
+            if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
+                throw config_error(name, "\"" + value + "\" is not an http:// or https:// URL");
+            }
+            config.crl_urls.push_back(value);
+        } else if (name == "crl_distribution_points") {
+            if (value == "on") config.crl_distribution_points = true;
+            else if (value == "off") config.crl_distribution_points = false;
+            else throw config_error(name, "\"" + value + "\" is not on or off");
+        } else if (name == "crl_refresh") {
+            config.crl_refresh = duration_option(name, value, seconds(1), hours(24));
+        } else if (name == "crl_fetch_timeout") {
+            config.crl_fetch_timeout = duration_option(name, value, milliseconds(100), seconds(60));
         } else if (name == "crl_poll_interval") {
             config.crl_poll_interval = duration_option(name, value, milliseconds(100), hours(1));
         } else if (name == "crl_grace") {
@@ -160,7 +173,9 @@ plugin_config parse_plugin_config(const option_list& options) {
     if (config.tenant_ca_file.empty()) throw config_error("tenant_ca_file", "missing; expected the tenant Sub-CA certificate file");
     if (config.ica_file.empty()) throw config_error("ica_file", "missing; expected the provider ICA certificate file");
     if (config.root_ca_file.empty()) throw config_error("root_ca_file", "missing; expected the provider Root certificate file");
-    if (config.crl_files.empty()) throw config_error("crl_file", "missing; expected at least one CRL file (PEM or DER)");
+    if (config.crl_files.empty() && config.crl_urls.empty()) {
+        throw config_error("crl_file", "missing; expected at least one CRL file (PEM or DER) or plugin_opt_crl_url");
+    }
     return config;
 }
 

@@ -170,6 +170,25 @@ std::time_t to_time_t(const ASN1_TIME* t) {
     return timegm(&tm);
 }
 
+std::vector<std::string> crl_distribution_point_urls(X509* cert) {
+    std::vector<std::string> out;
+    std::unique_ptr<CRL_DIST_POINTS, c_deleter<CRL_DIST_POINTS_free>> points(
+        static_cast<CRL_DIST_POINTS*>(X509_get_ext_d2i(cert, NID_crl_distribution_points, nullptr, nullptr)));
+    for (int i = 0; points && i < sk_DIST_POINT_num(points.get()); ++i) {
+        const DIST_POINT* dp = sk_DIST_POINT_value(points.get(), i);
+        if (dp->distpoint == nullptr || dp->distpoint->type != 0) continue;  // 0: fullName
+        const GENERAL_NAMES* names = dp->distpoint->name.fullname;
+        for (int n = 0; n < sk_GENERAL_NAME_num(names); ++n) {
+            const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, n);
+            if (name->type != GEN_URI) continue;
+            std::string uri(reinterpret_cast<const char*>(ASN1_STRING_get0_data(name->d.uniformResourceIdentifier)),
+                            static_cast<std::size_t>(ASN1_STRING_length(name->d.uniformResourceIdentifier)));
+            if (uri.rfind("http://", 0) == 0 || uri.rfind("https://", 0) == 0) out.push_back(uri);
+        }
+    }
+    return out;
+}
+
 std::string subject_line(X509* cert) {
     bio_ptr bio(BIO_new(BIO_s_mem()));
     if (!bio) return "?";

@@ -60,8 +60,8 @@ std::vector<verified_crl> load_crl_file(const std::string& path, const tenant_tr
 }
 
 revocation_snapshot::revocation_snapshot(std::vector<verified_crl> crls, const tenant_trust& trust,
-                                         std::uint64_t generation)
-    : crls_(std::move(crls)), generation_(generation) {
+                                         std::uint64_t generation, std::vector<missing_crl_source> missing)
+    : crls_(std::move(crls)), missing_(std::move(missing)), generation_(generation) {
     auto listed = [](const verified_crl& crl, const serial_key& s) {
         return std::binary_search(crl.revoked.begin(), crl.revoked.end(), s);
     };
@@ -86,14 +86,19 @@ revocation_snapshot::revocation_snapshot(std::vector<verified_crl> crls, const t
 
 revocation_status revocation_snapshot::check(const serial_key& leaf, std::time_t now, std::chrono::seconds grace,
                                              stale_policy policy) const {
-    if (chain_revoked_) return {reason::ca_revoked, nullptr};
-    if (std::binary_search(revoked_leaves_.begin(), revoked_leaves_.end(), leaf)) return {reason::revoked_crl, nullptr};
+    if (chain_revoked_) return {reason::ca_revoked, nullptr, nullptr};
+    if (std::binary_search(revoked_leaves_.begin(), revoked_leaves_.end(), leaf)) {
+        return {reason::revoked_crl, nullptr, nullptr};
+    }
     if (policy == stale_policy::deny) {
         for (const auto& crl : crls_) {
-            if (crl.next_update != 0 && now > crl.next_update + grace.count()) return {reason::crl_stale, &crl};
+            if (crl.next_update != 0 && now > crl.next_update + grace.count()) return {reason::crl_stale, &crl, nullptr};
+        }
+        for (const auto& m : missing_) {
+            if (now > m.since + grace.count()) return {reason::crl_stale, nullptr, &m};
         }
     }
-    return {reason::ok, nullptr};
+    return {reason::ok, nullptr, nullptr};
 }
 
 std::vector<serial_key> newly_revoked(const std::vector<serial_key>& prev, const std::vector<serial_key>& next) {

@@ -46,6 +46,7 @@ device subca-a dev-future dev-future v3_device -startdate 350101000000Z -enddate
 device subca-a dev-eku dev-eku v3_server_eku
 device subca-a dev-ca dev-ca v3_leaf_ca
 device forged-subca-a dev-forged dev-forged
+device subca-a dev-cdp dev-cdp v3_device_cdp
 SAN=dev-bad device subca-a dev-bad-cn 'dev\+bad#1'
 SAN=someone-else device subca-a dev-san-mismatch dev-san-mismatch
 key devices/dev-self.key

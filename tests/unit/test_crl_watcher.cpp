@@ -1,4 +1,5 @@
 #include "devicegate/crl_watcher.hpp"
+#include "http_server.hpp"
 #include "test_pki.hpp"
 
 #include <catch2/catch.hpp>
@@ -143,4 +144,101 @@ TEST_CASE("crl watcher: start-up fails on a bad CRL file") {
     CHECK_THROWS_WITH(missing.load_initial(), Catch::Contains("/nonexistent/x.crl: cannot stat"));
     crl_watcher foreign(trust, {pki("subca-b.crl.pem")}, 1s, slot, queue, logger{});
     CHECK_THROWS_WITH(foreign.load_initial(), Catch::Contains("none of the configured"));
+}
+
+TEST_CASE("crl watcher: CRLs from URLs, with conditional requests") {
+    devicegate::test::http_server server;
+    server.set("/crl", {200, content("subca-a.crl.pem"), "\"v1\""});
+    auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    snapshot_slot<revocation_snapshot> slot;
+    broker_queue queue;
+    captured_log log;
+    crl_url_options always;  // refetch on every poll
+    always.refresh = 0ms;
+    always.retry = 0ms;
+    crl_watcher watcher(trust, {}, 100ms, slot, queue, log.make(), {server.url("/crl")}, always);
+    watcher.load_initial();
+    REQUIRE(slot.load()->revoked_leaves() == std::vector<serial_key>{serial_of("dev-revoked")});
+    CHECK(log.contains("crl loaded url=" + server.url("/crl")));
+    const auto generation = slot.load()->generation();
+
+    SECTION("an unchanged CRL is answered 304 and not parsed again") {
+        watcher.poll_once();
+        CHECK(slot.load()->generation() == generation);
+        auto requests = server.requests();
+        REQUIRE(requests.size() == 2);
+        CHECK(requests[1].if_none_match == "\"v1\"");
+    }
+    SECTION("a new CRL is swapped in and its new serials are kicked") {
+        server.set("/crl", {200, content("subca-a-revokes-dev-002.crl.der"), "\"v2\""});
+        watcher.poll_once();
+        CHECK(slot.load()->generation() == generation + 1);
+        auto batch = queue.drain();
+        REQUIRE(batch.kicks.size() == 1);
+        CHECK(batch.kicks[0].serials == std::vector<serial_key>{serial_of("dev-002")});
+    }
+    SECTION("404, garbage and another CA's CRL leave the last good CRL in force") {
+        const std::pair<devicegate::test::http_server::route, std::string> bad[] = {
+            {{404, "no CRL available", ""}, "HTTP 404"},
+            {{200, "garbage", "\"g\""}, "neither PEM nor valid DER CRL"},
+            {{200, content("subca-b.crl.pem"), "\"b\""}, "none of the configured"},
+            {{500, "oops", ""}, "HTTP 500"},
+        };
+        for (const auto& [route, cause] : bad) {
+            INFO(cause);
+            server.set("/crl", route);
+            watcher.poll_once();
+            CHECK(slot.load()->generation() == generation);
+            server.set("/crl", {200, content("subca-a.crl.pem"), "\"v1\""});
+            watcher.poll_once();  // back to the good one (304: nothing changes)
+        }
+        CHECK(log.contains("crl_rejected url=" + server.url("/crl") + " cause=\"HTTP 404\"; keeping the last good CRL"));
+        CHECK(log.contains("neither PEM nor valid DER CRL"));
+        CHECK(log.contains("none of the configured"));
+        CHECK(slot.load()->revoked_leaves() == std::vector<serial_key>{serial_of("dev-revoked")});
+    }
+}
+
+TEST_CASE("crl watcher: a URL without a CRL at start is missing, then stale after the grace") {
+    devicegate::test::http_server server;  // serves 404 for everything at first
+    auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    snapshot_slot<revocation_snapshot> slot;
+    broker_queue queue;
+    captured_log log;
+    crl_url_options always;
+    always.refresh = 0ms;
+    always.retry = 0ms;
+    crl_watcher watcher(trust, {}, 100ms, slot, queue, log.make(), {server.url("/crl")}, always);
+    REQUIRE_NOTHROW(watcher.load_initial());  // a CA outage must not stop the broker
+    CHECK(log.contains("no CRL from it yet"));
+    const std::time_t now = std::time(nullptr);
+    const auto dev = serial_of("dev-001");
+    CHECK(slot.load()->check(dev, now, 1h, stale_policy::deny).why == reason::ok);  // within the grace
+    auto stale = slot.load()->check(dev, now + 3601, 1h, stale_policy::deny);
+    CHECK(stale.why == reason::crl_stale);
+    REQUIRE(stale.missing != nullptr);
+    CHECK(stale.missing->source == server.url("/crl"));
+    server.set("/crl", {200, content("subca-a.crl.pem"), ""});
+    watcher.poll_once();
+    CHECK(slot.load()->check(dev, now + 3601, 1h, stale_policy::deny).why == reason::ok);
+}
+
+TEST_CASE("crl watcher: URLs learned from CRL Distribution Points are fetched") {
+    devicegate::test::http_server server;
+    server.set("/learned.crl", {200, content("subca-a-revokes-dev-002.crl.pem"), ""});
+    auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    snapshot_slot<revocation_snapshot> slot;
+    broker_queue queue;
+    captured_log log;
+    crl_watcher watcher(trust, {pki("subca-a.crl.pem")}, 50ms, slot, queue, log.make());
+    watcher.load_initial();
+    watcher.start();
+    watcher.add_url(server.url("/learned.crl"));
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (slot.load()->revoked_leaves().size() < 2 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(10ms);
+    }
+    watcher.stop();
+    CHECK(slot.load()->revoked_leaves().size() == 2);
+    CHECK(log.contains("crl url learned from a device certificate's CRL Distribution Points"));
 }

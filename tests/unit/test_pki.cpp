@@ -94,3 +94,9 @@ TEST_CASE("pki: serial keys") {
     CHECK(long1 != long2);
     CHECK(long1_hex == "0102030405060708090A0B0C0D0E0F101112131415");
 }
+
+TEST_CASE("pki: CRL Distribution Point URLs") {
+    CHECK(crl_distribution_point_urls(load_cert(device_cert("dev-001")).get()).empty());
+    CHECK(crl_distribution_point_urls(load_cert(device_cert("dev-cdp")).get()) ==
+          std::vector<std::string>{"http://127.0.0.1:9/subca-a.crl"});
+}

@@ -29,7 +29,11 @@ struct plugin_config {
     std::string tenant_ca_file;            // the tenant Sub-CA that must have issued every device
     std::string ica_file;                  // the provider intermediate CA that issued the Sub-CA
     std::string root_ca_file;              // the provider Root (trust anchor)
-    std::vector<std::string> crl_files;    // one or more; each verified against Sub-CA, ICA or Root
+    std::vector<std::string> crl_files;    // each verified against Sub-CA, ICA or Root
+    std::vector<std::string> crl_urls;     // http(s); at least one CRL file or URL
+    bool crl_distribution_points = false;  // also fetch the CDP URLs of device certificates
+    std::chrono::milliseconds crl_refresh{std::chrono::minutes(15)};
+    std::chrono::milliseconds crl_fetch_timeout{std::chrono::seconds(10)};
     std::chrono::milliseconds crl_poll_interval{1000};
     std::chrono::seconds crl_grace{std::chrono::hours(24)};
     stale_policy crl_stale_policy = stale_policy::deny;

@@ -1,10 +1,12 @@
 #pragma once
-// Background reloading of the CRL files: polls them (and reloads at once on request, e.g.
-// SIGHUP), verifies each against the tenant chain, keeps the last good CRLs of a file whose
-// new content is bad, publishes a new revocation snapshot and asks for the newly revoked
-// devices to be kicked.
+// Background reloading of the CRLs: polls the files and fetches the URLs (conditional GETs,
+// refreshed ahead of nextUpdate; everything at once on request, e.g. SIGHUP), verifies each
+// CRL against the tenant chain, keeps the last good CRLs of a source whose new content is bad
+// or unreachable, publishes a new revocation snapshot and asks for the newly revoked devices
+// to be kicked.
 #include "devicegate/broker_queue.hpp"
 #include "devicegate/config.hpp"
+#include "devicegate/http.hpp"
 #include "devicegate/log.hpp"
 #include "devicegate/revocation.hpp"
 
@@ -18,18 +20,32 @@
 
 namespace devicegate {
 
+struct crl_url_options {
+    std::chrono::milliseconds refresh{std::chrono::minutes(15)};  // at the latest
+    std::chrono::milliseconds timeout{std::chrono::seconds(10)};
+    std::chrono::milliseconds retry{std::chrono::seconds(30)};    // after a failed fetch
+    std::size_t max_urls = 16;                                    // including learned ones
+};
+
 class crl_watcher {
 public:
+    using url_options = crl_url_options;
+
     crl_watcher(std::shared_ptr<const tenant_trust> trust, std::vector<std::string> files,
                 std::chrono::milliseconds poll_interval, snapshot_slot<revocation_snapshot>& slot,
-                broker_queue& queue, logger log);
+                broker_queue& queue, logger log, std::vector<std::string> urls = {}, url_options url_opts = {});
     ~crl_watcher();
     crl_watcher(const crl_watcher&) = delete;
     crl_watcher& operator=(const crl_watcher&) = delete;
 
     /// Start-up: loads every file synchronously and publishes the first snapshot. Throws
     /// pki_error naming the file and cause (the broker refuses to start without its CRLs).
+    /// URLs are fetched once too; one that fails is logged and counts as a CRL missing since
+    /// start (crl_grace, then crl_stale_policy), so a CA outage does not stop the broker.
     void load_initial();
+    /// A CRL URL learned from a device certificate's CRL Distribution Points; thread-safe,
+    /// no I/O (the watcher thread fetches it). Ignored beyond url_options::max_urls.
+    void add_url(const std::string& url);
     void start();
     /// Wakes the thread to re-read the files now; cheap and safe on the broker thread.
     void request_reload() noexcept;
@@ -47,22 +63,34 @@ private:
         long ctime_ns = 0;
         bool operator==(const file_stamp&) const = default;
     };
-    struct file_state {
-        std::string path;
-        file_stamp seen;                  // the content last tried (good or bad)
+    struct source_state {
+        std::string name;                 // file path or URL
+        bool is_url = false;
+        file_stamp seen;                  // files: the content last tried (good or bad)
         bool missing_reported = false;
+        std::string etag, last_modified;  // URLs: for conditional requests
+        std::chrono::steady_clock::time_point next_fetch{};
+        bool failing = false;             // URLs: log a failure once per transition
+        std::int64_t missing_since = 0;   // no good CRL from this source since then (0: has one)
         std::vector<verified_crl> last_good;
     };
 
     void run();
     void publish(const char* why);
+    bool poll_file(source_state& file);
+    bool fetch_url(source_state& url);
+    bool accept(source_state& source, std::vector<verified_crl> loaded);  // rollback check
+    void schedule(source_state& url, bool ok);
 
     std::shared_ptr<const tenant_trust> trust_;
-    std::vector<file_state> files_;
+    std::vector<source_state> sources_;
     std::chrono::milliseconds poll_interval_;
     snapshot_slot<revocation_snapshot>& slot_;
     broker_queue& queue_;
     logger log_;
+    url_options url_opts_;
+    http_client http_;
+    std::vector<std::string> learned_urls_;  // guarded by mutex_
     std::uint64_t generation_ = 0;
     // The snapshot replaced last: held until the next publish so that its (possibly tens of
     // MB) memory is freed here, not by the broker thread dropping the last reference.

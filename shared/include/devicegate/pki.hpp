@@ -60,6 +60,9 @@ std::string to_hex(const unsigned char* data, std::size_t size);
 /// Seconds since the epoch for an ASN1_TIME; throws pki_error if it cannot be converted.
 std::time_t to_time_t(const ASN1_TIME* t);
 
+/// The http(s) URIs of a certificate's CRL Distribution Points.
+std::vector<std::string> crl_distribution_point_urls(X509* cert);
+
 /// The subject's single line form ("CN=..., O=...") for log lines.
 std::string subject_line(X509* cert);
 

@@ -34,9 +34,16 @@ verified_crl verify_crl(X509_CRL* crl, const tenant_trust& trust, const std::str
 /// Reads, parses and verifies every CRL in one file (PEM may hold several).
 std::vector<verified_crl> load_crl_file(const std::string& path, const tenant_trust& trust);
 
+/// A CRL source (URL) that has not delivered a good CRL yet.
+struct missing_crl_source {
+    std::string source;
+    std::int64_t since = 0;  // unix time
+};
+
 struct revocation_status {
     reason why = reason::ok;
-    const verified_crl* crl = nullptr;  // the stale CRL, for crl_stale
+    const verified_crl* crl = nullptr;               // the stale CRL, for crl_stale
+    const missing_crl_source* missing = nullptr;     // or the source without any CRL
 };
 
 class revocation_snapshot {
@@ -44,9 +51,11 @@ public:
     revocation_snapshot() = default;
     /// Merges the CRLs: leaf serials from Sub-CA CRLs; a Sub-CA on an ICA CRL, or an ICA on a
     /// Root CRL, revokes the whole tenant chain.
-    revocation_snapshot(std::vector<verified_crl> crls, const tenant_trust& trust, std::uint64_t generation);
+    revocation_snapshot(std::vector<verified_crl> crls, const tenant_trust& trust, std::uint64_t generation,
+                        std::vector<missing_crl_source> missing = {});
 
-    /// revoked_crl, ca_revoked, crl_stale (past nextUpdate + grace with policy deny) or ok.
+    /// revoked_crl, ca_revoked, crl_stale (past nextUpdate + grace, or a source without any
+    /// CRL for longer than grace, with policy deny) or ok.
     revocation_status check(const serial_key& leaf, std::time_t now, std::chrono::seconds grace,
                             stale_policy policy) const;
 
@@ -59,6 +68,7 @@ public:
 private:
     std::vector<serial_key> revoked_leaves_;
     std::vector<verified_crl> crls_;  // entries moved out into revoked_leaves_ for Sub-CA CRLs
+    std::vector<missing_crl_source> missing_;
     bool chain_revoked_ = false;
     std::string chain_detail_;
     std::uint64_t generation_ = 0;

@@ -1,0 +1,44 @@
+#pragma once
+// One RAII header for libcurl, and the one place where its errors become values. Background
+// threads only: every call blocks on the network (bounded by the timeout).
+#include <curl/curl.h>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace devicegate {
+
+struct curl_deleter {
+    void operator()(CURL* c) const noexcept { curl_easy_cleanup(c); }
+};
+using curl_ptr = std::unique_ptr<CURL, curl_deleter>;
+
+struct http_response {
+    long status = 0;             // 0 when the transfer failed
+    std::string error;           // transport error, "" on success
+    std::string body;
+    std::string etag;
+    std::string last_modified;
+    explicit operator bool() const noexcept { return error.empty(); }
+};
+
+struct http_get_options {
+    std::chrono::milliseconds timeout{10000};
+    std::size_t max_body_bytes = 64u << 20;
+    std::string if_none_match;       // ETag of the copy we have
+    std::string if_modified_since;   // Last-Modified of the copy we have
+};
+
+/// A reusable client (keeps the connection alive between calls to the same host).
+class http_client {
+public:
+    http_client();
+    http_response get(const std::string& url, const http_get_options& options);
+
+private:
+    curl_ptr curl_;
+};
+
+}  // namespace devicegate

@@ -1,0 +1,93 @@
+#include "devicegate/http.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+
+namespace devicegate {
+
+namespace {
+
+struct transfer {
+    std::string* body;
+    std::size_t limit;
+    bool overflow = false;
+    http_response* response;
+};
+
+std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) {
+    auto* t = static_cast<transfer*>(user);
+    const std::size_t n = size * count;
+    if (t->body->size() + n > t->limit) {
+        t->overflow = true;
+        return 0;  // aborts the transfer
+    }
+    t->body->append(data, n);
+    return n;
+}
+
+std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
+    auto* t = static_cast<transfer*>(user);
+    std::string line(data, size * count);
+    auto colon = line.find(':');
+    if (colon != std::string::npos) {
+        std::string name = line.substr(0, colon);
+        std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+        std::string value = line.substr(colon + 1);
+        value.erase(0, value.find_first_not_of(" \t"));
+        value.erase(value.find_last_not_of(" \t\r\n") + 1);
+        if (name == "etag") t->response->etag = value;
+        if (name == "last-modified") t->response->last_modified = value;
+    }
+    return size * count;
+}
+
+}  // namespace
+
+http_client::http_client() {
+    static std::once_flag init;
+    std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    curl_.reset(curl_easy_init());
+}
+
+http_response http_client::get(const std::string& url, const http_get_options& options) {
+    http_response r;
+    if (!curl_) {
+        r.error = "cannot create a curl handle";
+        return r;
+    }
+    CURL* c = curl_.get();
+    curl_easy_reset(c);
+    transfer t{&r.body, options.max_body_bytes, false, &r};
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options.timeout.count()));
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.timeout.count()));
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+    struct curl_slist* headers = nullptr;
+    if (!options.if_none_match.empty()) headers = curl_slist_append(headers, ("If-None-Match: " + options.if_none_match).c_str());
+    if (!options.if_modified_since.empty()) {
+        headers = curl_slist_append(headers, ("If-Modified-Since: " + options.if_modified_since).c_str());
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    CURLcode rc = curl_easy_perform(c);
+    curl_slist_free_all(headers);
+    if (t.overflow) {
+        r.error = "response larger than " + std::to_string(options.max_body_bytes) + " bytes";
+        r.body.clear();
+        return r;
+    }
+    if (rc != CURLE_OK) {
+        r.error = curl_easy_strerror(rc);
+        return r;
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    return r;
+}
+
+}  // namespace devicegate
