@@ -198,7 +198,7 @@ bool crl_watcher::fetch_url(source_state& url) {
     if (!r) {
         cause = "fetch failed: " + r.error;
     } else if (r.status == 304) {
-        url.failing = false;
+        url.failing.clear();
         schedule(url, true);
         return false;
     } else if (r.status != 200) {
@@ -213,18 +213,18 @@ bool crl_watcher::fetch_url(source_state& url) {
             }());
             url.etag = r.etag;
             url.last_modified = r.last_modified;
-            url.failing = false;
+            url.failing.clear();
             schedule(url, true);
             return changed;
         } catch (const std::exception& e) {
             cause = e.what();
         }
     }
-    if (!url.failing) {
+    if (url.failing != cause) {  // once per cause, not on every retry
         log_.error("devicegate: crl_rejected url=" + url.name + " cause=\"" + log_safe(cause, 400) + "\"; " +
                    (url.last_good.empty() ? "no CRL from it yet" : "keeping the last good CRL"));
     }
-    url.failing = true;
+    url.failing = cause;
     schedule(url, false);
     return false;
 }

@@ -23,8 +23,9 @@ public:
         if (!key_) throw std::runtime_error("cannot read " + ca_key);
     }
 
-    /// Writes <dir>/<id>.crt and <dir>/<id>.key for a device certificate with CN = SAN = id.
-    void issue(const std::filesystem::path& dir, const std::string& id) const {
+    /// Writes <dir>/<id>.crt and <dir>/<id>.key for a device certificate with CN = SAN = id
+    /// (and a CRL Distribution Point, if given); returns the certificate.
+    x509_ptr issue(const std::filesystem::path& dir, const std::string& id, const std::string& cdp_url = "") const {
         evp_pkey_ptr key(EVP_EC_gen("P-256"));
         x509_ptr cert(X509_new());
         if (!key || !cert) throw std::runtime_error("out of memory");
@@ -43,11 +44,14 @@ public:
         X509V3_CTX ctx;
         X509V3_set_ctx(&ctx, ca_.get(), cert.get(), nullptr, nullptr, 0);
         const std::string san = "DNS:" + id;
-        for (auto [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:FALSE"},
-                                  std::pair{NID_key_usage, "critical,digitalSignature"},
-                                  std::pair{NID_ext_key_usage, "clientAuth"},
-                                  std::pair{NID_authority_key_identifier, "keyid:always"},
-                                  std::pair{NID_subject_alt_name, san.c_str()}}) {
+        const std::string cdp = "URI:" + cdp_url;
+        std::vector<std::pair<int, const char*>> extensions{{NID_basic_constraints, "critical,CA:FALSE"},
+                                                            {NID_key_usage, "critical,digitalSignature"},
+                                                            {NID_ext_key_usage, "clientAuth"},
+                                                            {NID_authority_key_identifier, "keyid:always"},
+                                                            {NID_subject_alt_name, san.c_str()}};
+        if (!cdp_url.empty()) extensions.emplace_back(NID_crl_distribution_points, cdp.c_str());
+        for (auto [nid, value] : extensions) {
             X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
             if (!ext) throw std::runtime_error("cannot build extension");
             X509_add_ext(cert.get(), ext, -1);
@@ -58,6 +62,7 @@ public:
         write(dir / (id + ".key"), [&](BIO* b) {
             return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
         });
+        return cert;
     }
 
 private:

@@ -70,7 +70,7 @@ private:
         bool missing_reported = false;
         std::string etag, last_modified;  // URLs: for conditional requests
         std::chrono::steady_clock::time_point next_fetch{};
-        bool failing = false;             // URLs: log a failure once per transition
+        std::string failing;              // URLs: the cause last logged ("" = fetching fine)
         std::int64_t missing_since = 0;   // no good CRL from this source since then (0: has one)
         std::vector<verified_crl> last_good;
     };
