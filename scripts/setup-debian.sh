@@ -7,7 +7,8 @@ packages=(
   build-essential cmake pkg-config openssl libssl-dev
   mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev
   catch2 libbenchmark-dev
-  redis-server libhiredis-dev nlohmann-json3-dev
+  redis-server libhiredis-dev nlohmann-json3-dev libcurl4-openssl-dev
+  clang libclang-rt-14-dev
 )
 if [[ ${1:-} == --list ]]; then
   echo "${packages[@]}"

@@ -1,0 +1,25 @@
+// libFuzzer target: what DeviceGate reads back from Redis and its own journal: deny-list
+// change messages, journal lines, serial numbers.
+#include "devicegate/denylist.hpp"
+#include "devicegate/job.hpp"
+#include "devicegate/redis_model.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+using namespace devicegate;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    std::string_view text(reinterpret_cast<const char*>(data), size);
+    try {
+        (void)parse_denylist_change(text);
+    } catch (const std::invalid_argument&) {
+    }
+    try {
+        (void)parse_journal_line(text);
+    } catch (const std::invalid_argument&) {
+    }
+    if (auto hex = normalize_serial_hex(text)) (void)serial_key_from_hex(*hex);
+    return 0;
+}

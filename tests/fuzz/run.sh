@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang and runs each for a short while on seed corpora.
+#   tests/fuzz/run.sh [seconds-per-target]     (CI: 20)
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/../.."
+seconds=${1:-20}
+CXX=clang++ cmake -S . -B build-fuzz -DDEVICEGATE_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j"$(nproc)"
+tests/pki/make-test-pki.sh build-fuzz/test-pki
+corpus=$(mktemp -d)
+trap 'rm -rf "$corpus"' EXIT
+mkdir -p "$corpus"/{crl,config,redis}
+cp build-fuzz/test-pki/*.crl.* "$corpus/crl/"
+printf 'tenant_ca_file /a\nica_file /b\nroot_ca_file /c\ncrl_file /d\nacl_pattern read devices/%%c/#\n' > "$corpus/config/1"
+printf 'crl_poll_interval 500ms\nredis_url redis://:pw@h:1/2\nacl_client_pattern m read $SYS/#\n' > "$corpus/config/2"
+printf '{"op":"revoke","kind":"serial","value":"0A7A"}' > "$corpus/redis/1"
+printf '{"device_id":"d","serial":"0A","fingerprint_sha256":"ab","certificate_pem":"x","first_seen":1,"broker_id":"b"}' > "$corpus/redis/2"
+for target in crl config redis_payloads; do
+  dir=$corpus/${target%%_*}
+  echo "fuzzing $target for ${seconds}s"
+  build-fuzz/tests/fuzz/fuzz_$target -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \
+      -artifact_prefix="$corpus/" "$dir" 2>&1 | grep -E "^stat::number_of_executed_units|ERROR|SUMMARY" || true
+  # libFuzzer exits non-zero and writes a crash-* artifact on a finding.
+  if ls "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-* >/dev/null 2>&1; then
+    echo "fuzz_$target found a failing input:"; ls "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-* 2>/dev/null
+    exit 1
+  fi
+done
+echo "fuzzing: no findings"
