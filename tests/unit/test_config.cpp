@@ -141,3 +141,20 @@ TEST_CASE("config: Redis options") {
     CHECK_THAT(with("acl_client_pattern", "dev-1 read"), Catch::Contains("<device id> <read|write|readwrite>"));
     CHECK_THAT(with("acl_pattern", "read   "), Catch::Contains("<read|write|readwrite> <topic pattern>"));
 }
+
+TEST_CASE("config: CRL URLs") {
+    option_list o{{"tenant_ca_file", "/a"}, {"ica_file", "/b"}, {"root_ca_file", "/c"},
+                  {"crl_url", "https://ca.example.com/1.0/crl"}, {"crl_refresh", "5m"},
+                  {"crl_fetch_timeout", "3s"}, {"crl_distribution_points", "on"}};
+    auto c = parse_plugin_config(o);  // a URL alone is a CRL source
+    CHECK(c.crl_files.empty());
+    CHECK(c.crl_urls == std::vector<std::string>{"https://ca.example.com/1.0/crl"});
+    CHECK(c.crl_refresh == 5min);
+    CHECK(c.crl_fetch_timeout == 3s);
+    CHECK(c.crl_distribution_points);
+    o.push_back({"crl_url", "ftp://x/crl"});
+    CHECK_THAT(error_of(o), Catch::Contains("plugin_opt_crl_url: \"ftp://x/crl\" is not an http:// or https:// URL"));
+    o.pop_back();
+    o.push_back({"crl_distribution_points", "yes"});
+    CHECK_THAT(error_of(o), Catch::Contains("plugin_opt_crl_distribution_points"));
+}
