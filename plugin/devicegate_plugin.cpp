@@ -48,7 +48,18 @@ plugin::plugin(mosquitto_plugin_id_t* id, const option_list& options)
                                              queue_, log_, config_->crl_urls, url_opts);
     watcher_->load_initial();
     if (config_->redis) start_redis();
-    authorizer_ = std::make_unique<authorizer>(config_, trust_, revocations_, config_->redis ? &denylist_ : nullptr);
+    if (config_->ocsp != ocsp_mode::off) {
+        ocsp_cache_ = std::make_unique<ocsp_cache>(config_->ocsp_cache_size, config_->ocsp_max_ttl);
+        ocsp_fetcher::options o;
+        o.responder_override = config_->ocsp_responder_url;
+        o.nonce = config_->ocsp_nonce;
+        o.timeout = config_->ocsp_timeout;
+        o.skew = config_->clock_skew;
+        o.refresh_ahead = config_->ocsp_refresh_ahead;
+        ocsp_fetcher_ = std::make_unique<ocsp_fetcher>(o, trust_, *ocsp_cache_, queue_, log_);
+    }
+    authorizer_ = std::make_unique<authorizer>(config_, trust_, revocations_, config_->redis ? &denylist_ : nullptr,
+                                               ocsp_cache_.get());
     acl_ = std::make_unique<acl_policy>(config_->acl_rules);
     std::string acl;
     for (const auto& rule : config_->acl_rules) {
@@ -61,7 +72,8 @@ plugin::plugin(mosquitto_plugin_id_t* id, const option_list& options)
                 "\" crl_files=" + std::to_string(config_->crl_files.size()) +
                 " crl_urls=" + std::to_string(config_->crl_urls.size()) + " acl=" + acl +
                 " redis=" + (config_->redis ? config_->redis->describe() : std::string("off")) +
-                " first_connect_jobs=" + (jobs_ ? "on" : "off"));
+                " first_connect_jobs=" + (jobs_ ? "on" : "off") + " ocsp=" +
+                (config_->ocsp == ocsp_mode::off ? "off" : config_->ocsp == ocsp_mode::soft ? "soft" : "hard"));
 }
 
 void plugin::start_redis() {
@@ -107,6 +119,7 @@ plugin::~plugin() {
         }
         mosquitto_callback_unregister(id_, event, cb, nullptr);
     }
+    if (ocsp_fetcher_) ocsp_fetcher_->stop();
     if (jobs_) jobs_->stop();  // journals what it could not deliver
     if (denylist_sync_) denylist_sync_->stop();
     if (watcher_) watcher_->stop();
@@ -129,6 +142,7 @@ void plugin::register_callbacks() {
     watcher_->start();
     if (denylist_sync_) denylist_sync_->start();
     if (jobs_) jobs_->start();
+    if (ocsp_fetcher_) ocsp_fetcher_->start();
 }
 
 void plugin::log(log_level level, std::string_view line) {
@@ -166,6 +180,7 @@ int plugin::on_basic_auth(mosquitto_evt_basic_auth& event) {
     const char* client_id = mosquitto_client_id(client);
     x509_ptr leaf(static_cast<X509*>(mosquitto_client_certificate(client)));
     decision d = authorizer_->authorize(leaf.get(), client_id != nullptr ? client_id : "", std::time(nullptr));
+    if (d.ocsp_fetch && ocsp_fetcher_) ocsp_fetcher_->request(d.fingerprint, leaf.get(), d.serial_hex);
     if (d.why == reason::ok) {
         int rc = mosquitto_set_username(client, d.device_id.c_str());
         if (rc != MOSQ_ERR_SUCCESS) {
@@ -174,7 +189,8 @@ int plugin::on_basic_auth(mosquitto_evt_basic_auth& event) {
         }
     }
     if (d.why == reason::ok) {
-        sessions_.admit(client, d.device_id, d.serial);
+        sessions_.admit(client, d.device_id, d.serial, d.fingerprint);
+        if (ocsp_cache_) ocsp_cache_->set_active(d.fingerprint, true);
         ++admits_;
         if (jobs_) submit_first_connect(leaf.get(), d);
         if (config_->crl_distribution_points && !d.cache_hit) {
@@ -275,6 +291,10 @@ void plugin::publish_stats() {
     put("kicks", std::to_string(kicks_));
     put("sessions", std::to_string(sessions_.size()));
     put("verify_cache", std::to_string(authorizer_->cache_size()));
+    if (ocsp_cache_) {
+        put("ocsp/cache", std::to_string(ocsp_cache_->size()));
+        put("ocsp/fetch_failures", std::to_string(ocsp_fetcher_->failures()));
+    }
     if (auto crl = revocations_.load()) {
         std::int64_t newest = 0, next = 0;
         for (const auto& c : crl->crls()) {
@@ -321,7 +341,9 @@ void plugin::kick(const std::string& device_id, const std::string& why) {
 
 int plugin::on_disconnect(mosquitto_evt_disconnect& event) {
     const char* client_id = mosquitto_client_id(event.client);
-    if (client_id != nullptr) sessions_.remove(event.client, client_id);
+    if (client_id == nullptr) return MOSQ_ERR_SUCCESS;
+    auto fingerprint = sessions_.remove(event.client, client_id);
+    if (fingerprint && ocsp_cache_) ocsp_cache_->set_active(*fingerprint, false);
     return MOSQ_ERR_SUCCESS;
 }
 

@@ -14,6 +14,7 @@ extern "C" {
 #include "devicegate/crl_watcher.hpp"
 #include "devicegate/denylist_sync.hpp"
 #include "devicegate/job_producer.hpp"
+#include "devicegate/ocsp_fetcher.hpp"
 #include "devicegate/log.hpp"
 #include "devicegate/reason.hpp"
 #include "devicegate/session_registry.hpp"
@@ -70,6 +71,8 @@ private:
     std::unique_ptr<crl_watcher> watcher_;
     std::unique_ptr<authorizer> authorizer_;
     std::unique_ptr<acl_policy> acl_;
+    std::unique_ptr<ocsp_cache> ocsp_cache_;
+    std::unique_ptr<ocsp_fetcher> ocsp_fetcher_;
     denylist_state denylist_;
     std::unique_ptr<denylist_sync> denylist_sync_;
     std::unique_ptr<job_producer> jobs_;

@@ -50,6 +50,12 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 subjectAltName = DNS:\${ENV::SAN}
 crlDistributionPoints = URI:http://127.0.0.1:9/subca-a.crl
+[ v3_ocsp ]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = OCSPSigning
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
 [ v3_device_nosan ]
 basicConstraints = critical, CA:false
 keyUsage = critical, digitalSignature

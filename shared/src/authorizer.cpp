@@ -5,8 +5,13 @@
 namespace devicegate {
 
 authorizer::authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
-                       const snapshot_slot<revocation_snapshot>& revocations, const denylist_state* denylist)
-    : config_(std::move(config)), trust_(std::move(trust)), revocations_(revocations), denylist_(denylist) {}
+                       const snapshot_slot<revocation_snapshot>& revocations, const denylist_state* denylist,
+                       const ocsp_cache* ocsp)
+    : config_(std::move(config)),
+      trust_(std::move(trust)),
+      revocations_(revocations),
+      denylist_(denylist),
+      ocsp_(ocsp) {}
 
 decision authorizer::authorize(X509* leaf, std::string_view client_id, std::time_t now) noexcept {
     try {
@@ -87,6 +92,25 @@ decision authorizer::decide(X509* leaf, std::string_view client_id, std::time_t 
             d.why = reason::denylist_stale;
             d.detail = "Redis unreachable for " + std::to_string(now - stale_since) +
                        "s, longer than denylist_grace; the local deny-list copy may be out of date";
+            return d;
+        }
+    }
+    if (ocsp_ != nullptr && config_->ocsp != ocsp_mode::off) {
+        auto answer = ocsp_->lookup(fingerprint, now);
+        if (!answer) {
+            d.ocsp_fetch = true;
+            if (config_->ocsp == ocsp_mode::hard) {
+                d.why = reason::ocsp_pending;
+                d.detail = "no OCSP answer cached yet (ocsp hard); fetching it now, retry in a few seconds";
+                return d;
+            }
+        } else if (*answer == ocsp_status::revoked) {
+            d.why = reason::revoked_ocsp;
+            d.detail = "the OCSP responder says revoked";
+            return d;
+        } else if (*answer == ocsp_status::unknown) {
+            d.why = reason::ocsp_unknown;
+            d.detail = "the OCSP responder does not know this certificate";
             return d;
         }
     }

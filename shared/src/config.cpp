@@ -96,6 +96,28 @@ plugin_config parse_plugin_config(const option_list& options) {
             config.crl_refresh = duration_option(name, value, seconds(1), hours(24));
         } else if (name == "crl_fetch_timeout") {
             config.crl_fetch_timeout = duration_option(name, value, milliseconds(100), seconds(60));
+        } else if (name == "ocsp") {
+            if (value == "off") config.ocsp = ocsp_mode::off;
+            else if (value == "soft") config.ocsp = ocsp_mode::soft;
+            else if (value == "hard") config.ocsp = ocsp_mode::hard;
+            else throw config_error(name, "\"" + value + "\" is not off, soft or hard");
+        } else if (name == "ocsp_responder_url") {
+            if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
+                throw config_error(name, "\"" + value + "\" is not an http:// or https:// URL");
+            }
+            config.ocsp_responder_url = value;
+        } else if (name == "ocsp_nonce") {
+            if (value == "on") config.ocsp_nonce = true;
+            else if (value == "off") config.ocsp_nonce = false;
+            else throw config_error(name, "\"" + value + "\" is not on or off");
+        } else if (name == "ocsp_max_ttl") {
+            config.ocsp_max_ttl = duration_cast<seconds>(duration_option(name, value, seconds(1), hours(24 * 7)));
+        } else if (name == "ocsp_cache_size") {
+            config.ocsp_cache_size = count_option(name, value, 1, 10'000'000);
+        } else if (name == "ocsp_timeout") {
+            config.ocsp_timeout = duration_option(name, value, milliseconds(100), seconds(60));
+        } else if (name == "ocsp_refresh_ahead") {
+            config.ocsp_refresh_ahead = duration_cast<seconds>(duration_option(name, value, seconds(0), hours(24)));
         } else if (name == "crl_poll_interval") {
             config.crl_poll_interval = duration_option(name, value, milliseconds(100), hours(1));
         } else if (name == "crl_grace") {
@@ -162,7 +184,10 @@ plugin_config parse_plugin_config(const option_list& options) {
             else throw config_error(name, "\"" + value + "\" is not enforce, warn or off");
         } else {
             throw config_error(name, "unknown option; known options are tenant_ca_file, ica_file, root_ca_file, "
-                                     "crl_file, crl_poll_interval, crl_grace, crl_stale_policy, clock_skew, "
+                                     "crl_file, crl_url, crl_distribution_points, crl_refresh, crl_fetch_timeout, "
+                                     "ocsp, ocsp_responder_url, ocsp_nonce, ocsp_max_ttl, ocsp_cache_size, "
+                                     "ocsp_timeout, ocsp_refresh_ahead, "
+                                     "crl_poll_interval, crl_grace, crl_stale_policy, clock_skew, "
                                      "acl_pattern, acl_client_pattern, verify_cache_size, listener_check, redis_url, "
                                      "redis_prefix, denylist_grace, denylist_stale_policy, denylist_resync_interval, "
                                      "first_connect_jobs, job_memory_limit, job_journal_max_bytes, state_dir, "

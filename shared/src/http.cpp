@@ -51,6 +51,16 @@ http_client::http_client() {
 }
 
 http_response http_client::get(const std::string& url, const http_get_options& options) {
+    return perform(url, options, nullptr, "");
+}
+
+http_response http_client::post(const std::string& url, const std::string& body, const std::string& content_type,
+                                const http_get_options& options) {
+    return perform(url, options, &body, content_type);
+}
+
+http_response http_client::perform(const std::string& url, const http_get_options& options, const std::string* body,
+                                   const std::string& content_type) {
     http_response r;
     if (!curl_) {
         r.error = "cannot create a curl handle";
@@ -73,6 +83,12 @@ http_response http_client::get(const std::string& url, const http_get_options& o
     if (!options.if_none_match.empty()) headers = curl_slist_append(headers, ("If-None-Match: " + options.if_none_match).c_str());
     if (!options.if_modified_since.empty()) {
         headers = curl_slist_append(headers, ("If-Modified-Since: " + options.if_modified_since).c_str());
+    }
+    if (body != nullptr) {
+        headers = curl_slist_append(headers, ("Content-Type: " + content_type).c_str());
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
     }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     CURLcode rc = curl_easy_perform(c);

@@ -20,6 +20,9 @@ std::string_view to_string(reason r) noexcept {
         case reason::revoked_crl: return "revoked_crl";
         case reason::ca_revoked: return "ca_revoked";
         case reason::crl_stale: return "crl_stale";
+        case reason::revoked_ocsp: return "revoked_ocsp";
+        case reason::ocsp_unknown: return "ocsp_unknown";
+        case reason::ocsp_pending: return "ocsp_pending";
         case reason::revoked_denylist: return "revoked_denylist";
         case reason::denylist_stale: return "denylist_stale";
         case reason::not_authenticated: return "not_authenticated";

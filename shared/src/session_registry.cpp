@@ -2,22 +2,25 @@
 
 namespace devicegate {
 
-void session_registry::admit(const void* client, const std::string& device_id, const serial_key& serial) {
-    auto [it, inserted] = by_id_.try_emplace(device_id, session{client, serial});
+void session_registry::admit(const void* client, const std::string& device_id, const serial_key& serial,
+                             const sha256_digest& fingerprint) {
+    auto [it, inserted] = by_id_.try_emplace(device_id, session{client, serial, fingerprint});
     if (!inserted) {
         auto old = by_serial_.find(it->second.serial);
         if (old != by_serial_.end() && old->second == device_id) by_serial_.erase(old);
-        it->second = session{client, serial};
+        it->second = session{client, serial, fingerprint};
     }
     by_serial_[serial] = device_id;
 }
 
-void session_registry::remove(const void* client, const std::string& device_id) {
+std::optional<sha256_digest> session_registry::remove(const void* client, const std::string& device_id) {
     auto it = by_id_.find(device_id);
-    if (it == by_id_.end() || it->second.client != client) return;
+    if (it == by_id_.end() || it->second.client != client) return std::nullopt;
+    const sha256_digest fingerprint = it->second.fingerprint;
     auto s = by_serial_.find(it->second.serial);
     if (s != by_serial_.end() && s->second == device_id) by_serial_.erase(s);
     by_id_.erase(it);
+    return fingerprint;
 }
 
 const std::string* session_registry::device_of(const void* client, const std::string& client_id) const {

@@ -47,6 +47,9 @@ device subca-a dev-eku dev-eku v3_server_eku
 device subca-a dev-ca dev-ca v3_leaf_ca
 device forged-subca-a dev-forged dev-forged
 device subca-a dev-cdp dev-cdp v3_device_cdp
+# OCSP responders for Sub-CA A: a delegated one (id-kp-OCSPSigning) and one without the EKU.
+device subca-a ocsp-responder ocsp-responder v3_ocsp
+device subca-a ocsp-noeku ocsp-noeku v3_device_nosan
 SAN=dev-bad device subca-a dev-bad-cn 'dev\+bad#1'
 SAN=someone-else device subca-a dev-san-mismatch dev-san-mismatch
 key devices/dev-self.key

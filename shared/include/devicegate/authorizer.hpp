@@ -6,6 +6,7 @@
 // a few lookups.
 #include "devicegate/config.hpp"
 #include "devicegate/denylist.hpp"
+#include "devicegate/ocsp.hpp"
 #include "devicegate/pki.hpp"
 #include "devicegate/reason.hpp"
 #include "devicegate/revocation.hpp"
@@ -27,13 +28,15 @@ struct decision {
     sha256_digest fingerprint{}; // of the leaf DER, when a certificate was presented
     std::string detail;          // human-readable cause for the log line
     bool cache_hit = false;
+    bool ocsp_fetch = false;     // no OCSP answer cached: the caller should start a fetch
 };
 
 class authorizer {
 public:
     /// `denylist` may be null (Redis not configured).
     authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
-               const snapshot_slot<revocation_snapshot>& revocations, const denylist_state* denylist = nullptr);
+               const snapshot_slot<revocation_snapshot>& revocations, const denylist_state* denylist = nullptr,
+               const ocsp_cache* ocsp = nullptr);
 
     /// `leaf` may be null (no client certificate). Never throws.
     decision authorize(X509* leaf, std::string_view client_id, std::time_t now) noexcept;
@@ -47,6 +50,7 @@ private:
     std::shared_ptr<const tenant_trust> trust_;
     const snapshot_slot<revocation_snapshot>& revocations_;
     const denylist_state* denylist_;
+    const ocsp_cache* ocsp_;
     std::unordered_map<sha256_digest, verified_certificate, sha256_hash> cache_;
 };
 

@@ -24,6 +24,7 @@ struct config_error : std::runtime_error {
 
 enum class stale_policy { deny, allow };
 enum class listener_check_mode { enforce, warn, off };
+enum class ocsp_mode { off, soft, hard };
 
 struct plugin_config {
     std::string tenant_ca_file;            // the tenant Sub-CA that must have issued every device
@@ -35,6 +36,14 @@ struct plugin_config {
     std::chrono::milliseconds crl_refresh{std::chrono::minutes(15)};
     std::chrono::milliseconds crl_fetch_timeout{std::chrono::seconds(10)};
     std::chrono::milliseconds crl_poll_interval{1000};
+    // OCSP for device certificates.
+    ocsp_mode ocsp = ocsp_mode::off;
+    std::string ocsp_responder_url;  // "" = the certificate's Authority Information Access
+    bool ocsp_nonce = true;
+    std::chrono::seconds ocsp_max_ttl{std::chrono::hours(1)};
+    std::size_t ocsp_cache_size = 100000;
+    std::chrono::milliseconds ocsp_timeout{std::chrono::seconds(5)};
+    std::chrono::seconds ocsp_refresh_ahead{std::chrono::minutes(5)};
     std::chrono::seconds crl_grace{std::chrono::hours(24)};
     stale_policy crl_stale_policy = stale_policy::deny;
     std::chrono::seconds clock_skew{60};

@@ -36,8 +36,13 @@ class http_client {
 public:
     http_client();
     http_response get(const std::string& url, const http_get_options& options);
+    /// POSTs `body` with the given content type (OCSP: application/ocsp-request).
+    http_response post(const std::string& url, const std::string& body, const std::string& content_type,
+                       const http_get_options& options);
 
 private:
+    http_response perform(const std::string& url, const http_get_options& options, const std::string* body,
+                          const std::string& content_type);
     curl_ptr curl_;
 };
 

@@ -23,6 +23,9 @@ enum class reason : std::uint8_t {
     revoked_crl,         // the leaf serial is on the Sub-CA's CRL
     ca_revoked,          // the Sub-CA (on the ICA's CRL) or the ICA (on the Root's CRL) is revoked
     crl_stale,           // a CRL is past nextUpdate + grace and crl_stale_policy is deny
+    revoked_ocsp,        // the OCSP responder says the certificate is revoked
+    ocsp_unknown,        // the OCSP responder does not know the certificate
+    ocsp_pending,        // ocsp hard: no OCSP answer cached yet (the fetch has started)
     revoked_denylist,    // the device id or serial is on the Redis deny-list
     denylist_stale,      // Redis unreachable longer than denylist_grace and denylist_stale_policy is deny
     not_authenticated,   // an ACL check for a client the plugin never admitted (plugin bypassed)

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -23,8 +24,10 @@ struct serial_key_hash {
 
 class session_registry {
 public:
-    void admit(const void* client, const std::string& device_id, const serial_key& serial);
-    void remove(const void* client, const std::string& device_id);
+    void admit(const void* client, const std::string& device_id, const serial_key& serial,
+               const sha256_digest& fingerprint = {});
+    /// Removes the session if `client` still holds it; returns its certificate's fingerprint.
+    std::optional<sha256_digest> remove(const void* client, const std::string& device_id);
     /// The device id the plugin admitted this client as, or nullptr.
     const std::string* device_of(const void* client, const std::string& client_id) const;
     std::vector<std::string> ids_holding(const std::vector<serial_key>& serials) const;
@@ -36,6 +39,7 @@ private:
     struct session {
         const void* client;
         serial_key serial;
+        sha256_digest fingerprint;
     };
     std::unordered_map<std::string, session> by_id_;
     std::unordered_map<serial_key, std::string, serial_key_hash> by_serial_;

@@ -49,6 +49,8 @@ public:
                        std::string& detail) const;
 
     X509* certificate(ca_role role) const noexcept;
+    /// Trusts the Root only; for verifying OCSP responders' chains.
+    X509_STORE* store() const noexcept { return store_.get(); }
     const serial_key& serial(ca_role role) const noexcept;
 
 private:

@@ -1,0 +1,101 @@
+#include "devicegate/ocsp_fetcher.hpp"
+
+#include <ctime>
+
+namespace devicegate {
+
+ocsp_fetcher::ocsp_fetcher(options opts, std::shared_ptr<const tenant_trust> trust, ocsp_cache& cache,
+                           broker_queue& queue, logger log)
+    : opts_(std::move(opts)), trust_(std::move(trust)), cache_(cache), queue_(queue), log_(std::move(log)) {}
+
+ocsp_fetcher::~ocsp_fetcher() { stop(); }
+
+void ocsp_fetcher::start() { thread_ = std::thread([this] { run(); }); }
+
+void ocsp_fetcher::stop() noexcept {
+    {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+void ocsp_fetcher::request(const sha256_digest& fingerprint, X509* leaf, const std::string& serial_hex) {
+    if (!cache_.begin_fetch(fingerprint, leaf, serial_hex, std::time(nullptr))) return;
+    X509_up_ref(leaf);
+    {
+        std::lock_guard lock(mutex_);
+        pending_.emplace_back(fingerprint, x509_ptr(leaf));
+    }
+    wake_.notify_one();
+}
+
+void ocsp_fetcher::run() {
+    for (;;) {
+        std::deque<std::pair<sha256_digest, x509_ptr>> work;
+        {
+            std::unique_lock lock(mutex_);
+            wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_ || !pending_.empty(); });
+            if (stop_) return;
+            work.swap(pending_);
+        }
+        for (auto& [fp, leaf] : work) {
+            fetch(fp, leaf.get());
+            cache_.end_fetch(fp);
+        }
+        // Connected devices: refresh ahead of expiry, so they are never without an answer.
+        for (auto& [fp, leaf] : cache_.due_for_refresh(std::time(nullptr), opts_.refresh_ahead)) {
+            if (!cache_.begin_fetch(fp, leaf.get(), "", std::time(nullptr))) continue;
+            fetch(fp, leaf.get());
+            cache_.end_fetch(fp);
+        }
+    }
+}
+
+void ocsp_fetcher::fetch(const sha256_digest& fingerprint, X509* leaf) {
+    const std::string serial = serial_hex(X509_get0_serialNumber(leaf));
+    std::string url = opts_.responder_override.empty() ? ocsp_responder_url(leaf) : opts_.responder_override;
+    std::string cause;
+    try {
+        if (url.empty()) throw ocsp_error("the certificate names no OCSP responder (AIA) and none is configured");
+        X509* issuer = trust_->certificate(ca_role::sub_ca);
+        ocsp_query query = make_ocsp_query(leaf, issuer, opts_.nonce);
+        http_get_options http;
+        http.timeout = opts_.timeout;
+        http.max_body_bytes = 1u << 20;
+        http_response r = http_.post(url, query.der, "application/ocsp-request", http);
+        if (!r) throw ocsp_error("fetch failed: " + r.error);
+        if (r.status != 200) throw ocsp_error("HTTP " + std::to_string(r.status));
+        x509_stack_ptr chain(sk_X509_new_null());
+        sk_X509_push(chain.get(), trust_->certificate(ca_role::ica));
+        X509_up_ref(trust_->certificate(ca_role::ica));
+        const std::time_t now = std::time(nullptr);
+        ocsp_answer answer = verify_ocsp_response(r.body, query, issuer, chain.get(), trust_->store(), now, opts_.skew);
+        cache_.store(fingerprint, answer, now);
+        if (!last_failure_.empty()) {
+            log_.notice("devicegate: ocsp responder " + url + " answers again");
+            last_failure_.clear();
+        }
+        log_.info("devicegate: ocsp serial=" + serial + " status=" + std::string(to_string(answer.status)));
+        if (answer.status == ocsp_status::revoked) {
+            log_.notice("devicegate: ocsp says serial=" + serial + " is revoked");
+            kick_request kick;
+            kick.serials.push_back(make_serial_key(X509_get0_serialNumber(leaf)));
+            kick.why = "revoked_ocsp";
+            queue_.push_kick(std::move(kick));
+        }
+        return;
+    } catch (const std::exception& e) {
+        cause = e.what();
+    }
+    ++failures_;
+    cache_.store_failure(fingerprint, std::time(nullptr) + opts_.retry.count());
+    if (cause != last_failure_) {
+        log_.warning("devicegate: ocsp_failed serial=" + serial + " responder=" + (url.empty() ? "-" : url) +
+                     " cause=\"" + log_safe(cause, 300) + "\"");
+        last_failure_ = cause;
+    }
+}
+
+}  // namespace devicegate

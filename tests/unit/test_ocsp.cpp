@@ -1,0 +1,149 @@
+#include "devicegate/ocsp.hpp"
+#include "devicegate/tenant_trust.hpp"
+#include "test_pki.hpp"
+
+#include <catch2/catch.hpp>
+#include <openssl/pem.h>
+
+using namespace devicegate;
+using namespace devicegate::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+evp_pkey_ptr load_key(const std::string& path) {
+    bio_ptr bio(BIO_new_file(path.c_str(), "r"));
+    return evp_pkey_ptr(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+}
+
+enum class nonce_mode { none, echo, wrong };
+
+struct response_spec {
+    int status = V_OCSP_CERTSTATUS_GOOD;
+    std::time_t this_update = std::time(nullptr) - 60;
+    std::time_t next_update = std::time(nullptr) + 3600;
+    std::string signer = "subca-a";  // subca-a, subca-b, or a devices/ name (delegated)
+    std::string about = "";          // another device's certificate id instead of the asked one
+    nonce_mode nonce = nonce_mode::none;
+    int response_status = OCSP_RESPONSE_STATUS_SUCCESSFUL;
+};
+
+// Builds a response the way a responder would, with whatever flaw the spec asks for.
+std::string craft(const ocsp_query& q, const response_spec& spec) {
+    auto issuer = load_cert(pki("subca-a.crt"));
+    ocsp_basic_ptr basic(OCSP_BASICRESP_new());
+    ocsp_certid_ptr other;
+    OCSP_CERTID* id = q.id.get();
+    if (!spec.about.empty()) {
+        auto cert = load_cert(device_cert(spec.about));
+        other.reset(OCSP_cert_to_id(EVP_sha1(), cert.get(), issuer.get()));
+        id = other.get();
+    }
+    asn1_time_ptr thisupd(ASN1_TIME_set(nullptr, spec.this_update));
+    asn1_time_ptr nextupd(ASN1_TIME_set(nullptr, spec.next_update));
+    asn1_time_ptr revoked(ASN1_TIME_set(nullptr, spec.this_update - 100));
+    OCSP_basic_add1_status(basic.get(), id, spec.status, OCSP_REVOKED_STATUS_KEYCOMPROMISE,
+                           spec.status == V_OCSP_CERTSTATUS_REVOKED ? revoked.get() : nullptr, thisupd.get(),
+                           nextupd.get());
+    if (spec.nonce == nonce_mode::echo) OCSP_copy_nonce(basic.get(), q.request.get());
+    if (spec.nonce == nonce_mode::wrong) {
+        unsigned char junk[16] = {1, 2, 3};
+        OCSP_basic_add1_nonce(basic.get(), junk, sizeof junk);
+    }
+    const bool ca = spec.signer == "subca-a" || spec.signer == "subca-b";
+    auto signer = load_cert(ca ? pki(spec.signer + ".crt") : device_cert(spec.signer));
+    auto key = load_key(ca ? pki(spec.signer + ".key") : device_key(spec.signer));
+    REQUIRE(OCSP_basic_sign(basic.get(), signer.get(), key.get(), EVP_sha256(), nullptr, 0) == 1);
+    ocsp_response_ptr response(OCSP_response_create(spec.response_status, basic.get()));
+    unsigned char* der = nullptr;
+    int len = i2d_OCSP_RESPONSE(response.get(), &der);
+    std::string out(reinterpret_cast<char*>(der), static_cast<std::size_t>(len));
+    OPENSSL_free(der);
+    return out;
+}
+
+struct fixture {
+    std::shared_ptr<const tenant_trust> trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    x509_stack_ptr chain{sk_X509_new_null()};
+    fixture() {
+        sk_X509_push(chain.get(), trust->certificate(ca_role::ica));
+        X509_up_ref(trust->certificate(ca_role::ica));
+    }
+    ocsp_answer verify(const ocsp_query& q, const std::string& der) {
+        return verify_ocsp_response(der, q, trust->certificate(ca_role::sub_ca), chain.get(), trust->store(),
+                                    std::time(nullptr), 60s);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("ocsp: good, revoked and unknown answers signed by the issuer or a delegated responder") {
+    fixture f;
+    auto leaf = load_cert(device_cert("dev-001"));
+    auto q = make_ocsp_query(leaf.get(), f.trust->certificate(ca_role::sub_ca), false);
+    CHECK(f.verify(q, craft(q, {})).status == ocsp_status::good);
+    CHECK(f.verify(q, craft(q, {.status = V_OCSP_CERTSTATUS_REVOKED})).status == ocsp_status::revoked);
+    CHECK(f.verify(q, craft(q, {.status = V_OCSP_CERTSTATUS_UNKNOWN})).status == ocsp_status::unknown);
+    auto delegated = f.verify(q, craft(q, {.signer = "ocsp-responder"}));
+    CHECK(delegated.status == ocsp_status::good);
+    CHECK(delegated.next_update > delegated.this_update);
+}
+
+TEST_CASE("ocsp: untrustworthy answers are refused with their cause") {
+    fixture f;
+    auto leaf = load_cert(device_cert("dev-001"));
+    auto q = make_ocsp_query(leaf.get(), f.trust->certificate(ca_role::sub_ca), true);
+    CHECK(f.verify(q, craft(q, {.nonce = nonce_mode::echo})).status == ocsp_status::good);
+    CHECK_THROWS_WITH(f.verify(q, craft(q, {.signer = "subca-b"})), Catch::Contains("not trusted"));
+    CHECK_THROWS_WITH(f.verify(q, craft(q, {.signer = "ocsp-noeku"})), Catch::Contains("not trusted"));
+    CHECK_THROWS_WITH(f.verify(q, craft(q, {.about = "dev-003"})), Catch::Contains("not about the certificate asked for"));
+    CHECK_THROWS_WITH(f.verify(q, craft(q, {.this_update = std::time(nullptr) - 7200,
+                                            .next_update = std::time(nullptr) - 3600})),
+                      Catch::Contains("stale"));
+    CHECK_THROWS_WITH(f.verify(q, craft(q, {.this_update = std::time(nullptr) + 3600,
+                                            .next_update = std::time(nullptr) + 7200})),
+                      Catch::Contains("thisUpdate is in the future"));
+    CHECK_THROWS_WITH(f.verify(q, craft(q, {.nonce = nonce_mode::wrong})), Catch::Contains("nonce mismatch"));
+    CHECK_THROWS_WITH(f.verify(q, craft(q, {.response_status = OCSP_RESPONSE_STATUS_TRYLATER})),
+                      Catch::Contains("responder answered trylater"));
+    CHECK_THROWS_WITH(f.verify(q, "garbage"), Catch::Contains("not an OCSP response"));
+    CHECK_THROWS_WITH(f.verify(q, ""), Catch::Contains("not an OCSP response"));
+}
+
+TEST_CASE("ocsp: the responder URL from the Authority Information Access") {
+    CHECK(ocsp_responder_url(load_cert(device_cert("dev-001")).get()).empty());
+}
+
+TEST_CASE("ocsp cache: until nextUpdate, bounded by the maximum TTL and in size") {
+    ocsp_cache cache(3, 600s);
+    sha256_digest a{}, b{};
+    a[0] = 1;
+    b[0] = 2;
+    const std::time_t now = 1'000'000;
+    cache.store(a, {ocsp_status::good, now, now + 60}, now);
+    CHECK(cache.lookup(a, now + 59) == ocsp_status::good);
+    CHECK_FALSE(cache.lookup(a, now + 61));
+    cache.store(b, {ocsp_status::revoked, now, 0}, now);  // no nextUpdate: max TTL
+    CHECK(cache.lookup(b, now + 599) == ocsp_status::revoked);
+    CHECK_FALSE(cache.lookup(b, now + 601));
+
+    auto leaf = load_cert(device_cert("dev-001"));
+    sha256_digest c{};
+    c[0] = 3;
+    CHECK(cache.begin_fetch(c, leaf.get(), "01", now));
+    CHECK_FALSE(cache.begin_fetch(c, leaf.get(), "01", now));  // one fetch at a time
+    cache.end_fetch(c);
+    cache.store_failure(c, now + 5);
+    CHECK_FALSE(cache.begin_fetch(c, leaf.get(), "01", now + 4));  // not before retry_after
+    CHECK(cache.begin_fetch(c, leaf.get(), "01", now + 6));
+    cache.end_fetch(c);
+    cache.set_active(c, true);
+    CHECK(cache.due_for_refresh(now + 6, 60s).size() == 1);  // active, no answer yet
+
+    for (unsigned char i = 10; i < 20; ++i) {
+        sha256_digest d{};
+        d[0] = i;
+        cache.store(d, {ocsp_status::good, now, now + 60}, now);
+        CHECK(cache.size() <= 3);
+    }
+}
