@@ -1,0 +1,123 @@
+// OCSP through the real broker, against a real responder (`openssl ocsp` over the test PKI's
+// Sub-CA database, signing with a delegated responder certificate).
+#include "cert_factory.hpp"
+#include "harness.hpp"
+#include "http_server.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <iterator>
+
+using namespace devicegate::itest;
+
+namespace {
+constexpr int not_authorized = 135;
+
+struct responder {
+    int port = free_port();
+    std::filesystem::path log = test_dir() / "ocsp-responder.log";
+    std::unique_ptr<process> proc;
+    responder() {
+        proc = std::make_unique<process>(
+            std::vector<std::string>{"openssl", "ocsp", "-index", pki("db/subca-a/index.txt"), "-port",
+                                     std::to_string(port), "-rsigner", pki("devices/ocsp-responder.crt"), "-rkey",
+                                     pki("devices/ocsp-responder.key"), "-CA", pki("subca-a.crt"), "-nmin", "10",
+                                     "-ignore_err"},
+            log);
+        // Not a TCP probe: `openssl ocsp` serves one connection at a time, and one that closes
+        // without a request wedges it.
+        REQUIRE(eventually([&] {
+            std::ifstream in(log);
+            std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            return text.find("waiting for OCSP client connections") != std::string::npos;
+        }));
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+};
+
+broker_options with_ocsp(const std::string& mode, const std::string& url) {
+    return {.plugin_opts = {{"ocsp", mode}, {"ocsp_responder_url", url}}};
+}
+
+// Connects until the answer differs from `while_code` (the fetch runs in the background).
+int connect_until_decided(const std::string& name, int port, int while_code, const std::string& cert = "") {
+    int rc = while_code;
+    eventually([&] { return (rc = device(name, "", cert)->connect(port)) != while_code; }, 10s);
+    return rc;
+}
+}  // namespace
+
+TEST_CASE("ocsp hard: refused until a good answer is cached, which the first attempt starts fetching",
+          "[integration][ocsp]") {
+    responder ocsp;
+    broker b(with_ocsp("hard", ocsp.url()));
+    REQUIRE(b.start());
+    CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: deny client=dev-001 reason=ocsp_pending"));
+    CHECK(connect_until_decided("dev-001", b.port(), not_authorized) == 0);
+    CHECK(b.wait_for_log("devicegate: ocsp serial=" + serial_of("dev-001") + " status=good"));
+
+    // dev-002 is revoked in the CA database but not on the CRL the broker loaded.
+    CHECK(device("dev-002")->connect(b.port()) == not_authorized);
+    CHECK(eventually([&] {
+        device("dev-002")->connect(b.port());
+        return b.log_contains("devicegate: deny client=dev-002 reason=revoked_ocsp");
+    }, 10s));
+
+    // A certificate the CA database does not know: unknown.
+    devicegate::test::cert_factory factory(pki("subca-a.crt"), pki("subca-a.key"));
+    auto dir = test_dir();
+    factory.issue(dir, "dev-unlisted");
+    client first("dev-unlisted", (dir / "dev-unlisted.crt").string(), (dir / "dev-unlisted.key").string());
+    CHECK(first.connect(b.port()) == not_authorized);
+    CHECK(eventually([&] {
+        client c("dev-unlisted", (dir / "dev-unlisted.crt").string(), (dir / "dev-unlisted.key").string());
+        c.connect(b.port());
+        return b.log_contains("devicegate: deny client=dev-unlisted reason=ocsp_unknown");
+    }, 10s));
+}
+
+TEST_CASE("ocsp soft: admitted while no answer is cached, disconnected when it comes back revoked",
+          "[integration][ocsp]") {
+    responder ocsp;
+    broker b(with_ocsp("soft", ocsp.url()));
+    REQUIRE(b.start());
+    auto good = device("dev-001");
+    auto revoked = device("dev-002");
+    REQUIRE(good->connect(b.port()) == 0);
+    REQUIRE(revoked->connect(b.port()) == 0);
+    CHECK(revoked->wait_disconnected(10s));
+    CHECK(b.wait_for_log("devicegate: kick client=dev-002 reason=revoked_ocsp"));
+    CHECK(device("dev-002")->connect(b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: deny client=dev-002 reason=revoked_ocsp"));
+    CHECK(good->connected());
+}
+
+TEST_CASE("ocsp: a responder that is down or answers garbage", "[integration][ocsp]") {
+    SECTION("down, soft: devices are admitted, the failure is logged") {
+        broker b(with_ocsp("soft", "http://127.0.0.1:" + std::to_string(free_port())));
+        REQUIRE(b.start());
+        CHECK(device("dev-001")->connect(b.port()) == 0);
+        CHECK(b.wait_for_log("devicegate: ocsp_failed serial=" + serial_of("dev-001")));
+        CHECK(b.log_contains("fetch failed"));
+    }
+    SECTION("down, hard: devices stay refused") {
+        broker b(with_ocsp("hard", "http://127.0.0.1:" + std::to_string(free_port())));
+        REQUIRE(b.start());
+        CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+        CHECK(b.wait_for_log("devicegate: ocsp_failed"));
+        std::this_thread::sleep_for(500ms);
+        CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+        CHECK(b.wait_for_log("devicegate: deny client=dev-001 reason=ocsp_pending"));
+    }
+    SECTION("garbage answers, hard: refused, cause logged") {
+        devicegate::test::http_server server;
+        server.set("/", {200, "this is not DER", "", "application/ocsp-response"});
+        broker b(with_ocsp("hard", server.url("/")));
+        REQUIRE(b.start());
+        CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+        CHECK(b.wait_for_log("cause=\"not an OCSP response"));
+        CHECK(server.count("/") >= 1);
+    }
+}
