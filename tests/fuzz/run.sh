@@ -9,13 +9,18 @@ cmake --build build-fuzz -j"$(nproc)"
 tests/pki/make-test-pki.sh build-fuzz/test-pki
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
-mkdir -p "$corpus"/{crl,config,redis}
+mkdir -p "$corpus"/{crl,ocsp,config,redis}
 cp build-fuzz/test-pki/*.crl.* "$corpus/crl/"
+# A real response from `openssl ocsp` (issuer-signed) as the OCSP seed.
+pki=build-fuzz/test-pki
+openssl ocsp -issuer $pki/subca-a.crt -cert $pki/devices/dev-001.crt -reqout "$corpus/req.der" -no_nonce 2>/dev/null
+openssl ocsp -index $pki/db/subca-a/index.txt -rsigner $pki/subca-a.crt -rkey $pki/subca-a.key -CA $pki/subca-a.crt \
+    -reqin "$corpus/req.der" -respout "$corpus/ocsp/1" 2>/dev/null || true
 printf 'tenant_ca_file /a\nica_file /b\nroot_ca_file /c\ncrl_file /d\nacl_pattern read devices/%%c/#\n' > "$corpus/config/1"
 printf 'crl_poll_interval 500ms\nredis_url redis://:pw@h:1/2\nacl_client_pattern m read $SYS/#\n' > "$corpus/config/2"
 printf '{"op":"revoke","kind":"serial","value":"0A7A"}' > "$corpus/redis/1"
 printf '{"device_id":"d","serial":"0A","fingerprint_sha256":"ab","certificate_pem":"x","first_seen":1,"broker_id":"b"}' > "$corpus/redis/2"
-for target in crl config redis_payloads; do
+for target in crl ocsp config redis_payloads; do
   dir=$corpus/${target%%_*}
   echo "fuzzing $target for ${seconds}s"
   build-fuzz/tests/fuzz/fuzz_$target -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \
