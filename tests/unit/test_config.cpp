@@ -158,3 +158,20 @@ TEST_CASE("config: CRL URLs") {
     o.push_back({"crl_distribution_points", "yes"});
     CHECK_THAT(error_of(o), Catch::Contains("plugin_opt_crl_distribution_points"));
 }
+
+TEST_CASE("config: OCSP options") {
+    option_list o{{"tenant_ca_file", "/a"}, {"ica_file", "/b"}, {"root_ca_file", "/c"}, {"crl_file", "/d"},
+                  {"ocsp", "hard"}, {"ocsp_responder_url", "http://127.0.0.1:2560"}, {"ocsp_nonce", "off"},
+                  {"ocsp_max_ttl", "10m"}, {"ocsp_cache_size", "50"}, {"ocsp_timeout", "2s"},
+                  {"ocsp_refresh_ahead", "1m"}};
+    auto c = parse_plugin_config(o);
+    CHECK(c.ocsp == ocsp_mode::hard);
+    CHECK(c.ocsp_responder_url == "http://127.0.0.1:2560");
+    CHECK_FALSE(c.ocsp_nonce);
+    CHECK(c.ocsp_max_ttl == 10min);
+    CHECK(c.ocsp_cache_size == 50);
+    CHECK(c.ocsp_timeout == 2s);
+    CHECK(c.ocsp_refresh_ahead == 1min);
+    o.push_back({"ocsp", "strict"});
+    CHECK_THAT(error_of(o), Catch::Contains("plugin_opt_ocsp: \"strict\" is not off, soft or hard"));
+}
