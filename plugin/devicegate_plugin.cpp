@@ -56,10 +56,13 @@ plugin::plugin(mosquitto_plugin_id_t* id, const option_list& options)
         o.timeout = config_->ocsp_timeout;
         o.skew = config_->clock_skew;
         o.refresh_ahead = config_->ocsp_refresh_ahead;
+        o.sub_ca = config_->ocsp_sub_ca;
+        o.sub_ca_responder_override = config_->ocsp_sub_ca_responder_url;
         ocsp_fetcher_ = std::make_unique<ocsp_fetcher>(o, trust_, *ocsp_cache_, queue_, log_);
     }
-    authorizer_ = std::make_unique<authorizer>(config_, trust_, revocations_, config_->redis ? &denylist_ : nullptr,
-                                               ocsp_cache_.get());
+    authorizer_ = std::make_unique<authorizer>(
+        config_, trust_, revocations_, config_->redis ? &denylist_ : nullptr, ocsp_cache_.get(),
+        ocsp_fetcher_ && config_->ocsp_sub_ca ? &ocsp_fetcher_->sub_ca_fingerprint() : nullptr);
     acl_ = std::make_unique<acl_policy>(config_->acl_rules);
     std::string acl;
     for (const auto& rule : config_->acl_rules) {

@@ -6,12 +6,14 @@ namespace devicegate {
 
 authorizer::authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
                        const snapshot_slot<revocation_snapshot>& revocations, const denylist_state* denylist,
-                       const ocsp_cache* ocsp)
+                       const ocsp_cache* ocsp, const sha256_digest* sub_ca_fingerprint)
     : config_(std::move(config)),
       trust_(std::move(trust)),
       revocations_(revocations),
       denylist_(denylist),
-      ocsp_(ocsp) {}
+      ocsp_(ocsp) {
+    if (sub_ca_fingerprint != nullptr) sub_ca_fingerprint_ = *sub_ca_fingerprint;
+}
 
 decision authorizer::authorize(X509* leaf, std::string_view client_id, std::time_t now) noexcept {
     try {
@@ -92,6 +94,24 @@ decision authorizer::decide(X509* leaf, std::string_view client_id, std::time_t 
             d.why = reason::denylist_stale;
             d.detail = "Redis unreachable for " + std::to_string(now - stale_since) +
                        "s, longer than denylist_grace; the local deny-list copy may be out of date";
+            return d;
+        }
+    }
+    if (ocsp_ != nullptr && config_->ocsp != ocsp_mode::off && sub_ca_fingerprint_) {
+        auto sub_ca = ocsp_->lookup(*sub_ca_fingerprint_, now);
+        if (sub_ca == ocsp_status::revoked) {
+            d.why = reason::ca_revoked;
+            d.detail = "the ICA's OCSP responder says the tenant Sub-CA is revoked";
+            return d;
+        }
+        if (sub_ca == ocsp_status::unknown) {
+            d.why = reason::ocsp_unknown;
+            d.detail = "the ICA's OCSP responder does not know the tenant Sub-CA";
+            return d;
+        }
+        if (!sub_ca && config_->ocsp == ocsp_mode::hard) {
+            d.why = reason::ocsp_pending;
+            d.detail = "no OCSP answer about the tenant Sub-CA cached yet (ocsp hard)";
             return d;
         }
     }

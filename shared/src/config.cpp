@@ -116,6 +116,15 @@ plugin_config parse_plugin_config(const option_list& options) {
             config.ocsp_cache_size = count_option(name, value, 1, 10'000'000);
         } else if (name == "ocsp_timeout") {
             config.ocsp_timeout = duration_option(name, value, milliseconds(100), seconds(60));
+        } else if (name == "ocsp_sub_ca") {
+            if (value == "on") config.ocsp_sub_ca = true;
+            else if (value == "off") config.ocsp_sub_ca = false;
+            else throw config_error(name, "\"" + value + "\" is not on or off");
+        } else if (name == "ocsp_sub_ca_responder_url") {
+            if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
+                throw config_error(name, "\"" + value + "\" is not an http:// or https:// URL");
+            }
+            config.ocsp_sub_ca_responder_url = value;
         } else if (name == "ocsp_refresh_ahead") {
             config.ocsp_refresh_ahead = duration_cast<seconds>(duration_option(name, value, seconds(0), hours(24)));
         } else if (name == "crl_poll_interval") {
@@ -186,7 +195,7 @@ plugin_config parse_plugin_config(const option_list& options) {
             throw config_error(name, "unknown option; known options are tenant_ca_file, ica_file, root_ca_file, "
                                      "crl_file, crl_url, crl_distribution_points, crl_refresh, crl_fetch_timeout, "
                                      "ocsp, ocsp_responder_url, ocsp_nonce, ocsp_max_ttl, ocsp_cache_size, "
-                                     "ocsp_timeout, ocsp_refresh_ahead, "
+                                     "ocsp_timeout, ocsp_refresh_ahead, ocsp_sub_ca, ocsp_sub_ca_responder_url, "
                                      "crl_poll_interval, crl_grace, crl_stale_policy, clock_skew, "
                                      "acl_pattern, acl_client_pattern, verify_cache_size, listener_check, redis_url, "
                                      "redis_prefix, denylist_grace, denylist_stale_policy, denylist_resync_interval, "

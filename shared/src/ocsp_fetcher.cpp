@@ -6,7 +6,17 @@ namespace devicegate {
 
 ocsp_fetcher::ocsp_fetcher(options opts, std::shared_ptr<const tenant_trust> trust, ocsp_cache& cache,
                            broker_queue& queue, logger log)
-    : opts_(std::move(opts)), trust_(std::move(trust)), cache_(cache), queue_(queue), log_(std::move(log)) {}
+    : opts_(std::move(opts)), trust_(std::move(trust)), cache_(cache), queue_(queue), log_(std::move(log)) {
+    X509* sub_ca = trust_->certificate(ca_role::sub_ca);
+    sub_ca_fingerprint_ = certificate_sha256(sub_ca);
+    if (opts_.sub_ca) {
+        // Registered as a permanently active entry: the refresh loop fetches it at start and
+        // keeps it fresh.
+        cache_.begin_fetch(sub_ca_fingerprint_, sub_ca, serial_hex(X509_get0_serialNumber(sub_ca)), 0);
+        cache_.end_fetch(sub_ca_fingerprint_);
+        cache_.set_active(sub_ca_fingerprint_, true);
+    }
+}
 
 ocsp_fetcher::~ocsp_fetcher() { stop(); }
 
@@ -55,11 +65,14 @@ void ocsp_fetcher::run() {
 
 void ocsp_fetcher::fetch(const sha256_digest& fingerprint, X509* leaf) {
     const std::string serial = serial_hex(X509_get0_serialNumber(leaf));
-    std::string url = opts_.responder_override.empty() ? ocsp_responder_url(leaf) : opts_.responder_override;
+    // The Sub-CA is answered for by its issuer, the ICA; devices by the Sub-CA.
+    const bool is_sub_ca = X509_cmp(leaf, trust_->certificate(ca_role::sub_ca)) == 0;
+    const std::string& override_url = is_sub_ca ? opts_.sub_ca_responder_override : opts_.responder_override;
+    std::string url = override_url.empty() ? ocsp_responder_url(leaf) : override_url;
     std::string cause;
     try {
         if (url.empty()) throw ocsp_error("the certificate names no OCSP responder (AIA) and none is configured");
-        X509* issuer = trust_->certificate(ca_role::sub_ca);
+        X509* issuer = trust_->certificate(is_sub_ca ? ca_role::ica : ca_role::sub_ca);
         ocsp_query query = make_ocsp_query(leaf, issuer, opts_.nonce);
         http_get_options http;
         http.timeout = opts_.timeout;
@@ -68,8 +81,10 @@ void ocsp_fetcher::fetch(const sha256_digest& fingerprint, X509* leaf) {
         if (!r) throw ocsp_error("fetch failed: " + r.error);
         if (r.status != 200) throw ocsp_error("HTTP " + std::to_string(r.status));
         x509_stack_ptr chain(sk_X509_new_null());
-        sk_X509_push(chain.get(), trust_->certificate(ca_role::ica));
-        X509_up_ref(trust_->certificate(ca_role::ica));
+        if (!is_sub_ca) {
+            sk_X509_push(chain.get(), trust_->certificate(ca_role::ica));
+            X509_up_ref(trust_->certificate(ca_role::ica));
+        }
         const std::time_t now = std::time(nullptr);
         ocsp_answer answer = verify_ocsp_response(r.body, query, issuer, chain.get(), trust_->store(), now, opts_.skew);
         cache_.store(fingerprint, answer, now);
@@ -79,10 +94,17 @@ void ocsp_fetcher::fetch(const sha256_digest& fingerprint, X509* leaf) {
         }
         log_.info("devicegate: ocsp serial=" + serial + " status=" + std::string(to_string(answer.status)));
         if (answer.status == ocsp_status::revoked) {
-            log_.notice("devicegate: ocsp says serial=" + serial + " is revoked");
             kick_request kick;
-            kick.serials.push_back(make_serial_key(X509_get0_serialNumber(leaf)));
-            kick.why = "revoked_ocsp";
+            if (is_sub_ca) {
+                log_.error("devicegate: ocsp says the tenant Sub-CA serial=" + serial +
+                           " is revoked; every device is refused");
+                kick.everyone = true;
+                kick.why = "ca_revoked";
+            } else {
+                log_.notice("devicegate: ocsp says serial=" + serial + " is revoked");
+                kick.serials.push_back(make_serial_key(X509_get0_serialNumber(leaf)));
+                kick.why = "revoked_ocsp";
+            }
             queue_.push_kick(std::move(kick));
         }
         return;

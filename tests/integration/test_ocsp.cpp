@@ -121,3 +121,65 @@ TEST_CASE("ocsp: a responder that is down or answers garbage", "[integration][oc
         CHECK(server.count("/") >= 1);
     }
 }
+
+namespace {
+// An OCSP responder for the ICA, answering about the Sub-CAs (the test PKI's ICA database
+// has Sub-CA A revoked; `sub_ca_valid` serves a copy in which it is not).
+struct ica_responder {
+    int port = free_port();
+    std::filesystem::path dir = test_dir();
+    std::unique_ptr<process> proc;
+    explicit ica_responder(bool sub_ca_valid) {
+        std::ifstream in(pki("db/ica/index.txt"));
+        std::ofstream out(dir / "index.txt");
+        std::string line;
+        while (std::getline(in, line)) {
+            if (sub_ca_valid && line.find("CN=Tenant A Sub-CA") != std::string::npos && line[0] == 'R') {
+                // R <expiry> <revoked,reason> <serial> ... -> V <expiry> <empty> <serial> ...
+                auto t1 = line.find('\t'), t2 = line.find('\t', t1 + 1), t3 = line.find('\t', t2 + 1);
+                line = "V" + line.substr(t1, t2 - t1) + "\t" + line.substr(t3);
+            }
+            out << line << "\n";
+        }
+        out.close();
+        auto log = dir / "ica-ocsp.log";
+        proc = std::make_unique<process>(
+            std::vector<std::string>{"openssl", "ocsp", "-index", (dir / "index.txt").string(), "-port",
+                                     std::to_string(port), "-rsigner", pki("ica.crt"), "-rkey", pki("ica.key"), "-CA",
+                                     pki("ica.crt"), "-nmin", "10", "-ignore_err"},
+            log);
+        REQUIRE(eventually([&] {
+            std::ifstream l(log);
+            std::string text((std::istreambuf_iterator<char>(l)), std::istreambuf_iterator<char>());
+            return text.find("waiting for OCSP client connections") != std::string::npos;
+        }));
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+};
+}  // namespace
+
+TEST_CASE("ocsp_sub_ca: the ICA's responder saying the Sub-CA is revoked refuses and disconnects every device",
+          "[integration][ocsp]") {
+    responder devices;
+    ica_responder ica(/*sub_ca_valid=*/false);
+    broker b({.plugin_opts = {{"ocsp", "soft"}, {"ocsp_responder_url", devices.url()}, {"ocsp_sub_ca", "on"},
+                              {"ocsp_sub_ca_responder_url", ica.url()}}});
+    REQUIRE(b.start());
+    auto dev = device("dev-001");
+    int first = dev->connect(b.port());  // soft: admitted unless the Sub-CA answer is already in
+    if (first == 0) CHECK(dev->wait_disconnected(10s));
+    CHECK(b.wait_for_log("devicegate: ocsp says the tenant Sub-CA serial=" + serial_of("../subca-a") + " is revoked"));
+    CHECK(device("dev-003")->connect(b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: deny client=dev-003 reason=ca_revoked"));
+}
+
+TEST_CASE("ocsp_sub_ca hard: devices get in once the Sub-CA and the device both have good answers",
+          "[integration][ocsp]") {
+    responder devices;
+    ica_responder ica(/*sub_ca_valid=*/true);
+    broker b({.plugin_opts = {{"ocsp", "hard"}, {"ocsp_responder_url", devices.url()}, {"ocsp_sub_ca", "on"},
+                              {"ocsp_sub_ca_responder_url", ica.url()}}});
+    REQUIRE(b.start());
+    CHECK(connect_until_decided("dev-001", b.port(), not_authorized) == 0);
+    CHECK(b.log_contains("devicegate: ocsp serial=" + serial_of("../subca-a") + " status=good"));
+}

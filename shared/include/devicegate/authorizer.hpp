@@ -36,7 +36,7 @@ public:
     /// `denylist` may be null (Redis not configured).
     authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
                const snapshot_slot<revocation_snapshot>& revocations, const denylist_state* denylist = nullptr,
-               const ocsp_cache* ocsp = nullptr);
+               const ocsp_cache* ocsp = nullptr, const sha256_digest* sub_ca_fingerprint = nullptr);
 
     /// `leaf` may be null (no client certificate). Never throws.
     decision authorize(X509* leaf, std::string_view client_id, std::time_t now) noexcept;
@@ -51,6 +51,7 @@ private:
     const snapshot_slot<revocation_snapshot>& revocations_;
     const denylist_state* denylist_;
     const ocsp_cache* ocsp_;
+    std::optional<sha256_digest> sub_ca_fingerprint_;  // set with ocsp_sub_ca
     std::unordered_map<sha256_digest, verified_certificate, sha256_hash> cache_;
 };
 

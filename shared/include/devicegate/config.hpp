@@ -44,6 +44,8 @@ struct plugin_config {
     std::size_t ocsp_cache_size = 100000;
     std::chrono::milliseconds ocsp_timeout{std::chrono::seconds(5)};
     std::chrono::seconds ocsp_refresh_ahead{std::chrono::minutes(5)};
+    bool ocsp_sub_ca = false;                // also ask the ICA's responder about the Sub-CA
+    std::string ocsp_sub_ca_responder_url;   // "" = the Sub-CA certificate's AIA
     std::chrono::seconds crl_grace{std::chrono::hours(24)};
     stale_policy crl_stale_policy = stale_policy::deny;
     std::chrono::seconds clock_skew{60};

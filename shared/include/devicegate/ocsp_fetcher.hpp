@@ -26,6 +26,8 @@ public:
         std::chrono::seconds skew{std::chrono::seconds(60)};
         std::chrono::seconds retry{std::chrono::seconds(5)};          // after a failed fetch
         std::chrono::seconds refresh_ahead{std::chrono::minutes(5)};  // for connected devices
+        bool sub_ca = false;                   // keep an answer about the tenant Sub-CA too
+        std::string sub_ca_responder_override; // "" = the Sub-CA's AIA
     };
 
     ocsp_fetcher(options opts, std::shared_ptr<const tenant_trust> trust, ocsp_cache& cache, broker_queue& queue,
@@ -42,6 +44,8 @@ public:
     void fetch(const sha256_digest& fingerprint, X509* leaf);
 
     std::uint64_t failures() const noexcept { return failures_.load(); }
+    /// The tenant Sub-CA's fingerprint: the cache key of its own OCSP answer.
+    const sha256_digest& sub_ca_fingerprint() const noexcept { return sub_ca_fingerprint_; }
 
 private:
     void run();
@@ -54,6 +58,7 @@ private:
     http_client http_;
     std::string last_failure_;  // log each cause once
     std::atomic<std::uint64_t> failures_{0};
+    sha256_digest sub_ca_fingerprint_{};
 
     std::mutex mutex_;
     std::condition_variable wake_;
