@@ -34,6 +34,19 @@ std::size_t count_option(const std::string& name, const std::string& value, std:
     return n;
 }
 
+bool on_off_option(const std::string& name, const std::string& value) {
+    if (value == "on") return true;
+    if (value == "off") return false;
+    throw config_error(name, "\"" + value + "\" is not on or off");
+}
+
+std::string url_option(const std::string& name, const std::string& value) {
+    if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
+        throw config_error(name, "\"" + value + "\" is not an http:// or https:// URL");
+    }
+    return value;
+}
+
 stale_policy policy_option(const std::string& name, const std::string& value) {
     if (value == "deny") return stale_policy::deny;
     if (value == "allow") return stale_policy::allow;
@@ -84,14 +97,9 @@ plugin_config parse_plugin_config(const option_list& options) {
             require_path(name, value);
             config.crl_files.push_back(value);
         } else if (name == "crl_url") {
-            if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
-                throw config_error(name, "\"" + value + "\" is not an http:// or https:// URL");
-            }
-            config.crl_urls.push_back(value);
+            config.crl_urls.push_back(url_option(name, value));
         } else if (name == "crl_distribution_points") {
-            if (value == "on") config.crl_distribution_points = true;
-            else if (value == "off") config.crl_distribution_points = false;
-            else throw config_error(name, "\"" + value + "\" is not on or off");
+            config.crl_distribution_points = on_off_option(name, value);
         } else if (name == "crl_refresh") {
             config.crl_refresh = duration_option(name, value, seconds(1), hours(24));
         } else if (name == "crl_fetch_timeout") {
@@ -102,14 +110,9 @@ plugin_config parse_plugin_config(const option_list& options) {
             else if (value == "hard") config.ocsp = ocsp_mode::hard;
             else throw config_error(name, "\"" + value + "\" is not off, soft or hard");
         } else if (name == "ocsp_responder_url") {
-            if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
-                throw config_error(name, "\"" + value + "\" is not an http:// or https:// URL");
-            }
-            config.ocsp_responder_url = value;
+            config.ocsp_responder_url = url_option(name, value);
         } else if (name == "ocsp_nonce") {
-            if (value == "on") config.ocsp_nonce = true;
-            else if (value == "off") config.ocsp_nonce = false;
-            else throw config_error(name, "\"" + value + "\" is not on or off");
+            config.ocsp_nonce = on_off_option(name, value);
         } else if (name == "ocsp_max_ttl") {
             config.ocsp_max_ttl = duration_cast<seconds>(duration_option(name, value, seconds(1), hours(24 * 7)));
         } else if (name == "ocsp_cache_size") {
@@ -117,14 +120,9 @@ plugin_config parse_plugin_config(const option_list& options) {
         } else if (name == "ocsp_timeout") {
             config.ocsp_timeout = duration_option(name, value, milliseconds(100), seconds(60));
         } else if (name == "ocsp_sub_ca") {
-            if (value == "on") config.ocsp_sub_ca = true;
-            else if (value == "off") config.ocsp_sub_ca = false;
-            else throw config_error(name, "\"" + value + "\" is not on or off");
+            config.ocsp_sub_ca = on_off_option(name, value);
         } else if (name == "ocsp_sub_ca_responder_url") {
-            if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
-                throw config_error(name, "\"" + value + "\" is not an http:// or https:// URL");
-            }
-            config.ocsp_sub_ca_responder_url = value;
+            config.ocsp_sub_ca_responder_url = url_option(name, value);
         } else if (name == "ocsp_refresh_ahead") {
             config.ocsp_refresh_ahead = duration_cast<seconds>(duration_option(name, value, seconds(0), hours(24)));
         } else if (name == "crl_poll_interval") {
@@ -159,9 +157,7 @@ plugin_config parse_plugin_config(const option_list& options) {
         } else if (name == "denylist_resync_interval") {
             config.denylist_resync_interval = duration_option(name, value, seconds(1), hours(24));
         } else if (name == "first_connect_jobs") {
-            if (value == "on") config.first_connect_jobs = true;
-            else if (value == "off") config.first_connect_jobs = false;
-            else throw config_error(name, "\"" + value + "\" is not on or off");
+            config.first_connect_jobs = on_off_option(name, value);
         } else if (name == "job_memory_limit") {
             config.job_memory_limit = count_option(name, value, 0, 10'000'000);
         } else if (name == "job_journal_max_bytes") {

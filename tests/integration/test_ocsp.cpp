@@ -14,24 +14,28 @@ using namespace devicegate::itest;
 namespace {
 constexpr int not_authorized = 135;
 
+// Starts `openssl ocsp` and waits for it to listen. Not by a TCP probe: it serves one
+// connection at a time, and one that closes without a request wedges it.
+std::unique_ptr<process> start_responder(std::vector<std::string> args, const std::filesystem::path& log) {
+    auto proc = std::make_unique<process>(args, log);
+    REQUIRE(eventually([&] {
+        std::ifstream in(log);
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        return text.find("waiting for OCSP client connections") != std::string::npos;
+    }));
+    return proc;
+}
+
 struct responder {
     int port = free_port();
     std::filesystem::path log = test_dir() / "ocsp-responder.log";
     std::unique_ptr<process> proc;
     responder() {
-        proc = std::make_unique<process>(
-            std::vector<std::string>{"openssl", "ocsp", "-index", pki("db/subca-a/index.txt"), "-port",
-                                     std::to_string(port), "-rsigner", pki("devices/ocsp-responder.crt"), "-rkey",
-                                     pki("devices/ocsp-responder.key"), "-CA", pki("subca-a.crt"), "-nmin", "10",
-                                     "-ignore_err"},
-            log);
-        // Not a TCP probe: `openssl ocsp` serves one connection at a time, and one that closes
-        // without a request wedges it.
-        REQUIRE(eventually([&] {
-            std::ifstream in(log);
-            std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-            return text.find("waiting for OCSP client connections") != std::string::npos;
-        }));
+        proc = start_responder({"openssl", "ocsp", "-index", pki("db/subca-a/index.txt"), "-port",
+                                std::to_string(port), "-rsigner", pki("devices/ocsp-responder.crt"), "-rkey",
+                                pki("devices/ocsp-responder.key"), "-CA", pki("subca-a.crt"), "-nmin", "10",
+                                "-ignore_err"},
+                               log);
     }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
 };
@@ -142,17 +146,10 @@ struct ica_responder {
             out << line << "\n";
         }
         out.close();
-        auto log = dir / "ica-ocsp.log";
-        proc = std::make_unique<process>(
-            std::vector<std::string>{"openssl", "ocsp", "-index", (dir / "index.txt").string(), "-port",
-                                     std::to_string(port), "-rsigner", pki("ica.crt"), "-rkey", pki("ica.key"), "-CA",
-                                     pki("ica.crt"), "-nmin", "10", "-ignore_err"},
-            log);
-        REQUIRE(eventually([&] {
-            std::ifstream l(log);
-            std::string text((std::istreambuf_iterator<char>(l)), std::istreambuf_iterator<char>());
-            return text.find("waiting for OCSP client connections") != std::string::npos;
-        }));
+        proc = start_responder({"openssl", "ocsp", "-index", (dir / "index.txt").string(), "-port",
+                                std::to_string(port), "-rsigner", pki("ica.crt"), "-rkey", pki("ica.key"), "-CA",
+                                pki("ica.crt"), "-nmin", "10", "-ignore_err"},
+                               dir / "ica-ocsp.log");
     }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
 };
