@@ -193,7 +193,7 @@ int plugin::on_basic_auth(mosquitto_evt_basic_auth& event) {
     }
     if (d.why == reason::ok) {
         sessions_.admit(client, d.device_id, d.serial, d.fingerprint);
-        if (ocsp_cache_) ocsp_cache_->set_active(d.fingerprint, true);
+        if (ocsp_cache_) ocsp_cache_->set_active(d.fingerprint, true, leaf.get());
         ++admits_;
         if (jobs_) submit_first_connect(leaf.get(), d);
         if (config_->crl_distribution_points && !d.cache_hit) {
@@ -308,6 +308,7 @@ void plugin::publish_stats() {
         put("crl/age_seconds", std::to_string(now - newest));
         put("crl/next_update_in_seconds", next == 0 ? "none" : std::to_string(next - now));
         put("crl/chain_revoked", crl->chain_revoked() ? "1" : "0");
+        put("crl/rejected", std::to_string(watcher_->rejected()));
     }
     if (denylist_sync_) {
         auto list = denylist_.list.load();

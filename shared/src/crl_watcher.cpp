@@ -165,6 +165,7 @@ bool crl_watcher::poll_file(source_state& file) {
     struct stat st {};
     if (::stat(file.name.c_str(), &st) != 0) {
         if (!file.missing_reported) {
+            ++rejected_;
             log_.error("devicegate: crl_rejected file=" + file.name + " cause=\"cannot stat: " + std::strerror(errno) +
                        "\"; keeping the last good CRL");
             file.missing_reported = true;
@@ -179,6 +180,7 @@ bool crl_watcher::poll_file(source_state& file) {
     try {
         return accept(file, load_crl_file(file.name, *trust_));
     } catch (const std::exception& e) {
+        ++rejected_;
         log_.error("devicegate: crl_rejected file=" + file.name + " cause=\"" + log_safe(e.what(), 400) +
                    "\"; keeping the last good CRL");
         return false;
@@ -220,6 +222,7 @@ bool crl_watcher::fetch_url(source_state& url) {
             cause = e.what();
         }
     }
+    ++rejected_;
     if (url.failing != cause) {  // once per cause, not on every retry
         log_.error("devicegate: crl_rejected url=" + url.name + " cause=\"" + log_safe(cause, 400) + "\"; " +
                    (url.last_good.empty() ? "no CRL from it yet" : "keeping the last good CRL"));

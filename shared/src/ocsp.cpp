@@ -148,10 +148,17 @@ void ocsp_cache::end_fetch(const sha256_digest& fingerprint) {
     in_flight_.erase(fingerprint);
 }
 
-void ocsp_cache::set_active(const sha256_digest& fingerprint, bool active) {
+void ocsp_cache::set_active(const sha256_digest& fingerprint, bool active, X509* leaf) {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(fingerprint);
-    if (it != entries_.end()) it->second.active = active;
+    if (it == entries_.end()) return;
+    it->second.active = active;
+    if (!active) {
+        it->second.leaf.reset();
+    } else if (leaf != nullptr && !it->second.leaf) {
+        X509_up_ref(leaf);
+        it->second.leaf.reset(leaf);
+    }
 }
 
 std::vector<std::pair<sha256_digest, x509_ptr>> ocsp_cache::due_for_refresh(std::time_t now,

@@ -1,5 +1,6 @@
 #include "devicegate/ocsp_fetcher.hpp"
 
+#include <algorithm>
 #include <ctime>
 
 namespace devicegate {
@@ -42,6 +43,10 @@ void ocsp_fetcher::request(const sha256_digest& fingerprint, X509* leaf, const s
 }
 
 void ocsp_fetcher::run() {
+    // The refresh scan walks the whole cache under its lock: not on every wake-up.
+    const auto scan_every = std::clamp<std::chrono::seconds>(opts_.refresh_ahead / 10, std::chrono::seconds(1),
+                                                              std::chrono::seconds(5));
+    auto next_scan = std::chrono::steady_clock::now();
     for (;;) {
         std::deque<std::pair<sha256_digest, x509_ptr>> work;
         {
@@ -55,6 +60,8 @@ void ocsp_fetcher::run() {
             cache_.end_fetch(fp);
         }
         // Connected devices: refresh ahead of expiry, so they are never without an answer.
+        if (std::chrono::steady_clock::now() < next_scan) continue;
+        next_scan = std::chrono::steady_clock::now() + scan_every;
         for (auto& [fp, leaf] : cache_.due_for_refresh(std::time(nullptr), opts_.refresh_ahead)) {
             if (!cache_.begin_fetch(fp, leaf.get(), "", std::time(nullptr))) continue;
             fetch(fp, leaf.get());

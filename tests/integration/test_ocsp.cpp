@@ -3,6 +3,8 @@
 #include "cert_factory.hpp"
 #include "harness.hpp"
 #include "http_server.hpp"
+#include "devicegate/tenant_trust.hpp"
+#include "ocsp_craft.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -96,6 +98,18 @@ TEST_CASE("ocsp soft: admitted while no answer is cached, disconnected when it c
     CHECK(device("dev-002")->connect(b.port()) == not_authorized);
     CHECK(b.wait_for_log("devicegate: deny client=dev-002 reason=revoked_ocsp"));
     CHECK(good->connected());
+
+    // Unknown to the responder: admitted first (soft), refused once the answer is cached.
+    devicegate::test::cert_factory factory(pki("subca-a.crt"), pki("subca-a.key"));
+    auto dir = test_dir();
+    factory.issue(dir, "dev-unlisted");
+    client first("dev-unlisted", (dir / "dev-unlisted.crt").string(), (dir / "dev-unlisted.key").string());
+    CHECK(first.connect(b.port()) == 0);
+    CHECK(eventually([&] {
+        client c("dev-unlisted", (dir / "dev-unlisted.crt").string(), (dir / "dev-unlisted.key").string());
+        return c.connect(b.port()) == not_authorized &&
+               b.log_contains("devicegate: deny client=dev-unlisted reason=ocsp_unknown");
+    }, 10s));
 }
 
 TEST_CASE("ocsp: a responder that is down or answers garbage", "[integration][ocsp]") {
@@ -114,6 +128,34 @@ TEST_CASE("ocsp: a responder that is down or answers garbage", "[integration][oc
         std::this_thread::sleep_for(500ms);
         CHECK(device("dev-001")->connect(b.port()) == not_authorized);
         CHECK(b.wait_for_log("devicegate: deny client=dev-001 reason=ocsp_pending"));
+    }
+    SECTION("untrustworthy answers, hard: refused, each cause logged") {
+        devicegate::test::http_server server;
+        broker b(with_ocsp("hard", server.url("/")));
+        REQUIRE(b.start());
+        auto trust = devicegate::tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+        auto leaf = devicegate::test::load_cert(pki("devices/dev-001.crt"));
+        auto query = devicegate::make_ocsp_query(leaf.get(), trust->certificate(devicegate::ca_role::sub_ca), false);
+        using devicegate::test::nonce_mode;
+        const std::pair<devicegate::test::response_spec, std::string> cases[] = {
+            {{.signer = "subca-b"}, "response signature or signer not trusted"},
+            {{.signer = "ocsp-noeku"}, "response signature or signer not trusted"},
+            {{.about = "dev-003"}, "not about the certificate asked for"},
+            {{.this_update = std::time(nullptr) - 7200, .next_update = std::time(nullptr) - 3600}, "stale"},
+            {{.nonce = nonce_mode::wrong}, "nonce mismatch"},
+        };
+        for (const auto& [spec, cause] : cases) {
+            INFO(cause);
+            server.set("/", {200, devicegate::test::craft(query, spec), "", "application/ocsp-response"});
+            CHECK(eventually([&] {
+                device("dev-001")->connect(b.port());
+                return b.log_contains(cause);
+            }, 15s));
+        }
+        CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+        // A good answer, finally: admitted.
+        server.set("/", {200, devicegate::test::craft(query, {}), "", "application/ocsp-response"});
+        CHECK(connect_until_decided("dev-001", b.port(), not_authorized) == 0);
     }
     SECTION("garbage answers, hard: refused, cause logged") {
         devicegate::test::http_server server;
@@ -179,4 +221,26 @@ TEST_CASE("ocsp_sub_ca hard: devices get in once the Sub-CA and the device both 
     REQUIRE(b.start());
     CHECK(connect_until_decided("dev-001", b.port(), not_authorized) == 0);
     CHECK(b.log_contains("devicegate: ocsp serial=" + serial_of("../subca-a") + " status=good"));
+}
+
+TEST_CASE("ocsp: a connected device's answer is refreshed ahead of its expiry", "[integration][ocsp]") {
+    responder ocsp;  // answers with nextUpdate = now + 10 min
+    // Refresh 10 min ahead: every answer is already due, so the fetcher keeps refreshing it.
+    broker b({.plugin_opts = {{"ocsp", "soft"}, {"ocsp_responder_url", ocsp.url()}, {"ocsp_refresh_ahead", "10m"}}});
+    REQUIRE(b.start());
+    auto dev = device("dev-001");
+    REQUIRE(dev->connect(b.port()) == 0);
+    auto requests = [&] {
+        std::ifstream in(ocsp.log);
+        std::string line;
+        int n = 0;
+        while (std::getline(in, line)) n += line.find("Received request") != std::string::npos;
+        return n;
+    };
+    CHECK(eventually([&] { return requests() >= 3; }, 10s));  // one connect, several fetches
+    dev.reset();                                               // disconnected: no more refreshes
+    std::this_thread::sleep_for(1500ms);
+    const int after = requests();
+    std::this_thread::sleep_for(3s);
+    CHECK(requests() == after);
 }

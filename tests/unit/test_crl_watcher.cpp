@@ -92,6 +92,7 @@ TEST_CASE("crl watcher: reloads, keeps the last good CRL, and asks for kicks") {
         }
         CHECK(log.contains("neither PEM nor valid DER CRL"));
         CHECK(log.contains("older than the one in force"));
+        CHECK(watcher.rejected() == 5);
         std::filesystem::remove(crl);
         watcher.poll_once();
         CHECK(log.contains("cannot stat"));

@@ -10,6 +10,7 @@
 #include "devicegate/log.hpp"
 #include "devicegate/revocation.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -54,6 +55,9 @@ public:
     /// One polling pass (what the thread runs); public for tests.
     void poll_once();
 
+    /// CRL files or URLs refused (unreadable, garbage, foreign, forged, older, HTTP errors).
+    std::uint64_t rejected() const noexcept { return rejected_.load(); }
+
 private:
     struct file_stamp {
         dev_t dev = 0;
@@ -92,6 +96,7 @@ private:
     http_client http_;
     std::vector<std::string> learned_urls_;  // guarded by mutex_
     std::uint64_t generation_ = 0;
+    std::atomic<std::uint64_t> rejected_{0};
     // The snapshot replaced last: held until the next publish so that its (possibly tens of
     // MB) memory is freed here, not by the broker thread dropping the last reference.
     std::shared_ptr<const revocation_snapshot> retired_;

@@ -79,7 +79,10 @@ public:
     /// start now (one is under way or failed recently).
     bool begin_fetch(const sha256_digest& fingerprint, X509* leaf, const std::string& serial_hex, std::time_t now);
     void end_fetch(const sha256_digest& fingerprint);
-    void set_active(const sha256_digest& fingerprint, bool active);
+    /// A session holds (leaf given) or released this certificate. Released entries drop their
+    /// certificate: only connected devices' answers are refreshed, and a disconnected
+    /// device's certificate should not stay in memory.
+    void set_active(const sha256_digest& fingerprint, bool active, X509* leaf = nullptr);
     /// Certificates of connected devices whose answer expires within `ahead`.
     std::vector<std::pair<sha256_digest, x509_ptr>> due_for_refresh(std::time_t now, std::chrono::seconds ahead);
     std::size_t size() const;
