@@ -315,6 +315,9 @@ client::client(std::string id, std::string cert, std::string key) : id_(std::mov
     static lib_init init;
     mosq_ = mosquitto_new(id_.c_str(), true, this);
     if (!mosq_) throw std::runtime_error("mosquitto_new failed");
+    // The loop runs on our own thread (not mosquitto_loop_start): libmosquitto only locks
+    // around its state when told so.
+    mosquitto_threaded_set(mosq_, true);
     mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     if (mosquitto_tls_set(mosq_, pki("root.crt").c_str(), nullptr, cert.c_str(), key.c_str(), nullptr) !=
         MOSQ_ERR_SUCCESS) {
