@@ -84,6 +84,7 @@ http_response http_client::perform(const std::string& url, const http_get_option
     if (!options.if_modified_since.empty()) {
         headers = curl_slist_append(headers, ("If-Modified-Since: " + options.if_modified_since).c_str());
     }
+    for (const auto& h : options.headers) headers = curl_slist_append(headers, h.c_str());
     if (body != nullptr) {
         headers = curl_slist_append(headers, ("Content-Type: " + content_type).c_str());
         curl_easy_setopt(c, CURLOPT_POST, 1L);

@@ -2,9 +2,12 @@
 
 #include "devicegate/device_id.hpp"
 #include "devicegate/json_fields.hpp"
+#include "devicegate/pki.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <stdexcept>
 
 namespace devicegate {
@@ -43,6 +46,34 @@ device_certificate parse_journal_line(std::string_view line) {
     if (seen == j.end() || !seen->is_number_integer()) throw std::invalid_argument("missing integer field first_seen");
     c.first_seen = seen->get<std::int64_t>();
     return c;
+}
+
+job parse_job(std::string_view payload) {
+    const nlohmann::json j = parse_json_object(payload);
+    auto schema = j.find("schema");
+    if (schema == j.end() || !schema->is_number_integer() || schema->get<int>() != job_schema_version) {
+        throw std::invalid_argument("unsupported schema (expected " + std::to_string(job_schema_version) + ")");
+    }
+    job out;
+    const std::string type = string_field(j, "type");
+    if (type == to_string(job_type::first_connect)) out.type = job_type::first_connect;
+    else if (type == to_string(job_type::certificate_changed)) out.type = job_type::certificate_changed;
+    else throw std::invalid_argument("unknown job type");
+    out.cert = parse_journal_line(payload);
+    std::vector<x509_ptr> certs;
+    try {
+        certs = parse_certificates(out.cert.certificate_pem, "certificate_pem");
+    } catch (const std::exception&) {
+        throw std::invalid_argument("certificate_pem is not a PEM certificate");
+    }
+    if (certs.size() != 1) throw std::invalid_argument("certificate_pem holds " + std::to_string(certs.size()) + " certificates, expected 1");
+    const auto digest = certificate_sha256(certs[0].get());
+    const std::string actual = to_hex(digest.data(), digest.size());  // upper case, as the plugin writes it
+    if (!std::equal(actual.begin(), actual.end(), out.cert.fingerprint_sha256.begin(), out.cert.fingerprint_sha256.end(),
+                    [](char a, char b) { return std::toupper(static_cast<unsigned char>(a)) == std::toupper(static_cast<unsigned char>(b)); })) {
+        throw std::invalid_argument("fingerprint_sha256 does not match certificate_pem");
+    }
+    return out;
 }
 
 }  // namespace devicegate

@@ -94,6 +94,25 @@ redis_reply_ptr redis_connection::command(const std::vector<std::string>& argv) 
                    where_);
 }
 
+std::vector<redis_reply_ptr> redis_connection::pipeline(const std::vector<std::vector<std::string>>& commands) {
+    for (const auto& argv : commands) {
+        std::vector<size_t> lens;
+        auto ptrs = argv_ptrs(argv, lens);
+        if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(ptrs.size()), ptrs.data(), lens.data()) != REDIS_OK) {
+            throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
+        }
+    }
+    std::vector<redis_reply_ptr> replies;
+    for (std::size_t i = 0; i < commands.size(); ++i) {
+        void* reply = nullptr;
+        if (redisGetReply(ctx_.get(), &reply) != REDIS_OK || reply == nullptr) {
+            throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
+        }
+        replies.emplace_back(static_cast<redisReply*>(reply));
+    }
+    return replies;
+}
+
 void redis_connection::append(const std::vector<std::string>& argv) {
     std::vector<size_t> lens;
     auto ptrs = argv_ptrs(argv, lens);

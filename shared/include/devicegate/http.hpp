@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace devicegate {
 
@@ -29,6 +30,7 @@ struct http_get_options {
     std::size_t max_body_bytes = 64u << 20;
     std::string if_none_match;       // ETag of the copy we have
     std::string if_modified_since;   // Last-Modified of the copy we have
+    std::vector<std::string> headers;  // extra "Name: value" lines (may carry secrets: never log them)
 };
 
 /// A reusable client (keeps the connection alive between calls to the same host).

@@ -12,7 +12,7 @@ inline constexpr int job_schema_version = 1;
 struct device_certificate {
     std::string device_id;
     std::string serial_hex;
-    std::string fingerprint_sha256;  // lower-case hex of the leaf DER's SHA-256
+    std::string fingerprint_sha256;  // upper-case hex of the leaf DER's SHA-256
     std::string certificate_pem;
     std::int64_t first_seen = 0;     // unix seconds, when this broker admitted it
     std::string broker_id;
@@ -24,6 +24,16 @@ std::string_view to_string(job_type t) noexcept;
 /// {"schema":1,"type":..,"device_id":..,"serial":..,"fingerprint_sha256":..,
 ///  "certificate_pem":..,"first_seen":..,"broker_id":..}
 std::string encode_job(const device_certificate& cert, job_type type);
+
+/// A job as the worker reads it from the stream.
+struct job {
+    job_type type = job_type::first_connect;
+    device_certificate cert;
+};
+/// Parses and checks a job payload: schema 1, a known type, a safe device id, exactly one
+/// PEM certificate whose SHA-256 is fingerprint_sha256. Throws std::invalid_argument naming
+/// the problem (never repeating the payload).
+job parse_job(std::string_view payload);
 
 /// The journal's line format (the certificate without a job type).
 std::string encode_journal_line(const device_certificate& cert);

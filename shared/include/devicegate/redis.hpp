@@ -56,6 +56,9 @@ public:
     /// Runs one command; throws redis_io_error on a broken link; returns error replies as
     /// replies (check with is_error).
     redis_reply_ptr command(const std::vector<std::string>& argv);
+    /// Sends every command, then reads every reply (one round trip); throws redis_io_error.
+    /// Wrap the commands in MULTI/EXEC to make them atomic.
+    std::vector<redis_reply_ptr> pipeline(const std::vector<std::vector<std::string>>& commands);
     /// Sends without reading (for SUBSCRIBE).
     void append(const std::vector<std::string>& argv);
     /// The next reply, waiting at most `timeout`; nullopt on timeout. Throws redis_io_error.

@@ -1,0 +1,45 @@
+#include "hawkbit_client.hpp"
+
+#include <openssl/evp.h>
+
+#include <nlohmann/json.hpp>
+
+namespace devicegate::worker {
+
+namespace {
+std::string base64(const std::string& in) {
+    std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+    out.resize(static_cast<std::size_t>(n));
+    return out;
+}
+}  // namespace
+
+hawkbit_client::hawkbit_client(const hawkbit_settings& settings, std::chrono::milliseconds timeout,
+                               worker_metrics& metrics)
+    : settings_(settings), timeout_(timeout), metrics_(metrics),
+      authorization_("Authorization: Basic " + base64(settings.username + ":" + settings.password)) {}
+
+std::string hawkbit_client::ensure_target(const std::string& device_id) {
+    const std::string body = nlohmann::json::array({{{"controllerId", device_id}, {"name", device_id}}}).dump();
+    http_get_options o;
+    o.timeout = timeout_;
+    // Without Accept, Spring answers hal+json; the body is the same, but be explicit.
+    o.headers = {authorization_, "Accept: application/json"};
+    auto r = http_.post(settings_.url + "/rest/v1/targets", body, "application/json", o);
+    if (r && r.status == 201) {
+        ++metrics_.created[static_cast<std::size_t>(target::hawkbit)];
+        return "created";
+    }
+    if (r && r.status == 409) return "exists";  // EntityAlreadyExistsException: already registered
+    if (r && r.status == 401) {
+        metrics_.error(target::hawkbit, error_kind::auth);
+        throw target_failure(target::hawkbit, false, 401, excerpt(r.body),
+                             "hawkbit: POST /rest/v1/targets: HTTP 401: credentials refused for user " +
+                                 log_safe(settings_.username) + " (check hawkbit_username / hawkbit_password)");
+    }
+    fail(target::hawkbit, r, "POST /rest/v1/targets", metrics_);
+}
+
+}  // namespace devicegate::worker

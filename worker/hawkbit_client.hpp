@@ -1,0 +1,27 @@
+#pragma once
+// hawkBit Management API (contracts §B): one target per device id, controllerId = device id.
+#include "backend.hpp"
+#include "devicegate/log.hpp"
+#include "devicegate/http.hpp"
+#include "metrics.hpp"
+#include "worker_config.hpp"
+
+#include <string>
+
+namespace devicegate::worker {
+
+class hawkbit_client {
+public:
+    hawkbit_client(const hawkbit_settings& settings, std::chrono::milliseconds timeout, worker_metrics& metrics);
+    /// "created" (201) or "exists" (409, either errorCode spelling); throws target_failure.
+    std::string ensure_target(const std::string& device_id);
+
+private:
+    const hawkbit_settings& settings_;
+    std::chrono::milliseconds timeout_;
+    worker_metrics& metrics_;
+    std::string authorization_;  // "Authorization: Basic ..." (a secret: never logged)
+    http_client http_;
+};
+
+}  // namespace devicegate::worker

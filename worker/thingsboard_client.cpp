@@ -1,0 +1,233 @@
+#include "thingsboard_client.hpp"
+
+#include <openssl/evp.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <ctime>
+
+namespace devicegate::worker {
+
+using json = nlohmann::json;
+
+namespace {
+
+json json_or_null(const std::string& body) {
+    try {
+        return json::parse(body);
+    } catch (const json::exception&) {
+        return nullptr;
+    }
+}
+
+/// The `exp` claim of a JWT (not verified: only to refresh early); 0 if unreadable.
+std::int64_t jwt_exp(const std::string& token) {
+    auto first = token.find('.'), second = token.find('.', first + 1);
+    if (first == std::string::npos || second == std::string::npos) return 0;
+    std::string b64 = token.substr(first + 1, second - first - 1);
+    std::replace(b64.begin(), b64.end(), '-', '+');
+    std::replace(b64.begin(), b64.end(), '_', '/');
+    while (b64.size() % 4 != 0) b64 += '=';
+    std::string raw(b64.size(), '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(raw.data()),
+                            reinterpret_cast<const unsigned char*>(b64.data()), static_cast<int>(b64.size()));
+    if (n <= 0) return 0;
+    raw.resize(static_cast<std::size_t>(n));
+    raw.erase(raw.find_last_not_of('\0') + 1);  // EVP_DecodeBlock counts the padding
+    json payload = json_or_null(raw);
+    if (!payload.is_object() || !payload.contains("exp") || !payload["exp"].is_number_integer()) return 0;
+    return payload["exp"].get<std::int64_t>();
+}
+
+std::string entity_id(const json& j) {
+    if (j.is_object() && j.contains("id") && j["id"].is_object() && j["id"].contains("id") && j["id"]["id"].is_string()) {
+        return j["id"]["id"].get<std::string>();
+    }
+    return "";
+}
+
+[[noreturn]] void bad_answer(const std::string& call, const std::string& what) {
+    throw target_failure(target::thingsboard, true, 200, "", "thingsboard: " + call + ": " + what);
+}
+
+}  // namespace
+
+std::string thingsboard_certificate_value(const std::string& pem) {
+    std::string out = pem;
+    for (const std::string armour : {"-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"}) {
+        for (auto at = out.find(armour); at != std::string::npos; at = out.find(armour)) out.erase(at, armour.size());
+    }
+    out.erase(std::remove_if(out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r'; }), out.end());
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+thingsboard_session::thingsboard_session(const thingsboard_settings& settings, std::chrono::milliseconds timeout,
+                                         worker_metrics& metrics)
+    : settings_(settings), timeout_(timeout), metrics_(metrics) {}
+
+std::string thingsboard_session::token(http_client& http) {
+    std::lock_guard lock(mutex_);
+    if (token_.empty()) {
+        login(http);
+    } else if (expires_at_ != 0 && std::time(nullptr) > expires_at_ - 60) {
+        if (!refresh(http)) login(http);
+    }
+    return token_;
+}
+
+void thingsboard_session::expired(http_client& http, const std::string& stale) {
+    std::lock_guard lock(mutex_);
+    if (token_ != stale) return;  // another thread already has a new one
+    if (!refresh(http)) login(http);
+}
+
+void thingsboard_session::login(http_client& http) {
+    token_.clear();
+    const std::string body = json{{"username", settings_.username}, {"password", settings_.password}}.dump();
+    http_get_options o;
+    o.timeout = timeout_;
+    auto r = http.post(settings_.url + "/api/auth/login", body, "application/json", o);
+    if (r && r.status == 401) {
+        metrics_.error(target::thingsboard, error_kind::auth);
+        throw target_failure(target::thingsboard, false, 401, excerpt(r.body),
+                             "thingsboard: login refused for user " + log_safe(settings_.username) +
+                                 " (check thingsboard_username / thingsboard_password)");
+    }
+    if (!r || r.status != 200) fail(target::thingsboard, r, "POST /api/auth/login", metrics_);
+    take(r, "POST /api/auth/login");
+    ++metrics_.thingsboard_logins;
+}
+
+bool thingsboard_session::refresh(http_client& http) {
+    if (refresh_token_.empty()) return false;
+    http_get_options o;
+    o.timeout = timeout_;
+    auto r = http.post(settings_.url + "/api/auth/token", json{{"refreshToken", refresh_token_}}.dump(),
+                       "application/json", o);
+    if (r && r.status == 401) {  // the refresh token expired too: log in again
+        refresh_token_.clear();
+        return false;
+    }
+    if (!r || r.status != 200) fail(target::thingsboard, r, "POST /api/auth/token", metrics_);
+    take(r, "POST /api/auth/token");
+    ++metrics_.thingsboard_refreshes;
+    return true;
+}
+
+void thingsboard_session::take(const http_response& r, std::string_view call) {
+    json j = json_or_null(r.body);
+    if (!j.is_object() || !j.contains("token") || !j["token"].is_string() || !j.contains("refreshToken") ||
+        !j["refreshToken"].is_string()) {
+        bad_answer(std::string(call), "200 without token and refreshToken");
+    }
+    token_ = j["token"].get<std::string>();
+    refresh_token_ = j["refreshToken"].get<std::string>();
+    expires_at_ = jwt_exp(token_);
+}
+
+// ---------------------------------------------------------------------------------------------
+thingsboard_client::thingsboard_client(const thingsboard_settings& settings, std::chrono::milliseconds timeout,
+                                       thingsboard_session& session, worker_metrics& metrics)
+    : settings_(settings), timeout_(timeout), session_(session), metrics_(metrics) {}
+
+http_response thingsboard_client::call(const char* method, const std::string& path, const std::string* body,
+                                       std::chrono::milliseconds timeout) {
+    http_response r;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        const std::string token = session_.token(http_);
+        http_get_options o;
+        o.timeout = timeout;
+        o.headers = {"X-Authorization: Bearer " + token, "Accept: application/json"};
+        const std::string url = settings_.url + path;
+        r = std::string_view(method) == "GET" ? http_.get(url, o) : http_.post(url, *body, "application/json", o);
+        // 401: expired (errorCode 11) or no longer valid (10, e.g. a restarted server with a
+        // new signing key): refresh or log in again, then repeat the call once.
+        if (!(r && r.status == 401)) break;
+        session_.expired(http_, token);
+    }
+    return r;
+}
+
+thingsboard_client::result thingsboard_client::register_device(const job& j) {
+    const std::string& id = j.cert.device_id;  // safe alphabet: no escaping needed in the query
+    result out;
+    for (int round = 0; round < 3 && out.device_uuid.empty(); ++round) {
+        const std::string lookup = "/api/tenant/devices?deviceName=" + id;
+        auto r = call("GET", lookup, nullptr, timeout_);
+        if (r && r.status == 200) {
+            out.device_uuid = entity_id(json_or_null(r.body));
+            if (out.device_uuid.empty()) bad_answer("GET " + lookup, "200 without id.id");
+            out.action = ensure_credentials(out.device_uuid, j.cert.certificate_pem);
+            break;
+        }
+        if (!(r && r.status == 404)) fail(target::thingsboard, r, "GET /api/tenant/devices", metrics_);
+        const std::string body =
+            json{{"device", {{"name", id}, {"type", settings_.device_type}}},
+                 {"credentials", {{"credentialsType", "X509_CERTIFICATE"}, {"credentialsValue", j.cert.certificate_pem}}}}
+                .dump();
+        auto c = call("POST", "/api/device-with-credentials", &body, timeout_);
+        if (c && c.status == 200) {
+            out.device_uuid = entity_id(json_or_null(c.body));
+            if (out.device_uuid.empty()) bad_answer("POST /api/device-with-credentials", "200 without id.id");
+            out.action = "created";
+            ++metrics_.created[static_cast<std::size_t>(target::thingsboard)];
+            break;
+        }
+        // "Device with such name already exists!" (400, errorCode 31): another worker created
+        // it between our lookup and our create; look it up again.
+        if (c && c.status == 400 && c.body.find("such name already exists") != std::string::npos) continue;
+        fail(target::thingsboard, c, "POST /api/device-with-credentials", metrics_);
+    }
+    if (out.device_uuid.empty()) {
+        throw target_failure(target::thingsboard, true, 400, "",
+                             "thingsboard: device " + id + " exists by name but cannot be looked up; will retry");
+    }
+    out.notified = notify(out.device_uuid, j);
+    return out;
+}
+
+std::string thingsboard_client::ensure_credentials(const std::string& uuid, const std::string& pem) {
+    const std::string path = "/api/device/" + uuid + "/credentials";
+    auto r = call("GET", path, nullptr, timeout_);
+    if (!(r && r.status == 200)) fail(target::thingsboard, r, "GET /api/device/{id}/credentials", metrics_);
+    json creds = json_or_null(r.body);
+    if (!creds.is_object()) bad_answer("GET /api/device/{id}/credentials", "200 without a JSON object");
+    if (creds.value("credentialsType", "") == "X509_CERTIFICATE" &&
+        creds.value("credentialsValue", "") == thingsboard_certificate_value(pem)) {
+        return "unchanged";
+    }
+    creds["credentialsType"] = "X509_CERTIFICATE";
+    creds["credentialsValue"] = pem;
+    creds.erase("credentialsId");  // recomputed by the server
+    const std::string body = creds.dump();
+    auto u = call("POST", "/api/device/credentials", &body, timeout_);
+    if (!(u && u.status == 200)) fail(target::thingsboard, u, "POST /api/device/credentials", metrics_);
+    ++metrics_.credentials_updated;
+    return "credentials_updated";
+}
+
+std::string thingsboard_client::notify(const std::string& uuid, const job& j) {
+    if (!settings_.rule_engine) return "off";
+    const json message{{"event", j.type == job_type::first_connect ? "firstConnect" : "certificateChanged"},
+                       {"deviceId", j.cert.device_id},
+                       {"serial", j.cert.serial_hex},
+                       {"fingerprintSha256", j.cert.fingerprint_sha256},
+                       {"firstSeen", j.cert.first_seen},
+                       {"brokerId", j.cert.broker_id}};
+    const std::string body = message.dump();
+    const auto wait = settings_.rule_engine_timeout;
+    auto r = call("POST", "/api/rule-engine/DEVICE/" + uuid + "/" + std::to_string(wait.count()), &body,
+                  wait + timeout_);
+    // 200: a "rest call reply" node answered; 408: the message entered the rule chain and no
+    // reply node answered in time (the default root chain has none). Both are delivered.
+    if (r && (r.status == 200 || r.status == 408)) return "delivered";
+    if (r && r.status == 404) {
+        ++metrics_.rule_engine_unsupported;
+        return "unsupported";
+    }
+    fail(target::thingsboard, r, "POST /api/rule-engine/DEVICE/{id}", metrics_);
+}
+
+}  // namespace devicegate::worker

@@ -1,0 +1,72 @@
+#pragma once
+// ThingsBoard CE REST (contracts §A, §D): one device per device id holding the device's
+// leaf certificate as X.509 credentials, and a Rule Engine message per registration.
+#include "backend.hpp"
+#include "devicegate/log.hpp"
+#include "devicegate/http.hpp"
+#include "devicegate/job.hpp"
+#include "metrics.hpp"
+#include "worker_config.hpp"
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+namespace devicegate::worker {
+
+/// The tenant login shared by every worker thread: log in once, refresh with the refresh
+/// token before `exp` (or after a 401 errorCode 11), log in again if the refresh fails.
+/// Tokens and the password never reach a log line.
+class thingsboard_session {
+public:
+    thingsboard_session(const thingsboard_settings& settings, std::chrono::milliseconds timeout, worker_metrics& metrics);
+    /// A token valid for a while; logs in or refreshes through `http` if needed.
+    std::string token(http_client& http);
+    /// The server said `stale` has expired: refresh (once, whichever thread comes first).
+    void expired(http_client& http, const std::string& stale);
+
+private:
+    void login(http_client& http);
+    bool refresh(http_client& http);
+    void take(const http_response& r, std::string_view call);
+
+    const thingsboard_settings& settings_;
+    std::chrono::milliseconds timeout_;
+    worker_metrics& metrics_;
+    std::mutex mutex_;
+    std::string token_;
+    std::string refresh_token_;
+    std::int64_t expires_at_ = 0;  // unix seconds from the JWT's exp; 0 = unknown
+};
+
+class thingsboard_client {
+public:
+    thingsboard_client(const thingsboard_settings& settings, std::chrono::milliseconds timeout,
+                       thingsboard_session& session, worker_metrics& metrics);
+
+    struct result {
+        std::string device_uuid;
+        std::string action;  // created | credentials_updated | unchanged
+        std::string notified;  // delivered | unsupported | off
+    };
+    /// Idempotent: finds or creates the device, makes its credentials this certificate,
+    /// then notifies the Rule Engine. Throws target_failure.
+    result register_device(const job& j);
+
+private:
+    http_response call(const char* method, const std::string& path, const std::string* body,
+                       std::chrono::milliseconds timeout);
+    std::string ensure_credentials(const std::string& uuid, const std::string& pem);
+    std::string notify(const std::string& uuid, const job& j);
+
+    const thingsboard_settings& settings_;
+    std::chrono::milliseconds timeout_;
+    thingsboard_session& session_;
+    worker_metrics& metrics_;
+    http_client http_;
+};
+
+/// The bare base64 DER ThingsBoard stores for a PEM (DeviceCredentialsServiceImpl.formatCertData).
+std::string thingsboard_certificate_value(const std::string& pem);
+
+}  // namespace devicegate::worker

@@ -1,0 +1,262 @@
+#include "worker.hpp"
+
+#include <ctime>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace devicegate::worker {
+
+namespace {
+
+std::string now_text() { return std::to_string(static_cast<long long>(std::time(nullptr))); }
+
+std::size_t attempts_of(const stream_entry& e) {
+    auto it = e.fields.find("attempts");
+    if (it == e.fields.end()) return 0;
+    try {
+        return static_cast<std::size_t>(std::stoul(it->second));
+    } catch (const std::exception&) {
+        return 0;
+    }
+}
+
+std::string field(const std::map<std::string, std::string>& m, const char* name) {
+    auto it = m.find(name);
+    return it == m.end() ? std::string() : it->second;
+}
+
+}  // namespace
+
+registration register_job(const job& j, std::map<std::string, std::string>& state, thingsboard_client& thingsboard,
+                          hawkbit_client& hawkbit) {
+    registration out;
+    // The plugin writes the device's current fingerprint before it enqueues a job; a job for an
+    // older certificate must not put that certificate back into ThingsBoard.
+    const std::string current = field(state, "fingerprint");
+    if (!current.empty() && current != j.cert.fingerprint_sha256) {
+        out.superseded = true;
+        return out;
+    }
+    if (field(state, "thingsboard") == "registered" &&
+        field(state, "thingsboard_fingerprint") == j.cert.fingerprint_sha256) {
+        out.thingsboard = "already";
+    } else {
+        auto r = thingsboard.register_device(j);
+        out.thingsboard = r.action;
+        out.notified = r.notified;
+        state["thingsboard"] = "registered";
+        state["thingsboard_id"] = r.device_uuid;
+        state["thingsboard_fingerprint"] = j.cert.fingerprint_sha256;
+    }
+    if (field(state, "hawkbit") == "registered") {
+        out.hawkbit = "already";
+    } else {
+        out.hawkbit = hawkbit.ensure_target(j.cert.device_id);
+        state["hawkbit"] = "registered";
+    }
+    return out;
+}
+
+registration_worker::registration_worker(const worker_config& config, worker_metrics& metrics, const logger& log)
+    : config_(config), metrics_(metrics), log_(log), session_(config.thingsboard, config.http_timeout, metrics) {}
+
+void registration_worker::run() {
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < config_.concurrency; ++i) threads.emplace_back([this, i] { consume(i); });
+    for (auto& t : threads) t.join();
+}
+
+void registration_worker::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_all();
+}
+
+bool registration_worker::sleep(std::chrono::milliseconds d) {
+    std::unique_lock lock(mutex_);
+    return !wake_.wait_for(lock, d, [this] { return stopping_.load(); });
+}
+
+std::chrono::milliseconds registration_worker::backoff(std::size_t attempt) const {
+    // Exponential with "equal jitter": half fixed, half random, so retries of a burst spread out.
+    auto delay = config_.retry_initial;
+    for (std::size_t i = 1; i < attempt && delay < config_.retry_max; ++i) delay *= 2;
+    delay = std::min(delay, config_.retry_max);
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    std::uniform_int_distribution<long long> jitter(0, delay.count() / 2);
+    return std::chrono::milliseconds(delay.count() - delay.count() / 2 + jitter(rng));
+}
+
+void registration_worker::redis_state(bool up, const std::string& why) {
+    int expected = up ? 0 : 1;
+    if (metrics_.redis_up.compare_exchange_strong(expected, up ? 1 : 0)) {
+        if (up) log_.notice("devicegate-worker: Redis at " + config_.redis.describe() + " connected");
+        else log_.warning("devicegate-worker: Redis at " + config_.redis.describe() + " unreachable: " + why +
+                          "; jobs wait in the stream, retrying");
+    }
+}
+
+void registration_worker::consume(std::size_t index) {
+    const std::string consumer = config_.consumer_name + "-" + std::to_string(index);
+    std::chrono::milliseconds reconnect{200};
+    while (!stopping_) {
+        try {
+            job_queue queue(config_.redis, redis_model{config_.redis_prefix}, config_.consumer_group, consumer);
+            queue.ensure_group();
+            redis_state(true, "");
+            reconnect = std::chrono::milliseconds(200);
+            thingsboard_client thingsboard(config_.thingsboard, config_.http_timeout, session_, metrics_);
+            hawkbit_client hawkbit(config_.hawkbit, config_.http_timeout, metrics_);
+            // Jobs this consumer took before a restart (or a lost Redis link) come first.
+            for (const auto& e : queue.own_pending(1000)) process(queue, thingsboard, hawkbit, e, false);
+            // Consumers claim idle jobs at staggered times.
+            auto next_claim = std::chrono::steady_clock::now() + config_.claim_idle * index / config_.concurrency / 2;
+            while (!stopping_) {
+                if (std::chrono::steady_clock::now() >= next_claim) {
+                    for (const auto& e : queue.claim_idle(config_.claim_idle, 10)) process(queue, thingsboard, hawkbit, e, true);
+                    next_claim = std::chrono::steady_clock::now() + std::max(config_.claim_idle / 2, std::chrono::milliseconds(200));
+                }
+                for (const auto& e : queue.read_new(1, std::chrono::milliseconds(1000))) {
+                    process(queue, thingsboard, hawkbit, e, false);
+                }
+            }
+        } catch (const redis_io_error& e) {
+            redis_state(false, e.what());
+        } catch (const redis_data_error& e) {
+            log_.error("devicegate-worker: unexpected data in Redis: " + std::string(e.what()) + "; reconnecting");
+        }
+        sleep(reconnect);
+        reconnect = std::min(reconnect * 2, std::chrono::milliseconds(5000));
+    }
+}
+
+void registration_worker::process(job_queue& queue, thingsboard_client& thingsboard, hawkbit_client& hawkbit,
+                                  const stream_entry& entry, bool reclaimed) {
+    struct in_flight_guard {
+        std::atomic<std::int64_t>& n;
+        explicit in_flight_guard(std::atomic<std::int64_t>& c) : n(c) { ++n; }
+        ~in_flight_guard() { --n; }
+    } guard(metrics_.in_flight);
+    const auto started = std::chrono::steady_clock::now();
+    std::size_t attempts = attempts_of(entry);
+    auto dead = [&](dead_reason reason, const std::string& error, const std::string& device_id,
+                    std::map<std::string, std::string> info, std::map<std::string, std::string> state) {
+        info["reason"] = to_string(reason);
+        info["error"] = error;
+        info["attempts"] = std::to_string(attempts);
+        info["failed_at"] = now_text();
+        info["worker"] = config_.consumer_name;
+        if (!device_id.empty()) info["device_id"] = device_id;
+        queue.dead_letter(entry, info, device_id, state);
+        metrics_.dead(reason);
+        log_.warning("devicegate-worker: dead-lettered job=" + entry.id + " device=" +
+                     (device_id.empty() ? "-" : device_id) + " reason=" + to_string(reason) + " attempts=" +
+                     std::to_string(attempts) + ": " + error + " (devicegate-ctl dlq replay " + entry.id + ")");
+    };
+
+    if (stopping_) {  // taken from the stream but not started: hand it back at once
+        queue.requeue(entry, attempts);
+        ++metrics_.jobs_requeued;
+        return;
+    }
+    if (entry.fields.empty()) {  // pending, but deleted from the stream meanwhile
+        queue.done(entry.id, "", {});
+        return;
+    }
+    if (reclaimed) {
+        ++metrics_.jobs_reclaimed;
+        const long long deliveries = queue.deliveries(entry.id);
+        log_.notice("devicegate-worker: claimed job=" + entry.id + " idle for " +
+                    std::to_string(config_.claim_idle.count()) + " ms (its worker stopped), delivery " +
+                    std::to_string(deliveries));
+        if (deliveries > static_cast<long long>(config_.max_deliveries)) {
+            dead(dead_reason::poison, "delivered " + std::to_string(deliveries) +
+                                          " times without finishing (workers died or were killed while processing it)",
+                 "", {}, {});
+            return;
+        }
+    }
+    job j;
+    try {
+        auto payload = entry.fields.find("job");
+        if (payload == entry.fields.end()) throw std::invalid_argument("no \"job\" field");
+        j = parse_job(payload->second);
+    } catch (const std::invalid_argument& e) {
+        dead(dead_reason::malformed, std::string("malformed job: ") + e.what(), "", {}, {});
+        return;
+    }
+    const std::string& id = j.cert.device_id;
+    std::map<std::string, std::string> state = queue.device(id);
+    for (;;) {
+        ++attempts;
+        try {
+            registration r = register_job(j, state, thingsboard, hawkbit);
+            if (r.superseded) {
+                queue.done(entry.id, "", {});
+                ++metrics_.jobs_superseded;
+                log_.info("devicegate-worker: skipped job=" + entry.id + " device=" + id +
+                          ": superseded by a newer certificate (its own job registers it)");
+                return;
+            }
+            queue.done(entry.id, id,
+                       {{"thingsboard", "registered"},
+                        {"thingsboard_id", state["thingsboard_id"]},
+                        {"thingsboard_fingerprint", j.cert.fingerprint_sha256},
+                        {"hawkbit", "registered"},
+                        {"registered_at", now_text()},
+                        {"last_error", ""}});
+            const auto took =
+                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+            ++metrics_.jobs_done;
+            metrics_.observe_registration(took);
+            if (r.notified == "unsupported" && !rule_engine_warned_.exchange(true)) {
+                log_.warning("devicegate-worker: ThingsBoard has no Rule Engine REST API (404: older than 3.8); "
+                             "registrations continue without the notification (counted in "
+                             "devicegate_worker_rule_engine_unsupported_total; set thingsboard_rule_engine off)");
+            }
+            log_.info("devicegate-worker: registered device=" + id + " job=" + entry.id + " type=" +
+                      std::string(to_string(j.type)) + " thingsboard=" + r.thingsboard +
+                      (r.notified.empty() ? "" : " notified=" + r.notified) + " hawkbit=" + r.hawkbit +
+                      " attempts=" + std::to_string(attempts) + " in " + std::to_string(took.count() / 1000) + " ms");
+            return;
+        } catch (const target_failure& f) {
+            ++metrics_.attempts_failed;
+            const char* which = to_string(f.which);
+            if (!f.retryable || attempts >= config_.max_attempts) {
+                dead(f.retryable ? dead_reason::exhausted : dead_reason::permanent, f.what(), id,
+                     {{"target", which}, {"status", std::to_string(f.status)}, {"body", f.body_excerpt}},
+                     {{which, "failed"}, {"last_error", f.what()}});
+                return;
+            }
+            queue.update_device(id, {{which, "retrying"}, {"last_error", f.what()}});
+            const auto delay = backoff(attempts);
+            ++metrics_.jobs_retried;
+            log_.notice("devicegate-worker: retry device=" + id + " job=" + entry.id + " attempt " +
+                        std::to_string(attempts + 1) + "/" + std::to_string(config_.max_attempts) + " in " +
+                        std::to_string(delay.count()) + " ms: " + f.what());
+            if (!wait_for_retry(queue, entry.id, delay)) {
+                queue.requeue(entry, attempts);
+                ++metrics_.jobs_requeued;
+                log_.notice("devicegate-worker: stopping: job=" + entry.id + " device=" + id +
+                            " handed back to the stream after " + std::to_string(attempts) + " attempt(s)");
+                return;
+            }
+        }
+    }
+}
+
+bool registration_worker::wait_for_retry(job_queue& queue, const std::string& id, std::chrono::milliseconds delay) {
+    const auto slice = std::max(config_.claim_idle / 3, std::chrono::milliseconds(1));
+    while (delay.count() > 0) {
+        const auto step = std::min(delay, slice);
+        if (!sleep(step)) return false;
+        delay -= step;
+        queue.touch(id);
+    }
+    return true;
+}
+
+}  // namespace devicegate::worker

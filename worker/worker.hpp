@@ -1,0 +1,64 @@
+#pragma once
+// devicegate-worker: consumes the first-connect stream and registers each device in
+// ThingsBoard and hawkBit (contracts §D). `concurrency` threads, each one consumer of the
+// group with its own Redis connection and keep-alive HTTP connections; they share the
+// ThingsBoard login. A job is acknowledged only after both targets hold the device, so a
+// crash loses nothing: its job stays pending and another worker claims it after `claim_idle`.
+#include "devicegate/job.hpp"
+#include "devicegate/log.hpp"
+#include "hawkbit_client.hpp"
+#include "job_queue.hpp"
+#include "metrics.hpp"
+#include "thingsboard_client.hpp"
+#include "worker_config.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace devicegate::worker {
+
+/// What one attempt did; `state` (the device's Redis hash) tells it what is already done and
+/// is updated with each target that succeeds, so a retry skips it.
+struct registration {
+    bool superseded = false;  // the device presents a newer certificate: its own job will run
+    std::string thingsboard;  // created | credentials_updated | unchanged | already (skipped)
+    std::string notified;     // delivered | unsupported | off | ""
+    std::string hawkbit;      // created | exists | already
+};
+/// Throws target_failure.
+registration register_job(const job& j, std::map<std::string, std::string>& state, thingsboard_client& thingsboard,
+                          hawkbit_client& hawkbit);
+
+class registration_worker {
+public:
+    registration_worker(const worker_config& config, worker_metrics& metrics, const logger& log);
+    /// Runs the consumer threads until stop(); returns when they have finished or handed back
+    /// their jobs.
+    void run();
+    /// Thread-safe; from a signal-handling thread.
+    void stop();
+
+private:
+    void consume(std::size_t index);
+    void process(job_queue& queue, thingsboard_client& thingsboard, hawkbit_client& hawkbit, const stream_entry& entry,
+                 bool reclaimed);
+    /// Waits `delay` while keeping the job claimed; false if the worker is stopping.
+    bool wait_for_retry(job_queue& queue, const std::string& id, std::chrono::milliseconds delay);
+    bool sleep(std::chrono::milliseconds d);
+    std::chrono::milliseconds backoff(std::size_t attempt) const;
+    void redis_state(bool up, const std::string& why);
+
+    const worker_config& config_;
+    worker_metrics& metrics_;
+    const logger& log_;
+    thingsboard_session session_;
+    std::atomic<bool> stopping_{false};
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::atomic<bool> rule_engine_warned_{false};
+};
+
+}  // namespace devicegate::worker

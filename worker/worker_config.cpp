@@ -1,0 +1,194 @@
+#include "worker_config.hpp"
+
+#include "devicegate/config.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <functional>
+#include <sstream>
+#include <vector>
+
+namespace devicegate::worker {
+
+namespace {
+
+struct setting {
+    const char* key;
+    const char* form;
+    bool secret;
+    std::function<void(worker_config&, const std::string&)> set;
+};
+
+std::size_t count(const std::string& v, std::size_t min, std::size_t max) {
+    std::size_t used = 0;
+    unsigned long long n = std::stoull(v, &used);
+    if (used != v.size() || n < min || n > max || v[0] == '-') throw std::invalid_argument("out of range");
+    return static_cast<std::size_t>(n);
+}
+
+std::chrono::milliseconds duration(const std::string& v) {
+    auto d = parse_duration(v);
+    if (d.count() <= 0) throw std::invalid_argument("must be positive");
+    return d;
+}
+
+std::string http_url(const std::string& v) {
+    if (v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0) throw std::invalid_argument("not http(s)");
+    std::string out = v;
+    while (!out.empty() && out.back() == '/') out.pop_back();
+    return out;
+}
+
+bool on_off(const std::string& v) {
+    if (v == "on" || v == "true") return true;
+    if (v == "off" || v == "false") return false;
+    throw std::invalid_argument("not on/off");
+}
+
+const std::vector<setting>& settings() {
+    static const std::vector<setting> all = {
+        {"redis_url", "redis://[:password@]host[:port][/db]", true,
+         [](worker_config& c, const std::string& v) { c.redis = redis_options::parse_url(v); }},
+        {"redis_prefix", "a key prefix such as devicegate:", false,
+         [](worker_config& c, const std::string& v) {
+             if (v.empty()) throw std::invalid_argument("empty");
+             c.redis_prefix = v;
+         }},
+        {"consumer_group", "a Redis consumer group name", false,
+         [](worker_config& c, const std::string& v) {
+             if (v.empty()) throw std::invalid_argument("empty");
+             c.consumer_group = v;
+         }},
+        {"consumer_name", "a name unique to this worker (default: the host name)", false,
+         [](worker_config& c, const std::string& v) {
+             if (v.empty()) throw std::invalid_argument("empty");
+             c.consumer_name = v;
+         }},
+        {"concurrency", "a number of concurrent jobs, 1..256", false,
+         [](worker_config& c, const std::string& v) { c.concurrency = count(v, 1, 256); }},
+        {"claim_idle", "a duration such as 60s", false,
+         [](worker_config& c, const std::string& v) { c.claim_idle = duration(v); }},
+        {"max_deliveries", "a number 1..100", false,
+         [](worker_config& c, const std::string& v) { c.max_deliveries = count(v, 1, 100); }},
+        {"max_attempts", "a number 1..100", false,
+         [](worker_config& c, const std::string& v) { c.max_attempts = count(v, 1, 100); }},
+        {"retry_initial", "a duration such as 500ms", false,
+         [](worker_config& c, const std::string& v) { c.retry_initial = duration(v); }},
+        {"retry_max", "a duration such as 30s", false,
+         [](worker_config& c, const std::string& v) { c.retry_max = duration(v); }},
+        {"http_timeout", "a duration such as 10s", false,
+         [](worker_config& c, const std::string& v) { c.http_timeout = duration(v); }},
+        {"thingsboard_url", "http(s)://host[:port]", false,
+         [](worker_config& c, const std::string& v) { c.thingsboard.url = http_url(v); }},
+        {"thingsboard_username", "the tenant administrator's login", false,
+         [](worker_config& c, const std::string& v) { c.thingsboard.username = v; }},
+        {"thingsboard_password", "the tenant administrator's password", true,
+         [](worker_config& c, const std::string& v) { c.thingsboard.password = v; }},
+        {"thingsboard_device_type", "a device profile name", false,
+         [](worker_config& c, const std::string& v) {
+             if (v.empty()) throw std::invalid_argument("empty");
+             c.thingsboard.device_type = v;
+         }},
+        {"thingsboard_rule_engine", "on or off", false,
+         [](worker_config& c, const std::string& v) { c.thingsboard.rule_engine = on_off(v); }},
+        {"thingsboard_rule_engine_timeout", "a duration such as 5s", false,
+         [](worker_config& c, const std::string& v) { c.thingsboard.rule_engine_timeout = duration(v); }},
+        {"hawkbit_url", "http(s)://host[:port]", false,
+         [](worker_config& c, const std::string& v) { c.hawkbit.url = http_url(v); }},
+        {"hawkbit_username", "a Management API user", false,
+         [](worker_config& c, const std::string& v) { c.hawkbit.username = v; }},
+        {"hawkbit_password", "that user's password", true,
+         [](worker_config& c, const std::string& v) { c.hawkbit.password = v; }},
+        {"metrics_listen", "host:port, or off", false,
+         [](worker_config& c, const std::string& v) {
+             if (v != "off") {
+                 auto colon = v.rfind(':');
+                 if (colon == std::string::npos || colon == 0) throw std::invalid_argument("not host:port");
+                 count(v.substr(colon + 1), 0, 65535);
+             }
+             c.metrics_listen = v;
+         }},
+        {"log_level", "info, notice or warning", false,
+         [](worker_config& c, const std::string& v) {
+             if (v != "info" && v != "notice" && v != "warning") throw std::invalid_argument("unknown level");
+             c.log_level = v;
+         }},
+    };
+    return all;
+}
+
+std::string env_name(const char* key) {
+    std::string out = "DEVICEGATE_";
+    for (const char* p = key; *p; ++p) out += static_cast<char>(std::toupper(static_cast<unsigned char>(*p)));
+    return out;
+}
+
+void apply(worker_config& c, const setting& s, const std::string& value, const std::string& where) {
+    try {
+        s.set(c, value);
+    } catch (const std::exception&) {
+        // Never repeat the value: it may be a secret.
+        throw worker_config_error(where + ": bad value; expected " + s.form);
+    }
+}
+
+std::string trim(const std::string& s) {
+    auto b = s.find_first_not_of(" \t\r");
+    if (b == std::string::npos) return "";
+    return s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
+}
+
+}  // namespace
+
+worker_config parse_worker_config(const std::string& file_text, const std::map<std::string, std::string>& env) {
+    worker_config c;
+    std::istringstream in(file_text);
+    std::string line;
+    for (int number = 1; std::getline(in, line); ++number) {
+        line = trim(line);
+        if (line.empty() || line[0] == '#') continue;
+        auto space = line.find_first_of(" \t");
+        const std::string key = line.substr(0, space);
+        const std::string value = space == std::string::npos ? "" : trim(line.substr(space));
+        auto it = std::find_if(settings().begin(), settings().end(), [&](const setting& s) { return key == s.key; });
+        const std::string where = "line " + std::to_string(number) + ": " + key;
+        if (it == settings().end()) throw worker_config_error(where + ": unknown setting");
+        apply(c, *it, value, where);
+    }
+    for (const setting& s : settings()) {
+        auto e = env.find(env_name(s.key));
+        if (e != env.end()) apply(c, s, e->second, env_name(s.key));
+    }
+    if (c.consumer_name.empty()) {
+        char host[256] = {};
+        gethostname(host, sizeof host - 1);
+        c.consumer_name = host[0] ? host : "worker";
+    }
+    auto required = [](const std::string& value, const char* key) {
+        if (value.empty()) throw worker_config_error(std::string(key) + ": required (or " + env_name(key) + ")");
+    };
+    required(c.thingsboard.url, "thingsboard_url");
+    required(c.thingsboard.username, "thingsboard_username");
+    required(c.thingsboard.password, "thingsboard_password");
+    required(c.hawkbit.url, "hawkbit_url");
+    required(c.hawkbit.username, "hawkbit_username");
+    required(c.hawkbit.password, "hawkbit_password");
+    if (c.retry_max < c.retry_initial) throw worker_config_error("retry_max: must not be shorter than retry_initial");
+    return c;
+}
+
+std::string worker_config::describe() const {
+    std::ostringstream out;
+    out << "redis=" << redis.describe() << (redis.password.empty() ? "" : " (password set)") << " prefix=" << redis_prefix
+        << " group=" << consumer_group << " consumer=" << consumer_name << " concurrency=" << concurrency
+        << " claim_idle=" << claim_idle.count() << "ms max_deliveries=" << max_deliveries
+        << " max_attempts=" << max_attempts << " retry=" << retry_initial.count() << ".." << retry_max.count()
+        << "ms http_timeout=" << http_timeout.count() << "ms thingsboard=" << thingsboard.url
+        << " (user " << thingsboard.username << ", password set, type " << thingsboard.device_type
+        << ", rule engine " << (thingsboard.rule_engine ? "on" : "off") << ") hawkbit=" << hawkbit.url << " (user "
+        << hawkbit.username << ", password set) metrics=" << metrics_listen;
+    return out.str();
+}
+
+}  // namespace devicegate::worker

@@ -1,0 +1,59 @@
+#pragma once
+// devicegate-worker's typed configuration: one "key value" file (config/devicegate-worker.conf.example)
+// and environment variables DEVICEGATE_<KEY> (upper case) that override it, for containers.
+// Parsed and validated once at start; secrets are never printed.
+#include "devicegate/redis.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+namespace devicegate::worker {
+
+/// A bad setting; what() names the key and the expected form (never a secret's value).
+struct worker_config_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct thingsboard_settings {
+    std::string url;  // e.g. http://thingsboard:8080 (no trailing slash)
+    std::string username;
+    std::string password;  // secret
+    std::string device_type = "default";  // the device profile, found or created by name
+    bool rule_engine = true;              // notify the Rule Engine of each registration
+    std::chrono::milliseconds rule_engine_timeout{5000};
+};
+
+struct hawkbit_settings {
+    std::string url;
+    std::string username;
+    std::string password;  // secret
+};
+
+struct worker_config {
+    redis_options redis;
+    std::string redis_prefix = "devicegate:";
+    std::string consumer_group = "devicegate-workers";
+    std::string consumer_name;  // default: the host name
+    std::size_t concurrency = 16;
+    std::chrono::milliseconds claim_idle{std::chrono::seconds(60)};
+    std::size_t max_deliveries = 5;  // a job whose worker died this often is dead-lettered
+    std::size_t max_attempts = 8;
+    std::chrono::milliseconds retry_initial{500};
+    std::chrono::milliseconds retry_max{std::chrono::seconds(30)};
+    std::chrono::milliseconds http_timeout{std::chrono::seconds(10)};
+    thingsboard_settings thingsboard;
+    hawkbit_settings hawkbit;
+    std::string metrics_listen = "127.0.0.1:9464";  // "off" = no metrics endpoint
+    std::string log_level = "info";                 // info | notice | warning
+
+    /// Every setting as "key = value" lines, secrets shown as "(set)".
+    std::string describe() const;
+};
+
+/// `file_text`: the config file's contents ("" for none); `env`: the process environment.
+worker_config parse_worker_config(const std::string& file_text, const std::map<std::string, std::string>& env);
+
+}  // namespace devicegate::worker
