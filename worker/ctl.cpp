@@ -25,11 +25,14 @@ commands:
   unrevoke DEVICE-ID | --serial HEX            admit it again
   status DEVICE-ID                             revocation, first seen, registration state
   list-revoked                                 every revoked device id and serial
+  dlq list [--count N]                         dead-lettered registration jobs (oldest first,
+                                               default 100) with their last error
+  dlq replay ID | --all                        put dead-lettered jobs back on the job stream
 
 Redis: --redis, else DEVICEGATE_REDIS_URL, else redis://127.0.0.1:6379
        (redis://[:password@]host[:port][/db]); key prefix: --prefix, else
        DEVICEGATE_REDIS_PREFIX, else devicegate:
-exit codes: 0 ok, 1 bad arguments, 2 Redis unreachable, 3 unknown device or not revoked,
+exit codes: 0 ok, 1 bad arguments, 2 Redis unreachable, 3 unknown device, not revoked, or no such dead letter,
             4 unexpected data in Redis
 )";
 
@@ -61,6 +64,11 @@ struct parsed {
     std::optional<target> subject;
     std::string reason;
     bool force = false;
+    // dlq
+    std::string dlq_action;
+    std::string dlq_id;
+    bool all = false;
+    std::size_t count = 100;
 };
 
 parsed parse(const std::vector<std::string>& args, const std::string& env_url, const std::string& env_prefix) {
@@ -78,6 +86,16 @@ parsed parse(const std::vector<std::string>& args, const std::string& env_url, c
         else if (a == "--prefix") p.prefix = value("--prefix");
         else if (a == "--reason") p.reason = value("--reason");
         else if (a == "--force") p.force = true;
+        else if (a == "--all") p.all = true;
+        else if (a == "--count") {
+            const std::string v = value("--count");
+            try {
+                p.count = std::stoul(v);
+            } catch (const std::exception&) {
+                throw usage_error("--count needs a number");
+            }
+            if (p.count == 0 || v[0] == '-') throw usage_error("--count needs a positive number");
+        }
         else if (a == "--serial") {
             auto hex = normalize_serial_hex(value("--serial"));
             if (!hex) throw usage_error("--serial needs a hex serial number (e.g. 4F2A..., as the broker logs it)");
@@ -88,6 +106,16 @@ parsed parse(const std::vector<std::string>& args, const std::string& env_url, c
     }
     if (positional.empty()) throw usage_error("missing command");
     p.command = positional[0];
+    if (p.command == "dlq") {
+        if (positional.size() < 2 || (positional[1] != "list" && positional[1] != "replay")) {
+            throw usage_error("dlq needs list or replay");
+        }
+        p.dlq_action = positional[1];
+        if (positional.size() > 3) throw usage_error("too many arguments");
+        if (positional.size() == 3) p.dlq_id = positional[2];
+        if (p.dlq_action == "replay" && p.dlq_id.empty() == !p.all) throw usage_error("dlq replay needs an entry id or --all");
+        return p;
+    }
     if (positional.size() > 2) throw usage_error("too many arguments");
     if (positional.size() == 2) {
         if (p.subject) throw usage_error("give a device id or --serial, not both");
@@ -189,9 +217,104 @@ int cmd_status(redis_connection& redis, const redis_model& model, const parsed& 
     out << "first seen:   " << seen << " (broker " << field("broker") << ")\n";
     out << "serial:       " << field("serial") << "\n";
     out << "fingerprint:  " << field("fingerprint") << "\n";
-    out << "thingsboard:  " << field("thingsboard") << "\n";
+    out << "thingsboard:  " << field("thingsboard");
+    if (field("thingsboard_id") != "-") out << " (device " << field("thingsboard_id") << ")";
+    out << "\n";
     out << "hawkbit:      " << field("hawkbit") << "\n";
+    std::string registered = field("registered_at");
+    if (registered != "-") {
+        try {
+            registered = iso_time(std::stoll(registered));
+        } catch (const std::exception&) {
+        }
+    }
+    out << "registered:   " << registered << "\n";
     out << "last error:   " << field("last_error") << "\n";
+    return ok;
+}
+
+using entry_fields = std::vector<std::pair<std::string, std::string>>;
+
+/// XRANGE reply -> (id, fields) pairs.
+std::vector<std::pair<std::string, entry_fields>> stream_entries(const redisReply* r, const std::string& key) {
+    if (is_error(r)) throw redis_data_error(key + ": " + std::string(r->str, r->len));
+    if (r->type != REDIS_REPLY_ARRAY) throw redis_data_error(key + ": expected a stream");
+    std::vector<std::pair<std::string, entry_fields>> out;
+    for (std::size_t i = 0; i < r->elements; ++i) {
+        const redisReply* e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[1]->type != REDIS_REPLY_ARRAY) {
+            throw redis_data_error(key + ": unexpected stream entry");
+        }
+        entry_fields fields;
+        for (std::size_t f = 0; f + 1 < e->element[1]->elements; f += 2) {
+            fields.emplace_back(reply_string(e->element[1]->element[f], key), reply_string(e->element[1]->element[f + 1], key));
+        }
+        out.emplace_back(reply_string(e->element[0], key), std::move(fields));
+    }
+    return out;
+}
+
+std::string get(const entry_fields& fields, const char* name) {
+    for (const auto& [k, v] : fields) {
+        if (k == name) return v;
+    }
+    return "";
+}
+
+int cmd_dlq_list(redis_connection& redis, const redis_model& model, const parsed& p, std::ostream& out) {
+    const std::string key = model.dead_jobs();
+    auto total = redis.command({"XLEN", key});
+    auto r = redis.command({"XRANGE", key, "-", "+", "COUNT", std::to_string(p.count)});
+    auto entries = stream_entries(r.get(), key);
+    for (const auto& [id, fields] : entries) {
+        std::string failed = get(fields, "failed_at");
+        try {
+            failed = iso_time(std::stoll(failed));
+        } catch (const std::exception&) {
+        }
+        std::string device = get(fields, "device_id");
+        out << id << "  device=" << (device.empty() ? "-" : device) << " type=" << get(fields, "type")
+            << " reason=" << get(fields, "reason") << " attempts=" << get(fields, "attempts") << " failed_at=" << failed
+            << "\n    error: " << get(fields, "error") << "\n";
+    }
+    const long long n = reply_integer(total.get(), "XLEN " + key);
+    if (n == 0) out << "the dead-letter stream is empty\n";
+    else if (static_cast<std::size_t>(n) > entries.size()) out << "(" << entries.size() << " of " << n << " shown)\n";
+    return ok;
+}
+
+int cmd_dlq_replay(redis_connection& redis, const redis_model& model, const parsed& p, std::ostream& out) {
+    const std::string key = model.dead_jobs();
+    std::size_t replayed = 0;
+    std::string from = p.all ? "-" : p.dlq_id;
+    for (;;) {
+        auto r = redis.command({"XRANGE", key, from, p.all ? "+" : p.dlq_id, "COUNT", "500"});
+        auto entries = stream_entries(r.get(), key);
+        if (entries.empty()) break;
+        for (const auto& [id, fields] : entries) {
+            std::string job = get(fields, "job"), type = get(fields, "type");
+            // Moved atomically: the job is either still dead or back on the stream, never both or neither.
+            std::vector<std::vector<std::string>> tx{{"MULTI"},
+                                                     {"XADD", model.jobs(), "*", "type", type, "job", job, "replayed_from", id},
+                                                     {"XDEL", key, id},
+                                                     {"EXEC"}};
+            auto replies = redis.pipeline(tx);
+            if (is_error(replies.back().get()) || replies.back()->type != REDIS_REPLY_ARRAY) {
+                throw redis_data_error("replaying " + id + " failed");
+            }
+            ++replayed;
+        }
+        if (!p.all) break;
+        from = "(" + entries.back().first;
+    }
+    if (replayed == 0) {
+        if (p.all) {
+            out << "the dead-letter stream is empty\n";
+            return ok;
+        }
+        throw not_found_error("no dead-lettered job " + p.dlq_id + " (devicegate-ctl dlq list shows them)");
+    }
+    out << "replayed " << replayed << " job(s) onto " << model.jobs() << "\n";
     return ok;
 }
 
@@ -216,7 +339,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     try {
         p = parse(args, env_url, env_prefix);
         options = redis_options::parse_url(p.redis_url);
-        if (p.command != "revoke" && p.command != "unrevoke" && p.command != "status" && p.command != "list-revoked") {
+        if (p.command != "revoke" && p.command != "unrevoke" && p.command != "status" && p.command != "list-revoked" &&
+            p.command != "dlq") {
             throw usage_error("unknown command " + p.command);
         }
     } catch (const usage_error& e) {
@@ -233,6 +357,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         if (p.command == "revoke") return cmd_revoke(redis, model, p, out, true);
         if (p.command == "unrevoke") return cmd_revoke(redis, model, p, out, false);
         if (p.command == "status") return cmd_status(redis, model, p, out);
+        if (p.command == "dlq") {
+            return p.dlq_action == "list" ? cmd_dlq_list(redis, model, p, out) : cmd_dlq_replay(redis, model, p, out);
+        }
         return cmd_list(redis, model, out);
     } catch (const usage_error& e) {
         err << "devicegate-ctl: " << e.what() << "\n";
