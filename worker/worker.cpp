@@ -225,13 +225,19 @@ void registration_worker::process(job_queue& queue, thingsboard_client& thingsbo
         } catch (const target_failure& f) {
             ++metrics_.attempts_failed;
             const char* which = to_string(f.which);
+            // What succeeded before the failure is recorded too, so a replay skips it.
+            std::map<std::string, std::string> progress{{"last_error", f.what()}};
+            for (const char* k : {"thingsboard", "thingsboard_id", "thingsboard_fingerprint", "hawkbit"}) {
+                if (auto it = state.find(k); it != state.end()) progress[k] = it->second;
+            }
             if (!f.retryable || attempts >= config_.max_attempts) {
+                progress[which] = "failed";
                 dead(f.retryable ? dead_reason::exhausted : dead_reason::permanent, f.what(), id,
-                     {{"target", which}, {"status", std::to_string(f.status)}, {"body", f.body_excerpt}},
-                     {{which, "failed"}, {"last_error", f.what()}});
+                     {{"target", which}, {"status", std::to_string(f.status)}, {"body", f.body_excerpt}}, progress);
                 return;
             }
-            queue.update_device(id, {{which, "retrying"}, {"last_error", f.what()}});
+            progress[which] = "retrying";
+            queue.update_device(id, progress);
             const auto delay = backoff(attempts);
             ++metrics_.jobs_retried;
             log_.notice("devicegate-worker: retry device=" + id + " job=" + entry.id + " attempt " +

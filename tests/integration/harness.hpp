@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <mosquitto.h>
+#include <nlohmann/json.hpp>
 
 namespace devicegate::itest {
 
@@ -190,5 +191,68 @@ inline std::unique_ptr<client> device(const std::string& name, const std::string
                                     cert_file.empty() ? pki("devices/" + name + ".crt") : cert_file,
                                     pki("devices/" + name + ".key"));
 }
+
+/// The fake ThingsBoard and hawkBit (devicegate-fakes) on free loopback ports.
+class fake_backends {
+public:
+    explicit fake_backends(std::vector<std::string> extra_args = {});
+    bool start();
+    std::string thingsboard_url() const { return "http://127.0.0.1:" + std::to_string(tb_port_); }
+    std::string hawkbit_url() const { return "http://127.0.0.1:" + std::to_string(hb_port_); }
+    nlohmann::json thingsboard_state() const { return get(thingsboard_url() + "/_fake/state"); }
+    nlohmann::json hawkbit_state() const { return get(hawkbit_url() + "/_fake/state"); }
+    /// The ThingsBoard device with its credentials and rule-engine messages; null if none.
+    nlohmann::json thingsboard_device(const std::string& name) const;
+    /// POST /_fake/faults (see tests/fakes/fake_backends.hpp); {} clears them.
+    void thingsboard_faults(const nlohmann::json& plan) const { post(thingsboard_url() + "/_fake/faults", plan); }
+    void hawkbit_faults(const nlohmann::json& plan) const { post(hawkbit_url() + "/_fake/faults", plan); }
+    void expire_tokens() const { post(thingsboard_url() + "/_fake/expire_tokens", nlohmann::json::object()); }
+
+private:
+    static nlohmann::json get(const std::string& url);
+    static void post(const std::string& url, const nlohmann::json& body);
+    std::filesystem::path dir_;
+    int tb_port_, hb_port_;
+    std::vector<std::string> extra_args_;
+    std::unique_ptr<process> process_;
+};
+
+struct worker_options {
+    std::string consumer_name = "worker-a";
+    int concurrency = 4;
+    std::string claim_idle = "2s";
+    std::string max_attempts = "8";
+    std::string retry_initial = "50ms";
+    std::string retry_max = "500ms";
+    std::vector<std::pair<std::string, std::string>> extra;  // more "key value" settings
+};
+
+/// devicegate-worker with a generated config file, its metrics on a free port.
+class worker_process {
+public:
+    worker_process(const redis_server& redis, const fake_backends& fakes, worker_options options = {});
+    /// Starts it and waits until it is connected to Redis; false if it exited.
+    bool start();
+    void signal(int sig) const;
+    std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+    std::string log() const;
+    bool wait_for_log(const std::string& needle, std::chrono::milliseconds timeout = 5000ms) const;
+    /// The value of one metric line ("name{labels}"), -1 if absent.
+    double metric(const std::string& name) const;
+    const std::filesystem::path& config_file() const { return config_; }
+
+private:
+    std::filesystem::path dir_, config_, log_path_;
+    int metrics_port_;
+    std::unique_ptr<process> process_;
+};
+
+/// Jobs as the plugin writes them (schema 1), for certificates issued in memory by Sub-CA A.
+struct injected_job {
+    std::string device_id, certificate_pem, payload;
+};
+std::vector<injected_job> make_jobs(const std::string& prefix, int count);
+/// XADDs every payload to devicegate:jobs (pipelined).
+void inject(const redis_server& redis, const std::vector<std::string>& payloads);
 
 }  // namespace devicegate::itest

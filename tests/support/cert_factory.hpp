@@ -26,6 +26,26 @@ public:
     /// Writes <dir>/<id>.crt and <dir>/<id>.key for a device certificate with CN = SAN = id
     /// (and a CRL Distribution Point, if given); returns the certificate.
     x509_ptr issue(const std::filesystem::path& dir, const std::string& id, const std::string& cdp_url = "") const {
+        auto [cert, key] = make(id, cdp_url);
+        write(dir / (id + ".crt"), [&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
+        write(dir / (id + ".key"), [&](BIO* b) {
+            return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+        });
+        return std::move(cert);
+    }
+
+    /// A device certificate in memory (the key is thrown away): for jobs injected directly.
+    std::string issue_pem(const std::string& id) const {
+        auto [cert, key] = make(id, "");
+        bio_ptr bio(BIO_new(BIO_s_mem()));
+        PEM_write_bio_X509(bio.get(), cert.get());
+        char* data = nullptr;
+        long n = BIO_get_mem_data(bio.get(), &data);
+        return std::string(data, static_cast<std::size_t>(n));
+    }
+
+private:
+    std::pair<x509_ptr, evp_pkey_ptr> make(const std::string& id, const std::string& cdp_url) const {
         evp_pkey_ptr key(EVP_EC_gen("P-256"));
         x509_ptr cert(X509_new());
         if (!key || !cert) throw std::runtime_error("out of memory");
@@ -58,14 +78,9 @@ public:
             X509_EXTENSION_free(ext);
         }
         if (X509_sign(cert.get(), key_.get(), EVP_sha256()) == 0) throw std::runtime_error("X509_sign failed");
-        write(dir / (id + ".crt"), [&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
-        write(dir / (id + ".key"), [&](BIO* b) {
-            return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
-        });
-        return cert;
+        return {std::move(cert), std::move(key)};
     }
 
-private:
     template <class F>
     static void write(const std::filesystem::path& path, F&& f) {
         bio_ptr bio(BIO_new_file(path.c_str(), "w"));
