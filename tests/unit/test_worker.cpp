@@ -1,0 +1,337 @@
+// The worker's pieces without Redis: configuration, job parsing, and the ThingsBoard and
+// hawkBit clients against the in-process fakes (tests/fakes).
+#include "cert_factory.hpp"
+#include "devicegate/job.hpp"
+#include "fake_backends.hpp"
+#include "hawkbit_client.hpp"
+#include "test_pki.hpp"
+#include "thingsboard_client.hpp"
+#include "worker.hpp"
+#include "worker_config.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <future>
+
+using namespace devicegate;
+using namespace devicegate::worker;
+using nlohmann::json;
+
+namespace {
+
+const std::string minimal = R"(# comment
+thingsboard_url http://tb:8080/
+thingsboard_username tenant@thingsboard.org
+thingsboard_password tb-Secret-1
+hawkbit_url http://hawkbit:8080
+hawkbit_username admin
+hawkbit_password hb-Secret-2
+)";
+
+job make_job(const std::string& id, job_type type = job_type::first_connect) {
+    static const test::cert_factory factory(test::pki("subca-a.crt"), test::pki("subca-a.key"));
+    device_certificate c;
+    c.device_id = id;
+    c.certificate_pem = factory.issue_pem(id);
+    auto certs = parse_certificates(c.certificate_pem, "test");
+    auto digest = certificate_sha256(certs.at(0).get());
+    c.fingerprint_sha256 = to_hex(digest.data(), digest.size());
+    c.serial_hex = serial_hex(X509_get0_serialNumber(certs.at(0).get()));
+    c.first_seen = 1795000000;
+    c.broker_id = "b1";
+    return parse_job(encode_job(c, type));
+}
+
+struct backends {
+    fakes::fake_thingsboard tb;
+    fakes::fake_hawkbit hb;
+    worker_config config;
+    worker_metrics metrics;
+    std::unique_ptr<thingsboard_session> session;
+
+    explicit backends(fakes::thingsboard_options tbo = {}, fakes::hawkbit_options hbo = {}) : tb(tbo), hb(hbo) {
+        tb.start("127.0.0.1", 0);
+        hb.start("127.0.0.1", 0);
+        config = parse_worker_config(minimal, {});
+        config.thingsboard.url = tb.url();
+        config.thingsboard.username = tbo.username;
+        config.thingsboard.password = tbo.password;
+        config.thingsboard.rule_engine_timeout = std::chrono::milliseconds(100);
+        config.hawkbit.url = hb.url();
+        config.hawkbit.username = hbo.username;
+        config.hawkbit.password = hbo.password;
+        config.http_timeout = std::chrono::seconds(5);
+        session = std::make_unique<thingsboard_session>(config.thingsboard, config.http_timeout, metrics);
+    }
+    thingsboard_client thingsboard() { return {config.thingsboard, config.http_timeout, *session, metrics}; }
+    hawkbit_client hawkbit() { return {config.hawkbit, config.http_timeout, metrics}; }
+};
+
+target_failure failure_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const target_failure& e) {
+        return e;
+    }
+    FAIL("no target_failure");
+    throw std::logic_error("unreachable");
+}
+
+}  // namespace
+
+TEST_CASE("Worker configuration: file, environment, validation, no secrets in messages", "[worker][config]") {
+    SECTION("a minimal file, defaults filled in") {
+        auto c = parse_worker_config(minimal, {});
+        CHECK(c.thingsboard.url == "http://tb:8080");  // trailing slash dropped
+        CHECK(c.concurrency == 16);
+        CHECK(c.consumer_group == "devicegate-workers");
+        CHECK_FALSE(c.consumer_name.empty());
+        CHECK(c.redis.port == 6379);
+    }
+    SECTION("environment variables win over the file") {
+        auto c = parse_worker_config(minimal, {{"DEVICEGATE_CONCURRENCY", "3"},
+                                               {"DEVICEGATE_REDIS_URL", "redis://:pw@redis:6380/2"},
+                                               {"DEVICEGATE_THINGSBOARD_PASSWORD", "from-env"},
+                                               {"UNRELATED", "x"}});
+        CHECK(c.concurrency == 3);
+        CHECK(c.redis.host == "redis");
+        CHECK(c.redis.port == 6380);
+        CHECK(c.thingsboard.password == "from-env");
+        const std::string d = c.describe();
+        CHECK(d.find("from-env") == std::string::npos);
+        CHECK(d.find("pw") == std::string::npos);
+        CHECK(d.find("hb-Secret-2") == std::string::npos);
+    }
+    SECTION("errors name the setting and the expected form, never the value") {
+        auto error_of = [](const std::string& text, const std::map<std::string, std::string>& env = {}) {
+            try {
+                parse_worker_config(text, env);
+            } catch (const worker_config_error& e) {
+                return std::string(e.what());
+            }
+            return std::string("no error");
+        };
+        CHECK(error_of(minimal + "concurency 4\n") == "line 8: concurency: unknown setting");
+        CHECK(error_of(minimal + "concurrency 0\n").find("concurrency: bad value; expected a number") != std::string::npos);
+        CHECK(error_of(minimal + "claim_idle soon\n").find("claim_idle: bad value; expected a duration") != std::string::npos);
+        CHECK(error_of(minimal + "thingsboard_url ftp://x\n").find("thingsboard_url: bad value") != std::string::npos);
+        CHECK(error_of(minimal + "metrics_listen 9464\n").find("metrics_listen: bad value; expected host:port, or off") != std::string::npos);
+        const std::string redis = error_of(minimal, {{"DEVICEGATE_REDIS_URL", "http://:hunter2@x"}});
+        CHECK(redis.find("DEVICEGATE_REDIS_URL: bad value") != std::string::npos);
+        CHECK(redis.find("hunter2") == std::string::npos);
+        CHECK(error_of("thingsboard_url http://tb\n") == "thingsboard_username: required (or DEVICEGATE_THINGSBOARD_USERNAME)");
+        CHECK(error_of(minimal + "retry_initial 10s\nretry_max 1s\n") == "retry_max: must not be shorter than retry_initial");
+    }
+}
+
+TEST_CASE("Jobs from the stream are checked before anything is registered", "[worker][job]") {
+    const job good = make_job("dev-7");
+    const std::string payload = encode_job(good.cert, job_type::certificate_changed);
+    CHECK(parse_job(payload).type == job_type::certificate_changed);
+    auto with = [&](const char* field, json value) {
+        json j = json::parse(payload);
+        j[field] = std::move(value);
+        return j.dump();
+    };
+    auto lowercase = good.cert.fingerprint_sha256;
+    std::transform(lowercase.begin(), lowercase.end(), lowercase.begin(), [](unsigned char c) { return std::tolower(c); });
+    CHECK_NOTHROW(parse_job(with("fingerprint_sha256", lowercase)));
+    CHECK_THROWS_WITH(parse_job("{"), "not JSON");
+    CHECK_THROWS_WITH(parse_job("[1]"), "not a JSON object");
+    CHECK_THROWS_WITH(parse_job(with("schema", 2)), "unsupported schema (expected 1)");
+    CHECK_THROWS_WITH(parse_job(with("schema", "1")), "unsupported schema (expected 1)");
+    CHECK_THROWS_WITH(parse_job(with("type", "reboot")), "unknown job type");
+    CHECK_THROWS_WITH(parse_job(with("device_id", "a/b")), "device_id is not a safe device id");
+    CHECK_THROWS_WITH(parse_job(with("first_seen", "yesterday")), "missing integer field first_seen");
+    CHECK_THROWS_WITH(parse_job(with("certificate_pem", "garbage")), "certificate_pem is not a PEM certificate");
+    CHECK_THROWS_WITH(parse_job(with("certificate_pem", good.cert.certificate_pem + good.cert.certificate_pem)),
+                      "certificate_pem holds 2 certificates, expected 1");
+    CHECK_THROWS_WITH(parse_job(with("fingerprint_sha256", std::string(64, '0'))),
+                      "fingerprint_sha256 does not match certificate_pem");
+}
+
+TEST_CASE("ThingsBoard client: idempotent device with X.509 credentials and a Rule Engine message",
+          "[worker][thingsboard]") {
+    backends b;
+    auto tb = b.thingsboard();
+    const job j = make_job("dev-1");
+
+    auto first = tb.register_device(j);
+    CHECK(first.action == "created");
+    CHECK(first.notified == "delivered");
+    json d = b.tb.device("dev-1");
+    CHECK(d["id"]["id"] == first.device_uuid);
+    CHECK(d["credentials"]["credentialsValue"] == thingsboard_certificate_value(j.cert.certificate_pem));
+    CHECK(d["messages"][0] == json({{"event", "firstConnect"}, {"deviceId", "dev-1"}, {"serial", j.cert.serial_hex},
+                                    {"fingerprintSha256", j.cert.fingerprint_sha256}, {"firstSeen", 1795000000},
+                                    {"brokerId", "b1"}}));
+
+    SECTION("running the same job again creates nothing") {
+        auto again = tb.register_device(j);
+        CHECK(again.action == "unchanged");
+        CHECK(again.device_uuid == first.device_uuid);
+        CHECK(b.tb.state()["creates"] == 1);
+        CHECK(b.tb.state()["credential_updates"] == 0);
+        CHECK(b.tb.state()["logins"] == 1);
+    }
+    SECTION("a renewed certificate replaces the credentials") {
+        job renewed = make_job("dev-1", job_type::certificate_changed);
+        auto r = tb.register_device(renewed);
+        CHECK(r.action == "credentials_updated");
+        CHECK(b.tb.device("dev-1")["credentials"]["credentialsValue"] ==
+              thingsboard_certificate_value(renewed.cert.certificate_pem));
+        CHECK(b.tb.device("dev-1")["messages"][1]["event"] == "certificateChanged");
+        CHECK(b.metrics.credentials_updated == 1);
+    }
+    SECTION("an expired token is refreshed once, not re-logged in") {
+        b.tb.expire_tokens();
+        CHECK(tb.register_device(make_job("dev-2")).action == "created");
+        CHECK(b.tb.state()["refreshes"] == 1);
+        CHECK(b.tb.state()["logins"] == 1);
+        CHECK(b.metrics.thingsboard_refreshes == 1);
+    }
+    SECTION("another device with the same certificate is refused permanently") {
+        job clone = j;
+        clone.cert.device_id = "dev-clone";
+        auto f = failure_of([&] { tb.register_device(clone); });
+        CHECK_FALSE(f.retryable);
+        CHECK(f.status == 400);
+        CHECK(std::string(f.what()).find("already assigned to another device") != std::string::npos);
+    }
+}
+
+TEST_CASE("ThingsBoard client: two workers creating the same device at once", "[worker][thingsboard]") {
+    backends b;
+    b.tb.set_faults({.path = "/api/device-with-credentials", .latency_ms = 200});
+    const job j = make_job("dev-race");
+    auto run = [&] {
+        auto tb = b.thingsboard();
+        return tb.register_device(j);
+    };
+    auto one = std::async(std::launch::async, run);
+    auto two = std::async(std::launch::async, run);
+    auto r1 = one.get(), r2 = two.get();
+    CHECK(r1.device_uuid == r2.device_uuid);
+    CHECK(b.tb.state()["creates"] == 1);
+    CHECK(b.tb.state()["name_conflicts"] == 1);
+    CHECK((r1.action == "created") != (r2.action == "created"));
+}
+
+TEST_CASE("ThingsBoard client: failures are classified per the contract", "[worker][thingsboard]") {
+    SECTION("5xx, 429 and dropped connections are retryable; other 4xx are not") {
+        backends b;
+        auto tb = b.thingsboard();
+        b.tb.set_faults({.fail_next = 1, .fail_status = 503});
+        auto f = failure_of([&] { tb.register_device(make_job("d1")); });
+        CHECK(f.retryable);
+        CHECK(f.status == 503);
+        CHECK(std::string(f.what()).find("thingsboard: POST /api/auth/login: HTTP 503") == 0);
+        b.tb.set_faults({.fail_next = 1, .fail_status = 429});
+        CHECK(failure_of([&] { tb.register_device(make_job("d1")); }).retryable);
+        b.tb.set_faults({.drop_next = 1});
+        auto dropped = failure_of([&] { tb.register_device(make_job("d1")); });
+        CHECK(dropped.retryable);
+        CHECK(dropped.status == 0);
+        CHECK(std::string(dropped.what()).find("transport error") != std::string::npos);
+        b.tb.set_faults({.fail_next = 1, .fail_status = 400});
+        CHECK_FALSE(failure_of([&] { tb.register_device(make_job("d1")); }).retryable);
+        CHECK(b.metrics.target_errors[0][static_cast<int>(error_kind::http_5xx)] == 1);
+        CHECK(b.metrics.target_errors[0][static_cast<int>(error_kind::transport)] == 1);
+    }
+    SECTION("a refused login is permanent and names the user, not the password") {
+        backends b({.password = "right"});
+        b.config.thingsboard.password = "Wr0ng-pass";
+        auto tb = b.thingsboard();
+        auto f = failure_of([&] { tb.register_device(make_job("d1")); });
+        CHECK_FALSE(f.retryable);
+        CHECK(std::string(f.what()) ==
+              "thingsboard: login refused for user tenant@thingsboard.org (check thingsboard_username / thingsboard_password)");
+    }
+    SECTION("a ThingsBoard without the Rule Engine API (older than 3.8)") {
+        backends b({.rule_engine = "absent"});
+        auto tb = b.thingsboard();
+        CHECK(tb.register_device(make_job("d1")).notified == "unsupported");
+        CHECK(b.metrics.rule_engine_unsupported == 1);
+    }
+    SECTION("a rule chain without a reply node answers 408: delivered") {
+        backends b({.rule_engine = "timeout"});
+        auto tb = b.thingsboard();
+        CHECK(tb.register_device(make_job("d1")).notified == "delivered");
+        CHECK(b.tb.state()["rule_engine_messages"] == 1);
+    }
+}
+
+TEST_CASE("hawkBit client: one target per device, 409 is success", "[worker][hawkbit]") {
+    SECTION("created, then exists") {
+        backends b;
+        auto hb = b.hawkbit();
+        CHECK(hb.ensure_target("dev-1") == "created");
+        CHECK(hb.ensure_target("dev-1") == "exists");
+        CHECK(b.hb.state()["targets"] == 1);
+        CHECK(b.hb.state()["conflicts"] == 1);
+    }
+    SECTION("hawkBit <= 0.6 spells the conflict code differently: still success") {
+        backends b({}, {.legacy_error_codes = true});
+        auto hb = b.hawkbit();
+        hb.ensure_target("dev-1");
+        CHECK(hb.ensure_target("dev-1") == "exists");
+    }
+    SECTION("refused credentials are permanent and the password is not shown") {
+        backends b({}, {.password = "right"});
+        b.config.hawkbit.password = "Wr0ng-pass";
+        auto hb = b.hawkbit();
+        auto f = failure_of([&] { hb.ensure_target("dev-1"); });
+        CHECK_FALSE(f.retryable);
+        CHECK(f.status == 401);
+        CHECK(std::string(f.what()).find("Wr0ng") == std::string::npos);
+        CHECK(std::string(f.what()).find("user admin") != std::string::npos);
+    }
+    SECTION("5xx is retryable") {
+        backends b;
+        b.hb.set_faults({.fail_next = 1, .fail_status = 500});
+        auto hb = b.hawkbit();
+        CHECK(failure_of([&] { hb.ensure_target("dev-1"); }).retryable);
+        CHECK(hb.ensure_target("dev-1") == "created");
+    }
+}
+
+TEST_CASE("register_job: skips what is done, yields to a newer certificate", "[worker]") {
+    backends b;
+    auto tb = b.thingsboard();
+    auto hb = b.hawkbit();
+    const job j = make_job("dev-9");
+    SECTION("fresh device: both targets, state recorded") {
+        std::map<std::string, std::string> state{{"fingerprint", j.cert.fingerprint_sha256}};
+        auto r = register_job(j, state, tb, hb);
+        CHECK(r.thingsboard == "created");
+        CHECK(r.hawkbit == "created");
+        CHECK(state["thingsboard"] == "registered");
+        CHECK(state["hawkbit"] == "registered");
+        auto again = register_job(j, state, tb, hb);
+        CHECK(again.thingsboard == "already");
+        CHECK(again.hawkbit == "already");
+        CHECK(b.tb.state()["requests"] == 4);  // lookup, create, rule engine + login
+    }
+    SECTION("a job for an older certificate does nothing") {
+        std::map<std::string, std::string> state{{"fingerprint", std::string(64, 'F')}};
+        CHECK(register_job(j, state, tb, hb).superseded);
+        CHECK(b.tb.state()["requests"] == 0);
+        CHECK(b.hb.state()["requests"] == 0);
+    }
+}
+
+TEST_CASE("Worker metrics in the Prometheus text format", "[worker][metrics]") {
+    worker_metrics m;
+    ++m.jobs_done;
+    m.dead(dead_reason::malformed);
+    m.error(target::hawkbit, error_kind::http_429);
+    m.observe_registration(std::chrono::milliseconds(30));
+    const std::string text = m.render();
+    CHECK(text.find("# TYPE devicegate_worker_jobs_done_total counter\ndevicegate_worker_jobs_done_total 1\n") != std::string::npos);
+    CHECK(text.find("devicegate_worker_jobs_dead_total{reason=\"malformed\"} 1\n") != std::string::npos);
+    CHECK(text.find("devicegate_worker_target_errors_total{target=\"hawkbit\",kind=\"http_429\"} 1\n") != std::string::npos);
+    CHECK(text.find("devicegate_worker_registration_seconds_bucket{le=\"0.025\"} 0\n") != std::string::npos);
+    CHECK(text.find("devicegate_worker_registration_seconds_bucket{le=\"0.05\"} 1\n") != std::string::npos);
+    CHECK(text.find("devicegate_worker_registration_seconds_bucket{le=\"+Inf\"} 1\n") != std::string::npos);
+    CHECK(text.find("devicegate_worker_registration_seconds_count 1\n") != std::string::npos);
+}
