@@ -7,8 +7,9 @@ packages=(
   build-essential cmake pkg-config openssl libssl-dev
   mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev
   catch2 libbenchmark-dev
-  redis-server libhiredis-dev nlohmann-json3-dev libcurl4-openssl-dev
+  redis-server libhiredis-dev nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev
   clang libclang-rt-14-dev
+  docker-compose
 )
 if [[ ${1:-} == --list ]]; then
   echo "${packages[@]}"

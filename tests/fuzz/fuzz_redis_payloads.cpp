@@ -1,5 +1,5 @@
 // libFuzzer target: what DeviceGate reads back from Redis and its own journal: deny-list
-// change messages, journal lines, serial numbers.
+// change messages, journal lines, first-connect jobs (as the worker reads them), serial numbers.
 #include "devicegate/denylist.hpp"
 #include "devicegate/job.hpp"
 #include "devicegate/redis_model.hpp"
@@ -18,6 +18,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     try {
         (void)parse_journal_line(text);
+    } catch (const std::invalid_argument&) {
+    }
+    try {
+        (void)parse_job(text);
     } catch (const std::invalid_argument&) {
     }
     if (auto hex = normalize_serial_hex(text)) (void)serial_key_from_hex(*hex);
