@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Runs a local tenant broker: installs what is missing, builds, creates a dev PKI under
+# Runs the local tenant stack: installs what is missing, builds, creates a dev PKI under
 # run/pki, writes run/mosquitto.conf from config/mosquitto.conf.example, and starts
-# mosquitto with the DeviceGate plugin in the foreground (Ctrl-C stops it).
-# Also starts a redis-server for the deny-list and first-connect jobs.
-# DEVICEGATE_PORT overrides the port (default 8883, on 127.0.0.1 only), DEVICEGATE_REDIS_PORT
-# the Redis port (default 16379, not to collide with a system Redis).
+# redis-server, the fake ThingsBoard and hawkBit (devicegate-fakes), devicegate-worker
+# (config/devicegate-worker.conf.example, pointed at the fakes through environment variables)
+# and mosquitto with the DeviceGate plugin. Then it connects device-001 once and shows it
+# registered. Logs in run/*.log; Ctrl-C stops everything.
+# Ports (127.0.0.1 only): DEVICEGATE_PORT (MQTT, 8883), DEVICEGATE_REDIS_PORT (16379, not to
+# collide with a system Redis), DEVICEGATE_TB_PORT (18080), DEVICEGATE_HAWKBIT_PORT (18081),
+# DEVICEGATE_METRICS_PORT (9464).
 set -euo pipefail
 root="$(dirname "$(readlink -f "$0")")/.."
 cd "$root"
 root=$PWD
 port=${DEVICEGATE_PORT:-8883}
 redis_port=${DEVICEGATE_REDIS_PORT:-16379}
+tb_port=${DEVICEGATE_TB_PORT:-18080}
+hb_port=${DEVICEGATE_HAWKBIT_PORT:-18081}
+metrics_port=${DEVICEGATE_METRICS_PORT:-9464}
 scripts/setup-debian.sh
 cmake -S . -B build >/dev/null
-cmake --build build -j"$(nproc)" --target devicegate_plugin devicegate-ctl
+cmake --build build -j"$(nproc)" --target devicegate_plugin devicegate-ctl devicegate-worker devicegate-fakes
 run=$root/run
 mkdir -p "$run/data" "$run/redis"
 scripts/make-dev-pki.sh "$run/pki"
@@ -27,6 +33,53 @@ sed -e "s|/etc/devicegate/pki|$run/pki|g" \
     config/mosquitto.conf.example > "$run/mosquitto.conf"
 # mosquitto started as root drops to the 'mosquitto' user, which cannot read run/pki.
 [[ $(id -u) -eq 0 ]] && sed -i '1i user root' "$run/mosquitto.conf"
+
+ctl="build/worker/devicegate-ctl --redis redis://127.0.0.1:$redis_port"
+pids=()
+stop_all() {  # last started first: mosquitto, the worker, the fakes, then Redis
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null; wait "${pids[i]}" 2>/dev/null; done
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM  # runs the EXIT trap
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$run/redis" --appendonly yes \
+    --logfile "$run/redis.log" --daemonize no &
+pids+=($!)
+build/tests/devicegate-fakes --thingsboard "127.0.0.1:$tb_port" --hawkbit "127.0.0.1:$hb_port" > "$run/fakes.log" 2>&1 &
+pids+=($!)
+# The shipped example, with this machine's endpoints from the environment (which wins).
+DEVICEGATE_REDIS_URL="redis://127.0.0.1:$redis_port" \
+DEVICEGATE_THINGSBOARD_URL="http://127.0.0.1:$tb_port" DEVICEGATE_THINGSBOARD_PASSWORD=tenant \
+DEVICEGATE_HAWKBIT_URL="http://127.0.0.1:$hb_port" DEVICEGATE_HAWKBIT_PASSWORD=admin \
+DEVICEGATE_METRICS_LISTEN="127.0.0.1:$metrics_port" DEVICEGATE_CONSUMER_NAME=local-worker \
+  build/worker/devicegate-worker -c config/devicegate-worker.conf.example > "$run/worker.log" 2>&1 &
+pids+=($!)
+mosquitto -c "$run/mosquitto.conf" > "$run/mosquitto.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+  grep -q "Opening ipv4 listen socket on port $port" "$run/mosquitto.log" 2>/dev/null && break
+  sleep 0.1
+done
+if ! kill -0 "${pids[3]}" 2>/dev/null; then
+  echo "mosquitto did not start; run/mosquitto.log:" >&2
+  cat "$run/mosquitto.log" >&2
+  exit 1
+fi
+
+echo
+echo "First connect of device-001 (mosquitto_pub over mTLS with its dev certificate):"
+mosquitto_pub --host localhost --port "$port" --cafile "$run/pki/tenant-chain.crt" \
+  --cert "$run/pki/devices/device-001.crt" --key "$run/pki/devices/device-001.key" \
+  -i device-001 -t v1/devices/me/telemetry -m '{"hello": 1}'
+for _ in $(seq 50); do
+  $ctl status device-001 2>/dev/null | grep -q "hawkbit:      registered" && break
+  sleep 0.1
+done
+echo "\$ devicegate-ctl status device-001"
+$ctl status device-001 || true
+echo "\$ curl -s http://127.0.0.1:$tb_port/_fake/state   (the fake ThingsBoard)"
+curl -s "http://127.0.0.1:$tb_port/_fake/state"; echo
+echo "\$ curl -s http://127.0.0.1:$hb_port/_fake/state   (the fake hawkBit)"
+curl -s "http://127.0.0.1:$hb_port/_fake/state"; echo
 
 cat <<MSG
 
@@ -46,10 +99,9 @@ Revoke device-001 at once through Redis (disconnected within ~100 ms), see it, u
 Revoke device-002 with a new CRL (the plugin loads it within a second and kicks the device):
   scripts/dev-revoke.sh device-002
 
-Starting redis-server (port $redis_port, data in run/redis) and mosquitto (Ctrl-C stops both)...
+Running: redis-server :$redis_port, fake ThingsBoard :$tb_port, fake hawkBit :$hb_port,
+devicegate-worker (metrics http://127.0.0.1:$metrics_port/metrics), mosquitto :$port.
+Logs: run/{mosquitto,worker,fakes,redis}.log   Dead letters: $ctl dlq list
+Ctrl-C stops everything.
 MSG
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$run/redis" --appendonly yes \
-    --logfile "$run/redis/redis.log" --daemonize no &
-redis_pid=$!
-trap 'kill $redis_pid 2>/dev/null' EXIT
-mosquitto -c "$run/mosquitto.conf"
+wait "${pids[3]}"

@@ -1,5 +1,7 @@
 #include "worker.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <ctime>
 #include <random>
 #include <thread>
@@ -26,6 +28,12 @@ std::string field(const std::map<std::string, std::string>& m, const char* name)
     return it == m.end() ? std::string() : it->second;
 }
 
+bool same_hex(const std::string& a, const std::string& b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
 }  // namespace
 
 registration register_job(const job& j, std::map<std::string, std::string>& state, thingsboard_client& thingsboard,
@@ -34,12 +42,12 @@ registration register_job(const job& j, std::map<std::string, std::string>& stat
     // The plugin writes the device's current fingerprint before it enqueues a job; a job for an
     // older certificate must not put that certificate back into ThingsBoard.
     const std::string current = field(state, "fingerprint");
-    if (!current.empty() && current != j.cert.fingerprint_sha256) {
+    if (!current.empty() && !same_hex(current, j.cert.fingerprint_sha256)) {
         out.superseded = true;
         return out;
     }
     if (field(state, "thingsboard") == "registered" &&
-        field(state, "thingsboard_fingerprint") == j.cert.fingerprint_sha256) {
+        same_hex(field(state, "thingsboard_fingerprint"), j.cert.fingerprint_sha256)) {
         out.thingsboard = "already";
     } else {
         auto r = thingsboard.register_device(j);

@@ -80,6 +80,10 @@ int main(int argc, char** argv) {
         std::cerr << stamp << " " << names[static_cast<int>(level)] << " " << line << "\n" << std::flush;
     });
 
+    // A shell starts background jobs with SIGINT ignored, and an ignored signal never reaches
+    // sigwait: take the default disposition back first.
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);

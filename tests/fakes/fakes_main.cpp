@@ -59,6 +59,10 @@ int main(int argc, char** argv) {
         std::cerr << "devicegate-fakes: " << e.what() << "\n" << usage;
         return 1;
     }
+    // A shell starts background jobs with SIGINT ignored, and an ignored signal never reaches
+    // sigwait: take the default disposition back first.
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
