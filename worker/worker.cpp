@@ -119,16 +119,16 @@ void registration_worker::consume(std::size_t index) {
             thingsboard_client thingsboard(config_.thingsboard, config_.http_timeout, session_, metrics_);
             hawkbit_client hawkbit(config_.hawkbit, config_.http_timeout, metrics_);
             // Jobs this consumer took before a restart (or a lost Redis link) come first.
-            for (const auto& e : queue.own_pending(1000)) process(queue, thingsboard, hawkbit, e, false);
+            for (const auto& e : queue.own_pending(1000)) process(queue, thingsboard, hawkbit, e, origin::own_pending);
             // Consumers claim idle jobs at staggered times.
             auto next_claim = std::chrono::steady_clock::now() + config_.claim_idle * index / config_.concurrency / 2;
             while (!stopping_) {
                 if (std::chrono::steady_clock::now() >= next_claim) {
-                    for (const auto& e : queue.claim_idle(config_.claim_idle, 10)) process(queue, thingsboard, hawkbit, e, true);
+                    for (const auto& e : queue.claim_idle(config_.claim_idle, 10)) process(queue, thingsboard, hawkbit, e, origin::reclaimed);
                     next_claim = std::chrono::steady_clock::now() + std::max(config_.claim_idle / 2, std::chrono::milliseconds(200));
                 }
                 for (const auto& e : queue.read_new(1, std::chrono::milliseconds(1000))) {
-                    process(queue, thingsboard, hawkbit, e, false);
+                    process(queue, thingsboard, hawkbit, e, origin::fresh);
                 }
             }
         } catch (const redis_io_error& e) {
@@ -142,7 +142,7 @@ void registration_worker::consume(std::size_t index) {
 }
 
 void registration_worker::process(job_queue& queue, thingsboard_client& thingsboard, hawkbit_client& hawkbit,
-                                  const stream_entry& entry, bool reclaimed) {
+                                  const stream_entry& entry, origin from) {
     struct in_flight_guard {
         std::atomic<std::int64_t>& n;
         explicit in_flight_guard(std::atomic<std::int64_t>& c) : n(c) { ++n; }
@@ -174,12 +174,14 @@ void registration_worker::process(job_queue& queue, thingsboard_client& thingsbo
         queue.done(entry.id, "", {});
         return;
     }
-    if (reclaimed) {
-        ++metrics_.jobs_reclaimed;
+    if (from != origin::fresh) {
         const long long deliveries = queue.deliveries(entry.id);
-        log_.notice("devicegate-worker: claimed job=" + entry.id + " idle for " +
-                    std::to_string(config_.claim_idle.count()) + " ms (its worker stopped), delivery " +
-                    std::to_string(deliveries));
+        if (from == origin::reclaimed) {
+            ++metrics_.jobs_reclaimed;
+            log_.notice("devicegate-worker: claimed job=" + entry.id + " idle for " +
+                        std::to_string(config_.claim_idle.count()) + " ms (its worker stopped), delivery " +
+                        std::to_string(deliveries));
+        }
         if (deliveries > static_cast<long long>(config_.max_deliveries)) {
             dead(dead_reason::poison, "delivered " + std::to_string(deliveries) +
                                           " times without finishing (workers died or were killed while processing it)",

@@ -43,8 +43,11 @@ public:
 
 private:
     void consume(std::size_t index);
+    /// Where a job came from: new, this consumer's own pending (a restart), or claimed from
+    /// an idle consumer. Jobs delivered before are checked against max_deliveries.
+    enum class origin { fresh, own_pending, reclaimed };
     void process(job_queue& queue, thingsboard_client& thingsboard, hawkbit_client& hawkbit, const stream_entry& entry,
-                 bool reclaimed);
+                 origin from);
     /// Waits `delay` while keeping the job claimed; false if the worker is stopping.
     bool wait_for_retry(job_queue& queue, const std::string& id, std::chrono::milliseconds delay);
     bool sleep(std::chrono::milliseconds d);

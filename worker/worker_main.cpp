@@ -125,7 +125,10 @@ int main(int argc, char** argv) {
                ", handed back " + std::to_string(metrics.jobs_requeued.load()) + ")");
     signal_thread.join();
     if (metrics_thread.joinable()) {
-        while (!metrics_server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        // stop() only acts on a running server: give a just-started one a moment to be so.
+        for (int i = 0; i < 1000 && !metrics_server.is_running(); ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
         metrics_server.stop();
         metrics_thread.join();
     }

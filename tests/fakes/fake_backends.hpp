@@ -87,6 +87,7 @@ struct thingsboard_options {
 class fake_thingsboard : public fake_server {
 public:
     explicit fake_thingsboard(thingsboard_options options = {});
+    ~fake_thingsboard() override { stop(); }  // before the members the handlers use go away
     nlohmann::json state() const override;
     /// Every access token issued so far is now expired (401, errorCode 11).
     void expire_tokens();
@@ -133,6 +134,7 @@ struct hawkbit_options {
 class fake_hawkbit : public fake_server {
 public:
     explicit fake_hawkbit(hawkbit_options options = {});
+    ~fake_hawkbit() override { stop(); }
     nlohmann::json state() const override;
 
 private:

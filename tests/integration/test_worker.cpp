@@ -323,3 +323,29 @@ TEST_CASE("A bad worker configuration stops it with the setting named and no sec
     CHECK(w.log().find("concurrency: bad value; expected a number of concurrent jobs") != std::string::npos);
     CHECK(w.log().find("s3cret") == std::string::npos);
 }
+
+TEST_CASE("A job whose workers keep dying is dead-lettered as poison, not retried forever", "[integration][worker]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes;
+    REQUIRE(fakes.start());
+    fakes.thingsboard_faults({{"latency_ms", 3000}});  // the job is still in flight when its worker dies
+    inject(redis, payloads(make_jobs("poison-", 1)));
+    worker_options o{.claim_idle = "500ms"};
+    o.extra = {{"max_deliveries", "1"}};
+    worker_process a(redis, fakes, o);
+    REQUIRE(a.start());
+    REQUIRE(eventually([&] { return pending(redis) == 1; }));
+    a.signal(SIGKILL);
+    REQUIRE(a.wait_exit(5s));
+
+    o.consumer_name = "worker-b";
+    worker_process b(redis, fakes, o);
+    REQUIRE(b.start());
+    REQUIRE(eventually([&] { return dead(redis) == 1; }, 10s));
+    CHECK(pending(redis) == 0);
+    auto list = ctl({"dlq", "list"}, redis.url());
+    CHECK(list.out.find("reason=poison") != std::string::npos);
+    CHECK(list.out.find("delivered 2 times without finishing") != std::string::npos);
+    CHECK(b.metric("devicegate_worker_jobs_dead_total{reason=\"poison\"}") == 1);
+}
