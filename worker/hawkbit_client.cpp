@@ -1,25 +1,15 @@
 #include "hawkbit_client.hpp"
 
-#include <openssl/evp.h>
+#include "devicegate/pki.hpp"
 
 #include <nlohmann/json.hpp>
 
 namespace devicegate::worker {
 
-namespace {
-std::string base64(const std::string& in) {
-    std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-    out.resize(static_cast<std::size_t>(n));
-    return out;
-}
-}  // namespace
-
 hawkbit_client::hawkbit_client(const hawkbit_settings& settings, std::chrono::milliseconds timeout,
                                worker_metrics& metrics)
     : settings_(settings), timeout_(timeout), metrics_(metrics),
-      authorization_("Authorization: Basic " + base64(settings.username + ":" + settings.password)) {}
+      authorization_("Authorization: Basic " + base64_encode(settings.username + ":" + settings.password)) {}
 
 std::string hawkbit_client::ensure_target(const std::string& device_id) {
     const std::string body = nlohmann::json::array({{{"controllerId", device_id}, {"name", device_id}}}).dump();

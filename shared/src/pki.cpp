@@ -136,6 +136,14 @@ serial_key make_serial_key(const ASN1_INTEGER* serial) {
     return key;
 }
 
+std::string base64_encode(std::string_view data) {
+    std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                  reinterpret_cast<const unsigned char*>(data.data()), static_cast<int>(data.size()));
+    out.resize(static_cast<std::size_t>(n));
+    return out;
+}
+
 std::string to_hex(const unsigned char* data, std::size_t size) {
     static constexpr char digits[] = "0123456789ABCDEF";
     std::string out;

@@ -1,5 +1,7 @@
 #include "fake_backends.hpp"
 
+#include "devicegate/pki.hpp"
+
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -34,16 +36,8 @@ std::string random_uuid() {
     return out;
 }
 
-std::string base64(const std::string& in) {
-    std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
-    out.resize(static_cast<std::size_t>(n));
-    return out;
-}
-
 std::string base64url(const std::string& in) {
-    std::string out = base64(in);
+    std::string out = devicegate::base64_encode(in);
     while (!out.empty() && out.back() == '=') out.pop_back();
     std::replace(out.begin(), out.end(), '+', '-');
     std::replace(out.begin(), out.end(), '/', '_');
@@ -496,7 +490,7 @@ fake_hawkbit::fake_hawkbit(hawkbit_options options) : options_(std::move(options
 
 bool fake_hawkbit::authorized(const Request& req, Response& res) {
     const std::string expected =
-        "Basic " + base64(options_.username + ":" + options_.password);
+        "Basic " + devicegate::base64_encode(options_.username + ":" + options_.password);
     if (req.get_header_value("Authorization") == expected) return true;
     ++auth_failures_;
     res.status = 401;

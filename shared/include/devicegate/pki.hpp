@@ -56,6 +56,8 @@ struct sha256_hash {
 };
 sha256_digest certificate_sha256(X509* cert);
 std::string to_hex(const unsigned char* data, std::size_t size);
+/// Standard base64 with padding (RFC 4648 section 4), for HTTP Basic credentials and the like.
+std::string base64_encode(std::string_view data);
 
 /// Seconds since the epoch for an ASN1_TIME; throws pki_error if it cannot be converted.
 std::time_t to_time_t(const ASN1_TIME* t);
