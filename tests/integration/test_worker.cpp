@@ -349,3 +349,30 @@ TEST_CASE("A job whose workers keep dying is dead-lettered as poison, not retrie
     CHECK(list.out.find("delivered 2 times without finishing") != std::string::npos);
     CHECK(b.metric("devicegate_worker_jobs_dead_total{reason=\"poison\"}") == 1);
 }
+
+TEST_CASE("A renewed certificate replaces the device's ThingsBoard credentials, once", "[integration][worker]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes;
+    REQUIRE(fakes.start());
+    worker_process worker(redis, fakes);
+    REQUIRE(worker.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+
+    REQUIRE(device("dev-001")->connect(b.port()) == 0);
+    REQUIRE(registered(fakes, 1, 10s));
+    client renewed("dev-001", pki("devices/dev-001-renewed.crt"), pki("devices/dev-001-renewed.key"));
+    REQUIRE(renewed.connect(b.port()) == 0);
+    const std::string expected = bare_base64(first_pem(pki("devices/dev-001-renewed.crt")));
+    REQUIRE(eventually([&] { return fakes.thingsboard_device("dev-001")["credentials"]["credentialsValue"] == expected; }, 10s));
+    json tb = fakes.thingsboard_device("dev-001");
+    CHECK(tb["messages"].size() == 2);
+    CHECK(tb["messages"][1]["event"] == "certificateChanged");
+    auto state = fakes.thingsboard_state();
+    CHECK(count(state, "devices") == 1);
+    CHECK(count(state, "creates") == 1);
+    CHECK(count(state, "credential_updates") == 1);
+    CHECK(count(fakes.hawkbit_state(), "creates") == 1);  // the target was already there
+    REQUIRE(worker.wait_for_log("type=certificate_changed thingsboard=credentials_updated"));
+}

@@ -26,19 +26,19 @@ public:
     /// Writes <dir>/<id>.crt and <dir>/<id>.key for a device certificate with CN = SAN = id
     /// (and a CRL Distribution Point, if given); returns the certificate.
     x509_ptr issue(const std::filesystem::path& dir, const std::string& id, const std::string& cdp_url = "") const {
-        auto [cert, key] = make(id, cdp_url);
-        write(dir / (id + ".crt"), [&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
-        write(dir / (id + ".key"), [&](BIO* b) {
-            return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
-        });
-        return std::move(cert);
+        auto made = make(id, cdp_url);
+        X509* cert = made.first.get();
+        EVP_PKEY* key = made.second.get();
+        write(dir / (id + ".crt"), [&](BIO* b) { return PEM_write_bio_X509(b, cert); });
+        write(dir / (id + ".key"), [&](BIO* b) { return PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); });
+        return std::move(made.first);
     }
 
     /// A device certificate in memory (the key is thrown away): for jobs injected directly.
     std::string issue_pem(const std::string& id) const {
-        auto [cert, key] = make(id, "");
+        auto made = make(id, "");
         bio_ptr bio(BIO_new(BIO_s_mem()));
-        PEM_write_bio_X509(bio.get(), cert.get());
+        PEM_write_bio_X509(bio.get(), made.first.get());
         char* data = nullptr;
         long n = BIO_get_mem_data(bio.get(), &data);
         return std::string(data, static_cast<std::size_t>(n));
