@@ -376,3 +376,32 @@ TEST_CASE("A renewed certificate replaces the device's ThingsBoard credentials, 
     CHECK(count(fakes.hawkbit_state(), "creates") == 1);  // the target was already there
     REQUIRE(worker.wait_for_log("type=certificate_changed thingsboard=credentials_updated"));
 }
+
+TEST_CASE("Redis killed and restarted under a working worker: every job is still registered once",
+          "[integration][worker]") {
+    redis_server redis(true);  // append-only with fsync: the stream and the group survive SIGKILL
+    REQUIRE(redis.start());
+    fake_backends fakes;
+    REQUIRE(fakes.start());
+    fakes.thingsboard_faults({{"latency_ms", 50}});
+    inject(redis, payloads(make_jobs("outage-", 40)));
+    worker_process worker(redis, fakes, {.concurrency = 4});
+    REQUIRE(worker.start());
+    REQUIRE(eventually([&] { return count(fakes.thingsboard_state(), "devices") >= 5; }, 10s));
+    redis.kill();
+    REQUIRE(worker.wait_for_log("unreachable"));
+    std::this_thread::sleep_for(500ms);
+    REQUIRE(redis.start());
+    auto reconnected = [&] {
+        const std::string log = worker.log();
+        const auto first = log.find("0 connected");
+        return first != std::string::npos && log.find("0 connected", first + 1) != std::string::npos;
+    };
+    REQUIRE(eventually(reconnected, 10s));
+    REQUIRE(registered(fakes, 40, 30s));
+    REQUIRE(eventually([&] { return xlen(redis, "devicegate:jobs") == 0 && pending(redis) == 0; }, 10s));
+    CHECK(count(fakes.thingsboard_state(), "creates") == 40);
+    CHECK(count(fakes.hawkbit_state(), "creates") == 40);
+    CHECK(dead(redis) == 0);
+    CHECK(worker.metric("devicegate_worker_redis_up") == 1);
+}
