@@ -1,6 +1,6 @@
 #pragma once
 // What ThingsBoard and hawkBit clients share: the failure type the worker loop acts on and
-// the retry classification of contracts §D (retry transport errors, 408, 429 and 5xx; never
+// the retry classification of docs/integrations.md §D (retry transport errors, 408, 429 and 5xx; never
 // other 4xx).
 #include "devicegate/http.hpp"
 #include "metrics.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-// hawkBit Management API (contracts §B): one target per device id, controllerId = device id.
+// hawkBit Management API (docs/integrations.md §B): one target per device id, controllerId = device id.
 #include "backend.hpp"
 #include "devicegate/log.hpp"
 #include "devicegate/http.hpp"

@@ -1,5 +1,5 @@
 #pragma once
-// The worker's side of the Redis model (shared/include/devicegate/redis_model.hpp): the
+// The worker's side of the Redis model (core/include/devicegate/redis_model.hpp): the
 // first-connect stream as one consumer of a consumer group, the dead-letter stream and the
 // device hashes. One instance per worker thread (a hiredis connection is not thread-safe).
 // Throws redis_io_error when the link breaks (the caller reconnects; un-acked jobs stay

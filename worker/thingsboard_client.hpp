@@ -1,5 +1,5 @@
 #pragma once
-// ThingsBoard CE REST (contracts §A, §D): one device per device id holding the device's
+// ThingsBoard CE REST (docs/integrations.md §A, §D): one device per device id holding the device's
 // leaf certificate as X.509 credentials, and a Rule Engine message per registration.
 #include "backend.hpp"
 #include "devicegate/log.hpp"

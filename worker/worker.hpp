@@ -1,6 +1,6 @@
 #pragma once
 // devicegate-worker: consumes the first-connect stream and registers each device in
-// ThingsBoard and hawkBit (contracts §D). `concurrency` threads, each one consumer of the
+// ThingsBoard and hawkBit (docs/integrations.md §D). `concurrency` threads, each one consumer of the
 // group with its own Redis connection and keep-alive HTTP connections; they share the
 // ThingsBoard login. A job is acknowledged only after both targets hold the device, so a
 // crash loses nothing: its job stays pending and another worker claims it after `claim_idle`.

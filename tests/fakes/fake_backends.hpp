@@ -1,7 +1,7 @@
 #pragma once
 // Faithful stand-ins for ThingsBoard CE 3.x and hawkBit's Management API, implementing the
-// endpoints, status codes, error bodies and auth rules of ../shared/contracts/README.md §A,
-// §B (and nothing else). They keep state so tests can count what was created, expose it on
+// endpoints, status codes, error bodies and auth rules of docs/integrations.md (ThingsBoard,
+// hawkBit; and nothing else). They keep state so tests can count what was created, expose it on
 // /_fake/state, and inject faults on request (POST /_fake/faults, see fault_plan). Used by
 // the unit tests (in-process), the integration tests and the README's local stack
 // (the devicegate-fakes executable).
