@@ -799,10 +799,8 @@ void fake_hawkbit::add_target_routes() {
     });
     server_.Post(R"(/rest/v1/targets/([^/]+)/targettype)", [this](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
-        if (!authorized(req, res)) return;
         json body;
-        if (!json_body(req, res, body)) return;
-        target_record* t = find_or_404(req.matches[1].str(), res);
+        target_record* t = target_request(req, res, body);
         if (t == nullptr) return;
         const std::int64_t type = body.is_object() ? body.value("id", std::int64_t{0}) : 0;
         if (target_types_.count(type) == 0) return not_found(res, "TargetType", std::to_string(type));
@@ -819,8 +817,7 @@ void fake_hawkbit::handle_create(const Request& req, Response& res) {
     if (!json_body(req, res, body)) return;
     const std::string prefix = "hawkbit.server.error.";
     if (!body.is_array()) {
-        return exception_info(res, 400, "org.springframework.http.converter.HttpMessageNotReadableException",
-                              prefix + "rest.body.notReadable", "The given request body is not well formed");
+        return not_readable(res);
     }
     for (const json& t : body) {
         std::string id = t.is_object() ? t.value("controllerId", "") : "";
@@ -886,10 +883,8 @@ void fake_hawkbit::add_metadata_routes() {
     });
     server_.Put(R"(/rest/v1/targets/([^/]+)/metadata/([^/]+))", [this](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
-        if (!authorized(req, res)) return;
         json body;
-        if (!json_body(req, res, body)) return;
-        target_record* t = find_or_404(req.matches[1].str(), res);
+        target_record* t = target_request(req, res, body);
         if (t == nullptr) return;
         auto it = t->metadata.find(req.matches[2].str());
         if (it == t->metadata.end()) return not_found(res, "Target metadata", req.matches[1].str() + ":" + req.matches[2].str());
@@ -907,14 +902,11 @@ void fake_hawkbit::add_metadata_routes() {
 // after the merge) is AssignmentQuotaExceededException -> 403 (RestConfiguration), not 429.
 void fake_hawkbit::handle_metadata_create(const Request& req, Response& res) {
     std::lock_guard lock(mutex_);
-    if (!authorized(req, res)) return;
     json body;
-    if (!json_body(req, res, body)) return;
-    target_record* t = find_or_404(req.matches[1].str(), res);
+    target_record* t = target_request(req, res, body);
     if (t == nullptr) return;
     if (!body.is_array()) {
-        return exception_info(res, 400, "org.springframework.http.converter.HttpMessageNotReadableException",
-                              "hawkbit.server.error.rest.body.notReadable", "The given request body is not well formed");
+        return not_readable(res);
     }
     std::map<std::string, std::string> entries;
     for (const json& m : body) {
@@ -1008,8 +1000,7 @@ void fake_hawkbit::add_type_and_tag_routes() {
             json body;
             if (!json_body(req, res, body)) return;
             if (!body.is_array()) {
-                return exception_info(res, 400, "org.springframework.http.converter.HttpMessageNotReadableException",
-                                      "hawkbit.server.error.rest.body.notReadable", "The given request body is not well formed");
+                return not_readable(res);
             }
             json created = json::array();
             for (const json& e : body) {
@@ -1111,11 +1102,21 @@ bool fake_hawkbit::json_body(const Request& req, Response& res, json& body) cons
     return true;
 }
 
+fake_hawkbit::target_record* fake_hawkbit::target_request(const Request& req, Response& res, json& body) {
+    if (!authorized(req, res) || !json_body(req, res, body)) return nullptr;
+    return find_or_404(req.matches[1].str(), res);
+}
+
 fake_hawkbit::target_record* fake_hawkbit::find_or_404(const std::string& id, Response& res) {
     auto it = targets_.find(id);
     if (it != targets_.end()) return &it->second;
     not_found(res, "Target", id);
     return nullptr;
+}
+
+void fake_hawkbit::not_readable(Response& res) const {
+    exception_info(res, 400, "org.springframework.http.converter.HttpMessageNotReadableException",
+                   "hawkbit.server.error.rest.body.notReadable", "The given request body is not well formed");
 }
 
 void fake_hawkbit::not_found(Response& res, const std::string& type, const std::string& id) const {

@@ -221,8 +221,12 @@ private:
     void exception_info(httplib::Response& res, int status, const std::string& exception_class,
                         const std::string& code, const std::string& message) const;
     void not_found(httplib::Response& res, const std::string& type, const std::string& id) const;
+    void not_readable(httplib::Response& res) const;
     bool json_body(const httplib::Request& req, httplib::Response& res, nlohmann::json& body) const;
     target_record* find_or_404(const std::string& id, httplib::Response& res);
+    /// With mutex_ held: an authenticated request with a JSON body naming an existing target
+    /// (path group 1); null after writing the refusal.
+    target_record* target_request(const httplib::Request& req, httplib::Response& res, nlohmann::json& body);
     nlohmann::json target_json(const target_record& t, const httplib::Request& req) const;
     void add_target_routes();
     void add_metadata_routes();

@@ -48,6 +48,22 @@ struct tb_client {
     }
 };
 
+struct started_tb {
+    fake_thingsboard tb;
+    explicit started_tb(thingsboard_options options) : tb(std::move(options)) { tb.start("127.0.0.1", 0); }
+};
+
+/// A started fake ThingsBoard (the base: it listens before the client below is made), a
+/// signed-in client and one device, "dev-1".
+struct tb_with_device : started_tb {
+    tb_client c{tb};
+    std::string id;
+    explicit tb_with_device(thingsboard_options options = {}) : started_tb(std::move(options)) {
+        c.sign_in();
+        id = c.create("dev-1", "QUJDRA==")["id"]["id"];
+    }
+};
+
 json tb_error(const httplib::Result& r) {
     REQUIRE(r);
     return json::parse(r->body);
@@ -62,11 +78,10 @@ struct hb_client {
 }  // namespace
 
 TEST_CASE("fake ThingsBoard: the stock root rule chain has no reply node: 408 only after the request's timeout", "[fakes]") {
-    fake_thingsboard tb({.rule_engine = "stock"});
-    tb.start("127.0.0.1", 0);
-    tb_client c(tb);
-    c.sign_in();
-    const std::string id = c.create("dev-1", "QUJDRA==")["id"]["id"];
+    tb_with_device tb_fixture({.rule_engine = "stock"});
+    fake_thingsboard& tb = tb_fixture.tb;
+    tb_client& c = tb_fixture.c;
+    const std::string id = tb_fixture.id;
     auto start = clock_type::now();
     auto r = c.post("/api/rule-engine/DEVICE/" + id + "/300", {{"event", "firstConnect"}});
     auto waited = clock_type::now() - start;
@@ -78,11 +93,9 @@ TEST_CASE("fake ThingsBoard: the stock root rule chain has no reply node: 408 on
     CHECK(tb.device("dev-1")["messages"].size() == 1);  // the message did enter the chain
 
     SECTION("the cap shortens the wait for tests, nothing else") {
-        fake_thingsboard capped({.rule_engine = "stock", .rule_engine_max_wait = std::chrono::milliseconds(50)});
-        capped.start("127.0.0.1", 0);
-        tb_client cc(capped);
-        cc.sign_in();
-        const std::string cid = cc.create("dev-1", "QUJDRA==")["id"]["id"];
+        tb_with_device capped_fixture({.rule_engine = "stock", .rule_engine_max_wait = std::chrono::milliseconds(50)});
+        tb_client& cc = capped_fixture.c;
+        const std::string cid = capped_fixture.id;
         auto t0 = clock_type::now();
         auto rr = cc.post("/api/rule-engine/DEVICE/" + cid + "/5000", json::object());
         REQUIRE(rr);
@@ -92,32 +105,27 @@ TEST_CASE("fake ThingsBoard: the stock root rule chain has no reply node: 408 on
 }
 
 TEST_CASE("fake ThingsBoard: reply mode answers 200 at once, absent mode 404 (ThingsBoard < 3.8)", "[fakes]") {
-    fake_thingsboard reply;  // today's default until the worker stops calling the Rule Engine
-    reply.start("127.0.0.1", 0);
-    tb_client c(reply);
-    c.sign_in();
-    const std::string id = c.create("dev-1", "QUJDRA==")["id"]["id"];
+    tb_with_device reply_fixture;  // the default until the worker stops calling the Rule Engine per registration
+    tb_client& c = reply_fixture.c;
+    const std::string id = reply_fixture.id;
     auto r = c.post("/api/rule-engine/DEVICE/" + id + "/5000", json::object());
     REQUIRE(r);
     CHECK(r->status == 200);
     CHECK(json::parse(r->body) == json{{"ack", true}});
 
-    fake_thingsboard absent({.rule_engine = "absent"});
-    absent.start("127.0.0.1", 0);
-    tb_client a(absent);
-    a.sign_in();
-    const std::string aid = a.create("dev-1", "QUJDRA==")["id"]["id"];
+    tb_with_device absent_fixture({.rule_engine = "absent"});
+    tb_client& a = absent_fixture.c;
+    const std::string aid = absent_fixture.id;
     auto ra = a.post("/api/rule-engine/DEVICE/" + aid + "/5000", json::object());
     CHECK(tb_error(ra)["errorCode"] == 32);
     CHECK(ra->status == 404);
 }
 
 TEST_CASE("fake ThingsBoard: a deleted device is a JSON 404 on /api/device and a plain-text 404 on the rule engine and telemetry", "[fakes]") {
-    fake_thingsboard tb({.rule_engine = "stock"});
-    tb.start("127.0.0.1", 0);
-    tb_client c(tb);
-    c.sign_in();
-    const std::string id = c.create("dev-1", "QUJDRA==")["id"]["id"];
+    tb_with_device tb_fixture({.rule_engine = "stock"});
+    fake_thingsboard& tb = tb_fixture.tb;
+    tb_client& c = tb_fixture.c;
+    const std::string id = tb_fixture.id;
     auto del = c.http.Delete("/api/device/" + id, c.auth());
     REQUIRE(del);
     CHECK(del->status == 200);
@@ -148,11 +156,10 @@ TEST_CASE("fake ThingsBoard: a deleted device is a JSON 404 on /api/device and a
 }
 
 TEST_CASE("fake ThingsBoard: device credentials are versioned; a stale version is 409 with errorCode 35", "[fakes]") {
-    fake_thingsboard tb;
-    tb.start("127.0.0.1", 0);
-    tb_client c(tb);
-    c.sign_in();
-    const std::string id = c.create("dev-1", "QUJDRA==")["id"]["id"];
+    tb_with_device tb_fixture;
+    fake_thingsboard& tb = tb_fixture.tb;
+    tb_client& c = tb_fixture.c;
+    const std::string id = tb_fixture.id;
     json creds = json::parse(c.get("/api/device/" + id + "/credentials")->body);
     CHECK(creds["version"] == 1);  // JpaAbstractDao: 1 on create
 
@@ -179,11 +186,10 @@ TEST_CASE("fake ThingsBoard: device credentials are versioned; a stale version i
 }
 
 TEST_CASE("fake ThingsBoard: server-scope attributes are stored, visible, and refused as TelemetryController refuses them", "[fakes]") {
-    fake_thingsboard tb;
-    tb.start("127.0.0.1", 0);
-    tb_client c(tb);
-    c.sign_in();
-    const std::string id = c.create("dev-1", "QUJDRA==")["id"]["id"];
+    tb_with_device tb_fixture;
+    fake_thingsboard& tb = tb_fixture.tb;
+    tb_client& c = tb_fixture.c;
+    const std::string id = tb_fixture.id;
     const std::string path = "/api/plugins/telemetry/DEVICE/" + id + "/attributes/SERVER_SCOPE";
     auto ok = c.post(path, {{"devicegateFirstConnect", 1795000000000}, {"devicegateSerial", "0a1b"}, {"ignored", nullptr}});
     REQUIRE(ok);
