@@ -314,7 +314,7 @@ public:
 
 private:
     void refuse(const site& at, const std::string& why, bool bypass = true) {
-        out_.push_back({at.file, at.line, at.text, name_ + ": " + why, bypass});
+        out_.push_back({at.file, at.line, at.text, why + " [" + name_ + "]", bypass});
     }
 
     void transport(const listener_conf& l) {
@@ -331,8 +331,8 @@ private:
         }
         for (const auto& s : {l.use_identity, l.use_subject}) {
             if (s) {
-                refuse(*s, "mosquitto 2.0.11 admits the client by its certificate alone and never fires "
-                           "MOSQ_EVT_BASIC_AUTH (src/handle_connect.c); leave it off, DeviceGate sets the username");
+                refuse(*s, "mosquitto 2.0 skips MOSQ_EVT_BASIC_AUTH on such a listener and admits the client by its "
+                           "certificate alone (src/handle_connect.c); leave it off, DeviceGate sets the username");
             }
         }
     }
