@@ -46,21 +46,27 @@ broker_options with_acl(std::vector<std::string> extra_rules) {
     return o;
 }
 
+// dev-003 subscribes to `will_topic`; dev-001 (mosquitto_sub) connects with a QoS 1 will on it,
+// then its connection drops without DISCONNECT, so mosquitto must process the will. Returns dev-003.
+std::unique_ptr<client> drop_with_will(const broker& b, const std::string& will_topic, const std::string& payload) {
+    auto watcher = device("dev-003");
+    REQUIRE(watcher->connect(b.port()) == 0);
+    REQUIRE(watcher->subscribe(will_topic) == 1);
+    auto sub = device_sub(b.port(), "dev-001",
+                          {"-t", "devices/dev-001/cmd", "--will-topic", will_topic, "--will-payload", payload,
+                           "--will-qos", "1"},
+                          test_dir() / "sub.log");
+    REQUIRE(b.wait_for_log("Sending SUBACK to dev-001"));
+    sub->signal(SIGKILL);
+    return watcher;
+}
+
 }  // namespace
 
 TEST_CASE("finding 2: a device's will on its own topic is published", "[integration][broker_edges][!shouldfail]") {
     broker b(with_acl({"read devices/+/status"}));
     REQUIRE(b.start());
-    auto watcher = device("dev-003");
-    REQUIRE(watcher->connect(b.port()) == 0);
-    REQUIRE(watcher->subscribe("devices/dev-001/status") == 1);
-    auto dir = test_dir();
-    auto sub = device_sub(b.port(), "dev-001",
-                          {"-t", "devices/dev-001/cmd", "--will-topic", "devices/dev-001/status", "--will-payload",
-                           "offline", "--will-qos", "1"},
-                          dir / "sub.log");
-    REQUIRE(b.wait_for_log("Sending SUBACK to dev-001"));
-    sub->signal(SIGKILL);  // the connection drops without DISCONNECT: mosquitto must publish the will
+    auto watcher = drop_with_will(b, "devices/dev-001/status", "offline");
     CHECK(watcher->wait_message("devices/dev-001/status", 5000ms) == "offline");
     CHECK_FALSE(b.log_contains("reason=not_authenticated"));
 }
@@ -69,16 +75,7 @@ TEST_CASE("finding 2: a will on another device's topic is denied as acl_denied",
           "[integration][broker_edges][!shouldfail]") {
     broker b(with_acl({}));
     REQUIRE(b.start());
-    auto victim = device("dev-003");
-    REQUIRE(victim->connect(b.port()) == 0);
-    REQUIRE(victim->subscribe("devices/dev-003/status") == 1);
-    auto dir = test_dir();
-    auto sub = device_sub(b.port(), "dev-001",
-                          {"-t", "devices/dev-001/cmd", "--will-topic", "devices/dev-003/status", "--will-payload",
-                           "forged", "--will-qos", "1"},
-                          dir / "sub.log");
-    REQUIRE(b.wait_for_log("Sending SUBACK to dev-001"));
-    sub->signal(SIGKILL);
+    auto victim = drop_with_will(b, "devices/dev-003/status", "forged");
     CHECK(b.wait_for_log("deny client=dev-001 reason=acl_denied access=publish topic=\"devices/dev-003/status\""));
     CHECK_FALSE(victim->wait_message("devices/dev-003/status", 1000ms));
     CHECK_FALSE(b.log_contains("reason=not_authenticated"));
