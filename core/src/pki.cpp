@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace devicegate {
 
@@ -23,10 +25,25 @@ std::string take_openssl_errors() {
     return out;
 }
 
+namespace {
+
+// mosquitto switches to its `user` (default "mosquitto") before it loads plugins
+// (drop_privileges, src/mosquitto.c), so a permission error names the user we run as.
+std::string file_error(int err) {
+    std::string text = std::strerror(err);
+    if (err != EACCES && err != EPERM) return text;
+    const passwd* pw = ::getpwuid(::geteuid());
+    std::string user = pw != nullptr ? pw->pw_name : "uid " + std::to_string(::geteuid());
+    return text + " (mosquitto runs as user " + user + ": make the file and every directory above it readable by " +
+           user + ", see `user` in mosquitto.conf)";
+}
+
+}  // namespace
+
 std::string read_file(const std::string& path, std::size_t max_bytes) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
-        throw pki_error(path + ": cannot stat: " + std::strerror(errno));
+        throw pki_error(path + ": cannot stat: " + file_error(errno));
     }
     if (!S_ISREG(st.st_mode)) throw pki_error(path + ": not a regular file");
     if (st.st_size == 0) throw pki_error(path + ": file is empty");
@@ -35,7 +52,7 @@ std::string read_file(const std::string& path, std::size_t max_bytes) {
                         std::to_string(max_bytes));
     }
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw pki_error(path + ": cannot open: " + std::strerror(errno));
+    if (!in) throw pki_error(path + ": cannot open: " + file_error(errno));
     std::string data(static_cast<std::size_t>(st.st_size), '\0');
     in.read(data.data(), static_cast<std::streamsize>(data.size()));
     if (in.gcount() != static_cast<std::streamsize>(data.size())) {
