@@ -5,7 +5,7 @@
 namespace devicegate {
 
 authorizer::authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
-                       const snapshot_slot<revocation_snapshot>& revocations, const denylist_state* denylist,
+                       const snapshot_slot<crl_set>& revocations, const denylist_state* denylist,
                        const ocsp_cache* ocsp, const sha256_digest* sub_ca_fingerprint)
     : config_(std::move(config)),
       trust_(std::move(trust)),

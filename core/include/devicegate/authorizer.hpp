@@ -9,7 +9,7 @@
 #include "devicegate/ocsp.hpp"
 #include "devicegate/pki.hpp"
 #include "devicegate/reason.hpp"
-#include "devicegate/revocation.hpp"
+#include "devicegate/crl_set.hpp"
 #include "devicegate/tenant_trust.hpp"
 
 #include <ctime>
@@ -35,7 +35,7 @@ class authorizer {
 public:
     /// `denylist` may be null (Redis not configured).
     authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
-               const snapshot_slot<revocation_snapshot>& revocations, const denylist_state* denylist = nullptr,
+               const snapshot_slot<crl_set>& revocations, const denylist_state* denylist = nullptr,
                const ocsp_cache* ocsp = nullptr, const sha256_digest* sub_ca_fingerprint = nullptr);
 
     /// `leaf` may be null (no client certificate). Never throws.
@@ -48,7 +48,7 @@ private:
 
     std::shared_ptr<const plugin_config> config_;
     std::shared_ptr<const tenant_trust> trust_;
-    const snapshot_slot<revocation_snapshot>& revocations_;
+    const snapshot_slot<crl_set>& revocations_;
     const denylist_state* denylist_;
     const ocsp_cache* ocsp_;
     std::optional<sha256_digest> sub_ca_fingerprint_;  // set with ocsp_sub_ca
