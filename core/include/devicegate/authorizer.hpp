@@ -45,6 +45,12 @@ public:
 
 private:
     decision decide(X509* leaf, std::string_view client_id, std::time_t now);
+    // The steps of decide(): each refuses by filling `d` and returning false (nullptr).
+    const verified_certificate* verified(X509* leaf, decision& d);  // the chain, or the cache
+    bool crl_allows(const verified_certificate& cert, std::time_t now, decision& d) const;
+    bool denylist_allows(const verified_certificate& cert, std::time_t now, decision& d) const;
+    bool sub_ca_ocsp_allows(std::time_t now, decision& d) const;
+    bool ocsp_allows(const sha256_digest& fingerprint, std::time_t now, decision& d) const;
 
     std::shared_ptr<const plugin_config> config_;
     std::shared_ptr<const tenant_trust> trust_;
