@@ -1,27 +1,15 @@
 #include "devicegate/background_loop.hpp"
 
+#include "eventually.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <thread>
 
 using namespace devicegate;
+using devicegate::test::eventually;
 using namespace std::chrono_literals;
-
-namespace {
-
-// Polls `done` for up to 5 s: the condition a test waits on, never a fixed sleep.
-template <class Done>
-bool eventually(Done done) {
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(1ms);
-    }
-    return true;
-}
-
-}  // namespace
 
 TEST_CASE("background_loop: wake() ends a long wait at once; stop() ends the body and joins") {
     std::atomic<int> passes{0};

@@ -1,6 +1,7 @@
 #include "devicegate/gate.hpp"
 
 #include "cert_factory.hpp"
+#include "eventually.hpp"
 #include "test_pki.hpp"
 
 #include <catch2/catch.hpp>
@@ -215,10 +216,10 @@ TEST_CASE("gate: a CRL that revokes a connected device yields its kick on the ne
     write_file(crl, read_file(pki("subca-a-revokes-dev-002.crl.pem"), max_crl_file_bytes));
     f.g.reload();
     std::vector<client_kick> kicks;
-    for (int i = 0; i < 100 && kicks.empty(); ++i) {
+    CHECK(eventually([&] {
         kicks = f.g.tick(std::chrono::steady_clock::now()).kicks;
-        if (kicks.empty()) std::this_thread::sleep_for(50ms);
-    }
+        return !kicks.empty();
+    }));
     f.g.stop();
     REQUIRE(kicks.size() == 1);
     CHECK(kicks[0].client_id == "dev-002");

@@ -1,5 +1,6 @@
 #include "devicegate/ocsp_fetcher.hpp"
 
+#include "eventually.hpp"
 #include "http_server.hpp"
 #include "ocsp_craft.hpp"
 #include "test_pki.hpp"
@@ -9,14 +10,18 @@
 #include <algorithm>
 #include <thread>
 
+using namespace std::chrono_literals;
 using namespace devicegate;
 using namespace devicegate::test;
-using namespace std::chrono_literals;
 
 namespace {
 
+std::shared_ptr<const tenant_trust> tenant_a() {
+    return tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+}
+
 struct fixture {
-    std::shared_ptr<const tenant_trust> trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    std::shared_ptr<const tenant_trust> trust = tenant_a();
     http_server responder;
     ocsp_cache cache{100, 3600s};
     broker_queue queue;
@@ -51,15 +56,6 @@ struct fixture {
     }
 };
 
-template <class Done>
-bool eventually(Done done) {
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
-}
 
 }  // namespace
 
