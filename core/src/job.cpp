@@ -32,8 +32,9 @@ std::string encode_job(const device_certificate& cert, job_type type) {
 
 std::string encode_journal_line(const device_certificate& cert) { return to_json(cert).dump(); }
 
-device_certificate parse_journal_line(std::string_view line) {
-    const nlohmann::json j = parse_json_object(line);
+namespace {
+/// The certificate fields shared by a job and a journal line.
+device_certificate certificate_from(const nlohmann::json& j) {
     auto text = [&](const char* name) { return string_field(j, name); };
     device_certificate c;
     c.device_id = text("device_id");
@@ -47,6 +48,9 @@ device_certificate parse_journal_line(std::string_view line) {
     c.first_seen = seen->get<std::int64_t>();
     return c;
 }
+}  // namespace
+
+device_certificate parse_journal_line(std::string_view line) { return certificate_from(parse_json_object(line)); }
 
 job parse_job(std::string_view payload) {
     const nlohmann::json j = parse_json_object(payload);
@@ -59,7 +63,7 @@ job parse_job(std::string_view payload) {
     if (type == to_string(job_type::first_connect)) out.type = job_type::first_connect;
     else if (type == to_string(job_type::certificate_changed)) out.type = job_type::certificate_changed;
     else throw std::invalid_argument("unknown job type");
-    out.cert = parse_journal_line(payload);
+    out.cert = certificate_from(j);
     std::vector<x509_ptr> certs;
     try {
         certs = parse_certificates(out.cert.certificate_pem, "certificate_pem");

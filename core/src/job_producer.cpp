@@ -139,7 +139,7 @@ void job_producer::deliver(redis_connection& redis, const device_certificate& ce
                                   encode_job(cert, job_type::first_connect),
                                   encode_job(cert, job_type::certificate_changed)};
     auto reply = redis.command(argv);
-    if (is_error(reply.get()) && std::string_view(reply->str, reply->len).rfind("NOSCRIPT", 0) == 0) {
+    if (is_error_code(reply.get(), "NOSCRIPT")) {
         argv[0] = "EVAL";  // Redis restarted or SCRIPT FLUSH: send the body once more
         argv[1] = first_connect_script;
         reply = redis.command(argv);

@@ -8,6 +8,7 @@
 #include "devicegate/log.hpp"
 #include "devicegate/redis.hpp"
 #include "devicegate/redis_model.hpp"
+#include "devicegate/revocation_store.hpp"
 
 #include <chrono>
 #include <condition_variable>
@@ -43,7 +44,8 @@ public:
 private:
     void run();
     void session();  // one connected period; throws on link loss
-    denylist full_resync(redis_connection& cmd);
+    denylist full_resync(revocation_store& store);
+    void apply_change(revocation_store& store, std::string_view payload);
     void publish(std::shared_ptr<const denylist> next, const char* why);
     void mark_down(const std::string& cause);
     bool sleep_for(std::chrono::milliseconds d);  // false when stopping
