@@ -1,50 +1,41 @@
 #include "devicegate/config.hpp"
 
-#include <charconv>
-#include <limits>
 
 namespace devicegate {
 
 namespace {
 
-constexpr const char* duration_form = "a duration such as 500ms, 30s, 5m or 24h";
-
 std::chrono::milliseconds duration_option(const std::string& name, const std::string& value,
                                           std::chrono::milliseconds min, std::chrono::milliseconds max) {
-    std::chrono::milliseconds d{};
     try {
-        d = parse_duration(value);
-    } catch (const std::invalid_argument&) {
-        throw config_error(name, "\"" + value + "\" is not " + duration_form);
+        return parse_duration_in(value, min, max);
+    } catch (const value_error& e) {
+        throw config_error(name, "\"" + value + "\" " + e.what());
     }
-    if (d < min || d > max) {
-        throw config_error(name, "\"" + value + "\" is out of range; expected between " + std::to_string(min.count()) +
-                                     "ms and " + std::to_string(max.count()) + "ms");
-    }
-    return d;
 }
 
 std::size_t count_option(const std::string& name, const std::string& value, std::size_t min, std::size_t max) {
-    std::size_t n = 0;
-    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-    if (ec != std::errc{} || end != value.data() + value.size() || n < min || n > max) {
-        throw config_error(name, "\"" + value + "\" is not an integer between " + std::to_string(min) + " and " +
-                                     std::to_string(max));
+    try {
+        return static_cast<std::size_t>(parse_uint(value, min, max));
+    } catch (const value_error& e) {
+        throw config_error(name, "\"" + value + "\" " + e.what());
     }
-    return n;
 }
 
 bool on_off_option(const std::string& name, const std::string& value) {
-    if (value == "on") return true;
-    if (value == "off") return false;
-    throw config_error(name, "\"" + value + "\" is not on or off");
+    try {
+        return parse_on_off(value);
+    } catch (const value_error& e) {
+        throw config_error(name, "\"" + value + "\" " + e.what());
+    }
 }
 
 std::string url_option(const std::string& name, const std::string& value) {
-    if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
-        throw config_error(name, "\"" + value + "\" is not an http:// or https:// URL");
+    try {
+        return parse_http_url(value);
+    } catch (const value_error& e) {
+        throw config_error(name, "\"" + value + "\" " + e.what());
     }
-    return value;
 }
 
 stale_policy policy_option(const std::string& name, const std::string& value) {
@@ -60,23 +51,6 @@ void require_path(const std::string& name, const std::string& value) {
 }
 
 }  // namespace
-
-std::chrono::milliseconds parse_duration(const std::string& text) {
-    std::uint64_t n = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    if (ec != std::errc{} || end == text.data()) throw std::invalid_argument("not a duration");
-    std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
-    std::uint64_t factor = 0;
-    if (unit == "ms") factor = 1;
-    else if (unit == "s") factor = 1000;
-    else if (unit == "m") factor = 60'000;
-    else if (unit == "h") factor = 3'600'000;
-    else throw std::invalid_argument("not a duration");
-    if (n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) / factor) {
-        throw std::invalid_argument("duration overflows");
-    }
-    return std::chrono::milliseconds(static_cast<std::int64_t>(n * factor));
-}
 
 plugin_config parse_plugin_config(const option_list& options) {
     using namespace std::chrono;

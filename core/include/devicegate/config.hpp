@@ -2,6 +2,7 @@
 // The plugin's typed configuration, parsed once from the plugin_opt_* lines of
 // mosquitto.conf (mosquitto strips the "plugin_opt_" prefix) and shared read-only.
 #include "devicegate/acl.hpp"
+#include "devicegate/duration.hpp"  // parse_duration, formerly declared here
 #include "devicegate/redis.hpp"
 
 #include <chrono>
@@ -72,8 +73,5 @@ using option_list = std::vector<std::pair<std::string, std::string>>;
 /// Validates every option; throws config_error naming the first bad one. Unknown options
 /// are errors (a typo must not silently leave a check off).
 plugin_config parse_plugin_config(const option_list& options);
-
-/// "500ms", "30s", "5m", "24h" -> milliseconds; throws std::invalid_argument.
-std::chrono::milliseconds parse_duration(const std::string& text);
 
 }  // namespace devicegate

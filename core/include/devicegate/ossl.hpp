@@ -26,6 +26,7 @@ using x509_store_ctx_ptr = std::unique_ptr<X509_STORE_CTX, c_deleter<X509_STORE_
 using x509_stack_ptr = std::unique_ptr<STACK_OF(X509), c_deleter<free_x509_stack>>;
 using bio_ptr = std::unique_ptr<BIO, c_deleter<BIO_free_all>>;
 using evp_pkey_ptr = std::unique_ptr<EVP_PKEY, c_deleter<EVP_PKEY_free>>;
+using asn1_integer_ptr = std::unique_ptr<ASN1_INTEGER, c_deleter<ASN1_INTEGER_free>>;
 using asn1_time_ptr = std::unique_ptr<ASN1_TIME, c_deleter<ASN1_TIME_free>>;
 using eku_ptr = std::unique_ptr<EXTENDED_KEY_USAGE, c_deleter<EXTENDED_KEY_USAGE_free>>;
 using general_names_ptr = std::unique_ptr<GENERAL_NAMES, c_deleter<GENERAL_NAMES_free>>;
