@@ -1,7 +1,6 @@
 #include "worker.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <ctime>
 #include <random>
 #include <thread>
@@ -28,12 +27,6 @@ std::string field(const std::map<std::string, std::string>& m, const char* name)
     return it == m.end() ? std::string() : it->second;
 }
 
-bool same_hex(const std::string& a, const std::string& b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-           });
-}
-
 /// The registration part of a device hash, as far as `state` holds it.
 std::map<std::string, std::string> registration_fields(const std::map<std::string, std::string>& state) {
     std::map<std::string, std::string> out;
@@ -52,12 +45,12 @@ registration register_job(const job& j, std::map<std::string, std::string>& stat
     // The plugin writes the device's current fingerprint before it enqueues a job; a job for an
     // older certificate must not put that certificate back into ThingsBoard.
     const std::string current = field(state, device_field::fingerprint);
-    if (!current.empty() && !same_hex(current, j.cert.fingerprint_sha256)) {
+    if (!current.empty() && !same_fingerprint(current, j.cert.fingerprint_sha256)) {
         out.superseded = true;
         return out;
     }
     if (field(state, device_field::thingsboard) == registration_state::registered &&
-        same_hex(field(state, device_field::thingsboard_fingerprint), j.cert.fingerprint_sha256)) {
+        same_fingerprint(field(state, device_field::thingsboard_fingerprint), j.cert.fingerprint_sha256)) {
         out.thingsboard = "already";
     } else {
         auto r = thingsboard.register_device(j);

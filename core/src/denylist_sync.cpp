@@ -32,31 +32,15 @@ void denylist_sync::load_cache() {
     }
 }
 
-void denylist_sync::start() { thread_ = std::thread([this] { run(); }); }
+void denylist_sync::start() { loop_.start(); }
 
-void denylist_sync::stop() noexcept {
-    {
-        std::lock_guard lock(mutex_);
-        stop_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-}
+void denylist_sync::stop() noexcept { loop_.stop(); }
 
-bool denylist_sync::sleep_for(std::chrono::milliseconds d) {
-    std::unique_lock lock(mutex_);
-    return !wake_.wait_for(lock, d, [this] { return stop_; });
-}
-
-void denylist_sync::run() {
+void denylist_sync::run(background_loop& loop) {
     std::chrono::milliseconds backoff{100};
-    for (;;) {
-        {
-            std::lock_guard lock(mutex_);
-            if (stop_) return;
-        }
+    while (!loop.stopping()) {
         try {
-            session();
+            session(loop);
             return;  // only returns normally when stopping
         } catch (const redis_io_error& e) {
             mark_down(e.what());
@@ -67,7 +51,7 @@ void denylist_sync::run() {
         }
         if (was_up_) backoff = std::chrono::milliseconds(100);  // a fresh outage: retry quickly
         was_up_ = false;
-        if (!sleep_for(backoff)) return;
+        if (!loop.wait_for(backoff)) return;
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
     }
 }
@@ -83,7 +67,7 @@ void denylist_sync::mark_down(const std::string& cause) {
     state_.stale_since.compare_exchange_strong(expected, static_cast<std::int64_t>(std::time(nullptr)));
 }
 
-void denylist_sync::session() {
+void denylist_sync::session(background_loop& loop) {
     // Subscribed before the full load, so no change falls between the two.
     revocation_subscription sub(opts_.redis, opts_.model);
     redis_connection cmd(opts_.redis);
@@ -97,11 +81,7 @@ void denylist_sync::session() {
                 std::to_string(state_.list.load()->size()) + " entries");
 
     auto next_resync = std::chrono::steady_clock::now() + opts_.resync_interval;
-    for (;;) {
-        {
-            std::lock_guard lock(mutex_);
-            if (stop_) return;
-        }
+    while (!loop.stopping()) {
         if (std::chrono::steady_clock::now() >= next_resync) {
             // Periodic: also a health check of the command link.
             publish(std::make_shared<const denylist>(full_resync(store)), "periodic resync");

@@ -12,6 +12,12 @@
 
 namespace devicegate {
 
+bool same_fingerprint(std::string_view a, std::string_view b) noexcept {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+        return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+    });
+}
+
 std::string_view to_string(job_type t) noexcept {
     return t == job_type::first_connect ? "first_connect" : "certificate_changed";
 }
@@ -71,12 +77,11 @@ job parse_job(std::string_view payload) {
         throw std::invalid_argument("certificate_pem is not a PEM certificate");
     }
     if (certs.size() != 1) throw std::invalid_argument("certificate_pem holds " + std::to_string(certs.size()) + " certificates, expected 1");
-    const auto digest = certificate_sha256(certs[0].get());
-    const std::string actual = to_hex(digest.data(), digest.size());  // upper case, as the plugin writes it
-    if (!std::equal(actual.begin(), actual.end(), out.cert.fingerprint_sha256.begin(), out.cert.fingerprint_sha256.end(),
-                    [](char a, char b) { return std::toupper(static_cast<unsigned char>(a)) == std::toupper(static_cast<unsigned char>(b)); })) {
+    const std::string actual = fingerprint_hex(certificate_sha256(certs[0].get()));
+    if (!same_fingerprint(actual, out.cert.fingerprint_sha256)) {
         throw std::invalid_argument("fingerprint_sha256 does not match certificate_pem");
     }
+    out.cert.fingerprint_sha256 = actual;
     return out;
 }
 

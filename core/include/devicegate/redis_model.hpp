@@ -2,7 +2,7 @@
 // The Redis data model shared by the plugin, devicegate-ctl and the worker. Every key is
 // under a configurable prefix (default "devicegate:"). README.md documents it.
 //
-//   <p>revoked:serial   HASH  upper-case hex serial -> JSON {"reason":..,"at":unix,"by":..}
+//   <p>revoked:serial   HASH  normalize_serial_hex (pki.hpp) serial -> JSON {"reason":..,"at":unix,"by":..}
 //   <p>revoked:device   HASH  device id             -> JSON {"reason":..,"at":unix,"by":..}
 //   <p>revocations      pub/sub channel: JSON {"op":"revoke"|"unrevoke","kind":"serial"|"device","value":..}
 //   <p>device:<id>      HASH  the fields of device_field below
@@ -11,7 +11,6 @@
 //
 // The revocation lists are HASHes rather than SETs so that one key holds both membership
 // and the operator's reason, which `devicegate-ctl status` shows.
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -67,9 +66,5 @@ inline constexpr const char* target = "target";
 inline constexpr const char* status = "status";
 inline constexpr const char* body = "body";
 }  // namespace job_field
-
-/// "0x0a:bc" / "0ABC" / "abc" -> "0ABC": upper-case hex of the serial's magnitude bytes,
-/// without leading zero bytes, as the plugin logs serials. nullopt if it is not hex.
-std::optional<std::string> normalize_serial_hex(std::string_view text);
 
 }  // namespace devicegate

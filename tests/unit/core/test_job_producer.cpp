@@ -19,11 +19,10 @@ device_certificate certificate_of(const std::string& file) {
     const std::string device = file.substr(0, 7);  // "dev-001-renewed" is dev-001
     const std::string pem = read_file(test::device_cert(file), max_certificate_file_bytes);
     auto cert = test::load_cert(test::device_cert(file));
-    const auto digest = certificate_sha256(cert.get());
     device_certificate c;
     c.device_id = device;
     c.serial_hex = serial_hex(X509_get0_serialNumber(cert.get()));
-    c.fingerprint_sha256 = to_hex(digest.data(), digest.size());
+    c.fingerprint_sha256 = fingerprint_hex(certificate_sha256(cert.get()));
     c.certificate_pem = pem;
     c.first_seen = 1795000000;
     c.broker_id = "broker-1";

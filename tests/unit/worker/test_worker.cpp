@@ -34,8 +34,7 @@ job make_job(const std::string& id, job_type type = job_type::first_connect) {
     c.device_id = id;
     c.certificate_pem = factory.issue_pem(id);
     auto certs = parse_certificates(c.certificate_pem, "test");
-    auto digest = certificate_sha256(certs.at(0).get());
-    c.fingerprint_sha256 = to_hex(digest.data(), digest.size());
+    c.fingerprint_sha256 = fingerprint_hex(certificate_sha256(certs.at(0).get()));
     c.serial_hex = serial_hex(X509_get0_serialNumber(certs.at(0).get()));
     c.first_seen = 1795000000;
     c.broker_id = "b1";
@@ -136,6 +135,13 @@ TEST_CASE("Jobs from the stream are checked before anything is registered", "[wo
     auto lowercase = good.cert.fingerprint_sha256;
     std::transform(lowercase.begin(), lowercase.end(), lowercase.begin(), [](unsigned char c) { return std::tolower(c); });
     CHECK_NOTHROW(parse_job(with("fingerprint_sha256", lowercase)));
+    // Upper case is accepted too; the job carries fingerprint_hex's spelling onwards.
+    auto uppercase = lowercase;
+    std::transform(uppercase.begin(), uppercase.end(), uppercase.begin(), [](unsigned char c) { return std::toupper(c); });
+    CHECK(uppercase != lowercase);
+    CHECK(parse_job(with("fingerprint_sha256", uppercase)).cert.fingerprint_sha256 == lowercase);
+    CHECK(same_fingerprint(uppercase, lowercase));
+    CHECK_FALSE(same_fingerprint(lowercase, lowercase.substr(1)));
     CHECK_THROWS_WITH(parse_job("{"), "not JSON");
     CHECK_THROWS_WITH(parse_job("[1]"), "not a JSON object");
     CHECK_THROWS_WITH(parse_job(with("schema", 2)), "unsupported schema (expected 1)");
