@@ -3,12 +3,12 @@
 // revoked, survives malformed data and a Redis crash, and keeps a cache file.
 #include "devicegate/denylist_sync.hpp"
 #include "devicegate/revocation_store.hpp"
+#include "log_capture.hpp"
 #include "redis_process.hpp"
 #include "test_pki.hpp"
 
 #include <catch2/catch.hpp>
 
-#include <mutex>
 
 using namespace devicegate;
 using test::eventually;
@@ -20,23 +20,14 @@ struct fixture {
     test::temp_dir dir;
     denylist_state state;
     broker_queue queue;
-    std::mutex log_mutex;
-    std::vector<std::string> lines;
+    test::log_capture logs;
     std::vector<kick_request> kicks;
 
     denylist_sync::options options(std::chrono::milliseconds resync = std::chrono::seconds(60)) {
         return {server.options(), redis_model{}, resync, dir.file("denylist.json")};
     }
-    logger log() {
-        return logger([this](log_level, std::string_view line) {
-            std::lock_guard lock(log_mutex);
-            lines.emplace_back(line);
-        });
-    }
-    bool logged(const std::string& needle) {
-        std::lock_guard lock(log_mutex);
-        return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(needle) != std::string::npos; });
-    }
+    logger log() { return logs.sink(); }
+    bool logged(const std::string& needle) const { return logs.contains(needle); }
     /// Kicks drained so far (as the broker thread's TICK would).
     const std::vector<kick_request>& drained_kicks() {
         for (auto& k : queue.drain().kicks) kicks.push_back(std::move(k));

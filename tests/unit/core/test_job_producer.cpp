@@ -2,13 +2,13 @@
 // once (and again when its certificate changes), writes the device hash fields named in
 // redis_model.hpp, and nothing is lost while Redis is away (memory, then the journal).
 #include "devicegate/job_producer.hpp"
+#include "log_capture.hpp"
 #include "redis_process.hpp"
 #include "test_pki.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <fstream>
-#include <mutex>
 
 using namespace devicegate;
 using test::eventually;
@@ -32,8 +32,7 @@ device_certificate certificate_of(const std::string& file) {
 struct fixture {
     test::redis_process server;
     test::temp_dir dir;
-    std::mutex log_mutex;
-    std::vector<std::string> lines;
+    test::log_capture logs;
 
     job_producer::options options() {
         job_producer::options o;
@@ -41,16 +40,8 @@ struct fixture {
         o.journal_file = dir.file("jobs.journal");
         return o;
     }
-    logger log() {
-        return logger([this](log_level, std::string_view line) {
-            std::lock_guard lock(log_mutex);
-            lines.emplace_back(line);
-        });
-    }
-    bool logged(const std::string& needle) {
-        std::lock_guard lock(log_mutex);
-        return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(needle) != std::string::npos; });
-    }
+    logger log() { return logs.sink(); }
+    bool logged(const std::string& needle) const { return logs.contains(needle); }
     std::vector<stream_entry> jobs() {
         return reply_stream_entries(server.command({"XRANGE", redis_model{}.jobs(), "-", "+"}).get(), "jobs");
     }

@@ -1,6 +1,7 @@
 // The worker's pieces without Redis: configuration, job parsing, and the ThingsBoard and
 // hawkBit clients against the in-process fakes (tests/fakes).
 #include "cert_factory.hpp"
+#include "devicegate/duration.hpp"
 #include "devicegate/job.hpp"
 #include "fake_backends.hpp"
 #include "hawkbit_client.hpp"
@@ -120,6 +121,17 @@ TEST_CASE("Worker configuration: file, environment, validation, no secrets in me
         CHECK(redis.find("hunter2") == std::string::npos);
         CHECK(error_of("thingsboard_url http://tb\n") == "thingsboard_username: required (or DEVICEGATE_THINGSBOARD_USERNAME)");
         CHECK(error_of(minimal + "retry_initial 10s\nretry_max 1s\n") == "retry_max: must not be shorter than retry_initial");
+        CHECK(error_of(minimal + "thingsboard_rule_engine yes\n") == "line 8: thingsboard_rule_engine: bad value; expected on or off");
+        CHECK(error_of(minimal + "http_timeout 0s\n").find("http_timeout: bad value") != std::string::npos);
+        CHECK(error_of(minimal + "concurrency +4\n").find("concurrency: bad value") != std::string::npos);
+    }
+    SECTION("on/off as the plugin options spell it (duration.hpp's parse_on_off)") {
+        for (const auto& [spelling, value] : std::vector<std::pair<std::string, bool>>{
+                 {"on", true}, {"true", true}, {"1", true}, {"off", false}, {"false", false}, {"0", false}}) {
+            INFO(spelling);
+            CHECK(parse_worker_config(minimal + "thingsboard_rule_engine " + spelling + "\n", {}).thingsboard.rule_engine == value);
+            CHECK(parse_on_off(spelling) == value);
+        }
     }
 }
 
