@@ -94,6 +94,19 @@ int free_port() {
     return ntohs(addr.sin_port);
 }
 
+port_holder::port_holder(int port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 1) != 0) {
+        if (fd_ >= 0) ::close(fd_);
+        throw std::runtime_error("cannot hold port " + std::to_string(port));
+    }
+}
+
+port_holder::~port_holder() { ::close(fd_); }
+
 std::uintmax_t log_size(const std::filesystem::path& log) {
     std::error_code ec;
     auto size = std::filesystem::file_size(log, ec);
@@ -223,8 +236,9 @@ broker::broker(broker_options options) : dir_(test_dir()), log_path_(dir_ / "mos
          << "plugin_opt_ica_file " << pki("ica.crt") << "\n"
          << "plugin_opt_root_ca_file " << pki("root.crt") << "\n";
     for (const auto& crl : options.crl_files) conf << "plugin_opt_crl_file " << crl << "\n";
+    redis_ = options.redis;
     if (options.redis != nullptr) {
-        conf << "plugin_opt_redis_url " << options.redis->url() << "\n"
+        conf << "plugin_opt_redis_url " << redis_url_marker << "\n"
              << "plugin_opt_state_dir " << dir_.string() << "\n";
     }
     for (const auto& [k, v] : options.plugin_opts) conf << "plugin_opt_" << k << " " << v << "\n";
@@ -234,12 +248,20 @@ broker::broker(broker_options options) : dir_(test_dir()), log_path_(dir_ / "mos
 
 broker::~broker() = default;
 
+// Replaced when the file is written: the redis-server's port is only final once it started.
+const std::string broker::redis_url_marker = "@REDIS_URL@";
+
 void broker::write_config() const {
-    write_text(dir_ / "mosquitto.conf", config_before_listener_ + "listener " + std::to_string(port_) +
-                                            " 127.0.0.1\n" + config_after_listener_);
+    std::string rest = config_after_listener_;
+    if (auto at = rest.find(redis_url_marker); at != std::string::npos) {
+        rest.replace(at, redis_url_marker.size(), redis_->url());
+    }
+    write_text(dir_ / "mosquitto.conf",
+               config_before_listener_ + "listener " + std::to_string(port_) + " 127.0.0.1\n" + rest);
 }
 
 bool broker::start() {
+    write_config();
     for (int attempt = 1;; ++attempt) {
         bool lost_port = false;
         if (start_once(lost_port)) return true;

@@ -35,6 +35,17 @@ void end_of_test(bool failed);
 /// port get 0 instead, and the others (mosquitto, redis-server, openssl ocsp, the worker's
 /// metrics) are started again on a new port when their bind fails (see start_retrying).
 int free_port();
+/// Listens on a loopback port until destroyed: stands in for another process that took it.
+class port_holder {
+public:
+    explicit port_holder(int port);
+    ~port_holder();
+    port_holder(const port_holder&) = delete;
+    port_holder& operator=(const port_holder&) = delete;
+
+private:
+    int fd_;
+};
 /// How often a child whose port was taken is started again on a new port.
 inline constexpr int port_attempts = 5;
 /// The log written since `offset` (the part of a log file that belongs to one start).
@@ -148,7 +159,9 @@ private:
     std::filesystem::path dir_;
     std::filesystem::path log_path_;
     int port_;
+    static const std::string redis_url_marker;
     std::string config_before_listener_, config_after_listener_;
+    const redis_server* redis_ = nullptr;
     std::unique_ptr<process> process_;
 };
 
