@@ -289,6 +289,7 @@ public:
     /// The value of one metric line ("name{labels}"), -1 if absent.
     double metric(const std::string& name) const;
     const std::filesystem::path& config_file() const { return config_; }
+    int metrics_port() const { return metrics_port_; }
 
 private:
     void write_config() const;

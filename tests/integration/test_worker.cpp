@@ -412,3 +412,22 @@ TEST_CASE("Redis killed and restarted under a working worker: every job is still
     CHECK(dead(redis) == 0);
     CHECK(worker.metric("devicegate_worker_redis_up") == 1);
 }
+
+TEST_CASE("harness: fakes on ports they pick, and a worker whose metrics port was taken starts on a new one",
+          "[integration][worker][harness]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes;
+    REQUIRE(fakes.start());
+    CHECK(fakes.thingsboard_url() != fakes.hawkbit_url());
+    CHECK(count(fakes.thingsboard_state(), "devices") == 0);
+    worker_process worker(redis, fakes);
+    const int taken = worker.metrics_port();
+    {
+        port_holder holder(taken);
+        REQUIRE(worker.start());
+    }
+    CHECK(worker.metrics_port() != taken);
+    CHECK(worker.metric("devicegate_worker_redis_up") == 1);
+    CHECK(worker.log().find("cannot listen on metrics_listen") == std::string::npos);  // set aside
+}
