@@ -2,7 +2,7 @@
 // The Redis deny-list as an immutable local copy (by serial and by device id), its changes,
 // and the link health the staleness policy is based on.
 #include "devicegate/pki.hpp"
-#include "devicegate/revocation.hpp"
+#include "devicegate/crl_set.hpp"
 
 #include <atomic>
 #include <cstdint>

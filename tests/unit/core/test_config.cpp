@@ -204,7 +204,7 @@ TEST_CASE("config: the option table is the list of known options") {
 
 // docs/configuration.md is written by the documentation work; until it exists in this tree
 // the test may fail without failing the suite.
-TEST_CASE("config: every plugin option is documented", "[!mayfail]") {
+TEST_CASE("config: every plugin option is documented", "[config]") {
     std::ifstream in(DEVICEGATE_CONFIGURATION_DOC);
     REQUIRE(in.good());
     const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
