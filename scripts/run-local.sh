@@ -34,7 +34,7 @@ sed -e "s|/etc/devicegate/pki|$run/pki|g" \
 # mosquitto started as root drops to the 'mosquitto' user, which cannot read run/pki.
 [[ $(id -u) -eq 0 ]] && sed -i '1i user root' "$run/mosquitto.conf"
 
-ctl="build/worker/devicegate-ctl --redis redis://127.0.0.1:$redis_port"
+ctl="build/ctl/devicegate-ctl --redis redis://127.0.0.1:$redis_port"
 pids=()
 stop_all() {  # last started first: mosquitto, the worker, the fakes, then Redis
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null; wait "${pids[i]}" 2>/dev/null; done
@@ -92,9 +92,9 @@ Connect a device (step 5 of the enrollment guide; the client id must be the cert
     -i device-001 -t v1/devices/me/telemetry -m '{"test": 1}'
 
 Revoke device-001 at once through Redis (disconnected within ~100 ms), see it, undo it:
-  build/worker/devicegate-ctl --redis redis://127.0.0.1:$redis_port revoke device-001 --reason test
-  build/worker/devicegate-ctl --redis redis://127.0.0.1:$redis_port status device-001
-  build/worker/devicegate-ctl --redis redis://127.0.0.1:$redis_port unrevoke device-001
+  build/ctl/devicegate-ctl --redis redis://127.0.0.1:$redis_port revoke device-001 --reason test
+  build/ctl/devicegate-ctl --redis redis://127.0.0.1:$redis_port status device-001
+  build/ctl/devicegate-ctl --redis redis://127.0.0.1:$redis_port unrevoke device-001
 
 Revoke device-002 with a new CRL (the plugin loads it within a second and kicks the device):
   scripts/dev-revoke.sh device-002
