@@ -10,6 +10,7 @@ packages=(
   redis-server libhiredis-dev nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev
   clang libclang-rt-14-dev
   docker-compose
+  wireguard-tools
 )
 if [[ ${1:-} == --list ]]; then
   echo "${packages[@]}"
