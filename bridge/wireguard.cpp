@@ -113,7 +113,7 @@ void record_peer(redis_connection& redis, const wireguard_keys& keys, const std:
 std::string device_config(const wireguard_settings& s, const std::string& address, const std::string& private_key) {
     std::string out = "[Interface]\n";
     if (!private_key.empty()) out += "PrivateKey = " + private_key + "\n";
-    else out += "# PrivateKey = <the device's own key: it never left the device>\n";
+    else out += "# PrivateKey: the device's own (it never left the device)\n";
     out += "Address = " + address + "/32\n";
     if (!s.dns.empty()) out += "DNS = " + s.dns + "\n";
     out += "\n[Peer]\nPublicKey = " + s.gateway_public_key + "\nEndpoint = " + s.endpoint + "\nAllowedIPs = " +
