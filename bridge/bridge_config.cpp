@@ -53,6 +53,8 @@ bool on_off(const std::string& v) {
 std::vector<setting> server_settings() {
     return {
         {"listen", "host:port", [](bridge_config& c, const std::string& v) { c.listen = host_port(v); }},
+        {"crl_listen", "host:port (plain HTTP, GET /crl only)",
+         [](bridge_config& c, const std::string& v) { c.crl_listen = host_port(v); }},
         {"tls_cert", "a PEM certificate (chain) file", [](bridge_config& c, const std::string& v) { c.tls_cert = non_empty(v); }},
         {"tls_key", "a PEM key file", [](bridge_config& c, const std::string& v) { c.tls_key = non_empty(v); }},
         {"sub_ca_file", "the tenant Sub-CA certificate file", [](bridge_config& c, const std::string& v) { c.sub_ca_file = non_empty(v); }},
@@ -205,7 +207,7 @@ bridge_config parse_bridge_config(const std::string& file_text, const std::map<s
 
 std::string bridge_config::describe() const {
     std::ostringstream out;
-    out << "listen=" << listen << " signer=" << (signer == signer_kind::embedded ? "embedded" : "stepca " + stepca.url)
+    out << "listen=" << listen << " crl_listen=" << (crl_listen.empty() ? "off" : crl_listen) << " signer=" << (signer == signer_kind::embedded ? "embedded" : "stepca " + stepca.url)
         << " redis=" << redis.describe() << (redis.password.empty() ? "" : " (password set)") << " prefix=" << redis_prefix
         << " cert_validity=" << cert_validity.count() / 1000 << "s max_body_bytes=" << max_body_bytes
         << " rate_limit=" << rate_limit << "/min operator_api=" << (operator_api_key.empty() ? "off" : "on (key set)")

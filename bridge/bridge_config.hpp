@@ -38,6 +38,7 @@ struct stepca_settings {
 
 struct bridge_config {
     std::string listen = "0.0.0.0:8443";
+    std::string crl_listen;               // host:port of a plain-HTTP listener serving GET /crl only ("" = none)
     std::string tls_cert;                 // the API's server certificate (chain) file
     std::string tls_key;                  // its key: a secret path
     std::string sub_ca_file, ica_file, root_file;  // the tenant chain (ca_chain_pem)

@@ -104,14 +104,28 @@ int main(int argc, char** argv) {
         std::cerr << "devicegate-bridge: listen: cannot bind " << config.listen << "\n";
         return 1;
     }
+    httplib::Server crl_server;
+    std::thread crl_thread;
+    if (!config.crl_listen.empty()) {
+        install_crl_route(crl_server, service);
+        const auto c = config.crl_listen.rfind(':');
+        if (!crl_server.bind_to_port(config.crl_listen.substr(0, c), std::stoi(config.crl_listen.substr(c + 1)))) {
+            std::cerr << "devicegate-bridge: crl_listen: cannot bind " << config.crl_listen << "\n";
+            return 1;
+        }
+        crl_thread = std::thread([&] { crl_server.listen_after_bind(); });
+    }
     std::thread stopper([&] {
         int sig = 0;
         sigwait(&signals, &sig);
         log.notice("devicegate-bridge: signal " + std::to_string(sig) + ", stopping");
         server->stop();
+        crl_server.stop();
     });
     log.notice("devicegate-bridge: listening on https://" + config.listen + " " + config.describe());
     server->listen_after_bind();
+    crl_server.stop();
+    if (crl_thread.joinable()) crl_thread.join();
     if (stopper.joinable()) {
         pthread_kill(stopper.native_handle(), SIGTERM);
         stopper.join();

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <ctime>
 
 namespace devicegate::bridge {
@@ -65,7 +66,9 @@ device_certificate describe_certificate(const std::string& device_id, const std:
     device_certificate c;
     c.device_id = device_id;
     c.serial_hex = serial_hex(X509_get0_serialNumber(certs[0].get()));
+    // Lower-case, as the plugin submits it (devicegate_plugin.cpp): the script compares strings.
     c.fingerprint_sha256 = to_hex(digest.data(), digest.size());
+    for (char& ch : c.fingerprint_sha256) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
     c.certificate_pem = certificate_pem;
     c.first_seen = static_cast<std::int64_t>(std::time(nullptr));
     c.broker_id = broker_id;

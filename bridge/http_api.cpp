@@ -47,12 +47,12 @@ void install_routes(httplib::Server& server, bridge_service& service, const logg
     server.Post(std::string(id) + "/enroll", route(service, &bridge_service::enroll));
     server.Post(std::string(id) + "/renew", route(service, &bridge_service::renew));
     server.Post(std::string(id) + "/revoke", route(service, &bridge_service::revoke));
-    server.Get("/crl", [&service](const httplib::Request&, httplib::Response& res) { send(res, service.crl()); });
+    install_crl_route(server, service);
     server.Get("/.well-known/est/cacerts",
                [&service](const httplib::Request&, httplib::Response& res) { send(res, service.est_cacerts()); });
     server.Post("/.well-known/est/simpleenroll", route(service, &bridge_service::est_simpleenroll));
     server.Post("/.well-known/est/simplereenroll", route(service, &bridge_service::est_simplereenroll));
-    server.set_payload_max_length(service.config().max_body_bytes);
+    server.set_payload_max_length(service.config().max_body_bytes);  // after install_crl_route
     // Only POSTs are limited: the CRL and the CA certificates are public and cheap, and a
     // broker's crl_url may poll often.
     server.set_pre_routing_handler([&service, &log](const httplib::Request& req, httplib::Response& res) {
@@ -74,6 +74,11 @@ void install_routes(httplib::Server& server, bridge_service& service, const logg
         send(res, error_response(res.status, code, std::string(code) + ": " + log_safe(req.method, 16) + " " + log_safe(req.path, 100)));
         return httplib::Server::HandlerResponse::Handled;
     }));
+}
+
+void install_crl_route(httplib::Server& server, bridge_service& service) {
+    server.Get("/crl", [&service](const httplib::Request&, httplib::Response& res) { send(res, service.crl()); });
+    server.set_payload_max_length(1024);
 }
 
 std::unique_ptr<httplib::SSLServer> make_https_server(const bridge_config& config, X509* sub_ca) {

@@ -14,6 +14,10 @@ namespace devicegate::bridge {
 /// Adds the routes of `service` to `server` (which must outlive neither).
 void install_routes(httplib::Server& server, bridge_service& service, const logger& log);
 
+/// GET /crl only, for a plain-HTTP listener: CRLs are signed, and brokers' crl_url and CRL
+/// Distribution Points are plain HTTP by custom (RFC 5280 4.2.1.13), as step-ca's insecureAddress.
+void install_crl_route(httplib::Server& server, bridge_service& service);
+
 /// An HTTPS server with the configured certificate and key; client certificates are asked
 /// for and handed to the routes unverified (the routes verify them against the tenant chain,
 /// so that an expired or revoked certificate gets a JSON refusal rather than a TLS alert).
