@@ -4,6 +4,7 @@
 #include "devicegate/config.hpp"
 #include "devicegate/device_id.hpp"
 #include "devicegate/pki.hpp"
+#include "jwt.hpp"
 
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -15,16 +16,6 @@ namespace devicegate::bridge {
 namespace {
 
 constexpr std::string_view token_prefix = "dgt_";
-
-std::string base64url(const unsigned char* data, std::size_t n) {
-    std::string s = base64_encode(std::string_view(reinterpret_cast<const char*>(data), n));
-    for (char& c : s) {
-        if (c == '+') c = '-';
-        else if (c == '/') c = '_';
-    }
-    while (!s.empty() && s.back() == '=') s.pop_back();
-    return s;
-}
 
 }  // namespace
 
@@ -38,7 +29,7 @@ std::string create_enroll_token(redis_connection& redis, const redis_model& mode
                                 std::chrono::milliseconds ttl) {
     unsigned char random[32];
     if (RAND_bytes(random, sizeof random) != 1) throw std::runtime_error("no randomness for a token");
-    const std::string token = std::string(token_prefix) + base64url(random, sizeof random);
+    const std::string token = std::string(token_prefix) + base64url(std::string_view(reinterpret_cast<const char*>(random), sizeof random));
     auto reply = redis.command({"SET", token_key(model, token), device_id, "PX", std::to_string(ttl.count()), "NX"});
     if (reply->type != REDIS_REPLY_STATUS) throw redis_data_error("SET of the token refused");
     return token;

@@ -10,6 +10,7 @@
 #include "bridge_store.hpp"
 #include "devicegate/log.hpp"
 #include "devicegate/tenant_trust.hpp"
+#include "enroll_request.hpp"
 #include "rate_limiter.hpp"
 #include "signer.hpp"
 #include "wireguard.hpp"
@@ -39,13 +40,6 @@ struct api_response {
     std::vector<std::pair<std::string, std::string>> headers;
 };
 
-/// {"csr_pem": "...", "wireguard_public_key": "..." (optional)}; anything else is refused.
-struct enroll_request {
-    std::string csr_pem;
-    std::string wireguard_public_key;
-};
-/// Throws std::invalid_argument naming the problem (never repeating the body).
-enroll_request parse_enroll_request(const std::string& body);
 
 api_response json_response(int status, const nlohmann::ordered_json& body);
 /// A JSON error body {"error": code, "message": text}.

@@ -1,6 +1,7 @@
 #include "signer_factory.hpp"
 
 #include "embedded_ca.hpp"
+#include "stepca_signer.hpp"
 
 #include <chrono>
 
@@ -18,7 +19,14 @@ std::shared_ptr<signer> make_signer(const bridge_config& config) {
         o.crl_validity = duration_cast<seconds>(config.crl_validity);
         return std::make_shared<embedded_ca>(o);
     }
-    throw signer_error("signer: stepca is not available in this build");
+    stepca_signer::options o;
+    o.url = config.stepca.url;
+    o.root_file = config.stepca.root_file;
+    o.provisioner = config.stepca.provisioner;
+    o.key_file = config.stepca.key_file;
+    o.kid = config.stepca.kid;
+    o.sub_ca_file = config.sub_ca_file;
+    return std::make_shared<stepca_signer>(o);
 }
 
 }  // namespace devicegate::bridge

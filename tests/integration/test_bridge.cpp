@@ -5,10 +5,15 @@
 #include "devicegate/pki.hpp"
 #include "embedded_ca.hpp"
 #include "enroll_tokens.hpp"
+#include "fake_stepca.hpp"
+#include "jwt.hpp"
+#include "stepca_signer.hpp"
 #include "harness.hpp"
 #include "wireguard.hpp"
 
 #include <catch2/catch.hpp>
+
+#include <openssl/pem.h>
 
 #include <fstream>
 #include <sstream>
@@ -533,4 +538,92 @@ TEST_CASE("WireGuard: the device's own key or a generated pair; stable addresses
     CHECK(devicegate::bridge::wg_peers_command({"--redis", "redis://127.0.0.1:1"}, o2, e2) == 2);
     CHECK(devicegate::bridge::enroll_token_command({"bad/id", "--redis", redis.url()}, o2, e2) == 1);
     CHECK(devicegate::bridge::enroll_token_command({"dev-x", "--ttl", "1000h", "--redis", redis.url()}, o2, e2) == 1);
+}
+
+TEST_CASE("the guide with step-ca as signer (the fake step-ca): enroll, connect, revoke at step-ca, CA failures are 502",
+          "[integration][bridge][stepca]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    const fs::path dir = test_dir();
+    auto provisioner = devicegate::test::make_key("P-256");
+    write_text(dir / "provisioner.key", devicegate::test::key_pem(provisioner.get()));
+    devicegate::bio_ptr bio(BIO_new(BIO_s_mem()));
+    PEM_write_bio_PUBKEY(bio.get(), provisioner.get());
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio.get(), &data);
+    devicegate::test::fake_stepca ca({pki("server-chain.crt"), pki("server.key"), pki("subca-a.crt"), pki("subca-a.key"),
+                                      "devicegate", std::string(data, static_cast<std::size_t>(n)),
+                                      devicegate::bridge::jwk_thumbprint(provisioner.get()), "localhost"});
+    REQUIRE(ca.start());
+    bridge_process bridge(redis, {.extra = {{"signer", "stepca"},
+                                            {"stepca_url", ca.url()},
+                                            {"stepca_root_file", pki("root.crt")},
+                                            {"stepca_provisioner", "devicegate"},
+                                            {"stepca_key_file", (dir / "provisioner.key").string()}}});
+    REQUIRE(bridge.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+
+    enroll_device(bridge, redis, dir, "dev-s");
+    CHECK(ca.signed_count() == 1);
+    CHECK(sh("openssl verify -CAfile " + (dir / "ca-chain.crt").string() + " " + (dir / "dev-s.crt").string()).exit_code == 0);
+    client dev("dev-s", (dir / "dev-s.crt").string(), (dir / "dev-s.key").string());
+    REQUIRE(dev.connect(b.port()) == 0);
+    // step-ca publishes its own CRL: the bridge has none.
+    CHECK(curl(bridge.url() + "/crl", "").status == 404);
+
+    auto r = revoke(bridge, "dev-s");
+    REQUIRE(r.status == 200);
+    const std::string serial = serial_of_file(dir / "dev-s.crt");
+    CHECK(ca.is_revoked(devicegate::bridge::serial_hex_to_decimal(serial)));
+    CHECK(dev.wait_disconnected(5s));
+    // A second revoke finds it revoked at step-ca already, and still answers 200.
+    CHECK(revoke(bridge, "dev-s").status == 200);
+
+    key_and_csr(dir, "dev-t", "dev-t");
+    ca.fail_next_sign(500);
+    auto failed = enroll(bridge, "dev-t", token_for(redis, "dev-t"), body_file(dir, "dev-t", slurp(dir / "dev-t.csr")));
+    CHECK(failed.status == 502);
+    CHECK(failed.j()["error"] == "ca_failed");
+    CHECK(bridge.wait_for_log("CA: step-ca answered HTTP 500"));
+    CHECK(bridge.log().find("BEGIN CERTIFICATE REQUEST") == std::string::npos);
+}
+
+TEST_CASE("scripts/enroll-device.sh: enrolls once, is idempotent, and its exit codes say what to do",
+          "[integration][bridge][script]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    bridge_process bridge(redis);
+    REQUIRE(bridge.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+    const fs::path dir = test_dir();
+    const std::string script = std::string(DEVICEGATE_SOURCE_DIR) + "/scripts/enroll-device.sh";
+    auto run = [&](const std::string& id, const std::string& token, const fs::path& out, const std::string& api,
+                   const std::string& extra = "") {
+        return sh("DEVICEGATE_ENROLL_TOKEN='" + token + "' " + script + " --api " + api + " --id " + id + " --out " +
+                  out.string() + " --cacert " + pki("root.crt") + " " + extra);
+    };
+
+    auto first = run("dev-sh", token_for(redis, "dev-sh"), dir / "certs", bridge.url(), "--wireguard");
+    INFO(first.out);
+    REQUIRE(first.exit_code == 0);
+    for (const char* f : {"device.key", "device.crt", "ca-chain.crt", "wg0.conf", "enrolled"}) CHECK(fs::exists(dir / "certs" / f));
+    CHECK((fs::status(dir / "certs" / "device.key").permissions() & fs::perms::group_read) == fs::perms::none);
+    // The WireGuard private key stayed on the device; the config carries it locally.
+    CHECK_THAT(slurp(dir / "certs" / "wg0.conf"), Catch::Contains("PrivateKey = " + slurp(dir / "certs" / "wg.key").substr(0, 44)));
+    client dev("dev-sh", (dir / "certs" / "device.crt").string(), (dir / "certs" / "device.key").string());
+    CHECK(dev.connect(b.port()) == 0);
+
+    // Idempotent: the marker skips everything (the used token would be refused otherwise).
+    auto second = run("dev-sh", "dgt_used", dir / "certs", bridge.url());
+    CHECK(second.exit_code == 0);
+    CHECK_THAT(second.out, Catch::Contains("already enrolled"));
+
+    CHECK(run("dev-sh2", "dgt_unknown", dir / "c2", bridge.url()).exit_code == 77);
+    CHECK_FALSE(fs::exists(dir / "c2" / "enrolled"));
+    CHECK(run("dev-sh2", "dgt_unknown", dir / "c3", "https://localhost:1").exit_code == 69);
+    CHECK(run("bad/id", "t", dir / "c4", bridge.url()).exit_code == 64);
+    CHECK(run("dev-sh3", token_for(redis, "dev-other"), dir / "c5", bridge.url()).exit_code == 77);  // token of another id
+    CHECK(bridge.log().find("dgt_") == std::string::npos);
 }
