@@ -13,8 +13,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <openssl/pem.h>
-
 #include <fstream>
 #include <sstream>
 
@@ -94,6 +92,30 @@ private:
     int port_, crl_port_;
     devicegate::bridge::wireguard_keypair gateway_;
     std::unique_ptr<process> process_;
+};
+
+enum class broker_mode { none, deny_list, crl_url };
+
+/// redis-server, devicegate-bridge and, if asked, the broker with the plugin on the same Redis
+/// (with crl_url: also following the bridge's CRL), all started.
+struct stack {
+    redis_server redis;
+    bridge_process bridge;
+    std::unique_ptr<broker> b;
+    fs::path dir = test_dir();
+    explicit stack(broker_mode mode = broker_mode::none, bridge_options o = {}) : bridge(redis, std::move(o)) {
+        REQUIRE(redis.start());
+        REQUIRE(bridge.start());
+        if (mode == broker_mode::none) return;
+        broker_options bo{.redis = &redis};
+        if (mode == broker_mode::crl_url) {
+            bo.plugin_opts = {{"crl_url", bridge.crl_url()}, {"crl_refresh", "1s"}};
+            bo.crl_files = {};
+        }
+        b = std::make_unique<broker>(bo);
+        REQUIRE(b->start());
+        if (mode == broker_mode::crl_url) REQUIRE(b->wait_for_log("crl loaded url=" + bridge.crl_url()));
+    }
 };
 
 std::string token_for(const redis_server& redis, const std::string& id, const std::string& ttl = "24h") {
@@ -195,18 +217,13 @@ std::vector<std::string> job_types(const redis_server& redis) {
 
 TEST_CASE("the enrollment guide end to end: token, openssl CSR, curl enroll, registered in hawkBit, mosquitto_pub over mTLS",
           "[integration][bridge]") {
-    redis_server redis;
-    REQUIRE(redis.start());
+    stack s(broker_mode::crl_url);
+    auto& [redis, bridge, broker_ptr, dir] = s;
+    broker& b = *broker_ptr;
     fake_backends fakes;
     REQUIRE(fakes.start());
     worker_process worker(redis, fakes);
     REQUIRE(worker.start());
-    bridge_process bridge(redis);
-    REQUIRE(bridge.start());
-    broker b({.plugin_opts = {{"crl_url", bridge.crl_url()}, {"crl_refresh", "1s"}}, .crl_files = {}, .redis = &redis});
-    REQUIRE(b.start());
-    REQUIRE(b.wait_for_log("crl loaded url=" + bridge.crl_url()));
-    const fs::path dir = test_dir();
 
     // Steps 1-3: key and CSR on the device, POST with the token, outputs saved.
     const std::string token = token_for(redis, "device-001");
@@ -259,11 +276,8 @@ TEST_CASE("the enrollment guide end to end: token, openssl CSR, curl enroll, reg
 }
 
 TEST_CASE("enrollment refusals: each names its problem, is audited, and signs nothing", "[integration][bridge]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    bridge_process bridge(redis, {.extra = {{"max_body_bytes", "4096"}}});
-    REQUIRE(bridge.start());
-    const fs::path dir = test_dir();
+    stack s(broker_mode::none, {.extra = {{"max_body_bytes", "4096"}}});
+    auto& [redis, bridge, broker_ptr, dir] = s;
     key_and_csr(dir, "dev", "dev-1");
     const std::string good = body_file(dir, "dev", slurp(dir / "dev.csr"));
     auto expect = [&](const http_result& r, int status, const std::string& error) {
@@ -314,10 +328,8 @@ TEST_CASE("enrollment refusals: each names its problem, is audited, and signs no
 }
 
 TEST_CASE("enrollment: requests over the per-source rate limit get 429", "[integration][bridge]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    bridge_process bridge(redis, {.rate_limit = "3"});
-    REQUIRE(bridge.start());
+    stack s(broker_mode::none, {.rate_limit = "3"});
+    auto& bridge = s.bridge;
     for (int i = 0; i < 3; ++i) CHECK(enroll(bridge, "dev-1", "", "{}").status == 400);
     auto r = enroll(bridge, "dev-1", "", "{}");
     CHECK(r.status == 429);
@@ -363,13 +375,9 @@ void write_expired(const fs::path& dir, const std::string& id) {
 
 TEST_CASE("renewal over mTLS: the current certificate renews; none, expired, revoked, other tenant or other id do not",
           "[integration][bridge]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    bridge_process bridge(redis);
-    REQUIRE(bridge.start());
-    broker b({.redis = &redis});
-    REQUIRE(b.start());
-    const fs::path dir = test_dir();
+    stack s(broker_mode::deny_list);
+    auto& [redis, bridge, broker_ptr, dir] = s;
+    broker& b = *broker_ptr;
     enroll_device(bridge, redis, dir, "dev-r");
     key_and_csr(dir, "next", "dev-r");
     const std::string next = body_file(dir, "next", slurp(dir / "next.csr"));
@@ -415,14 +423,9 @@ TEST_CASE("renewal over mTLS: the current certificate renews; none, expired, rev
 
 TEST_CASE("revocation: kicked at once, refused on reconnect, listed in the CRL that the plugin's crl_url follows",
           "[integration][bridge]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    bridge_process bridge(redis);
-    REQUIRE(bridge.start());
-    broker b({.plugin_opts = {{"crl_url", bridge.crl_url()}, {"crl_refresh", "1s"}}, .crl_files = {}, .redis = &redis});
-    REQUIRE(b.start());
-    REQUIRE(b.wait_for_log("crl loaded url=" + bridge.crl_url()));
-    const fs::path dir = test_dir();
+    stack s(broker_mode::crl_url);
+    auto& [redis, bridge, broker_ptr, dir] = s;
+    broker& b = *broker_ptr;
     enroll_device(bridge, redis, dir, "dev-v");
     const std::string serial = serial_of_file(dir / "dev-v.crt");
     client dev("dev-v", (dir / "dev-v.crt").string(), (dir / "dev-v.key").string());
@@ -456,11 +459,8 @@ TEST_CASE("revocation: kicked at once, refused on reconnect, listed in the CRL t
 
 TEST_CASE("EST (RFC 7030) with curl and openssl: cacerts, simpleenroll with a token, simplereenroll over mTLS",
           "[integration][bridge]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    bridge_process bridge(redis);
-    REQUIRE(bridge.start());
-    const fs::path dir = test_dir();
+    stack s;
+    auto& [redis, bridge, broker_ptr, dir] = s;
     const std::string est = bridge.url() + "/.well-known/est";
 
     auto cacerts = curl(est + "/cacerts", "-D " + (dir / "headers").string());
@@ -497,11 +497,8 @@ TEST_CASE("EST (RFC 7030) with curl and openssl: cacerts, simpleenroll with a to
 
 TEST_CASE("WireGuard: the device's own key or a generated pair; stable addresses; wg-peers verifiable with wg pubkey",
           "[integration][bridge]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    bridge_process bridge(redis);
-    REQUIRE(bridge.start());
-    const fs::path dir = test_dir();
+    stack s;
+    auto& [redis, bridge, broker_ptr, dir] = s;
     json first = enroll_device(bridge, redis, dir, "dev-w1");
     const std::string conf = first["wireguard_config"];
     CHECK_THAT(conf, Catch::Contains("Address = 10.80.0.2/32") && Catch::Contains("PublicKey = " + bridge.gateway_public_key()) &&
@@ -542,27 +539,20 @@ TEST_CASE("WireGuard: the device's own key or a generated pair; stable addresses
 
 TEST_CASE("the guide with step-ca as signer (the fake step-ca): enroll, connect, revoke at step-ca, CA failures are 502",
           "[integration][bridge][stepca]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    const fs::path dir = test_dir();
+    const fs::path keys = test_dir();
     auto provisioner = devicegate::test::make_key("P-256");
-    write_text(dir / "provisioner.key", devicegate::test::key_pem(provisioner.get()));
-    devicegate::bio_ptr bio(BIO_new(BIO_s_mem()));
-    PEM_write_bio_PUBKEY(bio.get(), provisioner.get());
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(bio.get(), &data);
+    write_text(keys / "provisioner.key", devicegate::test::key_pem(provisioner.get()));
     devicegate::test::fake_stepca ca({pki("server-chain.crt"), pki("server.key"), pki("subca-a.crt"), pki("subca-a.key"),
-                                      "devicegate", std::string(data, static_cast<std::size_t>(n)),
+                                      "devicegate", devicegate::test::public_key_pem(provisioner.get()),
                                       devicegate::bridge::jwk_thumbprint(provisioner.get()), "localhost"});
     REQUIRE(ca.start());
-    bridge_process bridge(redis, {.extra = {{"signer", "stepca"},
-                                            {"stepca_url", ca.url()},
-                                            {"stepca_root_file", pki("root.crt")},
-                                            {"stepca_provisioner", "devicegate"},
-                                            {"stepca_key_file", (dir / "provisioner.key").string()}}});
-    REQUIRE(bridge.start());
-    broker b({.redis = &redis});
-    REQUIRE(b.start());
+    stack s(broker_mode::deny_list, {.extra = {{"signer", "stepca"},
+                                               {"stepca_url", ca.url()},
+                                               {"stepca_root_file", pki("root.crt")},
+                                               {"stepca_provisioner", "devicegate"},
+                                               {"stepca_key_file", (keys / "provisioner.key").string()}}});
+    auto& [redis, bridge, broker_ptr, dir] = s;
+    broker& b = *broker_ptr;
 
     enroll_device(bridge, redis, dir, "dev-s");
     CHECK(ca.signed_count() == 1);
@@ -591,13 +581,9 @@ TEST_CASE("the guide with step-ca as signer (the fake step-ca): enroll, connect,
 
 TEST_CASE("scripts/enroll-device.sh: enrolls once, is idempotent, and its exit codes say what to do",
           "[integration][bridge][script]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    bridge_process bridge(redis);
-    REQUIRE(bridge.start());
-    broker b({.redis = &redis});
-    REQUIRE(b.start());
-    const fs::path dir = test_dir();
+    stack s(broker_mode::deny_list);
+    auto& [redis, bridge, broker_ptr, dir] = s;
+    broker& b = *broker_ptr;
     const std::string script = std::string(DEVICEGATE_SOURCE_DIR) + "/scripts/enroll-device.sh";
     auto run = [&](const std::string& id, const std::string& token, const fs::path& out, const std::string& api,
                    const std::string& extra = "") {

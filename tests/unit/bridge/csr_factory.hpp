@@ -12,6 +12,16 @@
 
 namespace devicegate::test {
 
+/// The text a PEM writer puts into a memory BIO.
+template <class Write>
+std::string pem_text(Write write) {
+    bio_ptr bio(BIO_new(BIO_s_mem()));
+    write(bio.get());
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<std::size_t>(n));
+}
+
 /// "P-256", "P-384", "P-521", "secp256k1", "RSA-1024", "RSA-2048", "Ed25519".
 inline evp_pkey_ptr make_key(const std::string& type) {
     EVP_PKEY* key = nullptr;
@@ -50,21 +60,17 @@ inline std::string make_csr_pem(EVP_PKEY* key, const csr_spec& spec, EVP_PKEY* s
     if (X509_REQ_sign(req.get(), signer, id == EVP_PKEY_ED25519 ? nullptr : EVP_sha256()) <= 0) {
         throw std::runtime_error("cannot sign the CSR");
     }
-    bio_ptr bio(BIO_new(BIO_s_mem()));
-    PEM_write_bio_X509_REQ(bio.get(), req.get());
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(bio.get(), &data);
-    return std::string(data, static_cast<std::size_t>(n));
+    return pem_text([&](BIO* b) { return PEM_write_bio_X509_REQ(b, req.get()); });
 }
 
 inline std::string make_csr_pem(EVP_PKEY* key, const std::string& cn) { return make_csr_pem(key, csr_spec{{{"CN", cn}}, {}}); }
 
 inline std::string key_pem(EVP_PKEY* key) {
-    bio_ptr bio(BIO_new(BIO_s_mem()));
-    PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(bio.get(), &data);
-    return std::string(data, static_cast<std::size_t>(n));
+    return pem_text([&](BIO* b) { return PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); });
+}
+
+inline std::string public_key_pem(EVP_PKEY* key) {
+    return pem_text([&](BIO* b) { return PEM_write_bio_PUBKEY(b, key); });
 }
 
 }  // namespace devicegate::test

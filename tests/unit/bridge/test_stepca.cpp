@@ -7,27 +7,17 @@
 
 #include <catch2/catch.hpp>
 
-#include <openssl/pem.h>
-
 using namespace devicegate;
 using namespace devicegate::bridge;
 using devicegate::test::pki;
 
 namespace {
 
-std::string public_pem(EVP_PKEY* key) {
-    bio_ptr bio(BIO_new(BIO_s_mem()));
-    PEM_write_bio_PUBKEY(bio.get(), key);
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(bio.get(), &data);
-    return std::string(data, static_cast<std::size_t>(n));
-}
-
 struct stepca_fixture {
     test::temp_dir dir;
     evp_pkey_ptr provisioner_key = test::make_key("P-256");
     test::fake_stepca ca{{pki("server-chain.crt"), pki("server.key"), pki("subca-a.crt"), pki("subca-a.key"), "devicegate",
-                          public_pem(provisioner_key.get()), jwk_thumbprint(provisioner_key.get()), "localhost"}};
+                          test::public_key_pem(provisioner_key.get()), jwk_thumbprint(provisioner_key.get()), "localhost"}};
     stepca_fixture() {
         REQUIRE(ca.start());
         test::write_file(dir.file("prov.key"), test::key_pem(provisioner_key.get()));
