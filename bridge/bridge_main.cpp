@@ -119,6 +119,8 @@ int main(int argc, char** argv) {
         int sig = 0;
         sigwait(&signals, &sig);
         log.notice("devicegate-bridge: signal " + std::to_string(sig) + ", stopping");
+        // httplib's stop() before its listener runs is lost (is_running_ is still false).
+        for (int i = 0; i < 200 && !server->is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
         server->stop();
         crl_server.stop();
     });
