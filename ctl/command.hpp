@@ -76,5 +76,8 @@ extern const command revocation_commands[4];
 // dead_letters.cpp: dlq list, dlq replay.
 extern const char* const dead_letters_usage;
 extern const command dead_letter_commands[1];
+// enrollment.cpp: enroll-token, wg-peers (the enrollment API's operator side, bridge/).
+extern const char* const enrollment_usage;
+extern const command enrollment_commands[2];
 
 }  // namespace devicegate::ctl

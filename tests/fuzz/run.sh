@@ -9,7 +9,7 @@ cmake --build build-fuzz -j"$(nproc)"
 tests/pki/make-test-pki.sh build-fuzz/test-pki
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
-mkdir -p "$corpus"/{crl,ocsp,config,redis}
+mkdir -p "$corpus"/{crl,ocsp,config,redis,csr}
 cp build-fuzz/test-pki/*.crl.* "$corpus/crl/"
 # A real response from `openssl ocsp` (issuer-signed) as the OCSP seed.
 pki=build-fuzz/test-pki
@@ -20,7 +20,11 @@ printf 'tenant_ca_file /a\nica_file /b\nroot_ca_file /c\ncrl_file /d\nacl_patter
 printf 'crl_poll_interval 500ms\nredis_url redis://:pw@h:1/2\nacl_client_pattern m read $SYS/#\n' > "$corpus/config/2"
 printf '{"op":"revoke","kind":"serial","value":"0A7A"}' > "$corpus/redis/1"
 printf '{"device_id":"d","serial":"0A","fingerprint_sha256":"ab","certificate_pem":"x","first_seen":1,"broker_id":"b"}' > "$corpus/redis/2"
-for target in crl ocsp config redis_payloads; do
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$corpus/k.pem" -subj /CN=dev-1 \
+    -out "$corpus/c.pem" 2>/dev/null
+{ printf 'dev-1\n{"csr_pem":"'; awk '{printf "%s\\n", $0}' "$corpus/c.pem"; printf '"}'; } > "$corpus/csr/1"
+{ printf 'dev-1\n'; cat "$corpus/c.pem"; } > "$corpus/csr/2"
+for target in crl ocsp config redis_payloads csr; do
   dir=$corpus/${target%%_*}
   echo "fuzzing $target for ${seconds}s"
   build-fuzz/tests/fuzz/fuzz_$target -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \

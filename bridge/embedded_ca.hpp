@@ -1,0 +1,70 @@
+#pragma once
+// The embedded CA: the tenant Sub-CA's key and certificate on disk, an append-only index of
+// issued and revoked serials in the state directory (replayed at start, so it survives
+// restarts), and the CRL it publishes itself (regenerated on every revocation, and again
+// when half of its validity has passed).
+#include "signer.hpp"
+
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace devicegate::bridge {
+
+struct certificate_profile {
+    std::chrono::seconds validity{std::chrono::hours(24 * 30)};
+    std::chrono::seconds backdate{60};  // as step-ca: notBefore one minute in the past
+};
+
+/// Builds and signs a device certificate with the server's profile (shared with the tests
+/// and the fake step-ca). `serial` must be positive.
+x509_ptr make_device_certificate(X509_REQ* csr, const std::string& device_id, X509* issuer, EVP_PKEY* issuer_key,
+                                 const ASN1_INTEGER* serial, const certificate_profile& profile);
+/// 16 random bytes, top bit clear (positive), never zero.
+std::unique_ptr<ASN1_INTEGER, c_deleter<ASN1_INTEGER_free>> random_serial();
+std::string to_pem(X509* cert);
+evp_pkey_ptr read_private_key(const std::string& path);
+
+class embedded_ca final : public signer {
+public:
+    struct options {
+        std::string ca_cert_file;
+        std::string ca_key_file;
+        std::string state_dir;
+        certificate_profile profile;
+        std::chrono::seconds crl_validity{std::chrono::hours(24)};
+    };
+    /// Loads the key (which must match the certificate) and replays the index; writes the
+    /// CRL. Throws signer_error naming the file and the cause.
+    explicit embedded_ca(options opts);
+
+    issued_certificate issue(X509_REQ* csr, const std::string& device_id) override;
+    void revoke(const std::string& serial_hex, int reason_code) override;
+    std::string crl_der() const override;
+    bool is_revoked(const std::string& serial_hex) const override;
+
+    std::size_t issued_count() const;
+
+private:
+    struct entry {
+        std::string device_id;
+        std::time_t not_after = 0;
+        std::time_t revoked_at = 0;  // 0 = not revoked
+        int reason = 0;
+    };
+    void replay_index();
+    void append_index(const std::string& line);
+    void write_crl_locked() const;
+
+    options opts_;
+    x509_ptr cert_;
+    evp_pkey_ptr key_;
+    std::string index_path_, crl_path_;
+    mutable std::mutex mutex_;
+    std::map<std::string, entry> serials_;  // upper-case hex -> entry
+    mutable std::string crl_der_;
+    mutable std::time_t crl_this_update_ = 0;
+    mutable long crl_number_ = 0;
+};
+
+}  // namespace devicegate::bridge
