@@ -259,6 +259,10 @@ int plugin::on_tick(mosquitto_evt_tick&) {
 
 void plugin::submit_first_connect(X509* leaf, const decision& d) {
     // Once per certificate and broker run: reconnects cost nothing; Redis decides "first".
+    if (jobs_->generation() != submitted_generation_) {  // Redis lost its data: forget what it never kept
+        submitted_.clear();
+        submitted_generation_ = jobs_->generation();
+    }
     if (submitted_.count(d.fingerprint) > 0) return;
     if (submitted_.size() >= 1'000'000) submitted_.clear();
     bio_ptr bio(BIO_new(BIO_s_mem()));
@@ -329,6 +333,7 @@ void plugin::publish_stats() {
         put("jobs/enqueued_certificate_changed", std::to_string(j.certificate_changed.load()));
         put("jobs/already_known", std::to_string(j.known.load()));
         put("jobs/rejected", std::to_string(j.rejected.load()));
+        put("jobs/error_replies", std::to_string(j.error_replies.load()));
         put("jobs/overflow", std::to_string(j.overflow.load()));
         put("jobs/buffered", std::to_string(j.buffered.load()));
         put("jobs/journaled", std::to_string(j.journaled.load()));

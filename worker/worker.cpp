@@ -1,5 +1,7 @@
 #include "worker.hpp"
 
+#include "devicegate/job_verifier.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <ctime>
@@ -196,6 +198,15 @@ void registration_worker::process(job_queue& queue, thingsboard_client& thingsbo
         j = parse_job(payload->second);
     } catch (const std::invalid_argument& e) {
         dead(dead_reason::malformed, std::string("malformed job: ") + e.what(), "", {}, {});
+        return;
+    }
+    // Before any backend call, and before the device's hash is read or written: the device id
+    // is only a claim until the certificate proves it.
+    if (auto v = verify_job_certificate(*config_.trust, j, std::time(nullptr), config_.clock_skew); v.why != reason::ok) {
+        dead(dead_reason::untrusted, "untrusted certificate (" + std::string(to_string(v.why)) + ") in the job claiming device " +
+                                               j.cert.device_id + ": " + v.detail,
+             "",
+             {{"claimed_device_id", j.cert.device_id}}, {});
         return;
     }
     const std::string& id = j.cert.device_id;

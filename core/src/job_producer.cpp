@@ -1,5 +1,7 @@
 #include "devicegate/job_producer.hpp"
 
+#include "devicegate/pki.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,19 +10,49 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
+#include <random>
+#include <unordered_set>
 
 namespace devicegate {
+
+namespace {
+
+/// Redis answered the script with an error (OOM, READONLY after a failover, LOADING,
+/// WRONGTYPE, ...) or something that is not its integer: not a definitive answer, so the job
+/// is kept and retried like one that met a lost link.
+struct error_reply : std::runtime_error {
+    error_reply(std::string device, const std::string& text) : std::runtime_error(text), device_id(std::move(device)) {}
+    std::string device_id;  // "" when no job was involved (the marker check)
+};
+
+/// After this many error replies in a row the cause is taken to be Redis-wide (OOM,
+/// READONLY): the pass stops instead of sending every buffered job to be refused.
+constexpr int max_consecutive_error_replies = 8;
+
+std::string reply_text(const redisReply* r) {
+    return is_error(r) ? std::string(r->str, r->len) : "a " + std::string(reply_type_name(r)) + " reply";
+}
+
+std::string random_token() {
+    std::random_device rd;
+    unsigned char bytes[16];
+    for (auto& b : bytes) b = static_cast<unsigned char>(rd());
+    return to_hex(bytes, sizeof bytes);
+}
+
+}  // namespace
 
 const char* const first_connect_script = R"lua(
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if not fp then
-  redis.call('HSET', KEYS[1], 'first_seen', ARGV[3], 'serial', ARGV[2], 'fingerprint', ARGV[1], 'broker', ARGV[4])
   redis.call('XADD', KEYS[2], '*', 'type', 'first_connect', 'job', ARGV[5])
+  redis.call('HSET', KEYS[1], 'first_seen', ARGV[3], 'serial', ARGV[2], 'fingerprint', ARGV[1], 'broker', ARGV[4])
   return 1
 end
 if fp ~= ARGV[1] then
-  redis.call('HSET', KEYS[1], 'serial', ARGV[2], 'fingerprint', ARGV[1], 'cert_changed_at', ARGV[3], 'broker', ARGV[4])
   redis.call('XADD', KEYS[2], '*', 'type', 'certificate_changed', 'job', ARGV[6])
+  redis.call('HSET', KEYS[1], 'serial', ARGV[2], 'fingerprint', ARGV[1], 'cert_changed_at', ARGV[3], 'broker', ARGV[4])
   return 2
 end
 return 0
@@ -99,14 +131,26 @@ void job_producer::run() {
                 counters_.link_up = true;
                 if (down_logged_) log_.notice("devicegate: jobs link to redis up again (" + opts_.redis.describe() + ")");
                 down_logged_ = false;
-                backoff = std::chrono::milliseconds(100);
             }
-            deliver_journal(*redis);
-            if (buffer_.empty()) {
-                // Idle: a PING keeps the link state (and $SYS jobs/link) honest.
-                reply_string(redis->command({"PING"}).get(), "PING");
+            check_marker(*redis);  // also the idle health check that keeps $SYS jobs/link honest
+            deliver_waiting(*redis);
+            counters_.buffered = buffer_.size();
+            backoff = std::chrono::milliseconds(100);
+            if (refused_logged_) {
+                log_.notice("devicegate: redis accepts first-connect jobs again (" +
+                            std::to_string(counters_.error_replies.load()) + " error replies so far)");
+                refused_logged_ = false;
             }
-            deliver_buffer(*redis);
+        } catch (const error_reply& e) {
+            redis.reset();  // a failover may have moved the primary behind the same address
+            if (!refused_logged_) {
+                log_.warning("devicegate: " +
+                             (e.device_id.empty() ? std::string("jobs marker") : "first-connect job for device=" + e.device_id) +
+                             " refused by Redis: " + log_safe(e.what(), 300) + "; kept with " +
+                             std::to_string(buffer_.size() + counters_.journaled.load()) +
+                             " waiting jobs, retrying with backoff (counted in $SYS jobs/error_replies)");
+                refused_logged_ = true;
+            }
         } catch (const std::exception& e) {
             redis.reset();
             counters_.link_up = false;
@@ -124,6 +168,28 @@ void job_producer::run() {
             backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
         }
     }
+}
+
+void job_producer::check_marker(redis_connection& redis) {
+    // A key that lives as long as Redis's data: if it vanishes or changes, Redis restarted
+    // without its data, was flushed, or failed over to an empty replica. The jobs it held are
+    // gone, so certificates already handed over must be handed over again.
+    const std::string key = opts_.model.prefix + "jobs:marker";
+    auto reply = redis.command({"GET", key});
+    if (reply->type == REDIS_REPLY_NIL) {
+        auto set = redis.command({"SET", key, random_token(), "NX"});  // NX: another broker may be first
+        if (is_error(set.get())) throw error_reply("", "SET " + key + ": " + reply_text(set.get()));
+        reply = redis.command({"GET", key});
+    }
+    if (reply->type != REDIS_REPLY_STRING) throw error_reply("", "GET " + key + ": " + reply_text(reply.get()));
+    std::string current(reply->str, reply->len);
+    if (!marker_.empty() && current != marker_) {
+        ++counters_.data_losses;
+        log_.warning("devicegate: redis " + opts_.redis.describe() + " lost its data (" + key +
+                     " changed: a restart without persistence, FLUSHALL, or a failover to an empty replica); "
+                     "devices that connect again are enqueued again");
+    }
+    marker_ = std::move(current);
 }
 
 void job_producer::deliver(redis_connection& redis, const device_certificate& cert) {
@@ -144,26 +210,65 @@ void job_producer::deliver(redis_connection& redis, const device_certificate& ce
         argv[1] = first_connect_script;
         reply = redis.command(argv);
     }
-    try {
-        switch (reply_integer(reply.get(), "first-connect script")) {
-            case 1: ++counters_.first_connect; break;
-            case 2: ++counters_.certificate_changed; break;
-            default: ++counters_.known; break;
-        }
-    } catch (const redis_data_error& e) {
-        // Redis answered but refused (e.g. the device key is not a hash): retrying cannot help.
-        ++counters_.rejected;
-        log_.error("devicegate: first-connect job for device=" + cert.device_id + " refused by Redis: " +
-                   log_safe(e.what(), 300) + "; job dropped");
+    // Only the script's own answer retires the job; anything else is retried.
+    if (reply->type != REDIS_REPLY_INTEGER) throw error_reply(cert.device_id, reply_text(reply.get()));
+    switch (reply->integer) {
+        case 1: ++counters_.first_connect; break;
+        case 2: ++counters_.certificate_changed; break;
+        default: ++counters_.known; break;
     }
 }
 
-void job_producer::deliver_buffer(redis_connection& redis) {
-    while (!buffer_.empty()) {
-        deliver(redis, buffer_.front());
-        buffer_.pop_front();
-        counters_.buffered = buffer_.size();
+void job_producer::deliver_waiting(redis_connection& redis) {
+    // The journal holds the older jobs. A device held back there holds back its newer jobs in
+    // the buffer too, but other devices' jobs go on.
+    std::unordered_set<std::string> held;
+    std::optional<error_reply> refused;
+    try {
+        deliver_journal(redis, held);
+    } catch (const error_reply& e) {
+        refused = e;
     }
+    try {
+        deliver_all(redis, buffer_, held);
+    } catch (const error_reply& e) {
+        if (!refused) refused = e;
+    }
+    if (refused) throw *refused;
+}
+
+void job_producer::deliver_all(redis_connection& redis, std::deque<device_certificate>& jobs,
+                               std::unordered_set<std::string>& held) {
+    std::deque<device_certificate> kept;
+    std::optional<error_reply> first;
+    auto put_back = [&] {
+        for (auto it = kept.rbegin(); it != kept.rend(); ++it) jobs.push_front(std::move(*it));
+    };
+    try {
+        for (int in_a_row = 0; !jobs.empty() && in_a_row < max_consecutive_error_replies;) {
+            device_certificate& cert = jobs.front();
+            if (held.count(cert.device_id) == 0) {
+                try {
+                    deliver(redis, cert);
+                    jobs.pop_front();
+                    in_a_row = 0;
+                    continue;
+                } catch (const error_reply& e) {
+                    ++counters_.error_replies;
+                    ++in_a_row;
+                    if (!first) first = e;
+                    held.insert(cert.device_id);
+                }
+            }
+            kept.push_back(std::move(cert));
+            jobs.pop_front();
+        }
+    } catch (...) {
+        put_back();
+        throw;
+    }
+    put_back();
+    if (first) throw *first;
 }
 
 std::size_t job_producer::count_journal_lines() {
@@ -176,41 +281,37 @@ std::size_t job_producer::count_journal_lines() {
     return n;
 }
 
-void job_producer::deliver_journal(redis_connection& redis) {
+void job_producer::deliver_journal(redis_connection& redis, std::unordered_set<std::string>& held) {
     if (counters_.journaled == 0) return;
-    std::vector<std::string> lines;
+    std::deque<device_certificate> jobs;
     {
         std::ifstream in(opts_.journal_file);
         std::string line;
-        while (std::getline(in, line)) {
-            if (!line.empty()) lines.push_back(std::move(line));
-        }
-    }
-    std::size_t done = 0;
-    try {
-        for (; done < lines.size(); ++done) {
-            device_certificate cert;
+        for (std::size_t number = 1; std::getline(in, line); ++number) {
+            if (line.empty()) continue;
             try {
-                cert = parse_journal_line(lines[done]);
+                jobs.push_back(parse_journal_line(line));
             } catch (const std::invalid_argument& e) {
                 ++counters_.rejected;
-                log_.error("devicegate: malformed line " + std::to_string(done + 1) + " in " + opts_.journal_file +
+                log_.error("devicegate: malformed line " + std::to_string(number) + " in " + opts_.journal_file +
                            ": " + e.what() + "; skipped");
-                continue;
             }
-            deliver(redis, cert);
         }
+    }
+    const std::size_t total = jobs.size();
+    try {
+        deliver_all(redis, jobs, held);
     } catch (...) {
-        // Keep what was not delivered (delivered lines may repeat: the script is idempotent).
+        // Keep what was not retired (a delivered job may repeat: the script is idempotent).
         std::ofstream out(opts_.journal_file + ".tmp", std::ios::trunc);
-        for (std::size_t i = done; i < lines.size(); ++i) out << lines[i] << '\n';
+        for (const auto& cert : jobs) out << encode_journal_line(cert) << '\n';
         out.close();
         std::rename((opts_.journal_file + ".tmp").c_str(), opts_.journal_file.c_str());
-        counters_.journaled = lines.size() - done;
+        counters_.journaled = jobs.size();
         throw;
     }
     std::remove(opts_.journal_file.c_str());
-    log_.notice("devicegate: delivered " + std::to_string(lines.size()) + " journaled first-connect jobs");
+    log_.notice("devicegate: delivered " + std::to_string(total) + " journaled first-connect jobs");
     counters_.journaled = 0;
 }
 

@@ -20,7 +20,13 @@ printf 'tenant_ca_file /a\nica_file /b\nroot_ca_file /c\ncrl_file /d\nacl_patter
 printf 'crl_poll_interval 500ms\nredis_url redis://:pw@h:1/2\nacl_client_pattern m read $SYS/#\n' > "$corpus/config/2"
 printf '{"op":"revoke","kind":"serial","value":"0A7A"}' > "$corpus/redis/1"
 printf '{"device_id":"d","serial":"0A","fingerprint_sha256":"ab","certificate_pem":"x","first_seen":1,"broker_id":"b"}' > "$corpus/redis/2"
-for target in crl ocsp config redis_payloads; do
+# Job verification: a shape byte (0 = job JSON, 1 = a certificate), then the input.
+mkdir -p "$corpus/job"
+for c in $pki/devices/dev-001.crt $pki/devices/dev-self.crt $pki/devices/tenant-b-dev.crt $pki/devices/dev-expired.crt; do
+  { printf '\001'; cat "$c"; } > "$corpus/job/$(basename "$c").pem"
+done
+{ printf '\000'; cat "$corpus/redis/2"; } > "$corpus/job/json"
+for target in crl ocsp config redis_payloads job_verify; do
   dir=$corpus/${target%%_*}
   echo "fuzzing $target for ${seconds}s"
   build-fuzz/tests/fuzz/fuzz_$target -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \

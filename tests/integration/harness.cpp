@@ -514,7 +514,9 @@ worker_process::worker_process(const redis_server& redis, const fake_backends& f
          << "thingsboard_rule_engine_timeout 500ms\n"
          << "hawkbit_url " << fakes.hawkbit_url() << "\n"
          << "hawkbit_username admin\nhawkbit_password admin\n"
-         << "metrics_listen 127.0.0.1:" << metrics_port_ << "\n";
+         << "metrics_listen 127.0.0.1:" << metrics_port_ << "\n"
+         << "tenant_ca_file " << pki("subca-a.crt") << "\nica_file " << pki("ica.crt") << "\nroot_ca_file "
+         << pki("root.crt") << "\n";
     for (const auto& [k, v] : o.extra) conf << k << " " << v << "\n";
     write_text(config_, conf.str());
 }

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 namespace devicegate {
@@ -24,6 +25,8 @@ namespace devicegate {
 /// The Lua script: KEYS[1] device hash, KEYS[2] jobs stream; ARGV: fingerprint, serial,
 /// first_seen, broker_id, first-connect job JSON, certificate-changed job JSON.
 /// Returns 1 (first connect enqueued), 2 (certificate changed enqueued) or 0 (known).
+/// XADD comes before HSET: Redis does not roll a script back, so if a command fails half-way
+/// (an error reply), the device must not be left "known" without its job.
 extern const char* const first_connect_script;
 
 class job_producer {
@@ -42,7 +45,9 @@ public:
         std::atomic<std::uint64_t> first_connect{0};
         std::atomic<std::uint64_t> certificate_changed{0};
         std::atomic<std::uint64_t> known{0};
-        std::atomic<std::uint64_t> rejected{0};    // Redis refused the script for this device (bad data)
+        std::atomic<std::uint64_t> rejected{0};    // a malformed journal line (skipped, logged)
+        std::atomic<std::uint64_t> error_replies{0};  // error replies to the script: the job was kept and retried
+        std::atomic<std::uint64_t> data_losses{0};    // Redis lost the jobs marker (restart without data, FLUSHALL)
         std::atomic<std::uint64_t> overflow{0};    // dropped: every bound was full (logged)
         std::atomic<std::uint64_t> buffered{0};    // waiting in memory now
         std::atomic<std::uint64_t> journaled{0};   // waiting in the journal now
@@ -62,12 +67,23 @@ public:
     void submit(device_certificate cert);
 
     const counters& stats() const noexcept { return counters_; }
+    /// Changes whenever Redis is seen to have lost its data: whoever remembers "already
+    /// submitted" certificates must forget them then, or a reconnect would not enqueue again.
+    std::uint64_t generation() const noexcept { return counters_.data_losses.load(); }
 
 private:
     void run();
     void deliver(redis_connection& redis, const device_certificate& cert);
-    void deliver_journal(redis_connection& redis);
-    void deliver_buffer(redis_connection& redis);
+    void check_marker(redis_connection& redis);
+    /// The journal, then the buffer; throws the first error reply after both.
+    void deliver_waiting(redis_connection& redis);
+    /// Delivers `jobs` from the front. A job that gets an error reply is kept, and so are the
+    /// later jobs of its device, which joins `held` (order matters: the script tells "first"
+    /// from "changed"); other devices go on. What is not retired stays in `jobs`, in order.
+    /// Throws the first error reply after the pass, an I/O error at once.
+    void deliver_all(redis_connection& redis, std::deque<device_certificate>& jobs,
+                     std::unordered_set<std::string>& held);
+    void deliver_journal(redis_connection& redis, std::unordered_set<std::string>& held);
     void spill_to_journal(std::size_t keep_in_memory);
     std::size_t count_journal_lines();
     bool sleep_for(std::chrono::milliseconds d);
@@ -76,6 +92,7 @@ private:
     logger log_;
     counters counters_;
     std::string script_sha_;
+    std::string marker_;  // the value of the jobs marker key last seen in Redis ("" = not yet)
 
     std::mutex mutex_;                     // guards pending_ and stop_ only
     std::condition_variable wake_;
@@ -85,6 +102,7 @@ private:
 
     std::deque<device_certificate> buffer_;  // thread-owned
     bool down_logged_ = false;
+    bool refused_logged_ = false;  // error replies were logged; a clean pass logs the recovery
     std::thread thread_;
 };
 
