@@ -52,6 +52,8 @@ TEST_CASE("error replies (OOM) keep first-connect jobs; each arrives exactly onc
     }
 }
 
+// (Replaces test_jobs.cpp's "a device key of the wrong type refuses that job ...": same steps,
+// but the job is no longer dropped.)
 TEST_CASE("a job Redis refuses for its device key is kept, other devices go on, and it arrives once the key is fixed",
           "[integration][redis][jobs][integrity]") {
     redis_server redis;
