@@ -127,3 +127,32 @@ TEST_CASE("a broker restarted while Redis is down reaches denylist_stale_policy 
     CHECK(device("dev-001")->connect(again.port()) == not_authorized);
     CHECK(again.wait_for_log("devicegate: deny client=dev-001 reason=denylist_stale"));
 }
+
+TEST_CASE("READONLY (the broker's Redis became a replica): jobs are kept until it is a primary again",
+          "[integration][redis][jobs][integrity]") {
+    redis_server primary, node;
+    REQUIRE(primary.start());
+    REQUIRE(node.start());
+    broker b({.redis = &node});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    // A failover behind the broker's back: its Redis now follows another primary.
+    REQUIRE(node.command({"REPLICAOF", "127.0.0.1", std::to_string(primary.port())}) == "OK");
+    REQUIRE(eventually([&] { return node.command({"SET", "probe", "x"}).rfind("READONLY", 0) == 0; }));
+    auto devices = make_devices("ro-", 5);
+    CHECK(connect_all(devices, b.port(), 4) == 5);
+    REQUIRE(b.wait_for_log("refused by Redis"));
+    CHECK(b.log_contains("READONLY"));
+    std::this_thread::sleep_for(500ms);
+    CHECK(stream_length(node) == 0);
+
+    REQUIRE(node.command({"REPLICAOF", "NO", "ONE"}) == "OK");  // promoted
+    REQUIRE(eventually([&] { return stream_length(node) >= 5; }, 10s));
+    std::this_thread::sleep_for(500ms);
+    auto jobs = jobs_in(node);
+    CHECK(jobs.size() == 5);
+    for (const auto& [id, types] : jobs) {
+        INFO(id);
+        CHECK(types == std::vector<std::string>{"first_connect"});
+    }
+}
