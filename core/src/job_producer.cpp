@@ -303,10 +303,13 @@ void job_producer::deliver_journal(redis_connection& redis, std::unordered_set<s
         deliver_all(redis, jobs, held);
     } catch (...) {
         // Keep what was not retired (a delivered job may repeat: the script is idempotent).
-        std::ofstream out(opts_.journal_file + ".tmp", std::ios::trunc);
-        for (const auto& cert : jobs) out << encode_journal_line(cert) << '\n';
-        out.close();
-        std::rename((opts_.journal_file + ".tmp").c_str(), opts_.journal_file.c_str());
+        // Nothing retired (Redis refuses everything): the file already says so.
+        if (jobs.size() != total) {
+            std::ofstream out(opts_.journal_file + ".tmp", std::ios::trunc);
+            for (const auto& cert : jobs) out << encode_journal_line(cert) << '\n';
+            out.close();
+            std::rename((opts_.journal_file + ".tmp").c_str(), opts_.journal_file.c_str());
+        }
         counters_.journaled = jobs.size();
         throw;
     }

@@ -14,9 +14,14 @@ constexpr int not_authorized = 135;
 
 TEST_CASE("error replies (OOM) keep first-connect jobs; each arrives exactly once when Redis accepts writes again",
           "[integration][redis][jobs][integrity]") {
+    // 1000: the jobs wait in memory; 5: most of them wait in the journal.
+    const std::string memory_limit = GENERATE(as<std::string>{}, "1000", "5");
+    INFO("job_memory_limit " << memory_limit);
     redis_server redis;
     REQUIRE(redis.start());
-    broker b({.plugin_opts = {{"stats_interval", "1s"}, {"acl_client_pattern", "dev-sub read $SYS/broker/devicegate/#"}},
+    broker b({.plugin_opts = {{"stats_interval", "1s"},
+                              {"acl_client_pattern", "dev-sub read $SYS/broker/devicegate/#"},
+                              {"job_memory_limit", memory_limit}},
               .redis = &redis});
     REQUIRE(b.start());
     REQUIRE(b.wait_for_log("redis link up"));
@@ -42,6 +47,7 @@ TEST_CASE("error replies (OOM) keep first-connect jobs; each arrives exactly onc
     REQUIRE(redis.command({"CONFIG", "SET", "maxmemory", "0"}) == "OK");
     REQUIRE(eventually([&] { return stream_length(redis) >= 21; }, 10s));  // the 20 and dev-sub
     CHECK(b.wait_for_log("redis accepts first-connect jobs again"));
+    if (memory_limit == "5") CHECK(b.wait_for_log("journaled first-connect jobs"));
     std::this_thread::sleep_for(500ms);  // anything late would show up now
     auto jobs = jobs_in(redis);
     CHECK(stream_length(redis) == 21);
