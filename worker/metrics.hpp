@@ -40,6 +40,12 @@ public:
     std::atomic<int> redis_up{0};
 
     void dead(dead_reason r) { ++jobs_dead[static_cast<std::size_t>(r)]; }
+    /// Dead-lettered jobs, every reason.
+    std::uint64_t dead_total() const noexcept {
+        std::uint64_t n = 0;
+        for (const auto& c : jobs_dead) n += c.load();
+        return n;
+    }
     void error(target t, error_kind k) { ++target_errors[static_cast<std::size_t>(t)][static_cast<std::size_t>(k)]; }
     /// One job's time from its first attempt to done.
     void observe_registration(std::chrono::microseconds took);

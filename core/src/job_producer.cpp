@@ -18,9 +18,9 @@ namespace devicegate {
 
 namespace {
 
-/// Redis answered the script with an error (OOM, READONLY after a failover, LOADING,
-/// WRONGTYPE, ...) or something that is not its integer: not a definitive answer, so the job
-/// is kept and retried like one that met a lost link.
+/// Redis answered with an error (OOM, READONLY after a failover, LOADING, WRONGTYPE, ...) or
+/// with something that is not the expected shape: not a definitive answer, so the job is kept
+/// and retried like one that met a lost link.
 struct error_reply : std::runtime_error {
     error_reply(std::string device, const std::string& text) : std::runtime_error(text), device_id(std::move(device)) {}
     std::string device_id;  // "" when no job was involved (the marker check)
@@ -29,10 +29,6 @@ struct error_reply : std::runtime_error {
 /// After this many error replies in a row the cause is taken to be Redis-wide (OOM,
 /// READONLY): the pass stops instead of sending every buffered job to be refused.
 constexpr int max_consecutive_error_replies = 8;
-
-std::string reply_text(const redisReply* r) {
-    return is_error(r) ? std::string(r->str, r->len) : "a " + std::string(reply_type_name(r)) + " reply";
-}
 
 std::string random_token() {
     std::random_device rd;
@@ -68,18 +64,10 @@ void job_producer::start() {
         log_.notice("devicegate: jobs journal " + opts_.journal_file + " holds " +
                     std::to_string(counters_.journaled.load()) + " undelivered first-connect jobs; delivering them");
     }
-    thread_ = std::thread([this] { run(); });
+    loop_.start();
 }
 
-void job_producer::stop() noexcept {
-    {
-        std::lock_guard lock(mutex_);
-        if (stop_ && !thread_.joinable()) return;
-        stop_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-}
+void job_producer::stop() noexcept { loop_.stop(); }
 
 void job_producer::submit(device_certificate cert) {
     {
@@ -97,44 +85,45 @@ void job_producer::submit(device_certificate cert) {
         pending_.push_back(std::move(cert));
     }
     ++counters_.submitted;
-    wake_.notify_one();
+    loop_.wake();
 }
 
-bool job_producer::sleep_for(std::chrono::milliseconds d) {
-    std::unique_lock lock(mutex_);
-    return !wake_.wait_for(lock, d, [this] { return stop_; });
+bool job_producer::back_off(background_loop& loop, std::chrono::milliseconds d) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < until) {
+        if (!loop.wait_until(until)) return false;
+    }
+    return true;
 }
 
-void job_producer::run() {
+void job_producer::run(background_loop& loop) {
     std::unique_ptr<redis_connection> redis;
     std::chrono::milliseconds backoff{100};
     for (;;) {
-        bool stopping = false;
+        bool idle = false;
         {
-            std::unique_lock lock(mutex_);
-            if (pending_.empty() && !stop_ && redis && buffer_.empty()) {
-                wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_ || !pending_.empty(); });
-            }
+            std::lock_guard lock(mutex_);
+            idle = pending_.empty() && redis && buffer_.empty();
+        }
+        // Idle: wait for a submission (wake) or a second, then read the jobs marker (health check).
+        if (idle) loop.wait_for(std::chrono::seconds(1));
+        {
+            std::lock_guard lock(mutex_);
             for (auto& c : pending_) buffer_.push_back(std::move(c));
             pending_.clear();
-            stopping = stop_;
         }
         counters_.buffered = buffer_.size();
-        if (stopping) {
+        if (loop.stopping()) {
             spill_to_journal(0);
             return;
         }
         try {
-            if (!redis) {
-                redis = std::make_unique<redis_connection>(opts_.redis);
-                script_sha_ = reply_string(redis->command({"SCRIPT", "LOAD", first_connect_script}).get(), "SCRIPT LOAD");
-                counters_.link_up = true;
-                if (down_logged_) log_.notice("devicegate: jobs link to redis up again (" + opts_.redis.describe() + ")");
-                down_logged_ = false;
-            }
-            check_marker(*redis);  // also the idle health check that keeps $SYS jobs/link honest
+            if (!redis) redis = connect();
+            check_marker(*redis);
             deliver_waiting(*redis);
             counters_.buffered = buffer_.size();
+            // Reset on a clean pass, not on connect: Redis that answers every job with an
+            // error reply accepts the connection each time.
             backoff = std::chrono::milliseconds(100);
             if (refused_logged_) {
                 log_.notice("devicegate: redis accepts first-connect jobs again (" +
@@ -143,14 +132,7 @@ void job_producer::run() {
             }
         } catch (const error_reply& e) {
             redis.reset();  // a failover may have moved the primary behind the same address
-            if (!refused_logged_) {
-                log_.warning("devicegate: " +
-                             (e.device_id.empty() ? std::string("jobs marker") : "first-connect job for device=" + e.device_id) +
-                             " refused by Redis: " + log_safe(e.what(), 300) + "; kept with " +
-                             std::to_string(buffer_.size() + counters_.journaled.load()) +
-                             " waiting jobs, retrying with backoff (counted in $SYS jobs/error_replies)");
-                refused_logged_ = true;
-            }
+            note_refusal(e.device_id, e.what());
         } catch (const std::exception& e) {
             redis.reset();
             counters_.link_up = false;
@@ -164,25 +146,48 @@ void job_producer::run() {
         if (!redis) {
             spill_to_journal(opts_.memory_limit);
             counters_.buffered = buffer_.size();
-            if (!sleep_for(backoff)) continue;  // stopping: the next pass journals and returns
+            if (!back_off(loop, backoff)) continue;  // stopping: the next pass journals and returns
             backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
         }
     }
+}
+
+std::unique_ptr<redis_connection> job_producer::connect() {
+    auto redis = std::make_unique<redis_connection>(opts_.redis);
+    script_sha_ = reply_string(redis->command({"SCRIPT", "LOAD", first_connect_script}).get(), "SCRIPT LOAD");
+    counters_.link_up = true;
+    if (down_logged_) log_.notice("devicegate: jobs link to redis up again (" + opts_.redis.describe() + ")");
+    down_logged_ = false;
+    return redis;
+}
+
+void job_producer::note_refusal(const std::string& device_id, const std::string& what) {
+    if (refused_logged_) return;
+    log_.warning("devicegate: " +
+                 (device_id.empty() ? std::string("jobs marker") : "first-connect job for device=" + device_id) +
+                 " refused by Redis: " + log_safe(what, 300) + "; kept with " +
+                 std::to_string(buffer_.size() + counters_.journaled.load()) +
+                 " waiting jobs, retrying with backoff (counted in $SYS jobs/error_replies)");
+    refused_logged_ = true;
 }
 
 void job_producer::check_marker(redis_connection& redis) {
     // A key that lives as long as Redis's data: if it vanishes or changes, Redis restarted
     // without its data, was flushed, or failed over to an empty replica. The jobs it held are
     // gone, so certificates already handed over must be handed over again.
-    const std::string key = opts_.model.prefix + "jobs:marker";
-    auto reply = redis.command({"GET", key});
-    if (reply->type == REDIS_REPLY_NIL) {
-        auto set = redis.command({"SET", key, random_token(), "NX"});  // NX: another broker may be first
-        if (is_error(set.get())) throw error_reply("", "SET " + key + ": " + reply_text(set.get()));
-        reply = redis.command({"GET", key});
+    const std::string key = opts_.model.jobs_marker();
+    std::string current;
+    try {
+        auto value = reply_optional_string(redis.command({"GET", key}).get(), "GET " + key);
+        if (!value) {
+            // NX: another broker sharing this Redis may plant it first; read back whichever won.
+            expect_ok(redis.command({"SET", key, random_token(), "NX"}).get(), "SET " + key);
+            value = reply_string(redis.command({"GET", key}).get(), "GET " + key);
+        }
+        current = std::move(*value);
+    } catch (const redis_data_error& e) {
+        throw error_reply("", e.what());
     }
-    if (reply->type != REDIS_REPLY_STRING) throw error_reply("", "GET " + key + ": " + reply_text(reply.get()));
-    std::string current(reply->str, reply->len);
     if (!marker_.empty() && current != marker_) {
         ++counters_.data_losses;
         log_.warning("devicegate: redis " + opts_.redis.describe() + " lost its data (" + key +
@@ -205,14 +210,19 @@ void job_producer::deliver(redis_connection& redis, const device_certificate& ce
                                   encode_job(cert, job_type::first_connect),
                                   encode_job(cert, job_type::certificate_changed)};
     auto reply = redis.command(argv);
-    if (is_error(reply.get()) && std::string_view(reply->str, reply->len).rfind("NOSCRIPT", 0) == 0) {
+    if (is_error_code(reply.get(), "NOSCRIPT")) {
         argv[0] = "EVAL";  // Redis restarted or SCRIPT FLUSH: send the body once more
         argv[1] = first_connect_script;
         reply = redis.command(argv);
     }
     // Only the script's own answer retires the job; anything else is retried.
-    if (reply->type != REDIS_REPLY_INTEGER) throw error_reply(cert.device_id, reply_text(reply.get()));
-    switch (reply->integer) {
+    long long answer = 0;
+    try {
+        answer = reply_integer(reply.get(), "first-connect script");
+    } catch (const redis_data_error& e) {
+        throw error_reply(cert.device_id, e.what());
+    }
+    switch (answer) {
         case 1: ++counters_.first_connect; break;
         case 2: ++counters_.certificate_changed; break;
         default: ++counters_.known; break;

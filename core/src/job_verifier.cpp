@@ -2,18 +2,9 @@
 
 #include "devicegate/pki.hpp"
 
-#include <algorithm>
-#include <cctype>
-
 namespace devicegate {
 
 namespace {
-
-bool same_hex(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::toupper(static_cast<unsigned char>(x)) == std::toupper(static_cast<unsigned char>(y));
-           });
-}
 
 job_verdict refuse(reason why, std::string detail) { return {why, std::move(detail)}; }
 
@@ -29,7 +20,7 @@ job_verdict verify_job_certificate(const tenant_trust& trust, const job& j, std:
     if (certs.size() != 1) return refuse(reason::bad_certificate, "certificate_pem must hold exactly one certificate");
     X509* leaf = certs[0].get();
     const auto digest = certificate_sha256(leaf);
-    if (!same_hex(to_hex(digest.data(), digest.size()), j.cert.fingerprint_sha256)) {
+    if (!same_fingerprint(fingerprint_hex(digest), j.cert.fingerprint_sha256)) {
         return refuse(reason::bad_certificate, "fingerprint_sha256 is not the certificate's SHA-256");
     }
     // The broker's own check: issuer pinning, X509_verify_cert, end entity, EKU, device id.
@@ -41,7 +32,7 @@ job_verdict verify_job_certificate(const tenant_trust& trust, const job& j, std:
     if (outcome.cert->device_id != j.cert.device_id) {
         return refuse(reason::client_id_mismatch, "the job's device_id is not the certificate's device id (CN)");
     }
-    if (!same_hex(j.cert.serial_hex, outcome.serial_hex)) {  // both as serial_hex() writes them
+    if (normalize_serial_hex(j.cert.serial_hex) != outcome.serial_hex) {  // in serial_hex()'s spelling
         return refuse(reason::bad_certificate, "the job's serial is not the certificate's serial");
     }
     job_verdict out;

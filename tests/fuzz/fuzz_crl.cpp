@@ -1,6 +1,6 @@
 // libFuzzer target: untrusted CRL bytes (a file or an HTTP body) through parsing and
 // verification against the test PKI's tenant chain.
-#include "devicegate/revocation.hpp"
+#include "devicegate/crl_set.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (auto& crl : parse_crls(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz")) {
             crls.push_back(verify_crl(crl.get(), *trust, "fuzz"));
         }
-        revocation_snapshot snapshot(std::move(crls), *trust, 1);
+        crl_set snapshot(std::move(crls), *trust, 1);
         (void)snapshot.check(serial_key{}, 0, std::chrono::seconds(0), stale_policy::deny);
     } catch (const pki_error&) {
         // refused with a reason: the expected outcome for almost every input

@@ -5,6 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
+#include <cstring>
+
 namespace devicegate::itest {
 
 std::vector<device_files> make_devices(const std::string& prefix, int count) {
@@ -25,15 +28,28 @@ std::map<std::string, std::vector<std::string>> jobs_in(const redis_server& redi
     devicegate::redis_connection c(o);
     auto reply = c.command({"XRANGE", "devicegate:jobs", "-", "+"});
     std::map<std::string, std::vector<std::string>> out;
-    for (std::size_t i = 0; i < reply->elements; ++i) {
-        const redisReply* fields = reply->element[i]->element[1];
-        for (std::size_t f = 0; f + 1 < fields->elements; f += 2) {
-            if (std::string(fields->element[f]->str) != "job") continue;
-            auto job = nlohmann::json::parse(std::string(fields->element[f + 1]->str, fields->element[f + 1]->len));
-            out[job["device_id"].get<std::string>()].push_back(job["type"].get<std::string>());
-        }
+    for (const auto& entry : devicegate::reply_stream_entries(reply.get(), "XRANGE devicegate:jobs")) {
+        auto field = entry.fields.find("job");
+        if (field == entry.fields.end()) continue;
+        auto job = nlohmann::json::parse(field->second);
+        out[job["device_id"].get<std::string>()].push_back(job["type"].get<std::string>());
     }
     return out;
+}
+
+long long scripts_run(const redis_server& redis) {
+    std::string info;
+    try {
+        info = redis.command({"INFO", "commandstats"});
+    } catch (const std::exception&) {
+        return -1;
+    }
+    long long total = 0;
+    for (const char* name : {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="}) {
+        const auto at = info.find(name);
+        if (at != std::string::npos) total += std::atoll(info.c_str() + at + std::strlen(name));
+    }
+    return total;
 }
 
 long long stream_length(const redis_server& redis) {

@@ -4,6 +4,7 @@
 // storms and several brokers sharing a Redis enqueue each device once. While Redis is
 // unreachable candidates wait in memory (bounded), then in a journal file, which is also
 // written at shutdown and replayed at start: nothing is lost across a broker restart.
+#include "devicegate/background_loop.hpp"
 #include "devicegate/job.hpp"
 #include "devicegate/log.hpp"
 #include "devicegate/redis.hpp"
@@ -11,12 +12,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -72,10 +72,15 @@ public:
     std::uint64_t generation() const noexcept { return counters_.data_losses.load(); }
 
 private:
-    void run();
-    void deliver(redis_connection& redis, const device_certificate& cert);
+    void run(background_loop& loop);
+    /// Connects and loads the script; throws when Redis cannot be reached.
+    std::unique_ptr<redis_connection> connect();
+    /// Waits `d` (submissions do not cut it short: no reconnect storm); false when stopping.
+    bool back_off(background_loop& loop, std::chrono::milliseconds d);
+    /// Reads (plants) the jobs marker; also the idle health check that keeps $SYS jobs/link
+    /// honest. Counts a data loss when the marker vanished or changed.
     void check_marker(redis_connection& redis);
-    /// The journal, then the buffer; throws the first error reply after both.
+    /// The journal, then the buffer; throws the first error reply after both, an I/O error at once.
     void deliver_waiting(redis_connection& redis);
     /// Delivers `jobs` from the front. A job that gets an error reply is kept, and so are the
     /// later jobs of its device, which joins `held` (order matters: the script tells "first"
@@ -84,9 +89,13 @@ private:
     void deliver_all(redis_connection& redis, std::deque<device_certificate>& jobs,
                      std::unordered_set<std::string>& held);
     void deliver_journal(redis_connection& redis, std::unordered_set<std::string>& held);
+    /// Runs the script for one job: retired (counted) on its integer answer; throws
+    /// error_reply for anything else.
+    void deliver(redis_connection& redis, const device_certificate& cert);
+    /// Logs (once) that Redis refuses jobs, and drops the link.
+    void note_refusal(const std::string& device_id, const std::string& what);
     void spill_to_journal(std::size_t keep_in_memory);
     std::size_t count_journal_lines();
-    bool sleep_for(std::chrono::milliseconds d);
 
     options opts_;
     logger log_;
@@ -94,16 +103,14 @@ private:
     std::string script_sha_;
     std::string marker_;  // the value of the jobs marker key last seen in Redis ("" = not yet)
 
-    std::mutex mutex_;                     // guards pending_ and stop_ only
-    std::condition_variable wake_;
+    std::mutex mutex_;  // guards pending_ only
     std::vector<device_certificate> pending_;
-    bool stop_ = false;
     bool overflow_logged_ = false;
 
     std::deque<device_certificate> buffer_;  // thread-owned
     bool down_logged_ = false;
     bool refused_logged_ = false;  // error replies were logged; a clean pass logs the recovery
-    std::thread thread_;
+    background_loop loop_{"dg-jobs", [this](background_loop& loop) { run(loop); }};  // last: stops first
 };
 
 }  // namespace devicegate
