@@ -23,6 +23,7 @@ const char* to_string(dead_reason r) noexcept {
         case dead_reason::permanent: return "permanent";
         case dead_reason::malformed: return "malformed";
         case dead_reason::poison: return "poison";
+        case dead_reason::untrusted: return "untrusted";
     }
     return "unknown";
 }
@@ -54,7 +55,8 @@ std::string worker_metrics::render() const {
            jobs_requeued.load());
     o << "# HELP devicegate_worker_jobs_dead_total Jobs moved to the dead-letter stream, by reason.\n"
          "# TYPE devicegate_worker_jobs_dead_total counter\n";
-    for (auto r : {dead_reason::exhausted, dead_reason::permanent, dead_reason::malformed, dead_reason::poison}) {
+    for (auto r : {dead_reason::exhausted, dead_reason::permanent, dead_reason::malformed, dead_reason::poison,
+                   dead_reason::untrusted}) {
         o << "devicegate_worker_jobs_dead_total{reason=\"" << to_string(r) << "\"} "
           << jobs_dead[static_cast<std::size_t>(r)].load() << "\n";
     }

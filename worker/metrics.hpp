@@ -16,7 +16,7 @@ const char* to_string(target t) noexcept;
 enum class error_kind { transport, http_429, http_4xx, http_5xx, auth };
 const char* to_string(error_kind k) noexcept;
 
-enum class dead_reason { exhausted, permanent, malformed, poison };
+enum class dead_reason { exhausted, permanent, malformed, poison, untrusted };
 const char* to_string(dead_reason r) noexcept;
 
 class worker_metrics {
@@ -29,7 +29,7 @@ public:
     counter jobs_retried;      // an attempt is scheduled again after a backoff
     counter jobs_reclaimed;    // taken over from a consumer that went idle (crashed worker)
     counter jobs_requeued;     // handed back at shutdown while waiting for a retry
-    std::array<counter, 4> jobs_dead{};                   // by dead_reason
+    std::array<counter, 5> jobs_dead{};                   // by dead_reason
     std::array<std::array<counter, 5>, 2> target_errors{};  // [target][error_kind]
     std::array<counter, 2> created{};                     // [target]: new device / new target
     counter credentials_updated;     // ThingsBoard credentials replaced (re-enrolled device)
@@ -40,6 +40,12 @@ public:
     std::atomic<int> redis_up{0};
 
     void dead(dead_reason r) { ++jobs_dead[static_cast<std::size_t>(r)]; }
+    /// Dead-lettered jobs, every reason.
+    std::uint64_t dead_total() const noexcept {
+        std::uint64_t n = 0;
+        for (const auto& c : jobs_dead) n += c.load();
+        return n;
+    }
     void error(target t, error_kind k) { ++target_errors[static_cast<std::size_t>(t)][static_cast<std::size_t>(k)]; }
     /// One job's time from its first attempt to done.
     void observe_registration(std::chrono::microseconds took);

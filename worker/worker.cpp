@@ -1,5 +1,7 @@
 #include "worker.hpp"
 
+#include "devicegate/job_verifier.hpp"
+
 #include <algorithm>
 #include <ctime>
 #include <random>
@@ -171,6 +173,9 @@ void registration_worker::process(job_queue& queue, thingsboard_client& thingsbo
         dead_letter(run, dead_reason::malformed, std::string("malformed job: ") + e.what(), "", {}, {});
         return;
     }
+    // Before any backend call, and before the device's hash is read or written: the device id
+    // is only a claim until the certificate proves it.
+    if (!trusted(run, j)) return;
     std::map<std::string, std::string> state = queue.device(j.cert.device_id);
     for (;;) {
         ++run.attempts;
@@ -182,6 +187,16 @@ void registration_worker::process(job_queue& queue, thingsboard_client& thingsbo
             if (!retry_after(run, j, f, state)) return;
         }
     }
+}
+
+bool registration_worker::trusted(job_run& run, const job& j) {
+    const auto v = verify_job_certificate(*config_.trust, j, std::time(nullptr), config_.clock_skew);
+    if (v.why == reason::ok) return true;
+    dead_letter(run, dead_reason::untrusted,
+                "untrusted certificate (" + std::string(to_string(v.why)) + ") in the job claiming device " +
+                    j.cert.device_id + ": " + v.detail,
+                "", {{"claimed_device_id", j.cert.device_id}}, {});
+    return false;
 }
 
 bool registration_worker::delivered_too_often(job_run& run, origin from) {

@@ -55,6 +55,9 @@ private:
         std::size_t attempts;  // so far, including earlier deliveries
         std::chrono::steady_clock::time_point started;
     };
+    /// Verifies the job's certificate against the tenant chain (core job_verifier, as the
+    /// plugin does); dead-letters it as `untrusted` (false) when it fails.
+    bool trusted(job_run& run, const job& j);
     /// Counts a reclaimed job; dead-letters it (true) past max_deliveries.
     bool delivered_too_often(job_run& run, origin from);
     void dead_letter(job_run& run, dead_reason reason, const std::string& error, const std::string& device_id,

@@ -35,9 +35,14 @@ std::string http_url(const std::string& v) {
     return out;
 }
 
+std::string path(const std::string& v) {
+    if (v.empty()) throw std::invalid_argument("empty");
+    return v;
+}
+
 const std::vector<setting>& settings() {
     static const std::vector<setting> all = {
-        {"redis_url", "redis://[:password@]host[:port][/db]", true,
+        {"redis_url", "redis://[[user]:password@]host[:port][/db]", true,
          [](worker_config& c, const std::string& v) { c.redis = redis_options::parse_url(v); }},
         {"redis_prefix", "a key prefix such as devicegate:", false,
          [](worker_config& c, const std::string& v) {
@@ -89,6 +94,17 @@ const std::vector<setting>& settings() {
          [](worker_config& c, const std::string& v) { c.hawkbit.username = v; }},
         {"hawkbit_password", "that user's password", true,
          [](worker_config& c, const std::string& v) { c.hawkbit.password = v; }},
+        {"tenant_ca_file", "the tenant Sub-CA certificate file (PEM), as the brokers' plugin_opt_tenant_ca_file", false,
+         [](worker_config& c, const std::string& v) { c.tenant_ca_file = path(v); }},
+        {"ica_file", "the ICA certificate file (PEM)", false,
+         [](worker_config& c, const std::string& v) { c.ica_file = path(v); }},
+        {"root_ca_file", "the Root certificate file (PEM)", false,
+         [](worker_config& c, const std::string& v) { c.root_ca_file = path(v); }},
+        {"clock_skew", "a duration up to 1h such as 60s", false,
+         [](worker_config& c, const std::string& v) {
+             c.clock_skew = std::chrono::duration_cast<std::chrono::seconds>(
+                 parse_duration_in(v, std::chrono::milliseconds(0), std::chrono::hours(1)));
+         }},
         {"metrics_listen", "host:port, or off", false,
          [](worker_config& c, const std::string& v) {
              if (v != "off") {
@@ -164,6 +180,14 @@ worker_config parse_worker_config(const std::string& file_text, const std::map<s
     required(c.hawkbit.username, "hawkbit_username");
     required(c.hawkbit.password, "hawkbit_password");
     if (c.retry_max < c.retry_initial) throw worker_config_error("retry_max: must not be shorter than retry_initial");
+    required(c.tenant_ca_file, "tenant_ca_file");
+    required(c.ica_file, "ica_file");
+    required(c.root_ca_file, "root_ca_file");
+    try {
+        c.trust = tenant_trust::load(c.tenant_ca_file, c.ica_file, c.root_ca_file);
+    } catch (const std::exception& e) {
+        throw worker_config_error(std::string("tenant_ca_file, ica_file, root_ca_file: ") + e.what());
+    }
     return c;
 }
 
@@ -176,7 +200,8 @@ std::string worker_config::describe() const {
         << "ms http_timeout=" << http_timeout.count() << "ms thingsboard=" << thingsboard.url
         << " (user " << thingsboard.username << ", password set, type " << thingsboard.device_type
         << ", rule engine " << (thingsboard.rule_engine ? "on" : "off") << ") hawkbit=" << hawkbit.url << " (user "
-        << hawkbit.username << ", password set) metrics=" << metrics_listen;
+        << hawkbit.username << ", password set) tenant_ca=" << tenant_ca_file << " ica=" << ica_file
+        << " root_ca=" << root_ca_file << " clock_skew=" << clock_skew.count() << "s metrics=" << metrics_listen;
     return out.str();
 }
 

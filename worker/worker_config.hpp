@@ -3,10 +3,12 @@
 // and environment variables DEVICEGATE_<KEY> (upper case) that override it, for containers.
 // Parsed and validated once at start; secrets are never printed.
 #include "devicegate/redis.hpp"
+#include "devicegate/tenant_trust.hpp"
 
 #include <chrono>
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -46,6 +48,11 @@ struct worker_config {
     std::chrono::milliseconds http_timeout{std::chrono::seconds(10)};
     thingsboard_settings thingsboard;
     hawkbit_settings hawkbit;
+    // The tenant's chain, as the brokers' plugin_opt_*_file: every job's certificate must verify
+    // against it before anything is registered (a job is only a claim of whoever wrote Redis).
+    std::string tenant_ca_file, ica_file, root_ca_file;
+    std::chrono::seconds clock_skew{60};
+    std::shared_ptr<const tenant_trust> trust;  // loaded from the three files by parse_worker_config
     std::string metrics_listen = "127.0.0.1:9464";  // "off" = no metrics endpoint
     std::string log_level = "info";                 // info | notice | warning
 
@@ -54,6 +61,7 @@ struct worker_config {
 };
 
 /// `file_text`: the config file's contents ("" for none); `env`: the process environment.
+/// Also loads and cross-checks the CA files (a worker_config_error names the bad one).
 worker_config parse_worker_config(const std::string& file_text, const std::map<std::string, std::string>& env);
 
 }  // namespace devicegate::worker

@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
     log.notice("devicegate-worker: starting: " + config.describe());
     worker.run();
     log.notice("devicegate-worker: stopped (done " + std::to_string(metrics.jobs_done.load()) + ", dead-lettered " +
-               std::to_string(metrics.jobs_dead[0] + metrics.jobs_dead[1] + metrics.jobs_dead[2] + metrics.jobs_dead[3]) +
+               std::to_string(metrics.dead_total()) +
                ", handed back " + std::to_string(metrics.jobs_requeued.load()) + ")");
     signal_thread.join();
     endpoint.stop();

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 
 namespace devicegate {
@@ -25,6 +26,10 @@ void denylist_sync::load_cache() {
         auto list = std::make_shared<const denylist>(load_denylist_file(opts_.cache_file, synced_at));
         state_.list.store(list);
         state_.synced_at = synced_at;
+        // The copy has been unconfirmed since its last real sync, not since this start: a
+        // restart must not begin denylist_grace again (a future time counts as now).
+        const auto now = static_cast<std::int64_t>(std::time(nullptr));
+        state_.stale_since = std::clamp<std::int64_t>(synced_at, 1, now);
         log_.notice("devicegate: denylist loaded from cache file=" + opts_.cache_file + " entries=" +
                     std::to_string(list->size()) + " synced_at=" + std::to_string(synced_at));
     } catch (const std::exception& e) {

@@ -182,7 +182,12 @@ admission gate::admit(X509* leaf, std::string_view client_id, std::time_t now) {
 
 std::optional<device_certificate> gate::plan_job(X509* leaf, const decision& d) {
     // Once per certificate and broker run: reconnects cost nothing; Redis decides "first".
-    if (!jobs_ || submitted_.count(d.fingerprint) > 0) return std::nullopt;
+    if (!jobs_) return std::nullopt;
+    if (jobs_->generation() != submitted_generation_) {  // Redis lost its data: forget what it never kept
+        submitted_.clear();
+        submitted_generation_ = jobs_->generation();
+    }
+    if (submitted_.count(d.fingerprint) > 0) return std::nullopt;
     bio_ptr bio(BIO_new(BIO_s_mem()));
     if (!bio || PEM_write_bio_X509(bio.get(), leaf) != 1) {
         log(log_level::error, "devicegate: cannot encode the certificate of device=" + d.device_id + " as PEM");
@@ -361,6 +366,7 @@ void gate::redis_stats(std::vector<std::pair<std::string, std::string>>& out, st
     out.emplace_back("jobs/enqueued_certificate_changed", std::to_string(j.certificate_changed.load()));
     out.emplace_back("jobs/already_known", std::to_string(j.known.load()));
     out.emplace_back("jobs/rejected", std::to_string(j.rejected.load()));
+    out.emplace_back("jobs/error_replies", std::to_string(j.error_replies.load()));
     out.emplace_back("jobs/overflow", std::to_string(j.overflow.load()));
     out.emplace_back("jobs/buffered", std::to_string(j.buffered.load()));
     out.emplace_back("jobs/journaled", std::to_string(j.journaled.load()));

@@ -1,5 +1,7 @@
 #include "devicegate/job_producer.hpp"
 
+#include "devicegate/pki.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,19 +10,45 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
+#include <random>
+#include <unordered_set>
 
 namespace devicegate {
+
+namespace {
+
+/// Redis answered with an error (OOM, READONLY after a failover, LOADING, WRONGTYPE, ...) or
+/// with something that is not the expected shape: not a definitive answer, so the job is kept
+/// and retried like one that met a lost link.
+struct error_reply : std::runtime_error {
+    error_reply(std::string device, const std::string& text) : std::runtime_error(text), device_id(std::move(device)) {}
+    std::string device_id;  // "" when no job was involved (the marker check)
+};
+
+/// After this many error replies in a row the cause is taken to be Redis-wide (OOM,
+/// READONLY): the pass stops instead of sending every buffered job to be refused.
+constexpr int max_consecutive_error_replies = 8;
+
+std::string random_token() {
+    std::random_device rd;
+    unsigned char bytes[16];
+    for (auto& b : bytes) b = static_cast<unsigned char>(rd());
+    return to_hex(bytes, sizeof bytes);
+}
+
+}  // namespace
 
 const char* const first_connect_script = R"lua(
 local fp = redis.call('HGET', KEYS[1], 'fingerprint')
 if not fp then
-  redis.call('HSET', KEYS[1], 'first_seen', ARGV[3], 'serial', ARGV[2], 'fingerprint', ARGV[1], 'broker', ARGV[4])
   redis.call('XADD', KEYS[2], '*', 'type', 'first_connect', 'job', ARGV[5])
+  redis.call('HSET', KEYS[1], 'first_seen', ARGV[3], 'serial', ARGV[2], 'fingerprint', ARGV[1], 'broker', ARGV[4])
   return 1
 end
 if fp ~= ARGV[1] then
-  redis.call('HSET', KEYS[1], 'serial', ARGV[2], 'fingerprint', ARGV[1], 'cert_changed_at', ARGV[3], 'broker', ARGV[4])
   redis.call('XADD', KEYS[2], '*', 'type', 'certificate_changed', 'job', ARGV[6])
+  redis.call('HSET', KEYS[1], 'serial', ARGV[2], 'fingerprint', ARGV[1], 'cert_changed_at', ARGV[3], 'broker', ARGV[4])
   return 2
 end
 return 0
@@ -77,7 +105,7 @@ void job_producer::run(background_loop& loop) {
             std::lock_guard lock(mutex_);
             idle = pending_.empty() && redis && buffer_.empty();
         }
-        // Idle: wait for a submission (wake) or a second, then PING.
+        // Idle: wait for a submission (wake) or a second, then read the jobs marker (health check).
         if (idle) loop.wait_for(std::chrono::seconds(1));
         {
             std::lock_guard lock(mutex_);
@@ -90,11 +118,21 @@ void job_producer::run(background_loop& loop) {
             return;
         }
         try {
-            if (!redis) {
-                redis = connect();
-                backoff = std::chrono::milliseconds(100);
+            if (!redis) redis = connect();
+            check_marker(*redis);
+            deliver_waiting(*redis);
+            counters_.buffered = buffer_.size();
+            // Reset on a clean pass, not on connect: Redis that answers every job with an
+            // error reply accepts the connection each time.
+            backoff = std::chrono::milliseconds(100);
+            if (refused_logged_) {
+                log_.notice("devicegate: redis accepts first-connect jobs again (" +
+                            std::to_string(counters_.error_replies.load()) + " error replies so far)");
+                refused_logged_ = false;
             }
-            deliver_all(*redis);
+        } catch (const error_reply& e) {
+            redis.reset();  // a failover may have moved the primary behind the same address
+            note_refusal(e.device_id, e.what());
         } catch (const std::exception& e) {
             redis.reset();
             counters_.link_up = false;
@@ -123,13 +161,40 @@ std::unique_ptr<redis_connection> job_producer::connect() {
     return redis;
 }
 
-void job_producer::deliver_all(redis_connection& redis) {
-    deliver_journal(redis);
-    if (buffer_.empty()) {
-        // Idle: a PING keeps the link state (and $SYS jobs/link) honest.
-        reply_string(redis.command({"PING"}).get(), "PING");
+void job_producer::note_refusal(const std::string& device_id, const std::string& what) {
+    if (refused_logged_) return;
+    log_.warning("devicegate: " +
+                 (device_id.empty() ? std::string("jobs marker") : "first-connect job for device=" + device_id) +
+                 " refused by Redis: " + log_safe(what, 300) + "; kept with " +
+                 std::to_string(buffer_.size() + counters_.journaled.load()) +
+                 " waiting jobs, retrying with backoff (counted in $SYS jobs/error_replies)");
+    refused_logged_ = true;
+}
+
+void job_producer::check_marker(redis_connection& redis) {
+    // A key that lives as long as Redis's data: if it vanishes or changes, Redis restarted
+    // without its data, was flushed, or failed over to an empty replica. The jobs it held are
+    // gone, so certificates already handed over must be handed over again.
+    const std::string key = opts_.model.jobs_marker();
+    std::string current;
+    try {
+        auto value = reply_optional_string(redis.command({"GET", key}).get(), "GET " + key);
+        if (!value) {
+            // NX: another broker sharing this Redis may plant it first; read back whichever won.
+            expect_ok(redis.command({"SET", key, random_token(), "NX"}).get(), "SET " + key);
+            value = reply_string(redis.command({"GET", key}).get(), "GET " + key);
+        }
+        current = std::move(*value);
+    } catch (const redis_data_error& e) {
+        throw error_reply("", e.what());
     }
-    deliver_buffer(redis);
+    if (!marker_.empty() && current != marker_) {
+        ++counters_.data_losses;
+        log_.warning("devicegate: redis " + opts_.redis.describe() + " lost its data (" + key +
+                     " changed: a restart without persistence, FLUSHALL, or a failover to an empty replica); "
+                     "devices that connect again are enqueued again");
+    }
+    marker_ = std::move(current);
 }
 
 void job_producer::deliver(redis_connection& redis, const device_certificate& cert) {
@@ -150,26 +215,70 @@ void job_producer::deliver(redis_connection& redis, const device_certificate& ce
         argv[1] = first_connect_script;
         reply = redis.command(argv);
     }
+    // Only the script's own answer retires the job; anything else is retried.
+    long long answer = 0;
     try {
-        switch (reply_integer(reply.get(), "first-connect script")) {
-            case 1: ++counters_.first_connect; break;
-            case 2: ++counters_.certificate_changed; break;
-            default: ++counters_.known; break;
-        }
+        answer = reply_integer(reply.get(), "first-connect script");
     } catch (const redis_data_error& e) {
-        // Redis answered but refused (e.g. the device key is not a hash): retrying cannot help.
-        ++counters_.rejected;
-        log_.error("devicegate: first-connect job for device=" + cert.device_id + " refused by Redis: " +
-                   log_safe(e.what(), 300) + "; job dropped");
+        throw error_reply(cert.device_id, e.what());
+    }
+    switch (answer) {
+        case 1: ++counters_.first_connect; break;
+        case 2: ++counters_.certificate_changed; break;
+        default: ++counters_.known; break;
     }
 }
 
-void job_producer::deliver_buffer(redis_connection& redis) {
-    while (!buffer_.empty()) {
-        deliver(redis, buffer_.front());
-        buffer_.pop_front();
-        counters_.buffered = buffer_.size();
+void job_producer::deliver_waiting(redis_connection& redis) {
+    // The journal holds the older jobs. A device held back there holds back its newer jobs in
+    // the buffer too, but other devices' jobs go on.
+    std::unordered_set<std::string> held;
+    std::optional<error_reply> refused;
+    try {
+        deliver_journal(redis, held);
+    } catch (const error_reply& e) {
+        refused = e;
     }
+    try {
+        deliver_all(redis, buffer_, held);
+    } catch (const error_reply& e) {
+        if (!refused) refused = e;
+    }
+    if (refused) throw *refused;
+}
+
+void job_producer::deliver_all(redis_connection& redis, std::deque<device_certificate>& jobs,
+                               std::unordered_set<std::string>& held) {
+    std::deque<device_certificate> kept;
+    std::optional<error_reply> first;
+    auto put_back = [&] {
+        for (auto it = kept.rbegin(); it != kept.rend(); ++it) jobs.push_front(std::move(*it));
+    };
+    try {
+        for (int in_a_row = 0; !jobs.empty() && in_a_row < max_consecutive_error_replies;) {
+            device_certificate& cert = jobs.front();
+            if (held.count(cert.device_id) == 0) {
+                try {
+                    deliver(redis, cert);
+                    jobs.pop_front();
+                    in_a_row = 0;
+                    continue;
+                } catch (const error_reply& e) {
+                    ++counters_.error_replies;
+                    ++in_a_row;
+                    if (!first) first = e;
+                    held.insert(cert.device_id);
+                }
+            }
+            kept.push_back(std::move(cert));
+            jobs.pop_front();
+        }
+    } catch (...) {
+        put_back();
+        throw;
+    }
+    put_back();
+    if (first) throw *first;
 }
 
 std::size_t job_producer::count_journal_lines() {
@@ -182,41 +291,40 @@ std::size_t job_producer::count_journal_lines() {
     return n;
 }
 
-void job_producer::deliver_journal(redis_connection& redis) {
+void job_producer::deliver_journal(redis_connection& redis, std::unordered_set<std::string>& held) {
     if (counters_.journaled == 0) return;
-    std::vector<std::string> lines;
+    std::deque<device_certificate> jobs;
     {
         std::ifstream in(opts_.journal_file);
         std::string line;
-        while (std::getline(in, line)) {
-            if (!line.empty()) lines.push_back(std::move(line));
-        }
-    }
-    std::size_t done = 0;
-    try {
-        for (; done < lines.size(); ++done) {
-            device_certificate cert;
+        for (std::size_t number = 1; std::getline(in, line); ++number) {
+            if (line.empty()) continue;
             try {
-                cert = parse_journal_line(lines[done]);
+                jobs.push_back(parse_journal_line(line));
             } catch (const std::invalid_argument& e) {
                 ++counters_.rejected;
-                log_.error("devicegate: malformed line " + std::to_string(done + 1) + " in " + opts_.journal_file +
+                log_.error("devicegate: malformed line " + std::to_string(number) + " in " + opts_.journal_file +
                            ": " + e.what() + "; skipped");
-                continue;
             }
-            deliver(redis, cert);
         }
+    }
+    const std::size_t total = jobs.size();
+    try {
+        deliver_all(redis, jobs, held);
     } catch (...) {
-        // Keep what was not delivered (delivered lines may repeat: the script is idempotent).
-        std::ofstream out(opts_.journal_file + ".tmp", std::ios::trunc);
-        for (std::size_t i = done; i < lines.size(); ++i) out << lines[i] << '\n';
-        out.close();
-        std::rename((opts_.journal_file + ".tmp").c_str(), opts_.journal_file.c_str());
-        counters_.journaled = lines.size() - done;
+        // Keep what was not retired (a delivered job may repeat: the script is idempotent).
+        // Nothing retired (Redis refuses everything): the file already says so.
+        if (jobs.size() != total) {
+            std::ofstream out(opts_.journal_file + ".tmp", std::ios::trunc);
+            for (const auto& cert : jobs) out << encode_journal_line(cert) << '\n';
+            out.close();
+            std::rename((opts_.journal_file + ".tmp").c_str(), opts_.journal_file.c_str());
+        }
+        counters_.journaled = jobs.size();
         throw;
     }
     std::remove(opts_.journal_file.c_str());
-    log_.notice("devicegate: delivered " + std::to_string(lines.size()) + " journaled first-connect jobs");
+    log_.notice("devicegate: delivered " + std::to_string(total) + " journaled first-connect jobs");
     counters_.journaled = 0;
 }
 

@@ -36,7 +36,7 @@ std::vector<const char*> argv_ptrs(const std::vector<std::string>& argv, std::ve
 }  // namespace
 
 redis_options redis_options::parse_url(const std::string& url) {
-    const std::string form = "expected redis://[:password@]host[:port][/db]";
+    const std::string form = "expected redis://[[user]:password@]host[:port][/db]";
     redis_options o;
     const std::string scheme = "redis://";
     if (url.rfind(scheme, 0) != 0) throw std::invalid_argument("not a redis:// URL; " + form);
@@ -44,7 +44,10 @@ redis_options redis_options::parse_url(const std::string& url) {
     if (auto at = rest.rfind('@'); at != std::string::npos) {
         std::string auth = rest.substr(0, at);
         rest = rest.substr(at + 1);
-        if (auto colon = auth.find(':'); colon != std::string::npos) auth = auth.substr(colon + 1);
+        if (auto colon = auth.find(':'); colon != std::string::npos) {
+            o.username = auth.substr(0, colon);  // "" in redis://:password@: the default user
+            auth = auth.substr(colon + 1);
+        }
         o.password = auth;
     }
     if (auto slash = rest.find('/'); slash != std::string::npos) {
@@ -78,7 +81,10 @@ redis_connection::redis_connection(const redis_options& options) : where_(option
     if (ctx_->err) throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
     redisSetTimeout(ctx_.get(), to_timeval(options.command_timeout));
     if (!options.password.empty()) {
-        expect_ok(command({"AUTH", options.password}).get(), "redis " + where_ + ": AUTH refused");
+        // Redis 6+ ACL users: AUTH username password (https://redis.io/commands/auth).
+        auto r = options.username.empty() ? command({"AUTH", options.password})
+                                          : command({"AUTH", options.username, options.password});
+        expect_ok(r.get(), "redis " + where_ + ": AUTH refused");
     }
     if (options.db != 0) {
         expect_ok(command({"SELECT", std::to_string(options.db)}).get(), "redis " + where_ + ": SELECT refused");

@@ -24,7 +24,13 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$co
     -out "$corpus/c.pem" 2>/dev/null
 { printf 'dev-1\n{"csr_pem":"'; awk '{printf "%s\\n", $0}' "$corpus/c.pem"; printf '"}'; } > "$corpus/csr/1"
 { printf 'dev-1\n'; cat "$corpus/c.pem"; } > "$corpus/csr/2"
-for target in crl ocsp config redis_payloads csr; do
+# Job verification: a shape byte (0 = job JSON, 1 = a certificate), then the input.
+mkdir -p "$corpus/job"
+for c in $pki/devices/dev-001.crt $pki/devices/dev-self.crt $pki/devices/tenant-b-dev.crt $pki/devices/dev-expired.crt; do
+  { printf '\001'; cat "$c"; } > "$corpus/job/$(basename "$c").pem"
+done
+{ printf '\000'; cat "$corpus/redis/2"; } > "$corpus/job/json"
+for target in crl ocsp config redis_payloads csr job_verify; do
   dir=$corpus/${target%%_*}
   echo "fuzzing $target for ${seconds}s"
   build-fuzz/tests/fuzz/fuzz_$target -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \

@@ -653,7 +653,9 @@ worker_process::worker_process(const redis_server& redis, const fake_backends& f
          << "thingsboard_username tenant@thingsboard.org\nthingsboard_password tenant\n"
          << "thingsboard_rule_engine_timeout 500ms\n"
          << "hawkbit_url " << fakes.hawkbit_url() << "\n"
-         << "hawkbit_username admin\nhawkbit_password admin\n";
+         << "hawkbit_username admin\nhawkbit_password admin\n"
+         << "tenant_ca_file " << pki("subca-a.crt") << "\nica_file " << pki("ica.crt") << "\nroot_ca_file "
+         << pki("root.crt") << "\n";
     for (const auto& [k, v] : o.extra) conf << k << " " << v << "\n";
     config_text_ = conf.str();
     write_config();

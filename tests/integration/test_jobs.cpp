@@ -1,7 +1,7 @@
 // First-connect jobs through the real broker and redis-server: exactly once, nothing lost.
-#include "cert_factory.hpp"
 #include "devicegate/redis.hpp"
 #include "harness.hpp"
+#include "stream_support.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -12,66 +12,6 @@
 #include <set>
 
 using namespace devicegate::itest;
-
-namespace {
-
-std::vector<device_files> make_devices(const std::string& prefix, int count) {
-    static devicegate::test::cert_factory factory(pki("subca-a.crt"), pki("subca-a.key"));
-    auto dir = test_dir();
-    std::vector<device_files> out;
-    for (int i = 0; i < count; ++i) {
-        std::string id = prefix + std::to_string(i);
-        factory.issue(dir, id);
-        out.push_back({id, (dir / (id + ".crt")).string(), (dir / (id + ".key")).string()});
-    }
-    return out;
-}
-
-// Every job in the stream: device id -> types seen (in order).
-std::map<std::string, std::vector<std::string>> jobs_in(const redis_server& redis) {
-    devicegate::redis_options o;
-    o.port = redis.port();
-    devicegate::redis_connection c(o);
-    auto reply = c.command({"XRANGE", "devicegate:jobs", "-", "+"});
-    std::map<std::string, std::vector<std::string>> out;
-    for (std::size_t i = 0; i < reply->elements; ++i) {
-        const redisReply* fields = reply->element[i]->element[1];
-        for (std::size_t f = 0; f + 1 < fields->elements; f += 2) {
-            if (std::string(fields->element[f]->str) != "job") continue;
-            auto job = nlohmann::json::parse(std::string(fields->element[f + 1]->str, fields->element[f + 1]->len));
-            out[job["device_id"].get<std::string>()].push_back(job["type"].get<std::string>());
-        }
-    }
-    return out;
-}
-
-// Scripts Redis has run (EVALSHA, and EVAL after a NOSCRIPT): one per certificate a broker
-// handed to its job producer. When every handed certificate has had its script run, no job can
-// still be on its way: a wait on this replaces a fixed "anything late would show up now" sleep.
-long long scripts_run(const redis_server& redis) {
-    std::string info;
-    try {
-        info = redis.command({"INFO", "commandstats"});
-    } catch (const std::exception&) {
-        return -1;
-    }
-    long long total = 0;
-    for (const char* name : {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="}) {
-        const auto at = info.find(name);
-        if (at != std::string::npos) total += std::atoll(info.c_str() + at + std::strlen(name));
-    }
-    return total;
-}
-
-long long stream_length(const redis_server& redis) {
-    try {
-        return redis.integer({"XLEN", "devicegate:jobs"});
-    } catch (const std::exception&) {
-        return -1;
-    }
-}
-
-}  // namespace
 
 TEST_CASE("1,000 devices connecting concurrently, each twice and to two brokers, yield exactly 1,000 jobs",
           "[integration][redis][jobs]") {
@@ -187,16 +127,4 @@ TEST_CASE("the broker restarted while Redis is down: buffered jobs are journaled
     CHECK(stream_length(redis) == 50);
     CHECK(jobs_in(redis).size() == 50);
     CHECK_FALSE(std::filesystem::exists(dir / "devicegate-jobs.journal"));
-}
-
-TEST_CASE("a device key of the wrong type refuses that job with a log line; others go on", "[integration][redis][jobs]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    broker b({.redis = &redis});
-    REQUIRE(b.start());
-    redis.command({"SET", "devicegate:device:dev-004", "garbage"});
-    CHECK(device("dev-004")->connect(b.port()) == 0);
-    CHECK(b.wait_for_log("first-connect job for device=dev-004 refused by Redis"));
-    CHECK(device("dev-005")->connect(b.port()) == 0);
-    CHECK(eventually([&] { return stream_length(redis) == 1; }));
 }

@@ -30,7 +30,8 @@ public:
     denylist_sync(const denylist_sync&) = delete;
     denylist_sync& operator=(const denylist_sync&) = delete;
 
-    /// Loads the local cache file, if any (start-up; the copy counts as stale until synced).
+    /// Loads the local cache file, if any (start-up). The copy counts as stale since the sync
+    /// time recorded in the file, so denylist_grace runs on across broker restarts.
     void load_cache();
     void start();
     void stop() noexcept;

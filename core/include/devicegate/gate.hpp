@@ -147,6 +147,7 @@ private:
     std::string state_dir_;
     std::string broker_id_;
     std::unordered_set<sha256_digest, sha256_hash> submitted_;  // certificates handed to jobs_
+    std::uint64_t submitted_generation_ = 0;                     // jobs_->generation() when submitted_ was valid
     std::unordered_set<std::string> cdp_urls_;                   // CDP URLs handed to watcher_
     std::chrono::steady_clock::time_point next_stats_{};
     session_registry sessions_;

@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace devicegate {
@@ -24,6 +25,8 @@ namespace devicegate {
 /// The Lua script: KEYS[1] device hash, KEYS[2] jobs stream; ARGV: fingerprint, serial,
 /// first_seen, broker_id, first-connect job JSON, certificate-changed job JSON.
 /// Returns 1 (first connect enqueued), 2 (certificate changed enqueued) or 0 (known).
+/// XADD comes before HSET: Redis does not roll a script back, so if a command fails half-way
+/// (an error reply), the device must not be left "known" without its job.
 extern const char* const first_connect_script;
 
 class job_producer {
@@ -42,7 +45,9 @@ public:
         std::atomic<std::uint64_t> first_connect{0};
         std::atomic<std::uint64_t> certificate_changed{0};
         std::atomic<std::uint64_t> known{0};
-        std::atomic<std::uint64_t> rejected{0};    // Redis refused the script for this device (bad data)
+        std::atomic<std::uint64_t> rejected{0};    // a malformed journal line (skipped, logged)
+        std::atomic<std::uint64_t> error_replies{0};  // error replies to the script: the job was kept and retried
+        std::atomic<std::uint64_t> data_losses{0};    // Redis lost the jobs marker (restart without data, FLUSHALL)
         std::atomic<std::uint64_t> overflow{0};    // dropped: every bound was full (logged)
         std::atomic<std::uint64_t> buffered{0};    // waiting in memory now
         std::atomic<std::uint64_t> journaled{0};   // waiting in the journal now
@@ -62,17 +67,33 @@ public:
     void submit(device_certificate cert);
 
     const counters& stats() const noexcept { return counters_; }
+    /// Changes whenever Redis is seen to have lost its data: whoever remembers "already
+    /// submitted" certificates must forget them then, or a reconnect would not enqueue again.
+    std::uint64_t generation() const noexcept { return counters_.data_losses.load(); }
 
 private:
     void run(background_loop& loop);
     /// Connects and loads the script; throws when Redis cannot be reached.
     std::unique_ptr<redis_connection> connect();
-    /// Delivers the journal and the buffer (PING when idle); throws when the link fails.
-    void deliver_all(redis_connection& redis);
     /// Waits `d` (submissions do not cut it short: no reconnect storm); false when stopping.
-    bool back_off(background_loop& loop, std::chrono::milliseconds d);    void deliver(redis_connection& redis, const device_certificate& cert);
-    void deliver_journal(redis_connection& redis);
-    void deliver_buffer(redis_connection& redis);
+    bool back_off(background_loop& loop, std::chrono::milliseconds d);
+    /// Reads (plants) the jobs marker; also the idle health check that keeps $SYS jobs/link
+    /// honest. Counts a data loss when the marker vanished or changed.
+    void check_marker(redis_connection& redis);
+    /// The journal, then the buffer; throws the first error reply after both, an I/O error at once.
+    void deliver_waiting(redis_connection& redis);
+    /// Delivers `jobs` from the front. A job that gets an error reply is kept, and so are the
+    /// later jobs of its device, which joins `held` (order matters: the script tells "first"
+    /// from "changed"); other devices go on. What is not retired stays in `jobs`, in order.
+    /// Throws the first error reply after the pass, an I/O error at once.
+    void deliver_all(redis_connection& redis, std::deque<device_certificate>& jobs,
+                     std::unordered_set<std::string>& held);
+    void deliver_journal(redis_connection& redis, std::unordered_set<std::string>& held);
+    /// Runs the script for one job: retired (counted) on its integer answer; throws
+    /// error_reply for anything else.
+    void deliver(redis_connection& redis, const device_certificate& cert);
+    /// Logs (once) that Redis refuses jobs, and drops the link.
+    void note_refusal(const std::string& device_id, const std::string& what);
     void spill_to_journal(std::size_t keep_in_memory);
     std::size_t count_journal_lines();
 
@@ -80,6 +101,7 @@ private:
     logger log_;
     counters counters_;
     std::string script_sha_;
+    std::string marker_;  // the value of the jobs marker key last seen in Redis ("" = not yet)
 
     std::mutex mutex_;  // guards pending_ only
     std::vector<device_certificate> pending_;
@@ -87,6 +109,7 @@ private:
 
     std::deque<device_certificate> buffer_;  // thread-owned
     bool down_logged_ = false;
+    bool refused_logged_ = false;  // error replies were logged; a clean pass logs the recovery
     background_loop loop_{"dg-jobs", [this](background_loop& loop) { run(loop); }};  // last: stops first
 };
 

@@ -38,12 +38,13 @@ struct redis_data_error : std::runtime_error {
 struct redis_options {
     std::string host = "127.0.0.1";
     int port = 6379;
+    std::string username;  // a Redis 6+ ACL user; "" = the default user
     std::string password;  // never logged
     int db = 0;
     std::chrono::milliseconds connect_timeout{2000};
     std::chrono::milliseconds command_timeout{2000};
 
-    /// "redis://[:password@]host[:port][/db]"; throws std::invalid_argument with the
+    /// "redis://[[user]:password@]host[:port][/db]"; throws std::invalid_argument with the
     /// expected form (the password is not repeated in the message).
     static redis_options parse_url(const std::string& url);
     /// host:port/db, without the password.

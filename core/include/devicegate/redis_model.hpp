@@ -8,6 +8,8 @@
 //   <p>device:<id>      HASH  the fields of device_field below
 //   <p>jobs             STREAM of jobs, field "job" = JSON (schema 1), field "type"
 //   <p>jobs:dead        STREAM of dead-lettered jobs
+//   <p>jobs:marker      STRING a random token planted by the brokers (job_producer.cpp): when it
+//                       vanishes or changes, Redis lost its data and the jobs it held
 //
 // The revocation lists are HASHes rather than SETs so that one key holds both membership
 // and the operator's reason, which `devicegate-ctl status` shows.
@@ -25,6 +27,8 @@ struct redis_model {
     std::string device(std::string_view id) const { return prefix + "device:" + std::string(id); }
     std::string jobs() const { return prefix + "jobs"; }
     std::string dead_jobs() const { return prefix + "jobs:dead"; }
+    /// A random token the brokers plant; when it vanishes or changes, Redis lost its data.
+    std::string jobs_marker() const { return prefix + "jobs:marker"; }
 };
 
 /// The fields of a device hash. The plugin's first-connect script writes the first five (in

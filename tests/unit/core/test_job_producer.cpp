@@ -103,13 +103,36 @@ TEST_CASE("job_producer: a flushed script cache and a refused device", "[job_pro
     f.server.command({"SCRIPT", "FLUSH"});
     producer.submit(certificate_of("dev-002"));
     REQUIRE(eventually([&] { return producer.stats().first_connect == 2; }));
-    // A device key that is not a hash: Redis refuses, retrying cannot help, the job is dropped.
+    // A device key that is not a hash: Redis answers with an error, which is no definitive
+    // answer: the job is kept (issue 11, finding 5) and retried until the key is fixed.
     f.server.command({"SET", redis_model{}.device("dev-003"), "oops"});
     producer.submit(certificate_of("dev-003"));
-    REQUIRE(eventually([&] { return producer.stats().rejected == 1; }));
+    REQUIRE(eventually([&] { return producer.stats().error_replies >= 1; }));
     CHECK(f.logged("first-connect job for device=dev-003 refused by Redis"));
-    CHECK(producer.stats().link_up);
+    CHECK(producer.stats().rejected == 0);
     CHECK(f.jobs().size() == 2);
+    f.server.command({"DEL", redis_model{}.device("dev-003")});
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 3; }, std::chrono::seconds(10)));
+    CHECK(f.jobs().size() == 3);
+    CHECK(f.logged("redis accepts first-connect jobs again"));
+    producer.stop();
+}
+
+TEST_CASE("job_producer: Redis that lost its data (the jobs marker changed) moves the generation on",
+          "[job_producer]") {
+    fixture f;
+    job_producer producer(f.options(), f.log());
+    producer.start();
+    producer.submit(certificate_of("dev-001"));
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 1; }));
+    CHECK(producer.generation() == 0);
+    REQUIRE_FALSE(is_nil(f.server.command({"GET", redis_model{}.jobs_marker()}).get()));  // planted
+    f.server.command({"FLUSHALL"});
+    REQUIRE(eventually([&] { return producer.generation() == 1; }, std::chrono::seconds(5)));
+    CHECK(f.logged("lost its data"));
+    producer.submit(certificate_of("dev-001"));  // the broker forgot it had handed it over
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 2; }));
+    CHECK(f.jobs().size() == 1);  // the flushed stream holds the new job only
     producer.stop();
 }
 

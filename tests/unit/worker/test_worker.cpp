@@ -20,14 +20,15 @@ using nlohmann::json;
 
 namespace {
 
-const std::string minimal = R"(# comment
+const std::string minimal = std::string(R"(# comment
 thingsboard_url http://tb:8080/
 thingsboard_username tenant@thingsboard.org
 thingsboard_password tb-Secret-1
 hawkbit_url http://hawkbit:8080
 hawkbit_username admin
 hawkbit_password hb-Secret-2
-)";
+)") + "tenant_ca_file " + test::pki("subca-a.crt") + "\nica_file " + test::pki("ica.crt") +
+                            "\nroot_ca_file " + test::pki("root.crt") + "\n";
 
 job make_job(const std::string& id, job_type type = job_type::first_connect) {
     static const test::cert_factory factory(test::pki("subca-a.crt"), test::pki("subca-a.key"));
@@ -111,7 +112,7 @@ TEST_CASE("Worker configuration: file, environment, validation, no secrets in me
             }
             return std::string("no error");
         };
-        CHECK(error_of(minimal + "concurency 4\n") == "line 8: concurency: unknown setting");
+        CHECK(error_of(minimal + "concurency 4\n") == "line 11: concurency: unknown setting");
         CHECK(error_of(minimal + "concurrency 0\n").find("concurrency: bad value; expected a number") != std::string::npos);
         CHECK(error_of(minimal + "claim_idle soon\n").find("claim_idle: bad value; expected a duration") != std::string::npos);
         CHECK(error_of(minimal + "thingsboard_url ftp://x\n").find("thingsboard_url: bad value") != std::string::npos);
@@ -121,7 +122,7 @@ TEST_CASE("Worker configuration: file, environment, validation, no secrets in me
         CHECK(redis.find("hunter2") == std::string::npos);
         CHECK(error_of("thingsboard_url http://tb\n") == "thingsboard_username: required (or DEVICEGATE_THINGSBOARD_USERNAME)");
         CHECK(error_of(minimal + "retry_initial 10s\nretry_max 1s\n") == "retry_max: must not be shorter than retry_initial");
-        CHECK(error_of(minimal + "thingsboard_rule_engine yes\n") == "line 8: thingsboard_rule_engine: bad value; expected on or off");
+        CHECK(error_of(minimal + "thingsboard_rule_engine yes\n") == "line 11: thingsboard_rule_engine: bad value; expected on or off");
         CHECK(error_of(minimal + "http_timeout 0s\n").find("http_timeout: bad value") != std::string::npos);
         CHECK(error_of(minimal + "concurrency +4\n").find("concurrency: bad value") != std::string::npos);
     }

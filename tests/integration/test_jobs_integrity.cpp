@@ -1,0 +1,164 @@
+// Issue 11, findings 5 and 7, through the real broker and redis-server: an error reply or a
+// Redis that lost its data does not lose first-connect jobs, and a broker restart does not
+// start the deny-list grace again.
+#include "harness.hpp"
+#include "stream_support.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace devicegate::itest;
+
+namespace {
+constexpr int not_authorized = 135;
+}  // namespace
+
+TEST_CASE("error replies (OOM) keep first-connect jobs; each arrives exactly once when Redis accepts writes again",
+          "[integration][redis][jobs][integrity]") {
+    // 1000: the jobs wait in memory; 5: most of them wait in the journal.
+    const std::string memory_limit = GENERATE(as<std::string>{}, "1000", "5");
+    INFO("job_memory_limit " << memory_limit);
+    redis_server redis;
+    REQUIRE(redis.start());
+    broker b({.plugin_opts = {{"stats_interval", "1s"},
+                              {"acl_client_pattern", "dev-sub read $SYS/broker/devicegate/#"},
+                              {"job_memory_limit", memory_limit}},
+              .redis = &redis});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    REQUIRE(redis.command({"CONFIG", "SET", "maxmemory-policy", "noeviction"}) == "OK");
+    REQUIRE(redis.command({"CONFIG", "SET", "maxmemory", "1"}) == "OK");
+
+    auto devices = make_devices("oom-", 20);
+    CHECK(connect_all(devices, b.port(), 4) == 20);
+    REQUIRE(b.wait_for_log("refused by Redis"));
+    CHECK(b.log_contains("OOM command not allowed"));
+    CHECK(connect_all(devices, b.port(), 4) == 20);  // reconnects while Redis refuses
+    auto monitor = device("dev-sub");
+    REQUIRE(monitor->connect(b.port()) == 0);
+    REQUIRE(monitor->subscribe("$SYS/broker/devicegate/#") == 1);
+    CHECK(eventually(
+        [&] {
+            auto v = monitor->wait_message("$SYS/broker/devicegate/jobs/error_replies", 200ms);
+            return v && std::stoll(*v) >= 20;
+        },
+        5s));
+    CHECK(stream_length(redis) == 0);
+
+    REQUIRE(redis.command({"CONFIG", "SET", "maxmemory", "0"}) == "OK");
+    REQUIRE(eventually([&] { return stream_length(redis) >= 21; }, 10s));  // the 20 and dev-sub
+    CHECK(b.wait_for_log("redis accepts first-connect jobs again"));
+    if (memory_limit == "5") CHECK(b.wait_for_log("journaled first-connect jobs"));
+    std::this_thread::sleep_for(500ms);  // anything late would show up now
+    auto jobs = jobs_in(redis);
+    CHECK(stream_length(redis) == 21);
+    CHECK(jobs.size() == 21);
+    for (const auto& [id, types] : jobs) {
+        INFO(id);
+        CHECK(types == std::vector<std::string>{"first_connect"});
+    }
+}
+
+// (Replaces test_jobs.cpp's "a device key of the wrong type refuses that job ...": same steps,
+// but the job is no longer dropped.)
+TEST_CASE("a job Redis refuses for its device key is kept, other devices go on, and it arrives once the key is fixed",
+          "[integration][redis][jobs][integrity]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+    redis.command({"SET", "devicegate:device:dev-004", "garbage"});
+    CHECK(device("dev-004")->connect(b.port()) == 0);
+    CHECK(b.wait_for_log("first-connect job for device=dev-004 refused by Redis"));
+    CHECK(device("dev-005")->connect(b.port()) == 0);
+    CHECK(eventually([&] { return jobs_in(redis).count("dev-005") == 1; }));
+    CHECK(jobs_in(redis).count("dev-004") == 0);
+
+    redis.command({"DEL", "devicegate:device:dev-004"});
+    REQUIRE(eventually([&] { return stream_length(redis) == 2; }, 10s));
+    CHECK(jobs_in(redis)["dev-004"] == std::vector<std::string>{"first_connect"});
+}
+
+TEST_CASE("after Redis lost its data, a device that connects again is enqueued again",
+          "[integration][redis][jobs][integrity]") {
+    redis_server redis;  // no persistence
+    REQUIRE(redis.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+    REQUIRE(device("dev-001")->connect(b.port()) == 0);
+    REQUIRE(eventually([&] { return stream_length(redis) == 1; }));
+
+    SECTION("FLUSHALL") { redis.command({"FLUSHALL"}); }
+    SECTION("redis-server restarted without persistence") {
+        redis.kill();
+        REQUIRE(redis.start());
+    }
+    REQUIRE(stream_length(redis) == 0);
+    CHECK(eventually(
+        [&] {
+            device("dev-001")->connect(b.port());
+            return stream_length(redis) == 1;
+        },
+        10s));
+    CHECK(b.log_contains("lost its data"));
+    std::this_thread::sleep_for(300ms);
+    CHECK(jobs_in(redis)["dev-001"] == std::vector<std::string>{"first_connect"});
+    CHECK(stream_length(redis) == 1);
+}
+
+TEST_CASE("a broker restarted while Redis is down reaches denylist_stale_policy denylist_grace after the last sync",
+          "[integration][redis][integrity]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    auto state = test_dir();
+    broker_options opts{.plugin_opts = {{"state_dir", state.string()}, {"denylist_grace", "6s"}}, .redis = &redis};
+    broker b(opts);
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    REQUIRE(devicegate::itest::ctl({"revoke", "dev-002", "--force"}, redis.url()).exit_code == 0);
+    REQUIRE(b.wait_for_log("newly revoked"));  // synced and written to the cache file
+    const auto synced = clock::now();
+    redis.kill();
+    REQUIRE(b.wait_for_log("redis link down"));
+    b.stop();
+    std::this_thread::sleep_until(synced + 2s);
+
+    broker again(opts);
+    REQUIRE(again.start());
+    CHECK(again.log_contains("denylist loaded from cache"));
+    CHECK(device("dev-001")->connect(again.port()) == 0);  // within the grace of the last sync
+    CHECK(device("dev-002")->connect(again.port()) == not_authorized);
+    // The grace (6 s, in whole seconds) has surely run out 7 s after the sync, though only
+    // ~5 s after the restart (the old code counted from the restart: not before 8 s).
+    std::this_thread::sleep_until(synced + 7200ms);
+    CHECK(device("dev-001")->connect(again.port()) == not_authorized);
+    CHECK(again.wait_for_log("devicegate: deny client=dev-001 reason=denylist_stale"));
+}
+
+TEST_CASE("READONLY (the broker's Redis became a replica): jobs are kept until it is a primary again",
+          "[integration][redis][jobs][integrity]") {
+    redis_server primary, node;
+    REQUIRE(primary.start());
+    REQUIRE(node.start());
+    broker b({.redis = &node});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    // A failover behind the broker's back: its Redis now follows another primary.
+    REQUIRE(node.command({"REPLICAOF", "127.0.0.1", std::to_string(primary.port())}) == "OK");
+    REQUIRE(eventually([&] { return node.command({"SET", "probe", "x"}).rfind("READONLY", 0) == 0; }));
+    auto devices = make_devices("ro-", 5);
+    CHECK(connect_all(devices, b.port(), 4) == 5);
+    REQUIRE(b.wait_for_log("refused by Redis"));
+    CHECK(b.log_contains("READONLY"));
+    std::this_thread::sleep_for(500ms);
+    CHECK(stream_length(node) == 0);
+
+    REQUIRE(node.command({"REPLICAOF", "NO", "ONE"}) == "OK");  // promoted
+    REQUIRE(eventually([&] { return stream_length(node) >= 5; }, 10s));
+    std::this_thread::sleep_for(500ms);
+    auto jobs = jobs_in(node);
+    CHECK(jobs.size() == 5);
+    for (const auto& [id, types] : jobs) {
+        INFO(id);
+        CHECK(types == std::vector<std::string>{"first_connect"});
+    }
+}
