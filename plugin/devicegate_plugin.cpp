@@ -43,7 +43,10 @@ plugin::plugin(mosquitto_plugin_id_t* id, const option_list& options)
     crl_url_options url_opts;
     url_opts.refresh = config_->crl_refresh;
     url_opts.timeout = config_->crl_fetch_timeout;
-    url_opts.retry = std::min(url_opts.retry, config_->crl_refresh);
+    url_opts.retry = std::min(config_->crl_retry, config_->crl_refresh);
+    url_opts.max_body_bytes = config_->crl_max_bytes;
+    url_opts.state_dir = resolve_state_dir(config_->state_dir, conf_path_);
+    url_opts.clock_skew = config_->clock_skew;
     watcher_ = std::make_unique<crl_watcher>(trust_, config_->crl_files, config_->crl_poll_interval, revocations_,
                                              queue_, log_, config_->crl_urls, url_opts);
     watcher_->load_initial();
@@ -80,10 +83,7 @@ plugin::plugin(mosquitto_plugin_id_t* id, const option_list& options)
 }
 
 void plugin::start_redis() {
-    std::string state_dir = config_->state_dir;
-    if (state_dir.empty() && !conf_path_.empty()) state_dir = persistence_location(conf_path_);
-    if (state_dir.empty()) state_dir = "/var/lib/mosquitto";
-    while (state_dir.size() > 1 && state_dir.back() == '/') state_dir.pop_back();
+    const std::string state_dir = resolve_state_dir(config_->state_dir, conf_path_);
     broker_id_ = config_->broker_id;
     if (broker_id_.empty()) {
         char host[256] = {};

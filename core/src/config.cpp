@@ -102,6 +102,10 @@ plugin_config parse_plugin_config(const option_list& options) {
             config.crl_distribution_points = on_off_option(name, value);
         } else if (name == "crl_refresh") {
             config.crl_refresh = duration_option(name, value, seconds(1), hours(24));
+        } else if (name == "crl_retry") {
+            config.crl_retry = duration_option(name, value, milliseconds(100), hours(24));
+        } else if (name == "crl_max_bytes") {
+            config.crl_max_bytes = count_option(name, value, 1024, std::size_t{1} << 31);
         } else if (name == "crl_fetch_timeout") {
             config.crl_fetch_timeout = duration_option(name, value, milliseconds(100), seconds(60));
         } else if (name == "ocsp") {
@@ -190,7 +194,7 @@ plugin_config parse_plugin_config(const option_list& options) {
         } else {
             throw config_error(name, "unknown option; known options are tenant_ca_file, ica_file, root_ca_file, "
                                      "crl_file, crl_url, crl_distribution_points, crl_refresh, crl_fetch_timeout, "
-                                     "ocsp, ocsp_responder_url, ocsp_nonce, ocsp_max_ttl, ocsp_cache_size, "
+                                     "crl_max_bytes, crl_retry, ocsp, ocsp_responder_url, ocsp_nonce, ocsp_max_ttl, ocsp_cache_size, "
                                      "ocsp_timeout, ocsp_refresh_ahead, ocsp_sub_ca, ocsp_sub_ca_responder_url, "
                                      "crl_poll_interval, crl_grace, crl_stale_policy, clock_skew, "
                                      "acl_pattern, acl_client_pattern, verify_cache_size, listener_check, redis_url, "

@@ -195,10 +195,9 @@ broker::broker(broker_options options) : dir_(test_dir()), log_path_(dir_ / "mos
          << "plugin_opt_ica_file " << pki("ica.crt") << "\n"
          << "plugin_opt_root_ca_file " << pki("root.crt") << "\n";
     for (const auto& crl : options.crl_files) conf << "plugin_opt_crl_file " << crl << "\n";
-    if (options.redis != nullptr) {
-        conf << "plugin_opt_redis_url " << options.redis->url() << "\n"
-             << "plugin_opt_state_dir " << dir_.string() << "\n";
-    }
+    // Every broker keeps its state (CRLs in force, journal) in its own test directory.
+    conf << "plugin_opt_state_dir " << dir_.string() << "\n";
+    if (options.redis != nullptr) conf << "plugin_opt_redis_url " << options.redis->url() << "\n";
     for (const auto& [k, v] : options.plugin_opts) conf << "plugin_opt_" << k << " " << v << "\n";
     write_text(dir_ / "mosquitto.conf", conf.str());
 }
