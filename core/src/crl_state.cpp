@@ -167,20 +167,20 @@ std::string crl_state::persist(ca_role role, X509_CRL* crl) const {
     return error;
 }
 
-void crl_state::set_delivered(const std::string& source, const std::vector<ca_role>& issuers, std::time_t now) {
+bool crl_state::set_delivered(const std::string& source, const std::vector<ca_role>& issuers, std::time_t now) {
     delivered_[source] = issuers;
+    bool changed = false;
     for (ca_role role : {ca_role::sub_ca, ca_role::ica, ca_role::root}) {
         auto& s = slots_[index(role)];
         if (!s.crl) continue;
         const bool delivered = std::any_of(delivered_.begin(), delivered_.end(), [&](const auto& entry) {
             return std::find(entry.second.begin(), entry.second.end(), role) != entry.second.end();
         });
-        if (delivered) {
-            s.undelivered_since = 0;
-        } else if (s.undelivered_since == 0) {
-            s.undelivered_since = now;
-        }
+        const std::int64_t since = delivered ? 0 : s.undelivered_since != 0 ? s.undelivered_since : now;
+        changed = changed || since != s.undelivered_since;
+        s.undelivered_since = since;
     }
+    return changed;
 }
 
 std::vector<verified_crl> crl_state::in_force() const {

@@ -194,7 +194,7 @@ crl_watcher::take_result crl_watcher::take(source_state& source, std::string_vie
                          std::string(to_string(role)) + "'s CRL; the one in force stays, stale unless a source "
                          "delivers it again within crl_grace");
         }
-        state_.set_delivered(source.name, delivers, now);
+        out.changed = state_.set_delivered(source.name, delivers, now) || out.changed;
         source.delivers = std::move(delivers);
         if (!source.delivers.empty()) {
             source.delivered = true;

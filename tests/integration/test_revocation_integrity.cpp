@@ -62,7 +62,7 @@ TEST_CASE("crl integrity: the ICA's CRL copied over the Sub-CA's file keeps the 
         CHECK(connect_as("dev-001", b) == 0);  // within crl_grace the Sub-CA's CRL in force decides
     } else {
         // Stale at once: no source delivers the Sub-CA's CRL any more, so crl_stale_policy applies.
-        CHECK(connect_as("dev-001", b) == not_authorized);
+        CHECK(eventually([&] { return connect_as("dev-001", b) == not_authorized; }));
         CHECK(b.wait_for_log("devicegate: deny client=dev-001 reason=crl_stale"));
     }
 }

@@ -62,7 +62,8 @@ public:
 
     /// The CAs whose CRLs `source` delivers now (taken into force or identical to the one in
     /// force). A CA in force that no source delivers any more is stale from `now` on.
-    void set_delivered(const std::string& source, const std::vector<ca_role>& issuers, std::time_t now);
+    /// Returns true if that changed which CAs are stale (a new snapshot is due).
+    bool set_delivered(const std::string& source, const std::vector<ca_role>& issuers, std::time_t now);
 
     std::vector<verified_crl> in_force() const;
     /// The CRL in force for `role`, or nullptr.

@@ -42,7 +42,8 @@ TEST_CASE("crl state: one CRL in force per issuing CA, whatever source delivers 
     CHECK(r.refusal == crl_refusal::none);
     CHECK(r.issuer == ca_role::ica);
     CHECK_FALSE(r.changed);
-    state.set_delivered("a", {ca_role::ica}, now + 10);
+    CHECK(state.set_delivered("a", {ca_role::ica}, now + 10));
+    CHECK_FALSE(state.set_delivered("a", {ca_role::ica}, now + 15));  // still stale since now + 10
     CHECK(entries(state, ca_role::sub_ca) == 1);
     auto missing = state.undelivered();
     REQUIRE(missing.size() == 1);
@@ -51,7 +52,7 @@ TEST_CASE("crl state: one CRL in force per issuing CA, whatever source delivers 
 
     // Delivered again (by any source): no longer stale.
     state.offer(crl("subca-a.crl.pem").get(), "b", now + 20);
-    state.set_delivered("b", {ca_role::ica, ca_role::sub_ca}, now + 20);
+    CHECK(state.set_delivered("b", {ca_role::ica, ca_role::sub_ca}, now + 20));
     CHECK(state.undelivered().empty());
 }
 
