@@ -37,6 +37,21 @@ long status_kib(pid_t pid, const std::string& field) {
 }
 
 int connect_as(const std::string& name, const broker& b) { return device(name)->connect(b.port()); }
+
+// A started broker whose CRL URL answers 404 (retried every 200ms) until the test serves a body.
+struct url_broker {
+    http_server server;
+    std::unique_ptr<broker> b;
+    url_broker() {
+        server.set("/subca.crl", {404, "", ""});
+        b = std::make_unique<broker>(broker_options{
+            .plugin_opts = {{"crl_url", server.url("/subca.crl")}, {"crl_refresh", "1h"}, {"crl_retry", "200ms"}},
+            .crl_files = {pki("subca-a.crl.pem")}});
+        REQUIRE(b->start());
+        REQUIRE(b->wait_for_log("cause=\"HTTP 404\""));
+    }
+    void serve(const std::filesystem::path& crl) { server.set("/subca.crl", {200, slurp(crl.string()), "\"1\""}); }
+};
 }  // namespace
 
 // ------------------------------------------------------------------ finding 1: per issuing CA
@@ -189,15 +204,11 @@ TEST_CASE("crl integrity: an unsigned 1,000,000-entry CRL body is refused before
     // Sub-CA A's name, another key: to the broker an unsigned body until the signature is checked.
     devicegate::bench::write_big_crl(pki("forged-subca-a.crt"), pki("forged-subca-a.key"), 1'000'000, {},
                                      (dir / "forged.crl").string());
-    http_server server;
-    server.set("/subca.crl", {404, "", ""});
-    broker b({.plugin_opts = {{"crl_url", server.url("/subca.crl")}, {"crl_refresh", "1h"}, {"crl_retry", "200ms"}},
-              .crl_files = {pki("subca-a.crl.pem")}});
-    REQUIRE(b.start());
-    REQUIRE(b.wait_for_log("cause=\"HTTP 404\""));
+    url_broker u;
+    broker& b = *u.b;
     const long before = status_kib(b.pid(), "VmHWM");
     const long body_kib = static_cast<long>(std::filesystem::file_size(dir / "forged.crl") / 1024);
-    server.set("/subca.crl", {200, slurp((dir / "forged.crl").string()), "\"forged\""});
+    u.serve(dir / "forged.crl");
     CHECK(b.wait_for_log("CRL signature does not verify against the tenant Sub-CA", 20s));
     const long peak = status_kib(b.pid(), "VmHWM");
     const long after = status_kib(b.pid(), "VmRSS");
@@ -213,16 +224,12 @@ TEST_CASE("crl integrity: a valid 1,000,000-entry CRL at a URL is taken (peak me
     auto victim = devicegate::test::load_cert(pki("devices/dev-003.crt"));
     devicegate::bench::write_big_crl(pki("subca-a.crt"), pki("subca-a.key"), 1'000'000,
                                      {X509_get0_serialNumber(victim.get())}, (dir / "big.crl").string());
-    http_server server;
-    server.set("/subca.crl", {404, "", ""});
-    broker b({.plugin_opts = {{"crl_url", server.url("/subca.crl")}, {"crl_refresh", "1h"}, {"crl_retry", "200ms"}},
-              .crl_files = {pki("subca-a.crl.pem")}});
-    REQUIRE(b.start());
-    REQUIRE(b.wait_for_log("cause=\"HTTP 404\""));
+    url_broker u;
+    broker& b = *u.b;
     auto dev = device("dev-003");
     REQUIRE(dev->connect(b.port()) == 0);
     const long before = status_kib(b.pid(), "VmHWM");
-    server.set("/subca.crl", {200, slurp((dir / "big.crl").string()), "\"big\""});
+    u.serve(dir / "big.crl");
     CHECK(dev->wait_disconnected(30s));
     CHECK(b.wait_for_log("devicegate: kick client=dev-003 reason=revoked_crl"));
     WARN("valid 1,000,000-entry CRL (" << std::filesystem::file_size(dir / "big.crl") / (1024 * 1024)
