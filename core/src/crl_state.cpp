@@ -125,7 +125,7 @@ std::vector<std::string> crl_state::load_persisted(std::time_t now) {
     return loaded;
 }
 
-crl_offer_result crl_state::offer(X509_CRL* crl, const std::string& source, std::time_t now) {
+crl_offer_result crl_state::offer(X509_CRL* crl, const std::string& source, std::time_t now, std::string_view der) {
     verified_crl v = verify_crl(crl, *trust_, source);
     crl_offer_result r;
     r.issuer = v.issuer;
@@ -152,18 +152,19 @@ crl_offer_result crl_state::offer(X509_CRL* crl, const std::string& source, std:
     }
     s.crl = std::move(v);
     s.version = version;
-    r.persist_error = persist(r.issuer, crl);
+    r.persist_error = persist(r.issuer, crl, der);
     return r;
 }
 
-std::string crl_state::persist(ca_role role, X509_CRL* crl) const {
+std::string crl_state::persist(ca_role role, X509_CRL* crl, std::string_view der) const {
     const std::string path = persisted_file(role);
     if (path.empty()) return "";
-    unsigned char* der = nullptr;
-    const int len = i2d_X509_CRL(crl, &der);
+    if (!der.empty()) return write_atomically(path, reinterpret_cast<const unsigned char*>(der.data()), der.size());
+    unsigned char* encoded = nullptr;
+    const int len = i2d_X509_CRL(crl, &encoded);
     if (len <= 0) return "cannot encode the CRL for " + path;
-    std::string error = write_atomically(path, der, static_cast<std::size_t>(len));
-    OPENSSL_free(der);
+    std::string error = write_atomically(path, encoded, static_cast<std::size_t>(len));
+    OPENSSL_free(encoded);
     return error;
 }
 

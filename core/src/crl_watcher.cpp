@@ -155,6 +155,8 @@ crl_watcher::take_result crl_watcher::take(source_state& source, std::string_vie
     // The signatures first: a forged or unsigned body must not cost the memory of decoding it.
     precheck_crl_signatures(data, source.name, *trust_);
     auto crls = parse_crls(data, source.name);
+    // One DER CRL (what step-ca serves) is persisted as received; PEM is re-encoded.
+    const std::string_view as_received = data.find("-----BEGIN ") == std::string_view::npos ? data : std::string_view();
     const std::int64_t now = unix_now();
     take_result out;
     std::vector<ca_role> delivers;
@@ -162,7 +164,7 @@ crl_watcher::take_result crl_watcher::take(source_state& source, std::string_vie
     for (auto& crl : crls) {
         crl_offer_result r;
         try {
-            r = state_.offer(crl.get(), source.name, now);
+            r = state_.offer(crl.get(), source.name, now, as_received);
         } catch (const pki_error& e) {
             out.refused.emplace_back(crl_refusal::invalid, e.what());
             continue;

@@ -131,7 +131,7 @@ TEST_CASE("crl integrity: a broker restarted with an older Sub-CA CRL keeps the 
         REQUIRE(connect_as("dev-002", first) == not_authorized);
         first.stop();
     }
-    REQUIRE(std::filesystem::exists(state / "devicegate-crl-subca.der"));
+    CHECK(std::filesystem::exists(state / "devicegate-crl-subca.der"));
 
     deliver("subca-a.crl.pem");  // the Sub-CA's CRL from before dev-002 was revoked
     {

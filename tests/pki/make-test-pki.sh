@@ -7,7 +7,7 @@
 set -euo pipefail
 source "$(dirname "$(readlink -f "$0")")/../../scripts/pki-functions.sh"
 dir=${1:?usage: make-test-pki.sh DIR}
-pki_version=2  # bump when what this script generates changes: older build trees regenerate
+pki_version=3  # bump when what this script generates changes: older build trees regenerate
 [[ "$(cat "$dir/.complete" 2>/dev/null)" == "$pki_version" ]] && exit 0
 rm -rf "$dir"
 mkdir -p "$dir/devices"
@@ -65,11 +65,12 @@ cat devices/foreign-dev.crt other-subca.crt > devices/foreign-dev-chain.crt
 # CRLs. Sub-CA A: dev-revoked revoked; then a second CRL that also revokes dev-002.
 ca subca-a -revoke devices/dev-revoked.crt -crl_reason keyCompromise
 ca subca-a -gencrl -out subca-a.crl.pem
+# Dated 2035, listing only dev-revoked: once in force, every correct CRL after it looks older.
+ca subca-a -gencrl -crl_lastupdate 350101000000Z -crl_nextupdate 360101000000Z -out subca-a-future.crl.pem
 ca subca-a -revoke devices/dev-002.crt -crl_reason keyCompromise
 ca subca-a -gencrl -out subca-a-revokes-dev-002.crl.pem
 openssl crl -in subca-a-revokes-dev-002.crl.pem -outform DER -out subca-a-revokes-dev-002.crl.der
 ca subca-a -gencrl -crl_lastupdate 200101000000Z -crl_nextupdate 200201000000Z -out subca-a-stale.crl.pem
-ca subca-a -gencrl -crl_lastupdate 350101000000Z -crl_nextupdate 360101000000Z -out subca-a-future.crl.pem
 ca subca-b -gencrl -out subca-b.crl.pem
 ca forged-subca-a -gencrl -out subca-a-forged.crl.pem
 ca ica -gencrl -out ica.crl.pem

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace devicegate {
@@ -57,8 +58,9 @@ public:
 
     /// Verifies `crl` against the configured CAs (throws pki_error for an unknown issuer, a bad
     /// signature, a delta CRL), then refuses it if future-dated or older than the CRL in force;
-    /// otherwise takes it into force and persists it.
-    crl_offer_result offer(X509_CRL* crl, const std::string& source, std::time_t now);
+    /// otherwise takes it into force and persists it. `der`, when given, is the CRL exactly as
+    /// received (one DER CRL): written as is, without re-encoding a copy of a large CRL.
+    crl_offer_result offer(X509_CRL* crl, const std::string& source, std::time_t now, std::string_view der = {});
 
     /// The CAs whose CRLs `source` delivers now (taken into force or identical to the one in
     /// force). A CA in force that no source delivers any more is stale from `now` on.
@@ -78,7 +80,7 @@ private:
         crl_version version;
         std::int64_t undelivered_since = 0;  // 0: some source delivers it
     };
-    std::string persist(ca_role role, X509_CRL* crl) const;
+    std::string persist(ca_role role, X509_CRL* crl, std::string_view der) const;
     static std::size_t index(ca_role role) noexcept { return static_cast<std::size_t>(role); }
 
     std::shared_ptr<const tenant_trust> trust_;

@@ -62,7 +62,7 @@ TEST_CASE("crl state: an older CRL is a rollback, by CRL number or by thisUpdate
     REQUIRE(state.offer(crl("subca-a-revokes-dev-002.crl.pem").get(), "a", now).changed);
     auto older = state.offer(crl("subca-a.crl.pem").get(), "a", now);
     CHECK(older.refusal == crl_refusal::rollback);
-    CHECK_THAT(older.detail, Catch::Contains("CRL number 0x1000") && Catch::Contains("< CRL number 0x1001"));
+    CHECK_THAT(older.detail, Catch::Contains("CRL number 0x1000") && Catch::Contains("< CRL number 0x1002"));
     // A higher number with an earlier thisUpdate is no newer CRL either.
     auto stale = state.offer(crl("subca-a-stale.crl.pem").get(), "a", now);
     CHECK(stale.refusal == crl_refusal::rollback);
@@ -98,7 +98,9 @@ TEST_CASE("crl state: a CRL dated beyond the clock skew is refused") {
     CHECK(state.offer(crl("subca-a-revokes-dev-002.crl.pem").get(), "a", now).changed);
     // Once the clock has reached its thisUpdate, it is an ordinary newer CRL.
     const std::time_t in_2035 = 2051222400;  // 2035-01-01
-    CHECK(state.offer(crl("subca-a-future.crl.pem").get(), "a", in_2035).changed);
+    crl_state later(trust(), {});
+    REQUIRE(later.offer(crl("subca-a.crl.pem").get(), "a", in_2035).changed);
+    CHECK(later.offer(crl("subca-a-future.crl.pem").get(), "a", in_2035).changed);
 }
 
 TEST_CASE("crl state: the newest CRL per CA survives a restart, so an older one is refused") {
@@ -132,6 +134,14 @@ TEST_CASE("crl state: the newest CRL per CA survives a restart, so an older one 
         write_file(persisted, read_file(dir.path().string() + "/devicegate-crl-ica.der", max_crl_file_bytes));
         crl_state third(trust(), {.state_dir = dir.path().string(), .clock_skew = std::chrono::seconds(60)});
         CHECK_THROWS_WITH(third.load_persisted(now), Catch::Contains("holds the ICA's CRL"));
+    }
+    SECTION("a DER CRL is persisted exactly as received") {
+        const std::string der = read_file(pki("subca-a-revokes-dev-002.crl.der"), max_crl_file_bytes);
+        std::filesystem::remove(persisted);
+        crl_state third(trust(), {.state_dir = dir.path().string(), .clock_skew = std::chrono::seconds(60)});
+        auto parsed = parse_crls(der, "der");
+        CHECK(third.offer(parsed.at(0).get(), "der", now, der).changed);
+        CHECK(read_file(persisted, max_crl_file_bytes) == der);
     }
     SECTION("removed: the older CRL is accepted (the documented deliberate rollback)") {
         std::filesystem::remove(persisted);
