@@ -5,7 +5,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config openssl libssl-dev
-  mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev
+  mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev valgrind nftables
   catch2 libbenchmark-dev
   redis-server libhiredis-dev nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev
   clang libclang-rt-14-dev

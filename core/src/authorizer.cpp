@@ -5,7 +5,7 @@
 namespace devicegate {
 
 authorizer::authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
-                       const snapshot_slot<revocation_snapshot>& revocations, const denylist_state* denylist,
+                       const snapshot_slot<crl_set>& revocations, const denylist_state* denylist,
                        const ocsp_cache* ocsp, const sha256_digest* sub_ca_fingerprint)
     : config_(std::move(config)),
       trust_(std::move(trust)),
@@ -28,119 +28,128 @@ decision authorizer::authorize(X509* leaf, std::string_view client_id, std::time
     }
 }
 
+namespace {
+
+// A refusal: fills the decision and stops the chain of checks.
+bool refuse(decision& d, reason why, std::string detail) {
+    d.why = why;
+    d.detail = std::move(detail);
+    return false;
+}
+
+}  // namespace
+
 decision authorizer::decide(X509* leaf, std::string_view client_id, std::time_t now) {
     decision d;
     if (leaf == nullptr) {
-        d.why = reason::no_certificate;
-        d.detail = "no client certificate (listener needs require_certificate true)";
+        refuse(d, reason::no_certificate, "no client certificate (listener needs require_certificate true)");
         return d;
     }
-    const sha256_digest fingerprint = certificate_sha256(leaf);
-    d.fingerprint = fingerprint;
-    const verified_certificate* cert = nullptr;
-    if (auto hit = cache_.find(fingerprint); hit != cache_.end()) {
-        cert = &hit->second;
-        d.cache_hit = true;
-    } else {
-        verify_outcome outcome = trust_->verify(leaf);
-        d.serial_hex = outcome.serial_hex;
-        if (outcome.why != reason::ok) {
-            d.why = outcome.why;
-            d.detail = std::move(outcome.detail);
-            return d;
-        }
-        if (cache_.size() >= config_->verify_cache_size) {
-            cache_.clear();  // bounded; a full refill costs one cold verify per device
-        }
-        cert = &cache_.emplace(fingerprint, std::move(*outcome.cert)).first->second;
-    }
+    const verified_certificate* cert = verified(leaf, d);
+    if (cert == nullptr) return d;
     d.device_id = cert->device_id;
     d.serial_hex = cert->serial_hex;
     d.serial = cert->serial;
-
+    // The steps in order of cost and of precedence of their reason codes.
     if ((d.why = trust_->check_times(*cert, now, config_->clock_skew, d.detail)) != reason::ok) return d;
-
-    auto snapshot = revocations_.load();
-    if (!snapshot) {
-        d.why = reason::internal_error;
-        d.detail = "no revocation snapshot loaded";
+    if (!crl_allows(*cert, now, d) || !denylist_allows(*cert, now, d) || !sub_ca_ocsp_allows(now, d) ||
+        !ocsp_allows(d.fingerprint, now, d)) {
         return d;
-    }
-    auto status = snapshot->check(cert->serial, now, config_->crl_grace, config_->crl_stale_policy);
-    if ((d.why = status.why) != reason::ok) {
-        if (status.why == reason::ca_revoked) d.detail = snapshot->chain_detail();
-        if (status.why == reason::revoked_crl) d.detail = "serial is on the tenant Sub-CA's CRL";
-        if (status.missing != nullptr) {
-            d.detail = "no CRL from " + status.missing->source + " for " + std::to_string(now - status.missing->since) +
-                       "s, longer than crl_grace";
-        }
-        if (status.crl != nullptr) {
-            d.detail = "CRL " + status.crl->source + " is past nextUpdate + grace (" +
-                       std::to_string(now - status.crl->next_update) + "s past nextUpdate)";
-        }
-        return d;
-    }
-    if (denylist_ != nullptr) {
-        auto list = denylist_->list.load();
-        if (list && list->revokes(cert->device_id, cert->serial_hex)) {
-            d.why = reason::revoked_denylist;
-            d.detail = list->devices.find(cert->device_id) != list->devices.end() ? "device id is on the Redis deny-list"
-                                                                                   : "serial is on the Redis deny-list";
-            return d;
-        }
-        const std::int64_t stale_since = denylist_->stale_since.load();
-        if (stale_since != 0 && config_->denylist_stale_policy == stale_policy::deny &&
-            now - stale_since > config_->denylist_grace.count()) {
-            d.why = reason::denylist_stale;
-            d.detail = "Redis unreachable for " + std::to_string(now - stale_since) +
-                       "s, longer than denylist_grace; the local deny-list copy may be out of date";
-            return d;
-        }
-    }
-    if (ocsp_ != nullptr && config_->ocsp != ocsp_mode::off && sub_ca_fingerprint_) {
-        auto sub_ca = ocsp_->lookup(*sub_ca_fingerprint_, now);
-        if (sub_ca == ocsp_status::revoked) {
-            d.why = reason::ca_revoked;
-            d.detail = "the ICA's OCSP responder says the tenant Sub-CA is revoked";
-            return d;
-        }
-        if (sub_ca == ocsp_status::unknown) {
-            d.why = reason::ocsp_unknown;
-            d.detail = "the ICA's OCSP responder does not know the tenant Sub-CA";
-            return d;
-        }
-        if (!sub_ca && config_->ocsp == ocsp_mode::hard) {
-            d.why = reason::ocsp_pending;
-            d.detail = "no OCSP answer about the tenant Sub-CA cached yet (ocsp hard)";
-            return d;
-        }
-    }
-    if (ocsp_ != nullptr && config_->ocsp != ocsp_mode::off) {
-        auto answer = ocsp_->lookup(fingerprint, now);
-        if (!answer) {
-            d.ocsp_fetch = true;
-            if (config_->ocsp == ocsp_mode::hard) {
-                d.why = reason::ocsp_pending;
-                d.detail = "no OCSP answer cached yet (ocsp hard); fetching it now, retry in a few seconds";
-                return d;
-            }
-        } else if (*answer == ocsp_status::revoked) {
-            d.why = reason::revoked_ocsp;
-            d.detail = "the OCSP responder says revoked";
-            return d;
-        } else if (*answer == ocsp_status::unknown) {
-            d.why = reason::ocsp_unknown;
-            d.detail = "the OCSP responder does not know this certificate";
-            return d;
-        }
     }
     if (client_id != cert->device_id) {
-        d.why = reason::client_id_mismatch;
-        d.detail = "client id \"" + log_safe(client_id) + "\" is not the certificate's device id";
+        refuse(d, reason::client_id_mismatch,
+               "client id \"" + log_safe(client_id) + "\" is not the certificate's device id");
         return d;
     }
     d.why = reason::ok;
     return d;
+}
+
+const verified_certificate* authorizer::verified(X509* leaf, decision& d) {
+    d.fingerprint = certificate_sha256(leaf);
+    if (auto hit = cache_.find(d.fingerprint); hit != cache_.end()) {
+        d.cache_hit = true;
+        return &hit->second;
+    }
+    verify_outcome outcome = trust_->verify(leaf);
+    d.serial_hex = outcome.serial_hex;
+    if (outcome.why != reason::ok) {
+        refuse(d, outcome.why, std::move(outcome.detail));
+        return nullptr;
+    }
+    if (cache_.size() >= config_->verify_cache_size) {
+        cache_.clear();  // bounded; a full refill costs one cold verify per device
+    }
+    return &cache_.emplace(d.fingerprint, std::move(*outcome.cert)).first->second;
+}
+
+bool authorizer::crl_allows(const verified_certificate& cert, std::time_t now, decision& d) const {
+    auto snapshot = revocations_.load();
+    if (!snapshot) return refuse(d, reason::internal_error, "no revocation snapshot loaded");
+    auto status = snapshot->check(cert.serial, now, config_->crl_grace, config_->crl_stale_policy);
+    if (status.why == reason::ok) return true;
+    d.why = status.why;
+    if (status.why == reason::ca_revoked) d.detail = snapshot->chain_detail();
+    if (status.why == reason::revoked_crl) d.detail = "serial is on the tenant Sub-CA's CRL";
+    if (status.missing != nullptr) {
+        d.detail = "no CRL from " + status.missing->source + " for " + std::to_string(now - status.missing->since) +
+                   "s, longer than crl_grace";
+    }
+    if (status.crl != nullptr) {
+        d.detail = "CRL " + status.crl->source + " is past nextUpdate + grace (" +
+                   std::to_string(now - status.crl->next_update) + "s past nextUpdate)";
+    }
+    return false;
+}
+
+bool authorizer::denylist_allows(const verified_certificate& cert, std::time_t now, decision& d) const {
+    if (denylist_ == nullptr) return true;
+    auto list = denylist_->list.load();
+    if (list && list->revokes(cert.device_id, cert.serial_hex)) {
+        return refuse(d, reason::revoked_denylist,
+                      list->devices.find(cert.device_id) != list->devices.end() ? "device id is on the Redis deny-list"
+                                                                                 : "serial is on the Redis deny-list");
+    }
+    const std::int64_t stale_since = denylist_->stale_since.load();
+    if (stale_since != 0 && config_->denylist_stale_policy == stale_policy::deny &&
+        now - stale_since > config_->denylist_grace.count()) {
+        return refuse(d, reason::denylist_stale,
+                      "Redis unreachable for " + std::to_string(now - stale_since) +
+                          "s, longer than denylist_grace; the local deny-list copy may be out of date");
+    }
+    return true;
+}
+
+bool authorizer::sub_ca_ocsp_allows(std::time_t now, decision& d) const {
+    if (ocsp_ == nullptr || config_->ocsp == ocsp_mode::off || !sub_ca_fingerprint_) return true;
+    auto sub_ca = ocsp_->lookup(*sub_ca_fingerprint_, now);
+    if (sub_ca == ocsp_status::revoked) {
+        return refuse(d, reason::ca_revoked, "the ICA's OCSP responder says the tenant Sub-CA is revoked");
+    }
+    if (sub_ca == ocsp_status::unknown) {
+        return refuse(d, reason::ocsp_unknown, "the ICA's OCSP responder does not know the tenant Sub-CA");
+    }
+    if (!sub_ca && config_->ocsp == ocsp_mode::hard) {
+        return refuse(d, reason::ocsp_pending, "no OCSP answer about the tenant Sub-CA cached yet (ocsp hard)");
+    }
+    return true;
+}
+
+bool authorizer::ocsp_allows(const sha256_digest& fingerprint, std::time_t now, decision& d) const {
+    if (ocsp_ == nullptr || config_->ocsp == ocsp_mode::off) return true;
+    auto answer = ocsp_->lookup(fingerprint, now);
+    if (!answer) {
+        d.ocsp_fetch = true;
+        if (config_->ocsp == ocsp_mode::hard) {
+            return refuse(d, reason::ocsp_pending,
+                          "no OCSP answer cached yet (ocsp hard); fetching it now, retry in a few seconds");
+        }
+    } else if (*answer == ocsp_status::revoked) {
+        return refuse(d, reason::revoked_ocsp, "the OCSP responder says revoked");
+    } else if (*answer == ocsp_status::unknown) {
+        return refuse(d, reason::ocsp_unknown, "the OCSP responder does not know this certificate");
+    }
+    return true;
 }
 
 }  // namespace devicegate

@@ -1,216 +1,219 @@
 #include "devicegate/config.hpp"
 
-#include <charconv>
-#include <limits>
+#include <algorithm>
 
 namespace devicegate {
 
-namespace {
-
-constexpr const char* duration_form = "a duration such as 500ms, 30s, 5m or 24h";
-
-std::chrono::milliseconds duration_option(const std::string& name, const std::string& value,
-                                          std::chrono::milliseconds min, std::chrono::milliseconds max) {
-    std::chrono::milliseconds d{};
-    try {
-        d = parse_duration(value);
-    } catch (const std::invalid_argument&) {
-        throw config_error(name, "\"" + value + "\" is not " + duration_form);
-    }
-    if (d < min || d > max) {
-        throw config_error(name, "\"" + value + "\" is out of range; expected between " + std::to_string(min.count()) +
-                                     "ms and " + std::to_string(max.count()) + "ms");
-    }
-    return d;
-}
-
-std::size_t count_option(const std::string& name, const std::string& value, std::size_t min, std::size_t max) {
-    std::size_t n = 0;
-    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-    if (ec != std::errc{} || end != value.data() + value.size() || n < min || n > max) {
-        throw config_error(name, "\"" + value + "\" is not an integer between " + std::to_string(min) + " and " +
-                                     std::to_string(max));
-    }
-    return n;
-}
-
-bool on_off_option(const std::string& name, const std::string& value) {
-    if (value == "on") return true;
-    if (value == "off") return false;
-    throw config_error(name, "\"" + value + "\" is not on or off");
-}
-
-std::string url_option(const std::string& name, const std::string& value) {
-    if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0) {
-        throw config_error(name, "\"" + value + "\" is not an http:// or https:// URL");
-    }
-    return value;
-}
-
-stale_policy policy_option(const std::string& name, const std::string& value) {
-    if (value == "deny") return stale_policy::deny;
-    if (value == "allow") return stale_policy::allow;
-    throw config_error(name, "\"" + value + "\" is not deny or allow");
-}
-
-void require_path(const std::string& name, const std::string& value) {
-    if (value.empty() || value.front() != '/') {
-        throw config_error(name, "\"" + value + "\" is not an absolute file path");
-    }
-}
-
-}  // namespace
-
-std::chrono::milliseconds parse_duration(const std::string& text) {
-    std::uint64_t n = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    if (ec != std::errc{} || end == text.data()) throw std::invalid_argument("not a duration");
-    std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
-    std::uint64_t factor = 0;
-    if (unit == "ms") factor = 1;
-    else if (unit == "s") factor = 1000;
-    else if (unit == "m") factor = 60'000;
-    else if (unit == "h") factor = 3'600'000;
-    else throw std::invalid_argument("not a duration");
-    if (n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) / factor) {
-        throw std::invalid_argument("duration overflows");
-    }
-    return std::chrono::milliseconds(static_cast<std::int64_t>(n * factor));
-}
-
-plugin_config parse_plugin_config(const option_list& options) {
-    using namespace std::chrono;
+/// The parse state: the configuration so far and the option being parsed (for messages).
+struct config_builder {
     plugin_config config;
-    bool custom_acl = false;
-    std::vector<acl_rule> client_rules;
-    for (const auto& [name, value] : options) {
-        if (name == "tenant_ca_file") {
-            require_path(name, value);
-            config.tenant_ca_file = value;
-        } else if (name == "ica_file") {
-            require_path(name, value);
-            config.ica_file = value;
-        } else if (name == "root_ca_file") {
-            require_path(name, value);
-            config.root_ca_file = value;
-        } else if (name == "crl_file") {
-            require_path(name, value);
-            config.crl_files.push_back(value);
-        } else if (name == "crl_url") {
-            config.crl_urls.push_back(url_option(name, value));
-        } else if (name == "crl_distribution_points") {
-            config.crl_distribution_points = on_off_option(name, value);
-        } else if (name == "crl_refresh") {
-            config.crl_refresh = duration_option(name, value, seconds(1), hours(24));
-        } else if (name == "crl_retry") {
-            config.crl_retry = duration_option(name, value, milliseconds(100), hours(24));
-        } else if (name == "crl_max_bytes") {
-            config.crl_max_bytes = count_option(name, value, 1024, std::size_t{1} << 31);
-        } else if (name == "crl_fetch_timeout") {
-            config.crl_fetch_timeout = duration_option(name, value, milliseconds(100), seconds(60));
-        } else if (name == "ocsp") {
-            if (value == "off") config.ocsp = ocsp_mode::off;
-            else if (value == "soft") config.ocsp = ocsp_mode::soft;
-            else if (value == "hard") config.ocsp = ocsp_mode::hard;
-            else throw config_error(name, "\"" + value + "\" is not off, soft or hard");
-        } else if (name == "ocsp_responder_url") {
-            config.ocsp_responder_url = url_option(name, value);
-        } else if (name == "ocsp_nonce") {
-            config.ocsp_nonce = on_off_option(name, value);
-        } else if (name == "ocsp_max_ttl") {
-            config.ocsp_max_ttl = duration_cast<seconds>(duration_option(name, value, seconds(1), hours(24 * 7)));
-        } else if (name == "ocsp_cache_size") {
-            config.ocsp_cache_size = count_option(name, value, 1, 10'000'000);
-        } else if (name == "ocsp_timeout") {
-            config.ocsp_timeout = duration_option(name, value, milliseconds(100), seconds(60));
-        } else if (name == "ocsp_sub_ca") {
-            config.ocsp_sub_ca = on_off_option(name, value);
-        } else if (name == "ocsp_sub_ca_responder_url") {
-            config.ocsp_sub_ca_responder_url = url_option(name, value);
-        } else if (name == "ocsp_refresh_ahead") {
-            config.ocsp_refresh_ahead = duration_cast<seconds>(duration_option(name, value, seconds(0), hours(24)));
-        } else if (name == "crl_poll_interval") {
-            config.crl_poll_interval = duration_option(name, value, milliseconds(100), hours(1));
-        } else if (name == "crl_grace") {
-            config.crl_grace = duration_cast<seconds>(duration_option(name, value, milliseconds(0), hours(24 * 30)));
-        } else if (name == "crl_stale_policy") {
-            config.crl_stale_policy = policy_option(name, value);
-        } else if (name == "clock_skew") {
-            config.clock_skew = duration_cast<seconds>(duration_option(name, value, milliseconds(0), hours(1)));
-        } else if (name == "acl_client_pattern") {
-            try {
-                client_rules.push_back(parse_client_acl_rule(value));
-            } catch (const std::invalid_argument& e) {
-                throw config_error(name, "\"" + value + "\": " + e.what());
-            }
-        } else if (name == "redis_url") {
-            try {
-                config.redis = redis_options::parse_url(value);
-            } catch (const std::invalid_argument& e) {
-                throw config_error(name, e.what());  // the message never repeats the password
-            }
-        } else if (name == "redis_prefix") {
-            if (value.empty() || value.find_first_of(" \t") != std::string::npos) {
-                throw config_error(name, "\"" + value + "\" is not a key prefix such as devicegate:");
-            }
-            config.redis_prefix = value;
-        } else if (name == "denylist_grace") {
-            config.denylist_grace = duration_cast<seconds>(duration_option(name, value, milliseconds(0), hours(24 * 30)));
-        } else if (name == "denylist_stale_policy") {
-            config.denylist_stale_policy = policy_option(name, value);
-        } else if (name == "denylist_resync_interval") {
-            config.denylist_resync_interval = duration_option(name, value, seconds(1), hours(24));
-        } else if (name == "first_connect_jobs") {
-            config.first_connect_jobs = on_off_option(name, value);
-        } else if (name == "job_memory_limit") {
-            config.job_memory_limit = count_option(name, value, 0, 10'000'000);
-        } else if (name == "job_journal_max_bytes") {
-            config.job_journal_max_bytes = count_option(name, value, 4096, std::size_t{1} << 40);
-        } else if (name == "state_dir") {
-            require_path(name, value);
-            config.state_dir = value;
-        } else if (name == "broker_id") {
-            if (value.empty() || value.size() > 128 || value.find_first_of(" \t") != std::string::npos) {
-                throw config_error(name, "\"" + value + "\" is not a broker id (1-128 characters, no whitespace)");
-            }
-            config.broker_id = value;
-        } else if (name == "stats_interval") {
-            config.stats_interval = duration_option(name, value, milliseconds(0), hours(1));
-        } else if (name == "acl_pattern") {
-            if (!custom_acl) config.acl_rules.clear();
-            custom_acl = true;
-            try {
-                config.acl_rules.push_back(parse_acl_rule(value));
-            } catch (const std::invalid_argument& e) {
-                throw config_error(name, "\"" + value + "\": " + e.what());
-            }
-        } else if (name == "verify_cache_size") {
-            config.verify_cache_size = count_option(name, value, 1, 10'000'000);
-        } else if (name == "listener_check") {
-            if (value == "enforce") config.listener_check = listener_check_mode::enforce;
-            else if (value == "warn") config.listener_check = listener_check_mode::warn;
-            else if (value == "off") config.listener_check = listener_check_mode::off;
-            else throw config_error(name, "\"" + value + "\" is not enforce, warn or off");
-        } else {
-            throw config_error(name, "unknown option; known options are tenant_ca_file, ica_file, root_ca_file, "
-                                     "crl_file, crl_url, crl_distribution_points, crl_refresh, crl_fetch_timeout, "
-                                     "crl_max_bytes, crl_retry, ocsp, ocsp_responder_url, ocsp_nonce, ocsp_max_ttl, ocsp_cache_size, "
-                                     "ocsp_timeout, ocsp_refresh_ahead, ocsp_sub_ca, ocsp_sub_ca_responder_url, "
-                                     "crl_poll_interval, crl_grace, crl_stale_policy, clock_skew, "
-                                     "acl_pattern, acl_client_pattern, verify_cache_size, listener_check, redis_url, "
-                                     "redis_prefix, denylist_grace, denylist_stale_policy, denylist_resync_interval, "
-                                     "first_connect_jobs, job_memory_limit, job_journal_max_bytes, state_dir, "
-                                     "broker_id, stats_interval");
+    std::string name;               // of the option being parsed
+    bool custom_acl = false;        // an acl_pattern replaced the default rules
+    std::vector<acl_rule> client_rules;  // acl_client_pattern: appended after the others
+
+    [[noreturn]] void fail(const std::string& value, const std::string& problem) const {
+        throw config_error(name, "\"" + value + "\" " + problem);
+    }
+    template <class Parse>
+    auto typed(const std::string& value, Parse parse) const {
+        try {
+            return parse();
+        } catch (const value_error& e) {
+            fail(value, e.what());
         }
     }
-    config.acl_rules.insert(config.acl_rules.end(), client_rules.begin(), client_rules.end());
+    std::chrono::milliseconds duration(const std::string& v, std::chrono::milliseconds min,
+                                       std::chrono::milliseconds max) const {
+        return typed(v, [&] { return parse_duration_in(v, min, max); });
+    }
+    std::chrono::seconds seconds(const std::string& v, std::chrono::milliseconds min, std::chrono::milliseconds max) const {
+        return std::chrono::duration_cast<std::chrono::seconds>(duration(v, min, max));
+    }
+    std::size_t count(const std::string& v, std::size_t min, std::size_t max) const {
+        return static_cast<std::size_t>(typed(v, [&] { return parse_uint(v, min, max); }));
+    }
+    bool on_off(const std::string& v) const { return typed(v, [&] { return parse_on_off(v); }); }
+    std::string url(const std::string& v) const { return typed(v, [&] { return parse_http_url(v); }); }
+    std::string path(const std::string& v) const {
+        if (v.empty() || v.front() != '/') fail(v, "is not an absolute file path");
+        return v;
+    }
+    stale_policy policy(const std::string& v) const {
+        if (v == "deny") return stale_policy::deny;
+        if (v == "allow") return stale_policy::allow;
+        fail(v, "is not deny or allow");
+    }
+    template <class Parse>
+    acl_rule rule(const std::string& v, Parse parse) const {
+        try {
+            return parse(v);
+        } catch (const std::invalid_argument& e) {
+            throw config_error(name, "\"" + v + "\": " + e.what());
+        }
+    }
+};
+
+namespace {
+
+using namespace std::chrono;
+using B = config_builder;
+using V = const std::string&;
+
+ocsp_mode ocsp_option(const B& b, V v) {
+    if (v == "off") return ocsp_mode::off;
+    if (v == "soft") return ocsp_mode::soft;
+    if (v == "hard") return ocsp_mode::hard;
+    b.fail(v, "is not off, soft or hard");
+}
+
+listener_check_mode listener_check_option(const B& b, V v) {
+    if (v == "enforce") return listener_check_mode::enforce;
+    if (v == "warn") return listener_check_mode::warn;
+    if (v == "off") return listener_check_mode::off;
+    b.fail(v, "is not enforce, warn or off");
+}
+
+std::optional<redis_options> redis_option(const B& b, V v) {
+    try {
+        return redis_options::parse_url(v);
+    } catch (const std::invalid_argument& e) {
+        throw config_error(b.name, e.what());  // the message never repeats the password
+    }
+}
+
+std::string prefix_option(const B& b, V v) {
+    if (v.empty() || v.find_first_of(" \t") != std::string::npos) b.fail(v, "is not a key prefix such as devicegate:");
+    return v;
+}
+
+std::string broker_id_option(const B& b, V v) {
+    if (v.empty() || v.size() > 128 || v.find_first_of(" \t") != std::string::npos) {
+        b.fail(v, "is not a broker id (1-128 characters, no whitespace)");
+    }
+    return v;
+}
+
+void acl_pattern_option(B& b, V v) {
+    if (!b.custom_acl) b.config.acl_rules.clear();
+    b.custom_acl = true;
+    b.config.acl_rules.push_back(b.rule(v, parse_acl_rule));
+}
+
+// The one list of plugin options: parse_plugin_config dispatches on it, the unknown-option
+// message lists it, and a unit test checks that docs/configuration.md documents every name.
+const std::vector<plugin_option> options_table = {
+    {"tenant_ca_file", [](B& b, V v) { b.config.tenant_ca_file = b.path(v); }, "required",
+     "The tenant Sub-CA certificate (PEM or DER); devices must be issued directly by it."},
+    {"ica_file", [](B& b, V v) { b.config.ica_file = b.path(v); }, "required",
+     "The provider intermediate CA that issued the Sub-CA."},
+    {"root_ca_file", [](B& b, V v) { b.config.root_ca_file = b.path(v); }, "required",
+     "The provider Root (the trust anchor)."},
+    {"crl_file", [](B& b, V v) { b.config.crl_files.push_back(b.path(v)); }, "none, repeatable",
+     "A CRL file (PEM or DER), verified against the Sub-CA, ICA or Root."},
+    {"crl_url", [](B& b, V v) { b.config.crl_urls.push_back(b.url(v)); }, "none, repeatable",
+     "A CRL URL (http/https) fetched on a background thread; at least one crl_file or crl_url."},
+    {"crl_distribution_points", [](B& b, V v) { b.config.crl_distribution_points = b.on_off(v); }, "off",
+     "on: also fetch the http(s) CRL Distribution Points of admitted device certificates."},
+    {"crl_refresh", [](B& b, V v) { b.config.crl_refresh = b.duration(v, seconds(1), hours(24)); }, "15m",
+     "Longest interval between fetches of a CRL URL (1s-24h)."},
+    {"crl_fetch_timeout", [](B& b, V v) { b.config.crl_fetch_timeout = b.duration(v, milliseconds(100), seconds(60)); },
+     "10s", "Timeout of one CRL fetch (100ms-60s)."},
+    {"crl_retry", [](B& b, V v) { b.config.crl_retry = b.duration(v, milliseconds(100), hours(24)); }, "30s",
+     "First retry after a failed or refused CRL fetch, doubling up to crl_refresh (100ms-24h)."},
+    {"crl_max_bytes", [](B& b, V v) { b.config.crl_max_bytes = b.count(v, 1024, std::size_t{1} << 31); }, "67108864",
+     "Largest CRL file or URL body (1 KiB-2 GiB); URL bodies are cut off while downloading."},
+    {"ocsp", [](B& b, V v) { b.config.ocsp = ocsp_option(b, v); }, "off",
+     "OCSP for device certificates: off, soft (admit, check in the background) or hard (refuse until answered)."},
+    {"ocsp_responder_url", [](B& b, V v) { b.config.ocsp_responder_url = b.url(v); }, "the certificate's AIA",
+     "OCSP responder URL override (http/https)."},
+    {"ocsp_nonce", [](B& b, V v) { b.config.ocsp_nonce = b.on_off(v); }, "on",
+     "Send a nonce; a response with a different nonce is refused."},
+    {"ocsp_max_ttl", [](B& b, V v) { b.config.ocsp_max_ttl = b.seconds(v, seconds(1), hours(24 * 7)); }, "1h",
+     "OCSP answers are cached until their nextUpdate, at most this long (1s-7 days)."},
+    {"ocsp_cache_size", [](B& b, V v) { b.config.ocsp_cache_size = b.count(v, 1, 10'000'000); }, "100000",
+     "Cached OCSP answers (1-10,000,000)."},
+    {"ocsp_timeout", [](B& b, V v) { b.config.ocsp_timeout = b.duration(v, milliseconds(100), seconds(60)); }, "5s",
+     "Timeout of one OCSP request (100ms-60s)."},
+    {"ocsp_refresh_ahead", [](B& b, V v) { b.config.ocsp_refresh_ahead = b.seconds(v, seconds(0), hours(24)); }, "5m",
+     "Connected devices' OCSP answers are refreshed this long before they expire (0-24h)."},
+    {"ocsp_sub_ca", [](B& b, V v) { b.config.ocsp_sub_ca = b.on_off(v); }, "off",
+     "on: also keep an OCSP answer about the tenant Sub-CA from the ICA's responder."},
+    {"ocsp_sub_ca_responder_url", [](B& b, V v) { b.config.ocsp_sub_ca_responder_url = b.url(v); },
+     "the Sub-CA's AIA", "Responder URL override for the Sub-CA question."},
+    {"crl_poll_interval", [](B& b, V v) { b.config.crl_poll_interval = b.duration(v, milliseconds(100), hours(1)); },
+     "1s", "How often CRL files are checked for changes (100ms-1h); SIGHUP re-reads them at once."},
+    {"crl_grace", [](B& b, V v) { b.config.crl_grace = b.seconds(v, milliseconds(0), hours(24 * 30)); }, "24h",
+     "How long a CRL past its nextUpdate, or a CA's CRL no source delivers any more, stays in force before "
+     "crl_stale_policy applies (0-30 days)."},
+    {"crl_stale_policy", [](B& b, V v) { b.config.crl_stale_policy = b.policy(v); }, "deny",
+     "deny: refuse devices while a CRL is stale; allow: keep admitting on the last good CRL."},
+    {"clock_skew", [](B& b, V v) { b.config.clock_skew = b.seconds(v, milliseconds(0), hours(1)); }, "60s",
+     "Tolerance for certificate validity times (0-1h)."},
+    {"acl_pattern", acl_pattern_option, "read and write under devices/%c/",
+     "<read|write|readwrite> <topic filter>, repeatable, %c is the device id; any line replaces the defaults."},
+    {"acl_client_pattern", [](B& b, V v) { b.client_rules.push_back(b.rule(v, parse_client_acl_rule)); }, "none",
+     "<device id> <read|write|readwrite> <topic filter>, repeatable: a rule for one device id only."},
+    {"verify_cache_size", [](B& b, V v) { b.config.verify_cache_size = b.count(v, 1, 10'000'000); }, "100000",
+     "Verified certificates remembered (1-10,000,000); when full it is emptied."},
+    {"listener_check", [](B& b, V v) { b.config.listener_check = listener_check_option(b, v); }, "enforce",
+     "enforce: refuse to start if mosquitto.conf would bypass the plugin; warn: log it; off."},
+    {"redis_url", [](B& b, V v) { b.config.redis = redis_option(b, v); }, "off",
+     "redis://[:password@]host[:port][/db]: enables the deny-list and first-connect jobs."},
+    {"redis_prefix", [](B& b, V v) { b.config.redis_prefix = prefix_option(b, v); }, "devicegate:",
+     "Prefix of every Redis key."},
+    {"denylist_grace", [](B& b, V v) { b.config.denylist_grace = b.seconds(v, milliseconds(0), hours(24 * 30)); },
+     "10m", "While Redis is unreachable, devices are decided on the local deny-list copy this long (0-30 days)."},
+    {"denylist_stale_policy", [](B& b, V v) { b.config.denylist_stale_policy = b.policy(v); }, "deny",
+     "Then deny: refuse every device, or allow: keep using the copy."},
+    {"denylist_resync_interval",
+     [](B& b, V v) { b.config.denylist_resync_interval = b.duration(v, seconds(1), hours(24)); }, "60s",
+     "Full resync of the deny-list besides the pub/sub changes (1s-24h)."},
+    {"first_connect_jobs", [](B& b, V v) { b.config.first_connect_jobs = b.on_off(v); }, "on",
+     "Enqueue first-connect and certificate-changed jobs."},
+    {"job_memory_limit", [](B& b, V v) { b.config.job_memory_limit = b.count(v, 0, 10'000'000); }, "1000",
+     "Jobs held in memory while Redis is unreachable; more go to the journal file."},
+    {"job_journal_max_bytes",
+     [](B& b, V v) { b.config.job_journal_max_bytes = b.count(v, 4096, std::size_t{1} << 40); }, "1073741824",
+     "Bound of the job journal; a job beyond it is dropped with an error line and counted."},
+    {"state_dir", [](B& b, V v) { b.config.state_dir = b.path(v); }, "persistence_location, else /var/lib/mosquitto",
+     "Holds the job journal, the local deny-list copy and the newest CRL per CA (rollback protection)."},
+    {"broker_id", [](B& b, V v) { b.config.broker_id = broker_id_option(b, v); }, "the host name",
+     "Written into jobs and the device hash."},
+    {"stats_interval", [](B& b, V v) { b.config.stats_interval = b.duration(v, milliseconds(0), hours(1)); }, "10s",
+     "How often the counters are published under $SYS/broker/devicegate/ (0s = off)."},
+};
+
+std::string known_options() {
+    std::string out;
+    for (const auto& o : options_table) out += (out.empty() ? "" : ", ") + std::string(o.name);
+    return out;
+}
+
+void check_required(const plugin_config& config) {
     if (config.tenant_ca_file.empty()) throw config_error("tenant_ca_file", "missing; expected the tenant Sub-CA certificate file");
     if (config.ica_file.empty()) throw config_error("ica_file", "missing; expected the provider ICA certificate file");
     if (config.root_ca_file.empty()) throw config_error("root_ca_file", "missing; expected the provider Root certificate file");
     if (config.crl_files.empty() && config.crl_urls.empty()) {
         throw config_error("crl_file", "missing; expected at least one CRL file (PEM or DER) or plugin_opt_crl_url");
     }
-    return config;
+}
+
+}  // namespace
+
+const std::vector<plugin_option>& plugin_option_table() { return options_table; }
+
+plugin_config parse_plugin_config(const option_list& options) {
+    config_builder b;
+    for (const auto& [name, value] : options) {
+        auto option = std::find_if(options_table.begin(), options_table.end(),
+                                   [&, &name = name](const plugin_option& o) { return name == o.name; });
+        if (option == options_table.end()) throw config_error(name, "unknown option; known options are " + known_options());
+        b.name = name;
+        option->parse(b, value);
+    }
+    b.config.acl_rules.insert(b.config.acl_rules.end(), b.client_rules.begin(), b.client_rules.end());
+    check_required(b.config);
+    return std::move(b.config);
 }
 
 }  // namespace devicegate

@@ -1,7 +1,6 @@
 #include "devicegate/crl_state.hpp"
 
 #include "devicegate/crl_der.hpp"
-#include "devicegate/listener_check.hpp"
 
 #include <openssl/bn.h>
 #include <fcntl.h>
@@ -201,14 +200,6 @@ std::vector<missing_crl_source> crl_state::undelivered() const {
                        s.undelivered_since});
     }
     return out;
-}
-
-std::string resolve_state_dir(const std::string& configured, const std::string& conf_path) {
-    std::string dir = configured;
-    if (dir.empty() && !conf_path.empty()) dir = persistence_location(conf_path);
-    if (dir.empty()) dir = "/var/lib/mosquitto";
-    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    return dir;
 }
 
 }  // namespace devicegate

@@ -30,7 +30,7 @@ std::string kind(const std::string& name, bool is_url) { return (is_url ? "url="
 }  // namespace
 
 crl_watcher::crl_watcher(std::shared_ptr<const tenant_trust> trust, std::vector<std::string> files,
-                         std::chrono::milliseconds poll_interval, snapshot_slot<revocation_snapshot>& slot,
+                         std::chrono::milliseconds poll_interval, snapshot_slot<crl_set>& slot,
                          broker_queue& queue, logger log, std::vector<std::string> urls, url_options url_opts)
     : trust_(trust),
       state_(std::move(trust), crl_state::options{url_opts.state_dir, url_opts.clock_skew}),
@@ -38,7 +38,8 @@ crl_watcher::crl_watcher(std::shared_ptr<const tenant_trust> trust, std::vector<
       slot_(slot),
       queue_(queue),
       log_(std::move(log)),
-      url_opts_(url_opts) {
+      url_opts_(url_opts),
+      loop_("dg-crl-watcher", [this](background_loop& loop) { run(loop); }) {
     for (auto& path : files) {
         source_state s;
         s.name = std::move(path);
@@ -81,56 +82,51 @@ void crl_watcher::add_url(const std::string& url) {
     if (learned_urls_.size() < url_opts_.max_urls) learned_urls_.push_back(url);
 }
 
-void crl_watcher::start() { thread_ = std::thread([this] { run(); }); }
+void crl_watcher::start() { loop_.start(); }
 
 void crl_watcher::request_reload() noexcept {
     {
         std::lock_guard lock(mutex_);
         reload_ = true;
     }
-    wake_.notify_one();
+    loop_.wake();
 }
 
-void crl_watcher::stop() noexcept {
+void crl_watcher::stop() noexcept { loop_.stop(); }
+
+void crl_watcher::take_requests() {
+    bool forced = false;
+    std::vector<std::string> learned;
     {
         std::lock_guard lock(mutex_);
-        stop_ = true;
+        forced = reload_;
+        reload_ = false;
+        learned.swap(learned_urls_);
     }
-    wake_.notify_one();
-    if (thread_.joinable()) thread_.join();
+    for (auto& url : learned) {
+        bool known = std::any_of(sources_.begin(), sources_.end(), [&](const auto& s) { return s.name == url; });
+        std::size_t urls = std::count_if(sources_.begin(), sources_.end(), [](const auto& s) { return s.is_url; });
+        if (known || urls >= url_opts_.max_urls) continue;
+        log_.notice("devicegate: crl url learned from a device certificate's CRL Distribution Points: " + url);
+        source_state s;
+        s.name = url;
+        s.is_url = true;
+        s.missing_since = unix_now();
+        sources_.push_back(std::move(s));
+    }
+    if (forced) {
+        // A reload request re-reads every file and refetches every URL now.
+        for (auto& source : sources_) {
+            source.seen = {};
+            source.next_fetch = {};
+        }
+        publish_requested_ = true;  // a new snapshot even if every CRL is unchanged
+    }
 }
 
-void crl_watcher::run() {
-    for (;;) {
-        bool forced = false;
-        std::vector<std::string> learned;
-        {
-            std::unique_lock lock(mutex_);
-            wake_.wait_for(lock, poll_interval_, [this] { return stop_ || reload_; });
-            if (stop_) return;
-            forced = reload_;
-            reload_ = false;
-            learned.swap(learned_urls_);
-        }
-        for (auto& url : learned) {
-            bool known = std::any_of(sources_.begin(), sources_.end(), [&](const auto& s) { return s.name == url; });
-            std::size_t urls = std::count_if(sources_.begin(), sources_.end(), [](const auto& s) { return s.is_url; });
-            if (known || urls >= url_opts_.max_urls) continue;
-            log_.notice("devicegate: crl url learned from a device certificate's CRL Distribution Points: " + url);
-            source_state s;
-            s.name = url;
-            s.is_url = true;
-            s.missing_since = unix_now();
-            sources_.push_back(std::move(s));
-        }
-        if (forced) {
-            // A reload request re-reads every file and refetches every URL now.
-            for (auto& source : sources_) {
-                source.seen = {};
-                source.next_fetch = {};
-            }
-            publish_requested_ = true;  // a new snapshot even if every CRL is unchanged
-        }
+void crl_watcher::run(background_loop& loop) {
+    while (loop.wait_for(poll_interval_)) {
+        take_requests();
         try {
             poll_once();
         } catch (const std::exception& e) {
@@ -318,7 +314,7 @@ void crl_watcher::publish(const char* why) {
     for (const auto& source : sources_) {
         if (!source.delivered && source.missing_since != 0) missing.push_back({source.name, source.missing_since});
     }
-    auto next = std::make_shared<const revocation_snapshot>(std::move(all), *trust_, ++generation_, std::move(missing));
+    auto next = std::make_shared<const crl_set>(std::move(all), *trust_, ++generation_, std::move(missing));
     auto prev = slot_.load();
     slot_.store(next);
     log_.info(std::string("devicegate: revocation snapshot published generation=") + std::to_string(next->generation()) +
@@ -328,7 +324,7 @@ void crl_watcher::publish(const char* why) {
         if (!prev || !prev->chain_revoked()) {
             kick_request kick;
             kick.everyone = true;
-            kick.why = "ca_revoked";
+            kick.why = reason::ca_revoked;
             queue_.push_kick(std::move(kick));
         }
     }
@@ -337,7 +333,7 @@ void crl_watcher::publish(const char* why) {
         if (!added.empty()) {
             kick_request kick;
             kick.serials = std::move(added);
-            kick.why = "revoked_crl";
+            kick.why = reason::revoked_crl;
             queue_.push_kick(std::move(kick));
         }
     }

@@ -12,38 +12,6 @@
 
 namespace devicegate {
 
-std::optional<std::string> normalize_serial_hex(std::string_view text) {
-    if (text.size() >= 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) text.remove_prefix(2);
-    std::string digits;
-    for (char c : text) {
-        if (c == ':') continue;
-        if (c >= '0' && c <= '9') digits += c;
-        else if (c >= 'a' && c <= 'f') digits += static_cast<char>(c - 'a' + 'A');
-        else if (c >= 'A' && c <= 'F') digits += c;
-        else return std::nullopt;
-    }
-    if (digits.empty() || digits.size() > 128) return std::nullopt;
-    std::string hex = digits.size() % 2 != 0 ? "0" + digits : digits;
-    std::size_t skip = 0;  // whole leading zero bytes, keeping at least one byte
-    while (skip + 2 < hex.size() && hex[skip] == '0' && hex[skip + 1] == '0') skip += 2;
-    return hex.substr(skip);
-}
-
-std::optional<serial_key> serial_key_from_hex(std::string_view hex) {
-    auto normalized = normalize_serial_hex(hex);
-    if (!normalized) return std::nullopt;
-    std::string bytes;
-    for (std::size_t i = 0; i < normalized->size(); i += 2) {
-        bytes += static_cast<char>(std::stoi(normalized->substr(i, 2), nullptr, 16));
-    }
-    if (bytes == std::string(1, '\0')) bytes.clear();  // serial 0: empty magnitude, as OpenSSL stores it
-    ASN1_INTEGER* i = ASN1_INTEGER_new();
-    ASN1_STRING_set(i, bytes.data(), static_cast<int>(bytes.size()));
-    serial_key key = make_serial_key(i);
-    ASN1_INTEGER_free(i);
-    return key;
-}
-
 denylist_change parse_denylist_change(std::string_view text) {
     const nlohmann::json j = parse_json_object(text);
     auto field = [&](const char* name) { return string_field(j, name); };

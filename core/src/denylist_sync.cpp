@@ -181,7 +181,7 @@ void denylist_sync::publish(std::shared_ptr<const denylist> next, const char* wh
         kick_request kick;
         kick.serials = std::move(added.serials);
         kick.device_ids = std::move(added.devices);
-        kick.why = "revoked_denylist";
+        kick.why = reason::revoked_denylist;
         queue_.push_kick(std::move(kick));
     }
     if (!opts_.cache_file.empty()) {

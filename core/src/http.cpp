@@ -51,6 +51,14 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
     return size * count;
 }
 
+// curl_slist_append returns NULL on failure and leaves the list as it was (still ours to free).
+void append_header(curl_slist_ptr& list, const std::string& line) {
+    if (curl_slist* head = curl_slist_append(list.get(), line.c_str())) {
+        (void)list.release();
+        list.reset(head);
+    }
+}
+
 }  // namespace
 
 http_client::http_client() {
@@ -91,21 +99,20 @@ http_response http_client::perform(const std::string& url, const http_get_option
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-    struct curl_slist* headers = nullptr;
-    if (!options.if_none_match.empty()) headers = curl_slist_append(headers, ("If-None-Match: " + options.if_none_match).c_str());
-    if (!options.if_modified_since.empty()) {
-        headers = curl_slist_append(headers, ("If-Modified-Since: " + options.if_modified_since).c_str());
-    }
-    for (const auto& h : options.headers) headers = curl_slist_append(headers, h.c_str());
+    curl_slist_ptr headers;
+    if (!options.if_none_match.empty()) append_header(headers, "If-None-Match: " + options.if_none_match);
+    if (!options.if_modified_since.empty()) append_header(headers, "If-Modified-Since: " + options.if_modified_since);
+    for (const auto& h : options.headers) append_header(headers, h);
     if (body != nullptr) {
-        headers = curl_slist_append(headers, ("Content-Type: " + content_type).c_str());
+        append_header(headers, "Content-Type: " + content_type);
         curl_easy_setopt(c, CURLOPT_POST, 1L);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
     }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
     CURLcode rc = curl_easy_perform(c);
-    curl_slist_free_all(headers);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);  // the list is freed below; the handle is reused
+    headers.reset();
     if (t.overflow || rc == CURLE_FILESIZE_EXCEEDED) {
         r.error = "response larger than " + std::to_string(options.max_body_bytes) + " bytes";
         r.body.clear();

@@ -53,19 +53,19 @@ ocsp_query make_ocsp_query(X509* leaf, X509* issuer, bool nonce) {
     q.request.reset(OCSP_REQUEST_new());
     q.id.reset(OCSP_cert_to_id(EVP_sha1(), leaf, issuer));
     if (!q.request || !q.id) throw ocsp_error("cannot build an OCSP request: " + take_openssl_errors());
-    OCSP_CERTID* for_request = OCSP_CERTID_dup(q.id.get());
-    if (!for_request || !OCSP_request_add0_id(q.request.get(), for_request)) {
-        OCSP_CERTID_free(for_request);
+    ocsp_certid_ptr for_request(OCSP_CERTID_dup(q.id.get()));
+    if (!for_request || !OCSP_request_add0_id(q.request.get(), for_request.get())) {
         throw ocsp_error("cannot build an OCSP request: " + take_openssl_errors());
     }
+    (void)for_request.release();  // the request owns it now (add0)
     if (nonce && OCSP_request_add1_nonce(q.request.get(), nullptr, -1) != 1) {
         throw ocsp_error("cannot add an OCSP nonce: " + take_openssl_errors());
     }
-    unsigned char* der = nullptr;
-    int len = i2d_OCSP_REQUEST(q.request.get(), &der);
+    unsigned char* out = nullptr;
+    int len = i2d_OCSP_REQUEST(q.request.get(), &out);
+    openssl_bytes_ptr der(out);
     if (len <= 0) throw ocsp_error("cannot encode the OCSP request");
-    q.der.assign(reinterpret_cast<char*>(der), static_cast<std::size_t>(len));
-    OPENSSL_free(der);
+    q.der.assign(reinterpret_cast<char*>(der.get()), static_cast<std::size_t>(len));
     return q;
 }
 
@@ -123,16 +123,15 @@ ocsp_answer verify_ocsp_response(std::string_view der, const ocsp_query& query, 
 }
 
 std::string ocsp_responder_url(X509* cert) {
-    STACK_OF(OPENSSL_STRING)* urls = X509_get1_ocsp(cert);
+    openssl_strings_ptr urls(X509_get1_ocsp(cert));
     std::string out;
-    for (int i = 0; urls != nullptr && i < sk_OPENSSL_STRING_num(urls); ++i) {
-        std::string url = sk_OPENSSL_STRING_value(urls, i);
+    for (int i = 0; urls && i < sk_OPENSSL_STRING_num(urls.get()); ++i) {
+        std::string url = sk_OPENSSL_STRING_value(urls.get(), i);
         if (url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0) {
             out = url;
             break;
         }
     }
-    X509_email_free(urls);
     return out;
 }
 

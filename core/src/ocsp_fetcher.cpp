@@ -7,7 +7,12 @@ namespace devicegate {
 
 ocsp_fetcher::ocsp_fetcher(options opts, std::shared_ptr<const tenant_trust> trust, ocsp_cache& cache,
                            broker_queue& queue, logger log)
-    : opts_(std::move(opts)), trust_(std::move(trust)), cache_(cache), queue_(queue), log_(std::move(log)) {
+    : opts_(std::move(opts)),
+      trust_(std::move(trust)),
+      cache_(cache),
+      queue_(queue),
+      log_(std::move(log)),
+      loop_("dg-ocsp", [this](background_loop& loop) { run(loop); }) {
     X509* sub_ca = trust_->certificate(ca_role::sub_ca);
     sub_ca_fingerprint_ = certificate_sha256(sub_ca);
     if (opts_.sub_ca) {
@@ -21,16 +26,9 @@ ocsp_fetcher::ocsp_fetcher(options opts, std::shared_ptr<const tenant_trust> tru
 
 ocsp_fetcher::~ocsp_fetcher() { stop(); }
 
-void ocsp_fetcher::start() { thread_ = std::thread([this] { run(); }); }
+void ocsp_fetcher::start() { loop_.start(); }
 
-void ocsp_fetcher::stop() noexcept {
-    {
-        std::lock_guard lock(mutex_);
-        stop_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-}
+void ocsp_fetcher::stop() noexcept { loop_.stop(); }
 
 void ocsp_fetcher::request(const sha256_digest& fingerprint, X509* leaf, const std::string& serial_hex) {
     if (!cache_.begin_fetch(fingerprint, leaf, serial_hex, std::time(nullptr))) return;
@@ -39,34 +37,36 @@ void ocsp_fetcher::request(const sha256_digest& fingerprint, X509* leaf, const s
         std::lock_guard lock(mutex_);
         pending_.emplace_back(fingerprint, x509_ptr(leaf));
     }
-    wake_.notify_one();
+    loop_.wake();
 }
 
-void ocsp_fetcher::run() {
+void ocsp_fetcher::run(background_loop& loop) {
     // The refresh scan walks the whole cache under its lock: not on every wake-up.
     const auto scan_every = std::clamp<std::chrono::seconds>(opts_.refresh_ahead / 10, std::chrono::seconds(1),
                                                               std::chrono::seconds(5));
     auto next_scan = std::chrono::steady_clock::now();
-    for (;;) {
+    while (loop.wait_for(std::chrono::seconds(1))) {
         std::deque<std::pair<sha256_digest, x509_ptr>> work;
         {
-            std::unique_lock lock(mutex_);
-            wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_ || !pending_.empty(); });
-            if (stop_) return;
+            std::lock_guard lock(mutex_);
             work.swap(pending_);
         }
         for (auto& [fp, leaf] : work) {
             fetch(fp, leaf.get());
             cache_.end_fetch(fp);
         }
-        // Connected devices: refresh ahead of expiry, so they are never without an answer.
         if (std::chrono::steady_clock::now() < next_scan) continue;
         next_scan = std::chrono::steady_clock::now() + scan_every;
-        for (auto& [fp, leaf] : cache_.due_for_refresh(std::time(nullptr), opts_.refresh_ahead)) {
-            if (!cache_.begin_fetch(fp, leaf.get(), "", std::time(nullptr))) continue;
-            fetch(fp, leaf.get());
-            cache_.end_fetch(fp);
-        }
+        refresh_due();
+    }
+}
+
+void ocsp_fetcher::refresh_due() {
+    // Connected devices: refresh ahead of expiry, so they are never without an answer.
+    for (auto& [fp, leaf] : cache_.due_for_refresh(std::time(nullptr), opts_.refresh_ahead)) {
+        if (!cache_.begin_fetch(fp, leaf.get(), "", std::time(nullptr))) continue;
+        fetch(fp, leaf.get());
+        cache_.end_fetch(fp);
     }
 }
 
@@ -106,11 +106,11 @@ void ocsp_fetcher::fetch(const sha256_digest& fingerprint, X509* leaf) {
                 log_.error("devicegate: ocsp says the tenant Sub-CA serial=" + serial +
                            " is revoked; every device is refused");
                 kick.everyone = true;
-                kick.why = "ca_revoked";
+                kick.why = reason::ca_revoked;
             } else {
                 log_.notice("devicegate: ocsp says serial=" + serial + " is revoked");
                 kick.serials.push_back(make_serial_key(X509_get0_serialNumber(leaf)));
-                kick.why = "revoked_ocsp";
+                kick.why = reason::revoked_ocsp;
             }
             queue_.push_kick(std::move(kick));
         }

@@ -4,10 +4,16 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 
+#include <cctype>
 #include <cerrno>
+#include <new>
+#include <optional>
+#include <string>
 #include <cstring>
 #include <fstream>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace devicegate {
 
@@ -23,10 +29,25 @@ std::string take_openssl_errors() {
     return out;
 }
 
+namespace {
+
+// mosquitto switches to its `user` (default "mosquitto") before it loads plugins
+// (drop_privileges, src/mosquitto.c), so a permission error names the user we run as.
+std::string file_error(int err) {
+    std::string text = std::strerror(err);
+    if (err != EACCES && err != EPERM) return text;
+    const passwd* pw = ::getpwuid(::geteuid());
+    std::string user = pw != nullptr ? pw->pw_name : "uid " + std::to_string(::geteuid());
+    return text + " (mosquitto runs as user " + user + ": make the file and every directory above it readable by " +
+           user + ", see `user` in mosquitto.conf)";
+}
+
+}  // namespace
+
 std::string read_file(const std::string& path, std::size_t max_bytes) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
-        throw pki_error(path + ": cannot stat: " + std::strerror(errno));
+        throw pki_error(path + ": cannot stat: " + file_error(errno));
     }
     if (!S_ISREG(st.st_mode)) throw pki_error(path + ": not a regular file");
     if (st.st_size == 0) throw pki_error(path + ": file is empty");
@@ -35,7 +56,7 @@ std::string read_file(const std::string& path, std::size_t max_bytes) {
                         std::to_string(max_bytes));
     }
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw pki_error(path + ": cannot open: " + std::strerror(errno));
+    if (!in) throw pki_error(path + ": cannot open: " + file_error(errno));
     std::string data(static_cast<std::size_t>(st.st_size), '\0');
     in.read(data.data(), static_cast<std::streamsize>(data.size()));
     if (in.gcount() != static_cast<std::streamsize>(data.size())) {
@@ -153,6 +174,44 @@ std::string to_hex(const unsigned char* data, std::size_t size) {
         out += digits[data[i] & 0x0f];
     }
     return out;
+}
+
+std::optional<std::string> normalize_serial_hex(std::string_view text) {
+    if (text.size() >= 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) text.remove_prefix(2);
+    std::string digits;
+    for (char c : text) {
+        if (c == ':') continue;
+        if (c >= '0' && c <= '9') digits += c;
+        else if (c >= 'a' && c <= 'f') digits += static_cast<char>(c - 'a' + 'A');
+        else if (c >= 'A' && c <= 'F') digits += c;
+        else return std::nullopt;
+    }
+    if (digits.empty() || digits.size() > 128) return std::nullopt;
+    std::string hex = digits.size() % 2 != 0 ? "0" + digits : digits;
+    std::size_t skip = 0;  // whole leading zero bytes, keeping at least one byte
+    while (skip + 2 < hex.size() && hex[skip] == '0' && hex[skip + 1] == '0') skip += 2;
+    return hex.substr(skip);
+}
+
+std::optional<serial_key> serial_key_from_hex(std::string_view hex) {
+    auto normalized = normalize_serial_hex(hex);
+    if (!normalized) return std::nullopt;
+    std::string bytes;
+    for (std::size_t i = 0; i < normalized->size(); i += 2) {
+        bytes += static_cast<char>(std::stoi(normalized->substr(i, 2), nullptr, 16));
+    }
+    if (bytes == std::string(1, '\0')) bytes.clear();  // serial 0: empty magnitude, as OpenSSL stores it
+    asn1_integer_ptr i(ASN1_INTEGER_new());
+    if (!i || ASN1_STRING_set(i.get(), bytes.data(), static_cast<int>(bytes.size())) != 1) {
+        throw std::bad_alloc();
+    }
+    return make_serial_key(i.get());
+}
+
+std::string fingerprint_hex(const sha256_digest& digest) {
+    std::string hex = to_hex(digest.data(), digest.size());
+    for (auto& c : hex) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return hex;
 }
 
 std::string serial_hex(const ASN1_INTEGER* serial) {

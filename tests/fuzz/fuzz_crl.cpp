@@ -1,7 +1,7 @@
 // libFuzzer target: untrusted CRL bytes (a file or an HTTP body) through parsing and
 // verification against the test PKI's tenant chain.
 #include "devicegate/crl_der.hpp"
-#include "devicegate/revocation.hpp"
+#include "devicegate/crl_set.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (auto& crl : parse_crls(input, "fuzz")) {
             crls.push_back(verify_crl(crl.get(), *trust, "fuzz"));
         }
-        revocation_snapshot snapshot(std::move(crls), *trust, 1);
+        crl_set snapshot(std::move(crls), *trust, 1);
         (void)snapshot.check(serial_key{}, 0, std::chrono::seconds(0), stale_policy::deny);
     } catch (const pki_error&) {
         // refused with a reason: the expected outcome for almost every input

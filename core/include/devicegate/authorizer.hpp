@@ -9,7 +9,7 @@
 #include "devicegate/ocsp.hpp"
 #include "devicegate/pki.hpp"
 #include "devicegate/reason.hpp"
-#include "devicegate/revocation.hpp"
+#include "devicegate/crl_set.hpp"
 #include "devicegate/tenant_trust.hpp"
 
 #include <ctime>
@@ -35,7 +35,7 @@ class authorizer {
 public:
     /// `denylist` may be null (Redis not configured).
     authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
-               const snapshot_slot<revocation_snapshot>& revocations, const denylist_state* denylist = nullptr,
+               const snapshot_slot<crl_set>& revocations, const denylist_state* denylist = nullptr,
                const ocsp_cache* ocsp = nullptr, const sha256_digest* sub_ca_fingerprint = nullptr);
 
     /// `leaf` may be null (no client certificate). Never throws.
@@ -45,10 +45,16 @@ public:
 
 private:
     decision decide(X509* leaf, std::string_view client_id, std::time_t now);
+    // The steps of decide(): each refuses by filling `d` and returning false (nullptr).
+    const verified_certificate* verified(X509* leaf, decision& d);  // the chain, or the cache
+    bool crl_allows(const verified_certificate& cert, std::time_t now, decision& d) const;
+    bool denylist_allows(const verified_certificate& cert, std::time_t now, decision& d) const;
+    bool sub_ca_ocsp_allows(std::time_t now, decision& d) const;
+    bool ocsp_allows(const sha256_digest& fingerprint, std::time_t now, decision& d) const;
 
     std::shared_ptr<const plugin_config> config_;
     std::shared_ptr<const tenant_trust> trust_;
-    const snapshot_slot<revocation_snapshot>& revocations_;
+    const snapshot_slot<crl_set>& revocations_;
     const denylist_state* denylist_;
     const ocsp_cache* ocsp_;
     std::optional<sha256_digest> sub_ca_fingerprint_;  // set with ocsp_sub_ca

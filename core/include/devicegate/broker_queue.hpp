@@ -4,6 +4,7 @@
 // The mutex is held only to append or swap a vector, never during I/O.
 #include "devicegate/log.hpp"
 #include "devicegate/pki.hpp"
+#include "devicegate/reason.hpp"
 
 #include <cstddef>
 #include <mutex>
@@ -17,7 +18,7 @@ struct kick_request {
     std::vector<serial_key> serials;  // disconnect the sessions holding these certificates (sorted)
     std::vector<std::string> device_ids;  // and these devices
     bool everyone = false;            // or every device session (the tenant chain was revoked)
-    std::string why;                  // reason code for the log line
+    reason why = reason::internal_error;  // logged with the kick (revoked_crl, ca_revoked, ...)
 };
 
 class broker_queue {

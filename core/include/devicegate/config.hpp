@@ -2,6 +2,7 @@
 // The plugin's typed configuration, parsed once from the plugin_opt_* lines of
 // mosquitto.conf (mosquitto strips the "plugin_opt_" prefix) and shared read-only.
 #include "devicegate/acl.hpp"
+#include "devicegate/duration.hpp"  // parse_duration, formerly declared here
 #include "devicegate/redis.hpp"
 
 #include <chrono>
@@ -76,11 +77,21 @@ struct plugin_config {
 
 using option_list = std::vector<std::pair<std::string, std::string>>;
 
+/// The parse state behind plugin_option::parse (defined in config.cpp).
+struct config_builder;
+
+/// One plugin option: mosquitto.conf's plugin_opt_<name>. The table of them is the only list
+/// of options: parsing, the unknown-option message and the documentation check use it.
+struct plugin_option {
+    const char* name;
+    void (*parse)(config_builder&, const std::string& value);  // throws config_error
+    const char* default_value;  // as documented ("required", "none", "15m", ...)
+    const char* doc;            // one line
+};
+const std::vector<plugin_option>& plugin_option_table();
+
 /// Validates every option; throws config_error naming the first bad one. Unknown options
 /// are errors (a typo must not silently leave a check off).
 plugin_config parse_plugin_config(const option_list& options);
-
-/// "500ms", "30s", "5m", "24h" -> milliseconds; throws std::invalid_argument.
-std::chrono::milliseconds parse_duration(const std::string& text);
 
 }  // namespace devicegate

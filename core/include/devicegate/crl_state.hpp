@@ -6,7 +6,7 @@
 // (devicegate-crl-<ca>.der), so a broker restarted with an older CRL keeps the newer one in
 // force and refuses the older one. A CA whose CRL no source delivers any more becomes stale
 // from then on (crl_grace, then crl_stale_policy), never empty.
-#include "devicegate/revocation.hpp"
+#include "devicegate/crl_set.hpp"
 #include "devicegate/tenant_trust.hpp"
 
 #include <array>
@@ -88,9 +88,5 @@ private:
     std::array<slot, 3> slots_;
     std::map<std::string, std::vector<ca_role>> delivered_;  // by source
 };
-
-/// The directory for DeviceGate's state files: plugin_opt_state_dir, else mosquitto's
-/// persistence_location (from the config file `conf_path`), else /var/lib/mosquitto.
-std::string resolve_state_dir(const std::string& configured, const std::string& conf_path);
 
 }  // namespace devicegate

@@ -4,20 +4,19 @@
 // CRL against the tenant chain, keeps the last good CRLs of a source whose new content is bad
 // or unreachable, publishes a new revocation snapshot and asks for the newly revoked devices
 // to be kicked.
+#include "devicegate/background_loop.hpp"
 #include "devicegate/broker_queue.hpp"
 #include "devicegate/config.hpp"
 #include "devicegate/crl_state.hpp"
 #include "devicegate/http.hpp"
 #include "devicegate/log.hpp"
-#include "devicegate/revocation.hpp"
+#include "devicegate/crl_set.hpp"
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace devicegate {
@@ -40,7 +39,7 @@ public:
     using url_options = crl_url_options;
 
     crl_watcher(std::shared_ptr<const tenant_trust> trust, std::vector<std::string> files,
-                std::chrono::milliseconds poll_interval, snapshot_slot<revocation_snapshot>& slot,
+                std::chrono::milliseconds poll_interval, snapshot_slot<crl_set>& slot,
                 broker_queue& queue, logger log, std::vector<std::string> urls = {}, url_options url_opts = {});
     ~crl_watcher();
     crl_watcher(const crl_watcher&) = delete;
@@ -93,7 +92,8 @@ private:
         std::vector<std::pair<crl_refusal, std::string>> refused;
     };
 
-    void run();
+    void run(background_loop& loop);
+    void take_requests();
     void publish(const char* why);
     bool poll_file(source_state& file);
     bool fetch_url(source_state& url);
@@ -105,7 +105,7 @@ private:
     crl_state state_;
     std::vector<source_state> sources_;
     std::chrono::milliseconds poll_interval_;
-    snapshot_slot<revocation_snapshot>& slot_;
+    snapshot_slot<crl_set>& slot_;
     broker_queue& queue_;
     logger log_;
     url_options url_opts_;
@@ -116,13 +116,11 @@ private:
     std::atomic<std::uint64_t> rejected_{0};
     // The snapshot replaced last: held until the next publish so that its (possibly tens of
     // MB) memory is freed here, not by the broker thread dropping the last reference.
-    std::shared_ptr<const revocation_snapshot> retired_;
+    std::shared_ptr<const crl_set> retired_;
 
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    bool stop_ = false;
+    std::mutex mutex_;  // guards learned_urls_ and reload_
     bool reload_ = false;
-    std::thread thread_;
+    background_loop loop_;  // last: stopped before the members its thread uses go away
 };
 
 }  // namespace devicegate

@@ -1,6 +1,8 @@
 #pragma once
 // One RAII header for libcurl, and the one place where its errors become values. Background
 // threads only: every call blocks on the network (bounded by the timeout).
+#include "devicegate/c_handle.hpp"
+
 #include <curl/curl.h>
 
 #include <chrono>
@@ -11,10 +13,8 @@
 
 namespace devicegate {
 
-struct curl_deleter {
-    void operator()(CURL* c) const noexcept { curl_easy_cleanup(c); }
-};
-using curl_ptr = std::unique_ptr<CURL, curl_deleter>;
+using curl_ptr = std::unique_ptr<CURL, c_deleter<curl_easy_cleanup>>;
+using curl_slist_ptr = std::unique_ptr<curl_slist, c_deleter<curl_slist_free_all>>;
 
 struct http_response {
     long status = 0;             // 0 when the transfer failed

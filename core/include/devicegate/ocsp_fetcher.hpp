@@ -2,6 +2,7 @@
 // Fetches OCSP answers on a background thread: on request from the broker thread (a device
 // without a cached answer) and ahead of expiry for connected devices. A revoked answer asks
 // the broker thread to kick the device. The broker never waits on the network.
+#include "devicegate/background_loop.hpp"
 #include "devicegate/broker_queue.hpp"
 #include "devicegate/http.hpp"
 #include "devicegate/log.hpp"
@@ -9,11 +10,9 @@
 #include "devicegate/tenant_trust.hpp"
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <thread>
 
 namespace devicegate {
 
@@ -48,7 +47,8 @@ public:
     const sha256_digest& sub_ca_fingerprint() const noexcept { return sub_ca_fingerprint_; }
 
 private:
-    void run();
+    void run(background_loop& loop);
+    void refresh_due();
 
     options opts_;
     std::shared_ptr<const tenant_trust> trust_;
@@ -60,11 +60,9 @@ private:
     std::atomic<std::uint64_t> failures_{0};
     sha256_digest sub_ca_fingerprint_{};
 
-    std::mutex mutex_;
-    std::condition_variable wake_;
+    std::mutex mutex_;  // guards pending_
     std::deque<std::pair<sha256_digest, x509_ptr>> pending_;
-    bool stop_ = false;
-    std::thread thread_;
+    background_loop loop_;  // last: stopped before the members its thread uses go away
 };
 
 }  // namespace devicegate

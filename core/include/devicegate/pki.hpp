@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstring>
 #include <ctime>
+#include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -42,8 +44,20 @@ struct serial_key {
     bool operator==(const serial_key&) const = default;
 };
 serial_key make_serial_key(const ASN1_INTEGER* serial);
+struct serial_key_hash {
+    std::size_t operator()(const serial_key& k) const noexcept {
+        return std::hash<std::string_view>{}(
+            std::string_view(reinterpret_cast<const char*>(k.bytes.data()), k.bytes.size()));
+    }
+};
 /// Upper-case hex of the serial (as `openssl x509 -serial` prints it), "-" for none.
 std::string serial_hex(const ASN1_INTEGER* serial);
+/// An operator's or a CA's spelling of a serial ("0x0a:7a:5e", "0A7A5E") as serial_hex
+/// writes it: upper case, no separators, whole bytes, no leading zero bytes. nullopt for
+/// anything else (and beyond 64 bytes).
+std::optional<std::string> normalize_serial_hex(std::string_view text);
+/// A serial hex (normalized) as the key the session registry and the CRLs use.
+std::optional<serial_key> serial_key_from_hex(std::string_view hex);
 
 using sha256_digest = std::array<unsigned char, 32>;
 struct sha256_hash {
@@ -55,7 +69,11 @@ struct sha256_hash {
     }
 };
 sha256_digest certificate_sha256(X509* cert);
+/// Upper-case hex.
 std::string to_hex(const unsigned char* data, std::size_t size);
+/// The one spelling of a certificate's SHA-256 fingerprint outside the process: lower-case
+/// hex, no separators (as the first-connect jobs have always carried it).
+std::string fingerprint_hex(const sha256_digest& digest);
 /// Standard base64 with padding (RFC 4648 section 4), for HTTP Basic credentials and the like.
 std::string base64_encode(std::string_view data);
 

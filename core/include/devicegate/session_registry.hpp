@@ -15,13 +15,6 @@
 
 namespace devicegate {
 
-struct serial_key_hash {
-    std::size_t operator()(const serial_key& k) const noexcept {
-        return std::hash<std::string_view>{}(
-            std::string_view(reinterpret_cast<const char*>(k.bytes.data()), k.bytes.size()));
-    }
-};
-
 class session_registry {
 public:
     void admit(const void* client, const std::string& device_id, const serial_key& serial,

@@ -12,7 +12,7 @@ namespace {
 struct fixture {
     std::shared_ptr<const plugin_config> config;
     std::shared_ptr<const tenant_trust> trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
-    snapshot_slot<revocation_snapshot> slot;
+    snapshot_slot<crl_set> slot;
     std::unique_ptr<authorizer> auth;
 
     explicit fixture(plugin_config c = {}) : config(std::make_shared<const plugin_config>(std::move(c))) {
@@ -25,7 +25,7 @@ struct fixture {
             auto loaded = load_crl_file(pki(f), *trust);
             crls.insert(crls.end(), loaded.begin(), loaded.end());
         }
-        slot.store(std::make_shared<const revocation_snapshot>(std::move(crls), *trust, 1));
+        slot.store(std::make_shared<const crl_set>(std::move(crls), *trust, 1));
     }
     decision check(const std::string& device, const std::string& client_id, std::time_t now = std::time(nullptr)) {
         auto cert = load_cert(device_cert(device));
@@ -138,8 +138,8 @@ TEST_CASE("authorizer: the Redis deny-list and its staleness policy") {
     c.denylist_grace = std::chrono::seconds(60);
     auto config = std::make_shared<const plugin_config>(c);
     auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
-    snapshot_slot<revocation_snapshot> crls;
-    crls.store(std::make_shared<const revocation_snapshot>(load_crl_file(pki("subca-a.crl.pem"), *trust), *trust, 1));
+    snapshot_slot<crl_set> crls;
+    crls.store(std::make_shared<const crl_set>(load_crl_file(pki("subca-a.crl.pem"), *trust), *trust, 1));
     denylist_state state;
     state.list.store(std::make_shared<const denylist>());
     authorizer auth(config, trust, crls, &state);

@@ -53,7 +53,7 @@ TEST_CASE("crl watcher: reloads, keeps the last good CRL, and asks for kicks") {
     const std::string crl = dir.file("subca.crl");
     write_file(crl, content("subca-a.crl.pem"));
     auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
-    snapshot_slot<revocation_snapshot> slot;
+    snapshot_slot<crl_set> slot;
     broker_queue queue;
     captured_log log;
     crl_watcher watcher(trust, {crl}, 100ms, slot, queue, log.make());
@@ -73,7 +73,7 @@ TEST_CASE("crl watcher: reloads, keeps the last good CRL, and asks for kicks") {
         auto batch = queue.drain();
         REQUIRE(batch.kicks.size() == 1);
         CHECK(batch.kicks[0].serials == std::vector<serial_key>{serial_of("dev-002")});
-        CHECK(batch.kicks[0].why == "revoked_crl");
+        CHECK(batch.kicks[0].why == reason::revoked_crl);
     }
     SECTION("garbage, a truncated file, a foreign CRL, an older CRL and a deleted file leave the old one in force") {
         const std::pair<std::string, std::string> bad[] = {
@@ -129,7 +129,7 @@ TEST_CASE("crl watcher: a Sub-CA revoked by the ICA kicks everyone") {
     const std::string ica_crl = dir.file("ica.crl");
     write_file(ica_crl, content("ica.crl.pem"));
     auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
-    snapshot_slot<revocation_snapshot> slot;
+    snapshot_slot<crl_set> slot;
     broker_queue queue;
     captured_log log;
     crl_watcher watcher(trust, {pki("subca-a.crl.pem"), ica_crl}, 100ms, slot, queue, log.make());
@@ -146,7 +146,7 @@ TEST_CASE("crl watcher: a Sub-CA revoked by the ICA kicks everyone") {
 
 TEST_CASE("crl watcher: start-up fails on a bad CRL file") {
     auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
-    snapshot_slot<revocation_snapshot> slot;
+    snapshot_slot<crl_set> slot;
     broker_queue queue;
     crl_watcher missing(trust, {"/nonexistent/x.crl"}, 1s, slot, queue, logger{});
     CHECK_THROWS_WITH(missing.load_initial(), Catch::Contains("/nonexistent/x.crl: cannot stat"));
@@ -158,7 +158,7 @@ TEST_CASE("crl watcher: CRLs from URLs, with conditional requests") {
     devicegate::test::http_server server;
     server.set("/crl", {200, content("subca-a.crl.pem"), "\"v1\""});
     auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
-    snapshot_slot<revocation_snapshot> slot;
+    snapshot_slot<crl_set> slot;
     broker_queue queue;
     captured_log log;
     crl_url_options always;  // refetch on every poll
@@ -210,7 +210,7 @@ TEST_CASE("crl watcher: CRLs from URLs, with conditional requests") {
 TEST_CASE("crl watcher: a URL without a CRL at start is missing, then stale after the grace") {
     devicegate::test::http_server server;  // serves 404 for everything at first
     auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
-    snapshot_slot<revocation_snapshot> slot;
+    snapshot_slot<crl_set> slot;
     broker_queue queue;
     captured_log log;
     crl_url_options always;
@@ -235,7 +235,7 @@ TEST_CASE("crl watcher: URLs learned from CRL Distribution Points are fetched") 
     devicegate::test::http_server server;
     server.set("/learned.crl", {200, content("subca-a-revokes-dev-002.crl.pem"), ""});
     auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
-    snapshot_slot<revocation_snapshot> slot;
+    snapshot_slot<crl_set> slot;
     broker_queue queue;
     captured_log log;
     crl_watcher watcher(trust, {pki("subca-a.crl.pem")}, 50ms, slot, queue, log.make());

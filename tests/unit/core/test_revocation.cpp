@@ -1,4 +1,4 @@
-#include "devicegate/revocation.hpp"
+#include "devicegate/crl_set.hpp"
 #include "test_pki.hpp"
 
 #include <catch2/catch.hpp>
@@ -46,7 +46,7 @@ TEST_CASE("revocation: snapshot decisions") {
     auto crls = load_crl_file(pki("subca-a.crl.pem"), *trust);
     auto ica = load_crl_file(pki("ica.crl.pem"), *trust);
     crls.insert(crls.end(), ica.begin(), ica.end());
-    revocation_snapshot snap(crls, *trust, 1);
+    crl_set snap(crls, *trust, 1);
 
     CHECK(snap.check(serial_of("dev-revoked"), now, 24h, stale_policy::deny).why == reason::revoked_crl);
     CHECK(snap.check(serial_of("dev-001"), now, 24h, stale_policy::deny).why == reason::ok);
@@ -54,14 +54,14 @@ TEST_CASE("revocation: snapshot decisions") {
 
     SECTION("a Sub-CA on the ICA's CRL revokes every device") {
         auto revoking = load_crl_file(pki("ica-revokes-subca-a.crl.pem"), *trust);
-        revocation_snapshot s2(revoking, *trust, 2);
+        crl_set s2(revoking, *trust, 2);
         CHECK(s2.chain_revoked());
         CHECK_THAT(s2.chain_detail(), Catch::Contains("tenant Sub-CA is revoked"));
         CHECK(s2.check(serial_of("dev-001"), now, 24h, stale_policy::deny).why == reason::ca_revoked);
     }
     SECTION("a CRL past nextUpdate: grace, then the policy") {
         auto stale = load_crl_file(pki("subca-a-stale.crl.pem"), *trust);
-        revocation_snapshot s3(stale, *trust, 3);
+        crl_set s3(stale, *trust, 3);
         const std::time_t next = stale[0].next_update;
         CHECK(s3.check(serial_of("dev-001"), next + 3599, 1h, stale_policy::deny).why == reason::ok);
         auto status = s3.check(serial_of("dev-001"), next + 3601, 1h, stale_policy::deny);
@@ -72,7 +72,7 @@ TEST_CASE("revocation: snapshot decisions") {
     }
     SECTION("newly revoked serials are the set difference") {
         auto later = load_crl_file(pki("subca-a-revokes-dev-002.crl.der"), *trust);
-        revocation_snapshot s4(later, *trust, 4);
+        crl_set s4(later, *trust, 4);
         CHECK(newly_revoked(snap.revoked_leaves(), s4.revoked_leaves()) == std::vector<serial_key>{serial_of("dev-002")});
         CHECK(newly_revoked(s4.revoked_leaves(), snap.revoked_leaves()).empty());
     }

@@ -1,4 +1,4 @@
-#include "devicegate/revocation.hpp"
+#include "devicegate/crl_set.hpp"
 
 #include "devicegate/crl_der.hpp"
 
@@ -63,7 +63,7 @@ std::vector<verified_crl> load_crl_file(const std::string& path, const tenant_tr
     return out;
 }
 
-revocation_snapshot::revocation_snapshot(std::vector<verified_crl> crls, const tenant_trust& trust,
+crl_set::crl_set(std::vector<verified_crl> crls, const tenant_trust& trust,
                                          std::uint64_t generation, std::vector<missing_crl_source> missing)
     : crls_(std::move(crls)), missing_(std::move(missing)), generation_(generation) {
     auto listed = [](const verified_crl& crl, const serial_key& s) {
@@ -88,7 +88,7 @@ revocation_snapshot::revocation_snapshot(std::vector<verified_crl> crls, const t
     }
 }
 
-revocation_status revocation_snapshot::check(const serial_key& leaf, std::time_t now, std::chrono::seconds grace,
+crl_status crl_set::check(const serial_key& leaf, std::time_t now, std::chrono::seconds grace,
                                              stale_policy policy) const {
     if (chain_revoked_) return {reason::ca_revoked, nullptr, nullptr};
     if (std::binary_search(revoked_leaves_.begin(), revoked_leaves_.end(), leaf)) {

@@ -1,0 +1,85 @@
+#pragma once
+// CRLs verified against the tenant chain, merged into an immutable crl_set that the broker
+// thread reads lock-free (through a snapshot_slot); the crl_watcher thread builds new ones
+// and swaps them in.
+#include "devicegate/config.hpp"
+#include "devicegate/pki.hpp"
+#include "devicegate/reason.hpp"
+#include "devicegate/snapshot_slot.hpp"
+#include "devicegate/tenant_trust.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace devicegate {
+
+/// One CRL whose signature verified against one of the configured CAs, reduced to what
+/// the decision needs (the X509_CRL itself, ~200 bytes an entry, is not kept).
+struct verified_crl {
+    std::string source;                  // file path or URL, for log lines
+    ca_role issuer = ca_role::sub_ca;
+    std::time_t this_update = 0;
+    std::time_t next_update = 0;         // 0: the CRL has no nextUpdate
+    std::vector<serial_key> revoked;     // sorted, unique
+};
+
+/// Verifies `crl` against the configured CAs (issuer name and signature) and extracts its
+/// entries. Throws pki_error naming `source` and the cause (unknown issuer, bad signature,
+/// delta CRL, unreadable times).
+verified_crl verify_crl(X509_CRL* crl, const tenant_trust& trust, const std::string& source);
+
+/// Reads, parses and verifies every CRL in one file (PEM may hold several).
+std::vector<verified_crl> load_crl_file(const std::string& path, const tenant_trust& trust);
+
+/// A CRL source (URL) that has not delivered a good CRL yet.
+struct missing_crl_source {
+    std::string source;
+    std::int64_t since = 0;  // unix time
+};
+
+struct crl_status {
+    reason why = reason::ok;
+    const verified_crl* crl = nullptr;               // the stale CRL, for crl_stale
+    const missing_crl_source* missing = nullptr;     // or the source without any CRL
+};
+
+class crl_set {
+public:
+    crl_set() = default;
+    /// Merges the CRLs: leaf serials from Sub-CA CRLs; a Sub-CA on an ICA CRL, or an ICA on a
+    /// Root CRL, revokes the whole tenant chain.
+    crl_set(std::vector<verified_crl> crls, const tenant_trust& trust, std::uint64_t generation,
+                        std::vector<missing_crl_source> missing = {});
+
+    /// revoked_crl, ca_revoked, crl_stale (past nextUpdate + grace, or a source without any
+    /// CRL for longer than grace, with policy deny) or ok.
+    crl_status check(const serial_key& leaf, std::time_t now, std::chrono::seconds grace,
+                            stale_policy policy) const;
+
+    bool chain_revoked() const noexcept { return chain_revoked_; }
+    const std::string& chain_detail() const noexcept { return chain_detail_; }
+    const std::vector<serial_key>& revoked_leaves() const noexcept { return revoked_leaves_; }
+    const std::vector<verified_crl>& crls() const noexcept { return crls_; }
+    std::uint64_t generation() const noexcept { return generation_; }
+
+private:
+    std::vector<serial_key> revoked_leaves_;
+    std::vector<verified_crl> crls_;  // entries moved out into revoked_leaves_ for Sub-CA CRLs
+    std::vector<missing_crl_source> missing_;
+    bool chain_revoked_ = false;
+    std::string chain_detail_;
+    std::uint64_t generation_ = 0;
+};
+
+/// Serials revoked in `next` but not in `prev` (both sorted): the devices to disconnect.
+std::vector<serial_key> newly_revoked(const std::vector<serial_key>& prev, const std::vector<serial_key>& next);
+
+/// Former names (bench/ still uses them).
+using revocation_snapshot = crl_set;
+using revocation_status = crl_status;
+
+}  // namespace devicegate

@@ -1,0 +1,372 @@
+#include "devicegate/gate.hpp"
+
+#include "devicegate/listener_check.hpp"
+
+#include <openssl/pem.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <ctime>
+
+namespace devicegate {
+
+namespace {
+
+std::string or_dash(const char* s) { return s != nullptr && *s != '\0' ? log_safe(s) : "-"; }
+
+const char* to_string(acl_action action) {
+    switch (action) {
+        case acl_action::publish: return "publish";
+        case acl_action::subscribe: return "subscribe";
+        case acl_action::receive: return "receive";
+    }
+    return "receive";
+}
+
+const char* to_string(ocsp_mode mode) {
+    return mode == ocsp_mode::off ? "off" : mode == ocsp_mode::soft ? "soft" : "hard";
+}
+
+}  // namespace
+
+void admission::refuse(reason why, std::string detail) {
+    verdict.why = why;
+    verdict.detail = std::move(detail);
+}
+
+std::string default_state_dir(const plugin_config& config, const std::string& conf_path) {
+    std::string dir = config.state_dir;
+    if (dir.empty() && !conf_path.empty()) dir = persistence_location(conf_path);
+    if (dir.empty()) dir = "/var/lib/mosquitto";
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    return dir;
+}
+
+std::string default_broker_id(const plugin_config& config) {
+    if (!config.broker_id.empty()) return config.broker_id;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    return host;
+}
+
+std::string acl_summary(const std::vector<acl_rule>& rules) {
+    std::string out;
+    for (const auto& rule : rules) {
+        out += (out.empty() ? "" : ",") + std::string(rule.access == topic_access::read    ? "read:"
+                                                      : rule.access == topic_access::write ? "write:"
+                                                                                           : "readwrite:") +
+               rule.pattern;
+    }
+    return out;
+}
+
+gate::gate(const option_list& options, std::string conf_path, log_sink sink)
+    : sink_(std::move(sink)),
+      log_([this](log_level level, std::string_view line) { log(level, line); }),
+      conf_path_(std::move(conf_path)) {
+    config_ = std::make_shared<const plugin_config>(parse_plugin_config(options));
+    check_listeners();
+    trust_ = tenant_trust::load(config_->tenant_ca_file, config_->ica_file, config_->root_ca_file);
+    start_crl_and_ocsp();
+    if (config_->redis) start_redis();
+    authorizer_ = std::make_unique<authorizer>(
+        config_, trust_, revocations_, config_->redis ? &denylist_ : nullptr, ocsp_cache_.get(),
+        ocsp_fetcher_ && config_->ocsp_sub_ca ? &ocsp_fetcher_->sub_ca_fingerprint() : nullptr);
+    acl_ = std::make_unique<acl_policy>(config_->acl_rules);
+    log_.notice("devicegate: started tenant_ca=\"" + log_safe(subject_line(trust_->certificate(ca_role::sub_ca)), 200) +
+                "\" crl_files=" + std::to_string(config_->crl_files.size()) +
+                " crl_urls=" + std::to_string(config_->crl_urls.size()) + " acl=" + acl_summary(config_->acl_rules) +
+                " redis=" + (config_->redis ? config_->redis->describe() : std::string("off")) +
+                " first_connect_jobs=" + (jobs_ ? "on" : "off") + " ocsp=" + to_string(config_->ocsp));
+}
+
+gate::~gate() { stop(); }
+
+void gate::start_crl_and_ocsp() {
+    crl_url_options url_opts;
+    url_opts.refresh = config_->crl_refresh;
+    url_opts.timeout = config_->crl_fetch_timeout;
+    url_opts.retry = std::min(config_->crl_retry, config_->crl_refresh);
+    url_opts.max_body_bytes = config_->crl_max_bytes;
+    url_opts.state_dir = default_state_dir(*config_, conf_path_);  // with or without Redis
+    url_opts.clock_skew = config_->clock_skew;
+    watcher_ = std::make_unique<crl_watcher>(trust_, config_->crl_files, config_->crl_poll_interval, revocations_,
+                                             queue_, log_, config_->crl_urls, url_opts);
+    watcher_->load_initial();
+    if (config_->ocsp == ocsp_mode::off) return;
+    ocsp_cache_ = std::make_unique<ocsp_cache>(config_->ocsp_cache_size, config_->ocsp_max_ttl);
+    ocsp_fetcher::options o;
+    o.responder_override = config_->ocsp_responder_url;
+    o.nonce = config_->ocsp_nonce;
+    o.timeout = config_->ocsp_timeout;
+    o.skew = config_->clock_skew;
+    o.refresh_ahead = config_->ocsp_refresh_ahead;
+    o.sub_ca = config_->ocsp_sub_ca;
+    o.sub_ca_responder_override = config_->ocsp_sub_ca_responder_url;
+    ocsp_fetcher_ = std::make_unique<ocsp_fetcher>(o, trust_, *ocsp_cache_, queue_, log_);
+}
+
+void gate::start_redis() {
+    state_dir_ = default_state_dir(*config_, conf_path_);
+    broker_id_ = default_broker_id(*config_);
+    redis_model model{config_->redis_prefix};
+    denylist_sync_ = std::make_unique<denylist_sync>(
+        denylist_sync::options{*config_->redis, model, config_->denylist_resync_interval,
+                               state_dir_ + "/devicegate-denylist.json"},
+        denylist_, queue_, log_);
+    denylist_sync_->load_cache();
+    if (config_->first_connect_jobs) {
+        job_producer::options o;
+        o.redis = *config_->redis;
+        o.model = model;
+        o.journal_file = state_dir_ + "/devicegate-jobs.journal";
+        o.memory_limit = config_->job_memory_limit;
+        o.journal_max_bytes = config_->job_journal_max_bytes;
+        jobs_ = std::make_unique<job_producer>(std::move(o), log_);
+    }
+    log_.notice("devicegate: redis " + config_->redis->describe() + " prefix=" + config_->redis_prefix +
+                " state_dir=" + state_dir_ + " broker_id=" + broker_id_);
+}
+
+void gate::check_listeners() {
+    if (config_->listener_check == listener_check_mode::off) return;
+    if (conf_path_.empty()) {
+        log_.warning("devicegate: listener_check: mosquitto was started without -c; cannot check listeners");
+        return;
+    }
+    bool bypass = false;
+    for (const auto& f : check_mosquitto_config(conf_path_)) {
+        bool fatal = f.bypass && config_->listener_check == listener_check_mode::enforce;
+        log_.log(f.bypass ? log_level::error : log_level::warning,
+                 std::string("devicegate: listener_check: ") + (f.bypass ? "BYPASS " : "") + f.file + ":" +
+                     std::to_string(f.line) + ": " + f.setting + ": " + f.why);
+        bypass = bypass || fatal;
+    }
+    if (bypass) {
+        throw config_error("listener_check",
+                           "mosquitto.conf has settings that would bypass DeviceGate (logged above); fix them, or "
+                           "set plugin_opt_listener_check warn to start anyway");
+    }
+}
+
+void gate::start() {
+    broker_.assert_on_thread("gate::start");
+    watcher_->start();
+    if (denylist_sync_) denylist_sync_->start();
+    if (jobs_) jobs_->start();
+    if (ocsp_fetcher_) ocsp_fetcher_->start();
+}
+
+void gate::stop() noexcept {
+    if (ocsp_fetcher_) ocsp_fetcher_->stop();
+    if (jobs_) jobs_->stop();  // journals what it could not deliver
+    if (denylist_sync_) denylist_sync_->stop();
+    if (watcher_) watcher_->stop();
+}
+
+void gate::log(log_level level, std::string_view line) {
+    if (broker_.on_thread()) {
+        if (sink_) sink_(level, line);
+    } else {
+        queue_.push_log(level, std::string(line));
+    }
+}
+
+admission gate::admit(X509* leaf, std::string_view client_id, std::time_t now) {
+    broker_.assert_on_thread("gate::admit");
+    admission a;
+    a.verdict = authorizer_->authorize(leaf, client_id, now);
+    a.ocsp_fetch = a.verdict.ocsp_fetch && ocsp_fetcher_ != nullptr;
+    if (!a.admitted()) return a;
+    a.job = plan_job(leaf, a.verdict);
+    a.learned_crl_urls = plan_crl_urls(leaf, a.verdict);
+    return a;
+}
+
+std::optional<device_certificate> gate::plan_job(X509* leaf, const decision& d) {
+    // Once per certificate and broker run: reconnects cost nothing; Redis decides "first".
+    if (!jobs_ || submitted_.count(d.fingerprint) > 0) return std::nullopt;
+    bio_ptr bio(BIO_new(BIO_s_mem()));
+    if (!bio || PEM_write_bio_X509(bio.get(), leaf) != 1) {
+        log(log_level::error, "devicegate: cannot encode the certificate of device=" + d.device_id + " as PEM");
+        return std::nullopt;
+    }
+    char* pem = nullptr;
+    long len = BIO_get_mem_data(bio.get(), &pem);
+    device_certificate cert;
+    cert.device_id = d.device_id;
+    cert.serial_hex = d.serial_hex;
+    cert.fingerprint_sha256 = fingerprint_hex(d.fingerprint);
+    cert.certificate_pem.assign(pem, static_cast<std::size_t>(len));
+    cert.first_seen = static_cast<std::int64_t>(std::time(nullptr));
+    cert.broker_id = broker_id_;
+    return cert;
+}
+
+std::vector<std::string> gate::plan_crl_urls(X509* leaf, const decision& d) const {
+    std::vector<std::string> out;
+    if (!config_->crl_distribution_points || d.cache_hit) return out;
+    for (auto& url : crl_distribution_point_urls(leaf)) {
+        if (cdp_urls_.size() + out.size() >= max_learned_crl_urls) break;
+        if (cdp_urls_.count(url) == 0 && std::find(out.begin(), out.end(), url) == out.end()) out.push_back(url);
+    }
+    return out;
+}
+
+void gate::settle(const void* client, X509* leaf, const admission& a, const char* client_id, const char* address) {
+    broker_.assert_on_thread("gate::settle");
+    const decision& d = a.verdict;
+    if (a.ocsp_fetch) ocsp_fetcher_->request(d.fingerprint, leaf, d.serial_hex);
+    if (!a.admitted()) {
+        count_deny(d.why);
+        log_.notice("devicegate: deny client=" + or_dash(client_id) + " reason=" + std::string(to_string(d.why)) +
+                    " serial=" + d.serial_hex + " device=" + (d.device_id.empty() ? "-" : d.device_id) +
+                    " address=" + or_dash(address) + " detail=\"" + log_safe(d.detail, 300) + "\"");
+        return;
+    }
+    sessions_.admit(client, d.device_id, d.serial, d.fingerprint);
+    if (ocsp_cache_) ocsp_cache_->set_active(d.fingerprint, true, leaf);
+    ++admits_;
+    if (a.job && jobs_) {
+        if (submitted_.size() >= max_submitted_certificates) submitted_.clear();
+        jobs_->submit(*a.job);
+        submitted_.insert(d.fingerprint);
+    }
+    for (const auto& url : a.learned_crl_urls) {
+        if (cdp_urls_.size() < max_learned_crl_urls && cdp_urls_.insert(url).second) watcher_->add_url(url);
+    }
+    log_.info("devicegate: allow client=" + d.device_id + " serial=" + d.serial_hex +
+              " cache=" + (d.cache_hit ? "hit" : "miss"));
+}
+
+reason gate::check_acl(const void* client, const char* client_id, const char* topic, acl_action action) {
+    broker_.assert_on_thread("gate::check_acl");
+    const std::string* device = client_id != nullptr ? sessions_.device_of(client, client_id) : nullptr;
+    if (device == nullptr) {
+        count_deny(reason::not_authenticated);
+        log_.error("devicegate: deny client=" + or_dash(client_id) + " reason=not_authenticated access=" +
+                   to_string(action) + " topic=\"" + or_dash(topic) +
+                   "\" detail=\"client was never admitted by DeviceGate; is the plugin bypassed "
+                   "(use_identity_as_username, password_file)?\"");
+        return reason::not_authenticated;
+    }
+    const topic_access wanted = action == acl_action::publish ? topic_access::write : topic_access::read;
+    if (topic != nullptr && acl_->allows(*device, topic, wanted)) return reason::ok;
+    count_deny(reason::acl_denied);
+    log_.notice("devicegate: deny client=" + *device + " reason=acl_denied access=" + to_string(action) + " topic=\"" +
+                or_dash(topic) + "\"");
+    return reason::acl_denied;
+}
+
+void gate::disconnected(const void* client, const char* client_id) {
+    if (client_id == nullptr) return;
+    auto fingerprint = sessions_.remove(client, client_id);
+    if (fingerprint && ocsp_cache_) ocsp_cache_->set_active(*fingerprint, false);
+}
+
+void gate::reload() {
+    log(log_level::notice, "devicegate: reload requested (SIGHUP): re-reading CRL files");
+    watcher_->request_reload();
+}
+
+tick_work gate::tick(std::chrono::steady_clock::time_point now) {
+    broker_.assert_on_thread("gate::tick");
+    auto batch = queue_.drain();
+    for (auto& [level, line] : batch.logs) log(level, line);
+    if (batch.dropped_logs > 0) {
+        log(log_level::warning, "devicegate: " + std::to_string(batch.dropped_logs) +
+                                    " log lines from background threads were dropped (queue full)");
+    }
+    tick_work work;
+    work.kicks = resolve(batch.kicks);
+    if (config_->stats_interval.count() > 0 && now >= next_stats_) {
+        next_stats_ = now + config_->stats_interval;
+        work.stats = stats(static_cast<std::int64_t>(std::time(nullptr)));
+    }
+    return work;
+}
+
+std::vector<client_kick> resolve_kicks(const session_registry& sessions, const std::vector<kick_request>& requests) {
+    std::vector<client_kick> out;
+    for (const auto& request : requests) {
+        auto ids = request.everyone ? sessions.all_ids() : sessions.ids_holding(request.serials);
+        for (const auto& id : request.device_ids) {
+            if (sessions.contains(id)) ids.push_back(id);
+        }
+        for (auto& id : ids) {
+            // Never empty: mosquitto_kick_client_by_clientid(NULL, ...) disconnects everyone.
+            if (!id.empty()) out.push_back({std::move(id), request.why});
+        }
+    }
+    return out;
+}
+
+std::vector<client_kick> gate::resolve(const std::vector<kick_request>& requests) {
+    auto kicks = resolve_kicks(sessions_, requests);
+    for (const auto& k : kicks) {
+        ++kicks_;
+        log(log_level::notice, "devicegate: kick client=" + k.client_id + " reason=" + std::string(to_string(k.why)));
+    }
+    return kicks;
+}
+
+std::vector<std::pair<std::string, std::string>> gate::stats(std::int64_t now) const {
+    std::vector<std::pair<std::string, std::string>> out;
+    out.emplace_back("admits", std::to_string(admits_));
+    for (std::size_t r = 1; r < denies_.size(); ++r) {
+        out.emplace_back("denies/" + std::string(to_string(static_cast<reason>(r))), std::to_string(denies_[r]));
+    }
+    out.emplace_back("kicks", std::to_string(kicks_));
+    out.emplace_back("sessions", std::to_string(sessions_.size()));
+    out.emplace_back("verify_cache", std::to_string(authorizer_->cache_size()));
+    if (ocsp_cache_) {
+        out.emplace_back("ocsp/cache", std::to_string(ocsp_cache_->size()));
+        out.emplace_back("ocsp/fetch_failures", std::to_string(ocsp_fetcher_->failures()));
+    }
+    crl_stats(out, now);
+    redis_stats(out, now);
+    for (auto& [topic, value] : out) topic.insert(0, "$SYS/broker/devicegate/");
+    return out;
+}
+
+void gate::crl_stats(std::vector<std::pair<std::string, std::string>>& out, std::int64_t now) const {
+    auto crl = revocations_.load();
+    if (!crl) return;
+    std::int64_t newest = 0, next = 0;
+    for (const auto& c : crl->crls()) {
+        newest = std::max<std::int64_t>(newest, c.this_update);
+        if (c.next_update != 0) next = next == 0 ? c.next_update : std::min<std::int64_t>(next, c.next_update);
+    }
+    out.emplace_back("crl/revoked_serials", std::to_string(crl->revoked_leaves().size()));
+    out.emplace_back("crl/age_seconds", std::to_string(now - newest));
+    out.emplace_back("crl/next_update_in_seconds", next == 0 ? "none" : std::to_string(next - now));
+    out.emplace_back("crl/chain_revoked", crl->chain_revoked() ? "1" : "0");
+    out.emplace_back("crl/rejected", std::to_string(watcher_->rejected()));
+}
+
+void gate::redis_stats(std::vector<std::pair<std::string, std::string>>& out, std::int64_t now) const {
+    if (denylist_sync_) {
+        auto list = denylist_.list.load();
+        const std::int64_t stale_since = denylist_.stale_since.load();
+        out.emplace_back("redis/link", denylist_sync_->link_up() ? "up" : "down");
+        out.emplace_back("redis/link_down_events", std::to_string(denylist_sync_->link_downs()));
+        out.emplace_back("denylist/size", std::to_string(list ? list->size() : 0));
+        out.emplace_back("denylist/age_seconds", std::to_string(now - denylist_.synced_at.load()));
+        out.emplace_back("denylist/stale_seconds", std::to_string(stale_since == 0 ? 0 : now - stale_since));
+        out.emplace_back("denylist/malformed", std::to_string(denylist_sync_->malformed_entries()));
+    }
+    if (!jobs_) return;
+    const auto& j = jobs_->stats();
+    out.emplace_back("jobs/link", j.link_up ? "up" : "down");
+    out.emplace_back("jobs/link_down_events", std::to_string(j.link_downs.load()));
+    out.emplace_back("jobs/submitted", std::to_string(j.submitted.load()));
+    out.emplace_back("jobs/enqueued_first_connect", std::to_string(j.first_connect.load()));
+    out.emplace_back("jobs/enqueued_certificate_changed", std::to_string(j.certificate_changed.load()));
+    out.emplace_back("jobs/already_known", std::to_string(j.known.load()));
+    out.emplace_back("jobs/rejected", std::to_string(j.rejected.load()));
+    out.emplace_back("jobs/overflow", std::to_string(j.overflow.load()));
+    out.emplace_back("jobs/buffered", std::to_string(j.buffered.load()));
+    out.emplace_back("jobs/journaled", std::to_string(j.journaled.load()));
+}
+
+}  // namespace devicegate
