@@ -1,17 +1,39 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages DeviceGate needs to build, test and run, if any is missing.
-#   scripts/setup-debian.sh          install what is missing
-#   scripts/setup-debian.sh --list   print the package list
+# The one list of Debian 12 packages DeviceGate needs, by purpose; installs what is missing.
+#   scripts/setup-debian.sh [GROUP...]          install what is missing (default: build test)
+#   scripts/setup-debian.sh --list [GROUP...]   print the packages (default: build test)
+# Groups:
+#   build           compile the plugin, devicegate-ctl and devicegate-worker
+#   test            run the unit, integration and fuzz tests and the benchmarks; CI's tools
+#   runtime-broker  run mosquitto with the plugin (and devicegate-ctl): the broker image
+#   runtime-worker  run devicegate-worker and devicegate-ctl: the worker image
+# docker/Dockerfile calls this script too, so an image and a dev machine cannot drift apart.
 set -euo pipefail
-packages=(
-  build-essential cmake pkg-config openssl libssl-dev
-  mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev valgrind nftables
-  catch2 libbenchmark-dev
-  redis-server libhiredis-dev nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev
-  clang libclang-rt-14-dev
-  docker-compose
+declare -A groups=(
+  [build]="build-essential cmake pkg-config libssl-dev mosquitto-dev libmosquitto-dev
+           libhiredis-dev nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev"
+  [test]="openssl mosquitto mosquitto-clients catch2 libbenchmark-dev redis-server
+          clang libclang-rt-14-dev docker-compose valgrind nftables nginx"
+  [runtime-broker]="mosquitto libhiredis0.14 libcurl4 libssl3 ca-certificates"
+  [runtime-worker]="libhiredis0.14 libcurl4 libssl3 libcpp-httplib0.11 ca-certificates"
 )
+list=false
 if [[ ${1:-} == --list ]]; then
+  list=true
+  shift
+fi
+selected=("$@")
+[[ ${#selected[@]} -eq 0 ]] && selected=(build test)
+packages=()
+for g in "${selected[@]}"; do
+  if [[ -z ${groups[$g]+set} ]]; then
+    echo "setup-debian.sh: unknown group '$g' (groups: build test runtime-broker runtime-worker)" >&2
+    exit 1
+  fi
+  read -r -a more <<<"$(echo ${groups[$g]})"
+  packages+=("${more[@]}")
+done
+if $list; then
   echo "${packages[@]}"
   exit 0
 fi

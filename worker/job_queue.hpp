@@ -14,10 +14,8 @@
 
 namespace devicegate::worker {
 
-struct stream_entry {
-    std::string id;
-    std::map<std::string, std::string> fields;  // "type", "job" (JSON); "attempts" after a requeue
-};
+// Entries are devicegate::stream_entry (redis.hpp), fields job_field::* (redis_model.hpp):
+// "type", "job" (JSON); "attempts" after a requeue.
 
 class job_queue {
 public:

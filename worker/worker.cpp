@@ -1,7 +1,6 @@
 #include "worker.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <ctime>
 #include <random>
 #include <thread>
@@ -14,7 +13,7 @@ namespace {
 std::string now_text() { return std::to_string(static_cast<long long>(std::time(nullptr))); }
 
 std::size_t attempts_of(const stream_entry& e) {
-    auto it = e.fields.find("attempts");
+    auto it = e.fields.find(job_field::attempts);
     if (it == e.fields.end()) return 0;
     try {
         return static_cast<std::size_t>(std::stoul(it->second));
@@ -28,10 +27,14 @@ std::string field(const std::map<std::string, std::string>& m, const char* name)
     return it == m.end() ? std::string() : it->second;
 }
 
-bool same_hex(const std::string& a, const std::string& b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-           });
+/// The registration part of a device hash, as far as `state` holds it.
+std::map<std::string, std::string> registration_fields(const std::map<std::string, std::string>& state) {
+    std::map<std::string, std::string> out;
+    for (const char* k : {device_field::thingsboard, device_field::thingsboard_id, device_field::thingsboard_fingerprint,
+                          device_field::hawkbit}) {
+        if (auto it = state.find(k); it != state.end()) out[k] = it->second;
+    }
+    return out;
 }
 
 }  // namespace
@@ -41,27 +44,27 @@ registration register_job(const job& j, std::map<std::string, std::string>& stat
     registration out;
     // The plugin writes the device's current fingerprint before it enqueues a job; a job for an
     // older certificate must not put that certificate back into ThingsBoard.
-    const std::string current = field(state, "fingerprint");
-    if (!current.empty() && !same_hex(current, j.cert.fingerprint_sha256)) {
+    const std::string current = field(state, device_field::fingerprint);
+    if (!current.empty() && !same_fingerprint(current, j.cert.fingerprint_sha256)) {
         out.superseded = true;
         return out;
     }
-    if (field(state, "thingsboard") == "registered" &&
-        same_hex(field(state, "thingsboard_fingerprint"), j.cert.fingerprint_sha256)) {
+    if (field(state, device_field::thingsboard) == registration_state::registered &&
+        same_fingerprint(field(state, device_field::thingsboard_fingerprint), j.cert.fingerprint_sha256)) {
         out.thingsboard = "already";
     } else {
         auto r = thingsboard.register_device(j);
         out.thingsboard = r.action;
         out.notified = r.notified;
-        state["thingsboard"] = "registered";
-        state["thingsboard_id"] = r.device_uuid;
-        state["thingsboard_fingerprint"] = j.cert.fingerprint_sha256;
+        state[device_field::thingsboard] = registration_state::registered;
+        state[device_field::thingsboard_id] = r.device_uuid;
+        state[device_field::thingsboard_fingerprint] = j.cert.fingerprint_sha256;
     }
-    if (field(state, "hawkbit") == "registered") {
+    if (field(state, device_field::hawkbit) == registration_state::registered) {
         out.hawkbit = "already";
     } else {
         out.hawkbit = hawkbit.ensure_target(j.cert.device_id);
-        state["hawkbit"] = "registered";
+        state[device_field::hawkbit] = registration_state::registered;
     }
     return out;
 }
@@ -148,25 +151,9 @@ void registration_worker::process(job_queue& queue, thingsboard_client& thingsbo
         explicit in_flight_guard(std::atomic<std::int64_t>& c) : n(c) { ++n; }
         ~in_flight_guard() { --n; }
     } guard(metrics_.in_flight);
-    const auto started = std::chrono::steady_clock::now();
-    std::size_t attempts = attempts_of(entry);
-    auto dead = [&](dead_reason reason, const std::string& error, const std::string& device_id,
-                    std::map<std::string, std::string> info, std::map<std::string, std::string> state) {
-        info["reason"] = to_string(reason);
-        info["error"] = error;
-        info["attempts"] = std::to_string(attempts);
-        info["failed_at"] = now_text();
-        info["worker"] = config_.consumer_name;
-        if (!device_id.empty()) info["device_id"] = device_id;
-        queue.dead_letter(entry, info, device_id, state);
-        metrics_.dead(reason);
-        log_.warning("devicegate-worker: dead-lettered job=" + entry.id + " device=" +
-                     (device_id.empty() ? "-" : device_id) + " reason=" + to_string(reason) + " attempts=" +
-                     std::to_string(attempts) + ": " + error + " (devicegate-ctl dlq replay " + entry.id + ")");
-    };
-
+    job_run run{queue, entry, attempts_of(entry), std::chrono::steady_clock::now()};
     if (stopping_) {  // taken from the stream but not started: hand it back at once
-        queue.requeue(entry, attempts);
+        queue.requeue(entry, run.attempts);
         ++metrics_.jobs_requeued;
         return;
     }
@@ -174,94 +161,119 @@ void registration_worker::process(job_queue& queue, thingsboard_client& thingsbo
         queue.done(entry.id, "", {});
         return;
     }
-    if (from != origin::fresh) {
-        const long long deliveries = queue.deliveries(entry.id);
-        if (from == origin::reclaimed) {
-            ++metrics_.jobs_reclaimed;
-            log_.notice("devicegate-worker: claimed job=" + entry.id + " idle for " +
-                        std::to_string(config_.claim_idle.count()) + " ms (its worker stopped), delivery " +
-                        std::to_string(deliveries));
-        }
-        if (deliveries > static_cast<long long>(config_.max_deliveries)) {
-            dead(dead_reason::poison, "delivered " + std::to_string(deliveries) +
-                                          " times without finishing (workers died or were killed while processing it)",
-                 "", {}, {});
-            return;
-        }
-    }
+    if (from != origin::fresh && delivered_too_often(run, from)) return;
     job j;
     try {
-        auto payload = entry.fields.find("job");
+        auto payload = entry.fields.find(job_field::job);
         if (payload == entry.fields.end()) throw std::invalid_argument("no \"job\" field");
         j = parse_job(payload->second);
     } catch (const std::invalid_argument& e) {
-        dead(dead_reason::malformed, std::string("malformed job: ") + e.what(), "", {}, {});
+        dead_letter(run, dead_reason::malformed, std::string("malformed job: ") + e.what(), "", {}, {});
         return;
     }
-    const std::string& id = j.cert.device_id;
-    std::map<std::string, std::string> state = queue.device(id);
+    std::map<std::string, std::string> state = queue.device(j.cert.device_id);
     for (;;) {
-        ++attempts;
+        ++run.attempts;
         try {
             registration r = register_job(j, state, thingsboard, hawkbit);
-            if (r.superseded) {
-                queue.done(entry.id, "", {});
-                ++metrics_.jobs_superseded;
-                log_.info("devicegate-worker: skipped job=" + entry.id + " device=" + id +
-                          ": superseded by a newer certificate (its own job registers it)");
-                return;
-            }
-            queue.done(entry.id, id,
-                       {{"thingsboard", "registered"},
-                        {"thingsboard_id", state["thingsboard_id"]},
-                        {"thingsboard_fingerprint", j.cert.fingerprint_sha256},
-                        {"hawkbit", "registered"},
-                        {"registered_at", now_text()},
-                        {"last_error", ""}});
-            const auto took =
-                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
-            ++metrics_.jobs_done;
-            metrics_.observe_registration(took);
-            if (r.notified == "unsupported" && !rule_engine_warned_.exchange(true)) {
-                log_.warning("devicegate-worker: ThingsBoard has no Rule Engine REST API (404: older than 3.8); "
-                             "registrations continue without the notification (counted in "
-                             "devicegate_worker_rule_engine_unsupported_total; set thingsboard_rule_engine off)");
-            }
-            log_.info("devicegate-worker: registered device=" + id + " job=" + entry.id + " type=" +
-                      std::string(to_string(j.type)) + " thingsboard=" + r.thingsboard +
-                      (r.notified.empty() ? "" : " notified=" + r.notified) + " hawkbit=" + r.hawkbit +
-                      " attempts=" + std::to_string(attempts) + " in " + std::to_string(took.count() / 1000) + " ms");
+            finish(run, j, r, state);
             return;
         } catch (const target_failure& f) {
-            ++metrics_.attempts_failed;
-            const char* which = to_string(f.which);
-            // What succeeded before the failure is recorded too, so a replay skips it.
-            std::map<std::string, std::string> progress{{"last_error", f.what()}};
-            for (const char* k : {"thingsboard", "thingsboard_id", "thingsboard_fingerprint", "hawkbit"}) {
-                if (auto it = state.find(k); it != state.end()) progress[k] = it->second;
-            }
-            if (!f.retryable || attempts >= config_.max_attempts) {
-                progress[which] = "failed";
-                dead(f.retryable ? dead_reason::exhausted : dead_reason::permanent, f.what(), id,
-                     {{"target", which}, {"status", std::to_string(f.status)}, {"body", f.body_excerpt}}, progress);
-                return;
-            }
-            progress[which] = "retrying";
-            queue.update_device(id, progress);
-            const auto delay = backoff(attempts);
-            ++metrics_.jobs_retried;
-            log_.notice("devicegate-worker: retry device=" + id + " job=" + entry.id + " attempt " +
-                        std::to_string(attempts + 1) + "/" + std::to_string(config_.max_attempts) + " in " +
-                        std::to_string(delay.count()) + " ms: " + f.what());
-            if (!wait_for_retry(queue, entry.id, delay)) {
-                queue.requeue(entry, attempts);
-                ++metrics_.jobs_requeued;
-                log_.notice("devicegate-worker: stopping: job=" + entry.id + " device=" + id +
-                            " handed back to the stream after " + std::to_string(attempts) + " attempt(s)");
-                return;
-            }
+            if (!retry_after(run, j, f, state)) return;
         }
     }
+}
+
+bool registration_worker::delivered_too_often(job_run& run, origin from) {
+    const long long deliveries = run.queue.deliveries(run.entry.id);
+    if (from == origin::reclaimed) {
+        ++metrics_.jobs_reclaimed;
+        log_.notice("devicegate-worker: claimed job=" + run.entry.id + " idle for " +
+                    std::to_string(config_.claim_idle.count()) + " ms (its worker stopped), delivery " +
+                    std::to_string(deliveries));
+    }
+    if (deliveries <= static_cast<long long>(config_.max_deliveries)) return false;
+    dead_letter(run, dead_reason::poison,
+                "delivered " + std::to_string(deliveries) +
+                    " times without finishing (workers died or were killed while processing it)",
+                "", {}, {});
+    return true;
+}
+
+void registration_worker::dead_letter(job_run& run, dead_reason reason, const std::string& error,
+                                      const std::string& device_id, std::map<std::string, std::string> info,
+                                      const std::map<std::string, std::string>& state) {
+    info[job_field::reason] = to_string(reason);
+    info[job_field::error] = error;
+    info[job_field::attempts] = std::to_string(run.attempts);
+    info[job_field::failed_at] = now_text();
+    info[job_field::worker] = config_.consumer_name;
+    if (!device_id.empty()) info[job_field::device_id] = device_id;
+    run.queue.dead_letter(run.entry, info, device_id, state);
+    metrics_.dead(reason);
+    log_.warning("devicegate-worker: dead-lettered job=" + run.entry.id + " device=" +
+                 (device_id.empty() ? "-" : device_id) + " reason=" + to_string(reason) + " attempts=" +
+                 std::to_string(run.attempts) + ": " + error + " (devicegate-ctl dlq replay " + run.entry.id + ")");
+}
+
+void registration_worker::finish(job_run& run, const job& j, const registration& r,
+                                 const std::map<std::string, std::string>& state) {
+    const std::string& id = j.cert.device_id;
+    if (r.superseded) {
+        run.queue.done(run.entry.id, "", {});
+        ++metrics_.jobs_superseded;
+        log_.info("devicegate-worker: skipped job=" + run.entry.id + " device=" + id +
+                  ": superseded by a newer certificate (its own job registers it)");
+        return;
+    }
+    auto fields = registration_fields(state);
+    fields[device_field::registered_at] = now_text();
+    fields[device_field::last_error] = "";
+    run.queue.done(run.entry.id, id, fields);
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - run.started);
+    ++metrics_.jobs_done;
+    metrics_.observe_registration(took);
+    if (r.notified == "unsupported" && !rule_engine_warned_.exchange(true)) {
+        log_.warning("devicegate-worker: ThingsBoard has no Rule Engine REST API (404: older than 3.8); "
+                     "registrations continue without the notification (counted in "
+                     "devicegate_worker_rule_engine_unsupported_total; set thingsboard_rule_engine off)");
+    }
+    log_.info("devicegate-worker: registered device=" + id + " job=" + run.entry.id + " type=" +
+              std::string(to_string(j.type)) + " thingsboard=" + r.thingsboard +
+              (r.notified.empty() ? "" : " notified=" + r.notified) + " hawkbit=" + r.hawkbit +
+              " attempts=" + std::to_string(run.attempts) + " in " + std::to_string(took.count() / 1000) + " ms");
+}
+
+bool registration_worker::retry_after(job_run& run, const job& j, const target_failure& f,
+                                      const std::map<std::string, std::string>& state) {
+    ++metrics_.attempts_failed;
+    const std::string& id = j.cert.device_id;
+    // What succeeded before the failure is recorded too, so a replay skips it.
+    auto progress = registration_fields(state);
+    progress[device_field::last_error] = f.what();
+    const char* which = f.which == target::thingsboard ? device_field::thingsboard : device_field::hawkbit;
+    if (!f.retryable || run.attempts >= config_.max_attempts) {
+        progress[which] = registration_state::failed;
+        dead_letter(run, f.retryable ? dead_reason::exhausted : dead_reason::permanent, f.what(), id,
+                    {{job_field::target, to_string(f.which)},
+                     {job_field::status, std::to_string(f.status)},
+                     {job_field::body, f.body_excerpt}},
+                    progress);
+        return false;
+    }
+    progress[which] = registration_state::retrying;
+    run.queue.update_device(id, progress);
+    const auto delay = backoff(run.attempts);
+    ++metrics_.jobs_retried;
+    log_.notice("devicegate-worker: retry device=" + id + " job=" + run.entry.id + " attempt " +
+                std::to_string(run.attempts + 1) + "/" + std::to_string(config_.max_attempts) + " in " +
+                std::to_string(delay.count()) + " ms: " + f.what());
+    if (wait_for_retry(run.queue, run.entry.id, delay)) return true;
+    run.queue.requeue(run.entry, run.attempts);
+    ++metrics_.jobs_requeued;
+    log_.notice("devicegate-worker: stopping: job=" + run.entry.id + " device=" + id +
+                " handed back to the stream after " + std::to_string(run.attempts) + " attempt(s)");
+    return false;
 }
 
 bool registration_worker::wait_for_retry(job_queue& queue, const std::string& id, std::chrono::milliseconds delay) {

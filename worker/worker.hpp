@@ -48,6 +48,21 @@ private:
     enum class origin { fresh, own_pending, reclaimed };
     void process(job_queue& queue, thingsboard_client& thingsboard, hawkbit_client& hawkbit, const stream_entry& entry,
                  origin from);
+    /// One job being processed.
+    struct job_run {
+        job_queue& queue;
+        const stream_entry& entry;
+        std::size_t attempts;  // so far, including earlier deliveries
+        std::chrono::steady_clock::time_point started;
+    };
+    /// Counts a reclaimed job; dead-letters it (true) past max_deliveries.
+    bool delivered_too_often(job_run& run, origin from);
+    void dead_letter(job_run& run, dead_reason reason, const std::string& error, const std::string& device_id,
+                     std::map<std::string, std::string> info, const std::map<std::string, std::string>& state);
+    /// Acknowledges a registered (or superseded) job, writing the device's state.
+    void finish(job_run& run, const job& j, const registration& r, const std::map<std::string, std::string>& state);
+    /// Records a failed attempt; true when the job should be tried again (after the backoff).
+    bool retry_after(job_run& run, const job& j, const target_failure& f, const std::map<std::string, std::string>& state);
     /// Waits `delay` while keeping the job claimed; false if the worker is stopping.
     bool wait_for_retry(job_queue& queue, const std::string& id, std::chrono::milliseconds delay);
     bool sleep(std::chrono::milliseconds d);

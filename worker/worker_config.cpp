@@ -1,6 +1,6 @@
 #include "worker_config.hpp"
 
-#include "devicegate/config.hpp"
+#include "devicegate/duration.hpp"
 
 #include <unistd.h>
 
@@ -20,30 +20,19 @@ struct setting {
     std::function<void(worker_config&, const std::string&)> set;
 };
 
+// The typed parsers of duration.hpp, shared with the plugin's options.
 std::size_t count(const std::string& v, std::size_t min, std::size_t max) {
-    std::size_t used = 0;
-    unsigned long long n = std::stoull(v, &used);
-    if (used != v.size() || n < min || n > max || v[0] == '-') throw std::invalid_argument("out of range");
-    return static_cast<std::size_t>(n);
+    return static_cast<std::size_t>(parse_uint(v, min, max));
 }
 
 std::chrono::milliseconds duration(const std::string& v) {
-    auto d = parse_duration(v);
-    if (d.count() <= 0) throw std::invalid_argument("must be positive");
-    return d;
+    return parse_duration_in(v, std::chrono::milliseconds(1), std::chrono::milliseconds::max());
 }
 
 std::string http_url(const std::string& v) {
-    if (v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0) throw std::invalid_argument("not http(s)");
-    std::string out = v;
+    std::string out = parse_http_url(v);
     while (!out.empty() && out.back() == '/') out.pop_back();
     return out;
-}
-
-bool on_off(const std::string& v) {
-    if (v == "on" || v == "true") return true;
-    if (v == "off" || v == "false") return false;
-    throw std::invalid_argument("not on/off");
 }
 
 const std::vector<setting>& settings() {
@@ -91,7 +80,7 @@ const std::vector<setting>& settings() {
              c.thingsboard.device_type = v;
          }},
         {"thingsboard_rule_engine", "on or off", false,
-         [](worker_config& c, const std::string& v) { c.thingsboard.rule_engine = on_off(v); }},
+         [](worker_config& c, const std::string& v) { c.thingsboard.rule_engine = parse_on_off(v); }},
         {"thingsboard_rule_engine_timeout", "a duration such as 5s", false,
          [](worker_config& c, const std::string& v) { c.thingsboard.rule_engine_timeout = duration(v); }},
         {"hawkbit_url", "http(s)://host[:port]", false,

@@ -8,7 +8,9 @@
 #include <csignal>
 #include <ctime>
 #include <iostream>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 extern char** environ;
@@ -37,49 +39,24 @@ devicegate::log_level threshold(const std::string& name) {
     return devicegate::log_level::info;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    using namespace devicegate;
-    using namespace devicegate::worker;
-    std::string file;
-    bool check = false;
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        if (a == "-c" && i + 1 < argc) file = argv[++i];
-        else if (a == "--check") check = true;
-        else {
-            std::cerr << usage;
-            return a == "-h" || a == "--help" ? 0 : 1;
-        }
-    }
-    worker_config config;
-    try {
-        config = parse_worker_config(file.empty() ? "" : read_file(file, 1 << 20), environment());
-    } catch (const std::exception& e) {
-        std::cerr << "devicegate-worker: configuration " << (file.empty() ? "" : "(" + file + ") ") << "error: "
-                  << e.what() << "\n";
-        return 1;
-    }
-    if (check) {
-        std::cout << "devicegate-worker: configuration ok: " << config.describe() << "\n";
-        return 0;
-    }
-
-    std::mutex log_mutex;
-    const log_level min_level = threshold(config.log_level);
-    logger log([&](log_level level, std::string_view line) {
-        if (level < min_level) return;
+/// Timestamped lines on stderr at or above the configured level.
+devicegate::logger make_logger(const std::string& level) {
+    auto mutex = std::make_shared<std::mutex>();
+    return devicegate::logger([mutex, min_level = threshold(level)](devicegate::log_level l, std::string_view line) {
+        if (l < min_level) return;
         static const char* names[] = {"debug", "info", "notice", "warning", "error"};
         std::time_t t = std::time(nullptr);
         std::tm tm{};
         gmtime_r(&t, &tm);
         char stamp[32];
         std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        std::lock_guard lock(log_mutex);
-        std::cerr << stamp << " " << names[static_cast<int>(level)] << " " << line << "\n" << std::flush;
+        std::lock_guard lock(*mutex);
+        std::cerr << stamp << " " << names[static_cast<int>(l)] << " " << line << "\n" << std::flush;
     });
+}
 
+/// SIGINT and SIGTERM, blocked in every thread so that one thread takes them with sigwait.
+sigset_t block_stop_signals() {
     // A shell starts background jobs with SIGINT ignored, and an ignored signal never reaches
     // sigwait: take the default disposition back first.
     std::signal(SIGINT, SIG_DFL);
@@ -90,25 +67,94 @@ int main(int argc, char** argv) {
     sigaddset(&signals, SIGINT);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // every thread inherits it; one waits below
     std::signal(SIGPIPE, SIG_IGN);
+    return signals;
+}
 
-    worker_metrics metrics;
-    httplib::Server metrics_server;
-    std::thread metrics_thread;
-    if (config.metrics_listen != "off") {
-        const auto colon = config.metrics_listen.rfind(':');
-        const std::string host = config.metrics_listen.substr(0, colon);
-        const int port = std::stoi(config.metrics_listen.substr(colon + 1));
-        metrics_server.new_task_queue = [] { return new httplib::ThreadPool(2); };
-        metrics_server.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-            res.set_content(metrics.render(), "text/plain; version=0.0.4");
+/// The /metrics endpoint on its own thread (metrics_listen; "off": none).
+class metrics_endpoint {
+public:
+    explicit metrics_endpoint(devicegate::worker::worker_metrics& metrics) : metrics_(metrics) {}
+    ~metrics_endpoint() { stop(); }
+    /// false if it cannot listen (logged).
+    bool start(const std::string& listen, const devicegate::logger& log) {
+        if (listen == "off") return true;
+        const auto colon = listen.rfind(':');
+        const std::string host = listen.substr(0, colon);
+        const int port = std::stoi(listen.substr(colon + 1));
+        server_.new_task_queue = [] { return new httplib::ThreadPool(2); };
+        server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+            res.set_content(metrics_.render(), "text/plain; version=0.0.4");
         });
-        if (!metrics_server.bind_to_port(host, port)) {
-            log.error("devicegate-worker: cannot listen on metrics_listen " + config.metrics_listen +
+        if (!server_.bind_to_port(host, port)) {
+            log.error("devicegate-worker: cannot listen on metrics_listen " + listen +
                       " (in use? set metrics_listen to another host:port, or off)");
-            return 1;
+            return false;
         }
-        metrics_thread = std::thread([&] { metrics_server.listen_after_bind(); });
+        thread_ = std::thread([this] { server_.listen_after_bind(); });
+        return true;
     }
+    void stop() {
+        if (!thread_.joinable()) return;
+        // stop() only acts on a running server: give a just-started one a moment to be so.
+        for (int i = 0; i < 1000 && !server_.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        server_.stop();
+        thread_.join();
+    }
+
+private:
+    devicegate::worker::worker_metrics& metrics_;
+    httplib::Server server_;
+    std::thread thread_;
+};
+
+struct command_line {
+    std::string file;
+    bool check = false;
+};
+
+/// nullopt: print the usage and exit with `exit_code`.
+std::optional<command_line> parse_command_line(int argc, char** argv, int& exit_code) {
+    command_line out;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "-c" && i + 1 < argc) out.file = argv[++i];
+        else if (a == "--check") out.check = true;
+        else {
+            exit_code = a == "-h" || a == "--help" ? 0 : 1;
+            return std::nullopt;
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace devicegate;
+    using namespace devicegate::worker;
+    int usage_exit = 1;
+    auto args = parse_command_line(argc, argv, usage_exit);
+    if (!args) {
+        std::cerr << usage;
+        return usage_exit;
+    }
+    worker_config config;
+    try {
+        config = parse_worker_config(args->file.empty() ? "" : read_file(args->file, 1 << 20), environment());
+    } catch (const std::exception& e) {
+        std::cerr << "devicegate-worker: configuration " << (args->file.empty() ? "" : "(" + args->file + ") ")
+                  << "error: " << e.what() << "\n";
+        return 1;
+    }
+    if (args->check) {
+        std::cout << "devicegate-worker: configuration ok: " << config.describe() << "\n";
+        return 0;
+    }
+    const logger log = make_logger(config.log_level);
+    sigset_t signals = block_stop_signals();
+    worker_metrics metrics;
+    metrics_endpoint endpoint(metrics);
+    if (!endpoint.start(config.metrics_listen, log)) return 1;
 
     registration_worker worker(config, metrics, log);
     std::thread signal_thread([&] {
@@ -124,13 +170,6 @@ int main(int argc, char** argv) {
                std::to_string(metrics.jobs_dead[0] + metrics.jobs_dead[1] + metrics.jobs_dead[2] + metrics.jobs_dead[3]) +
                ", handed back " + std::to_string(metrics.jobs_requeued.load()) + ")");
     signal_thread.join();
-    if (metrics_thread.joinable()) {
-        // stop() only acts on a running server: give a just-started one a moment to be so.
-        for (int i = 0; i < 1000 && !metrics_server.is_running(); ++i) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
-        metrics_server.stop();
-        metrics_thread.join();
-    }
+    endpoint.stop();
     return 0;
 }

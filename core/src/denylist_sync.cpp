@@ -32,31 +32,15 @@ void denylist_sync::load_cache() {
     }
 }
 
-void denylist_sync::start() { thread_ = std::thread([this] { run(); }); }
+void denylist_sync::start() { loop_.start(); }
 
-void denylist_sync::stop() noexcept {
-    {
-        std::lock_guard lock(mutex_);
-        stop_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-}
+void denylist_sync::stop() noexcept { loop_.stop(); }
 
-bool denylist_sync::sleep_for(std::chrono::milliseconds d) {
-    std::unique_lock lock(mutex_);
-    return !wake_.wait_for(lock, d, [this] { return stop_; });
-}
-
-void denylist_sync::run() {
+void denylist_sync::run(background_loop& loop) {
     std::chrono::milliseconds backoff{100};
-    for (;;) {
-        {
-            std::lock_guard lock(mutex_);
-            if (stop_) return;
-        }
+    while (!loop.stopping()) {
         try {
-            session();
+            session(loop);
             return;  // only returns normally when stopping
         } catch (const redis_io_error& e) {
             mark_down(e.what());
@@ -67,7 +51,7 @@ void denylist_sync::run() {
         }
         if (was_up_) backoff = std::chrono::milliseconds(100);  // a fresh outage: retry quickly
         was_up_ = false;
-        if (!sleep_for(backoff)) return;
+        if (!loop.wait_for(backoff)) return;
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
     }
 }
@@ -83,17 +67,12 @@ void denylist_sync::mark_down(const std::string& cause) {
     state_.stale_since.compare_exchange_strong(expected, static_cast<std::int64_t>(std::time(nullptr)));
 }
 
-void denylist_sync::session() {
-    redis_connection sub(opts_.redis);
-    sub.append({"SUBSCRIBE", opts_.model.revocations_channel()});
-    // Wait for the subscription to be confirmed before the resync, so no change falls between.
-    for (auto deadline = std::chrono::steady_clock::now() + opts_.redis.command_timeout;;) {
-        auto reply = sub.next_reply(std::chrono::milliseconds(100));
-        if (reply) break;
-        if (std::chrono::steady_clock::now() > deadline) throw redis_io_error("SUBSCRIBE not confirmed");
-    }
+void denylist_sync::session(background_loop& loop) {
+    // Subscribed before the full load, so no change falls between the two.
+    revocation_subscription sub(opts_.redis, opts_.model);
     redis_connection cmd(opts_.redis);
-    publish(std::make_shared<const denylist>(full_resync(cmd)), "resync");
+    revocation_store store(cmd, opts_.model);
+    publish(std::make_shared<const denylist>(full_resync(store)), "resync");
     state_.stale_since = 0;
     link_up_ = true;
     was_up_ = true;
@@ -102,71 +81,40 @@ void denylist_sync::session() {
                 std::to_string(state_.list.load()->size()) + " entries");
 
     auto next_resync = std::chrono::steady_clock::now() + opts_.resync_interval;
-    for (;;) {
-        {
-            std::lock_guard lock(mutex_);
-            if (stop_) return;
-        }
+    while (!loop.stopping()) {
         if (std::chrono::steady_clock::now() >= next_resync) {
             // Periodic: also a health check of the command link.
-            publish(std::make_shared<const denylist>(full_resync(cmd)), "periodic resync");
+            publish(std::make_shared<const denylist>(full_resync(store)), "periodic resync");
             next_resync = std::chrono::steady_clock::now() + opts_.resync_interval;
         }
-        auto reply = sub.next_reply(std::chrono::milliseconds(200));
-        if (!reply) continue;
-        const redisReply* r = reply->get();
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING ||
-            std::string_view(r->element[0]->str, r->element[0]->len) != "message" ||
-            r->element[2]->type != REDIS_REPLY_STRING) {
-            continue;  // subscribe confirmations and the like
-        }
-        std::string_view payload(r->element[2]->str, r->element[2]->len);
-        try {
-            auto change = parse_denylist_change(payload);
-            auto current = state_.list.load();
-            auto next = std::make_shared<denylist>(*current);
-            auto& set = change.serial ? next->serials : next->devices;
-            if (change.revoke) set.insert(change.value);
-            else set.erase(change.value);
-            publish(std::move(next), change.revoke ? "revoke" : "unrevoke");
-        } catch (const std::invalid_argument& e) {
-            ++malformed_;
-            log_.warning(std::string("devicegate: malformed message on ") + opts_.model.revocations_channel() + ": " +
-                         e.what() + "; resyncing");
-            publish(std::make_shared<const denylist>(full_resync(cmd)), "resync after a malformed message");
-        }
+        if (auto payload = sub.next_change(std::chrono::milliseconds(200))) apply_change(store, *payload);
     }
 }
 
-denylist denylist_sync::full_resync(redis_connection& cmd) {
-    denylist list;
-    auto read = [&](const std::string& key, bool serials) {
-        auto reply = cmd.command({"HKEYS", key});
-        const redisReply* r = reply.get();
-        if (r->type != REDIS_REPLY_ARRAY) {
-            throw redis_data_error(key + ": expected a hash, got " +
-                                   (is_error(r) ? std::string(r->str, r->len) : std::string(reply_type_name(r))));
-        }
-        for (std::size_t i = 0; i < r->elements; ++i) {
-            const redisReply* e = r->element[i];
-            std::string value(e->str != nullptr ? std::string(e->str, e->len) : std::string());
-            if (serials) {
-                auto hex = normalize_serial_hex(value);
-                if (!hex) {
-                    ++malformed_;
-                    log_.warning("devicegate: malformed deny-list entry in " + key + ": \"" + log_safe(value) +
-                                 "\" is not a hex serial; ignored");
-                    continue;
-                }
-                list.serials.insert(*hex);
-            } else {
-                list.devices.insert(std::move(value));
-            }
-        }
-    };
-    read(opts_.model.revoked_serials(), true);
-    read(opts_.model.revoked_devices(), false);
-    return list;
+void denylist_sync::apply_change(revocation_store& store, std::string_view payload) {
+    try {
+        auto change = parse_denylist_change(payload);
+        auto next = std::make_shared<denylist>(*state_.list.load());
+        auto& set = change.serial ? next->serials : next->devices;
+        if (change.revoke) set.insert(change.value);
+        else set.erase(change.value);
+        publish(std::move(next), change.revoke ? "revoke" : "unrevoke");
+    } catch (const std::invalid_argument& e) {
+        ++malformed_;
+        log_.warning(std::string("devicegate: malformed message on ") + opts_.model.revocations_channel() + ": " +
+                     e.what() + "; resyncing");
+        publish(std::make_shared<const denylist>(full_resync(store)), "resync after a malformed message");
+    }
+}
+
+denylist denylist_sync::full_resync(revocation_store& store) {
+    auto snapshot = store.load();
+    for (const auto& bad : snapshot.malformed) {
+        ++malformed_;
+        log_.warning("devicegate: malformed deny-list entry in " + bad.key + ": \"" + log_safe(bad.value) +
+                     "\" is not a hex serial; ignored");
+    }
+    return std::move(snapshot.list);
 }
 
 void denylist_sync::publish(std::shared_ptr<const denylist> next, const char* why) {

@@ -12,6 +12,12 @@
 
 namespace devicegate {
 
+bool same_fingerprint(std::string_view a, std::string_view b) noexcept {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+        return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+    });
+}
+
 std::string_view to_string(job_type t) noexcept {
     return t == job_type::first_connect ? "first_connect" : "certificate_changed";
 }
@@ -32,8 +38,9 @@ std::string encode_job(const device_certificate& cert, job_type type) {
 
 std::string encode_journal_line(const device_certificate& cert) { return to_json(cert).dump(); }
 
-device_certificate parse_journal_line(std::string_view line) {
-    const nlohmann::json j = parse_json_object(line);
+namespace {
+/// The certificate fields shared by a job and a journal line.
+device_certificate certificate_from(const nlohmann::json& j) {
     auto text = [&](const char* name) { return string_field(j, name); };
     device_certificate c;
     c.device_id = text("device_id");
@@ -47,6 +54,9 @@ device_certificate parse_journal_line(std::string_view line) {
     c.first_seen = seen->get<std::int64_t>();
     return c;
 }
+}  // namespace
+
+device_certificate parse_journal_line(std::string_view line) { return certificate_from(parse_json_object(line)); }
 
 job parse_job(std::string_view payload) {
     const nlohmann::json j = parse_json_object(payload);
@@ -59,7 +69,7 @@ job parse_job(std::string_view payload) {
     if (type == to_string(job_type::first_connect)) out.type = job_type::first_connect;
     else if (type == to_string(job_type::certificate_changed)) out.type = job_type::certificate_changed;
     else throw std::invalid_argument("unknown job type");
-    out.cert = parse_journal_line(payload);
+    out.cert = certificate_from(j);
     std::vector<x509_ptr> certs;
     try {
         certs = parse_certificates(out.cert.certificate_pem, "certificate_pem");
@@ -67,12 +77,11 @@ job parse_job(std::string_view payload) {
         throw std::invalid_argument("certificate_pem is not a PEM certificate");
     }
     if (certs.size() != 1) throw std::invalid_argument("certificate_pem holds " + std::to_string(certs.size()) + " certificates, expected 1");
-    const auto digest = certificate_sha256(certs[0].get());
-    const std::string actual = to_hex(digest.data(), digest.size());  // upper case, as the plugin writes it
-    if (!std::equal(actual.begin(), actual.end(), out.cert.fingerprint_sha256.begin(), out.cert.fingerprint_sha256.end(),
-                    [](char a, char b) { return std::toupper(static_cast<unsigned char>(a)) == std::toupper(static_cast<unsigned char>(b)); })) {
+    const std::string actual = fingerprint_hex(certificate_sha256(certs[0].get()));
+    if (!same_fingerprint(actual, out.cert.fingerprint_sha256)) {
         throw std::invalid_argument("fingerprint_sha256 does not match certificate_pem");
     }
+    out.cert.fingerprint_sha256 = actual;
     return out;
 }
 

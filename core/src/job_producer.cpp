@@ -36,18 +36,10 @@ void job_producer::start() {
         log_.notice("devicegate: jobs journal " + opts_.journal_file + " holds " +
                     std::to_string(counters_.journaled.load()) + " undelivered first-connect jobs; delivering them");
     }
-    thread_ = std::thread([this] { run(); });
+    loop_.start();
 }
 
-void job_producer::stop() noexcept {
-    {
-        std::lock_guard lock(mutex_);
-        if (stop_ && !thread_.joinable()) return;
-        stop_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-}
+void job_producer::stop() noexcept { loop_.stop(); }
 
 void job_producer::submit(device_certificate cert) {
     {
@@ -65,48 +57,44 @@ void job_producer::submit(device_certificate cert) {
         pending_.push_back(std::move(cert));
     }
     ++counters_.submitted;
-    wake_.notify_one();
+    loop_.wake();
 }
 
-bool job_producer::sleep_for(std::chrono::milliseconds d) {
-    std::unique_lock lock(mutex_);
-    return !wake_.wait_for(lock, d, [this] { return stop_; });
+bool job_producer::back_off(background_loop& loop, std::chrono::milliseconds d) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < until) {
+        if (!loop.wait_until(until)) return false;
+    }
+    return true;
 }
 
-void job_producer::run() {
+void job_producer::run(background_loop& loop) {
     std::unique_ptr<redis_connection> redis;
     std::chrono::milliseconds backoff{100};
     for (;;) {
-        bool stopping = false;
+        bool idle = false;
         {
-            std::unique_lock lock(mutex_);
-            if (pending_.empty() && !stop_ && redis && buffer_.empty()) {
-                wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_ || !pending_.empty(); });
-            }
+            std::lock_guard lock(mutex_);
+            idle = pending_.empty() && redis && buffer_.empty();
+        }
+        // Idle: wait for a submission (wake) or a second, then PING.
+        if (idle) loop.wait_for(std::chrono::seconds(1));
+        {
+            std::lock_guard lock(mutex_);
             for (auto& c : pending_) buffer_.push_back(std::move(c));
             pending_.clear();
-            stopping = stop_;
         }
         counters_.buffered = buffer_.size();
-        if (stopping) {
+        if (loop.stopping()) {
             spill_to_journal(0);
             return;
         }
         try {
             if (!redis) {
-                redis = std::make_unique<redis_connection>(opts_.redis);
-                script_sha_ = reply_string(redis->command({"SCRIPT", "LOAD", first_connect_script}).get(), "SCRIPT LOAD");
-                counters_.link_up = true;
-                if (down_logged_) log_.notice("devicegate: jobs link to redis up again (" + opts_.redis.describe() + ")");
-                down_logged_ = false;
+                redis = connect();
                 backoff = std::chrono::milliseconds(100);
             }
-            deliver_journal(*redis);
-            if (buffer_.empty()) {
-                // Idle: a PING keeps the link state (and $SYS jobs/link) honest.
-                reply_string(redis->command({"PING"}).get(), "PING");
-            }
-            deliver_buffer(*redis);
+            deliver_all(*redis);
         } catch (const std::exception& e) {
             redis.reset();
             counters_.link_up = false;
@@ -120,10 +108,28 @@ void job_producer::run() {
         if (!redis) {
             spill_to_journal(opts_.memory_limit);
             counters_.buffered = buffer_.size();
-            if (!sleep_for(backoff)) continue;  // stopping: the next pass journals and returns
+            if (!back_off(loop, backoff)) continue;  // stopping: the next pass journals and returns
             backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
         }
     }
+}
+
+std::unique_ptr<redis_connection> job_producer::connect() {
+    auto redis = std::make_unique<redis_connection>(opts_.redis);
+    script_sha_ = reply_string(redis->command({"SCRIPT", "LOAD", first_connect_script}).get(), "SCRIPT LOAD");
+    counters_.link_up = true;
+    if (down_logged_) log_.notice("devicegate: jobs link to redis up again (" + opts_.redis.describe() + ")");
+    down_logged_ = false;
+    return redis;
+}
+
+void job_producer::deliver_all(redis_connection& redis) {
+    deliver_journal(redis);
+    if (buffer_.empty()) {
+        // Idle: a PING keeps the link state (and $SYS jobs/link) honest.
+        reply_string(redis.command({"PING"}).get(), "PING");
+    }
+    deliver_buffer(redis);
 }
 
 void job_producer::deliver(redis_connection& redis, const device_certificate& cert) {
@@ -139,7 +145,7 @@ void job_producer::deliver(redis_connection& redis, const device_certificate& ce
                                   encode_job(cert, job_type::first_connect),
                                   encode_job(cert, job_type::certificate_changed)};
     auto reply = redis.command(argv);
-    if (is_error(reply.get()) && std::string_view(reply->str, reply->len).rfind("NOSCRIPT", 0) == 0) {
+    if (is_error_code(reply.get(), "NOSCRIPT")) {
         argv[0] = "EVAL";  // Redis restarted or SCRIPT FLUSH: send the body once more
         argv[1] = first_connect_script;
         reply = redis.command(argv);

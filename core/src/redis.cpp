@@ -78,12 +78,10 @@ redis_connection::redis_connection(const redis_options& options) : where_(option
     if (ctx_->err) throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
     redisSetTimeout(ctx_.get(), to_timeval(options.command_timeout));
     if (!options.password.empty()) {
-        auto r = command({"AUTH", options.password});
-        if (is_error(r.get())) throw redis_data_error("redis " + where_ + ": AUTH refused: " + r->str);
+        expect_ok(command({"AUTH", options.password}).get(), "redis " + where_ + ": AUTH refused");
     }
     if (options.db != 0) {
-        auto r = command({"SELECT", std::to_string(options.db)});
-        if (is_error(r.get())) throw redis_data_error("redis " + where_ + ": SELECT refused: " + r->str);
+        expect_ok(command({"SELECT", std::to_string(options.db)}).get(), "redis " + where_ + ": SELECT refused");
     }
 }
 
@@ -111,6 +109,18 @@ std::vector<redis_reply_ptr> redis_connection::pipeline(const std::vector<std::v
         replies.emplace_back(static_cast<redisReply*>(reply));
     }
     return replies;
+}
+
+redis_reply_ptr redis_connection::transaction(const std::vector<std::vector<std::string>>& commands) {
+    std::vector<std::vector<std::string>> all{{"MULTI"}};
+    all.insert(all.end(), commands.begin(), commands.end());
+    all.push_back({"EXEC"});
+    auto replies = pipeline(all);
+    redis_reply_ptr exec = std::move(replies.back());
+    if (is_nil(exec.get())) throw redis_data_error("EXEC: transaction aborted");
+    auto results = reply_array(exec.get(), "EXEC", commands.size());
+    for (std::size_t i = 0; i < results.size(); ++i) expect_ok(results[i], commands[i][0]);
+    return exec;
 }
 
 void redis_connection::append(const std::vector<std::string>& argv) {
@@ -141,35 +151,6 @@ std::optional<redis_reply_ptr> redis_connection::next_reply(std::chrono::millise
     }
     if (reply == nullptr) return std::nullopt;
     return redis_reply_ptr(static_cast<redisReply*>(reply));
-}
-
-bool is_error(const redisReply* r) noexcept { return r != nullptr && r->type == REDIS_REPLY_ERROR; }
-
-std::string_view reply_type_name(const redisReply* r) noexcept {
-    if (r == nullptr) return "nothing";
-    switch (r->type) {
-        case REDIS_REPLY_STRING: return "string";
-        case REDIS_REPLY_ARRAY: return "array";
-        case REDIS_REPLY_INTEGER: return "integer";
-        case REDIS_REPLY_NIL: return "nil";
-        case REDIS_REPLY_STATUS: return "status";
-        case REDIS_REPLY_ERROR: return "error";
-    }
-    return "unknown";
-}
-
-std::string reply_string(const redisReply* r, std::string_view what) {
-    if (r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)) {
-        return std::string(r->str, r->len);
-    }
-    if (is_error(r)) throw redis_data_error(std::string(what) + ": Redis error: " + std::string(r->str, r->len));
-    throw redis_data_error(std::string(what) + ": expected a string, got " + std::string(reply_type_name(r)));
-}
-
-long long reply_integer(const redisReply* r, std::string_view what) {
-    if (r != nullptr && r->type == REDIS_REPLY_INTEGER) return r->integer;
-    if (is_error(r)) throw redis_data_error(std::string(what) + ": Redis error: " + std::string(r->str, r->len));
-    throw redis_data_error(std::string(what) + ": expected an integer, got " + std::string(reply_type_name(r)));
 }
 
 }  // namespace devicegate

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <stdexcept>
 
 namespace devicegate::fakes {
@@ -81,6 +82,50 @@ json parse_or_null(const std::string& body) {
     }
 }
 
+/// base64url without padding -> bytes; nullopt if not base64url.
+std::optional<std::string> base64url_decode(std::string text) {
+    std::replace(text.begin(), text.end(), '-', '+');
+    std::replace(text.begin(), text.end(), '_', '/');
+    if (text.empty() || text.size() % 4 == 1) return std::nullopt;
+    while (text.size() % 4 != 0) text.push_back('=');
+    std::string out(text.size() / 4 * 3, '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(text.data()),
+                            static_cast<int>(text.size()));
+    if (n < 0) return std::nullopt;
+    out.resize(static_cast<std::size_t>(n) - static_cast<std::size_t>(std::count(text.end() - 2, text.end(), '=')));
+    return out;
+}
+
+/// A structurally valid JWS (three parts, a JSON header and payload): one whose signature does
+/// not verify is "expired" to ThingsBoard (401/11), anything else is "invalid" (401/10)
+/// (JwtTokenFactory.parseTokenClaims).
+bool looks_like_jwt(const std::string& token) {
+    auto first = token.find('.'), second = token.find('.', first + 1);
+    if (first == std::string::npos || second == std::string::npos || token.find('.', second + 1) != std::string::npos) return false;
+    auto header = base64url_decode(token.substr(0, first));
+    auto payload = base64url_decode(token.substr(first + 1, second - first - 1));
+    return header && payload && parse_or_null(*header).is_object() && parse_or_null(*payload).is_object();
+}
+
+/// ThingsBoard's PageData for ?pageSize=&page= over `all`.
+json tb_page(const json& all, const Request& req) {
+    const std::size_t size = std::max(1, std::atoi(req.get_param_value("pageSize").c_str()));
+    const std::size_t page = static_cast<std::size_t>(std::max(0, std::atoi(req.get_param_value("page").c_str())));
+    json data = json::array();
+    for (std::size_t i = page * size; i < all.size() && i < (page + 1) * size; ++i) data.push_back(all[i]);
+    const std::size_t pages = (all.size() + size - 1) / size;
+    return {{"data", data}, {"totalPages", pages}, {"totalElements", all.size()}, {"hasNext", page + 1 < pages}};
+}
+
+bool contains_ci(std::string haystack, std::string needle) {
+    auto lower = [](std::string& t) { std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); }); };
+    lower(haystack);
+    lower(needle);
+    return haystack.find(needle) != std::string::npos;
+}
+
+constexpr const char* default_profile_id = "9d9588c0-06c9-11ee-b618-19be30fdeb60";
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -150,6 +195,7 @@ httplib::Server::HandlerResponse fake_server::apply_faults(const Request& req, R
     {
         std::lock_guard lock(mutex_);
         ++requests_;
+        if (!admit(req, res)) return R::Handled;
         if (req.path.rfind(faults_.path, 0) == 0) {
             latency = faults_.latency_ms;
             if (faults_.drop_next > 0) {
@@ -180,126 +226,350 @@ httplib::Server::HandlerResponse fake_server::apply_faults(const Request& req, R
 // ---------------------------------------------------------------------------------------------
 // ThingsBoard
 fake_thingsboard::fake_thingsboard(thingsboard_options options) : options_(std::move(options)) {
-    server_.Post("/api/auth/login", [this](const Request& req, Response& res) {
-        json j = parse_or_null(req.body);
-        std::lock_guard lock(mutex_);
-        if (!j.is_object() || j.value("username", "") != options_.username || j.value("password", "") != options_.password) {
-            ++auth_failures_;
-            return tb_error(res, 401, 10, "Invalid username or password");
-        }
-        ++logins_;
-        res.set_content(issue_pair(options_.username).dump(), "application/json");
-    });
+    reset_state();
+    add_login_routes();
+    add_device_routes();
+    add_credentials_routes();
+    add_rule_engine_routes();
+    add_attribute_routes();
+    add_profile_and_customer_routes();
+    add_control_routes();
+}
+
+void fake_thingsboard::add_login_routes() {
+    server_.Post("/api/auth/login", [this](const Request& req, Response& res) { handle_login(req, res); });
     server_.Post("/api/auth/token", [this](const Request& req, Response& res) {
         json j = parse_or_null(req.body);
         std::lock_guard lock(mutex_);
         std::string token = j.is_object() ? j.value("refreshToken", "") : "";
         auto it = refresh_tokens_.find(token);
-        if (it == refresh_tokens_.end()) return tb_error(res, 401, 10, "Invalid username or password");
+        if (it == refresh_tokens_.end()) {
+            // RefreshTokenAuthenticationProvider -> parseTokenClaims: a bad signature is "expired".
+            if (looks_like_jwt(token)) return tb_error(res, 401, 11, "Token has expired");
+            return tb_error(res, 401, 10, "Invalid username or password");
+        }
         if (it->second < now_s()) return tb_error(res, 401, 11, "Token has expired");
         ++refreshes_;
         res.set_content(issue_pair(options_.username).dump(), "application/json");
     });
+}
+
+// DefaultSystemSecurityService.validateUserCredentials and ThingsboardErrorResponseHandler:
+// a wrong password counts; the attempt that goes beyond maxFailedLoginAttempts disables the
+// account ("locked"); a disabled account then answers "not active" even to the right password.
+void fake_thingsboard::handle_login(const Request& req, Response& res) {
+    json j = parse_or_null(req.body);
+    std::lock_guard lock(mutex_);
+    if (!j.is_object() || j.value("username", "") != options_.username) {
+        ++auth_failures_;  // UsernameNotFoundException: nothing to count against
+        return tb_error(res, 401, 10, "Invalid username or password");
+    }
+    if (j.value("password", "") != options_.password) {
+        ++auth_failures_;
+        ++failed_logins_;
+        const int max = options_.max_failed_login_attempts;
+        if (max > 0 && failed_logins_ > max && account_enabled_) {
+            account_enabled_ = false;
+            return tb_error(res, 401, 10, "User account is locked due to security policy");
+        }
+        return tb_error(res, 401, 10, "Invalid username or password");
+    }
+    if (!account_enabled_) {
+        ++auth_failures_;
+        return tb_error(res, 401, 10, "User account is not active");
+    }
+    failed_logins_ = 0;
+    ++logins_;
+    res.set_content(issue_pair(options_.username).dump(), "application/json");
+}
+
+void fake_thingsboard::add_device_routes() {
     server_.Get("/api/tenant/devices", [this](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
-        auto it = devices_.find(req.get_param_value("deviceName"));
-        if (it == devices_.end()) return tb_error(res, 404, 32, "Requested item wasn't found!");
-        res.set_content(device_json(it->second).dump(), "application/json");
+        if (req.has_param("deviceName")) {
+            auto it = devices_.find(req.get_param_value("deviceName"));
+            if (it == devices_.end()) return tb_error(res, 404, 32, "Requested item wasn't found!");
+            return res.set_content(device_json(it->second).dump(), "application/json");
+        }
+        if (!req.has_param("pageSize") || !req.has_param("page")) {
+            return tb_error(res, 400, 31, "Required request parameter 'pageSize' for method parameter type int is not present");
+        }
+        json all = json::array();
+        for (const auto& [name, d] : devices_) {
+            if (!req.has_param("textSearch") || contains_ci(name, req.get_param_value("textSearch"))) all.push_back(device_json(d));
+        }
+        res.set_content(tb_page(all, req).dump(), "application/json");
     });
-    server_.Post("/api/device-with-credentials", [this](const Request& req, Response& res) {
+    server_.Post("/api/device-with-credentials", [this](const Request& req, Response& res) { handle_create(req, res); });
+    server_.Get(R"(/api/device/([0-9a-fA-F-]{36}))", [this](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
-        json j = parse_or_null(req.body);
-        if (!j.is_object()) return tb_error(res, 400, 30, "Invalid request body");
-        const json& device = j.contains("device") ? j["device"] : json();
-        const json& creds = j.contains("credentials") ? j["credentials"] : json();
-        if (!device.is_object() || !creds.is_object()) return tb_error(res, 400, 31, "Validation error: device must not be null, credentials must not be null");
-        std::string name = device.value("name", "");
-        if (name.empty()) return tb_error(res, 400, 31, "Device name should be specified!");
-        if (devices_.count(name) != 0) {
-            ++name_conflicts_;
-            return tb_error(res, 400, 31, "Device with such name already exists!");
-        }
-        if (creds.value("credentialsType", "") != "X509_CERTIFICATE") return tb_error(res, 400, 31, "Unsupported credentials type in this fake");
-        std::string value = bare_base64(creds.value("credentialsValue", ""));
-        if (!is_base64(value)) return tb_error(res, 400, 31, "Failed to decode the certificate");
-        std::string hash = sha3_hex(value);
-        if (credentials_owner_.count(hash) != 0) return tb_error(res, 400, 31, "Device credentials are already assigned to another device!");
-        device_record d;
-        d.id = random_uuid();
-        d.name = name;
-        d.type = device.value("type", "default");
-        d.created = now_ms();
-        d.credentials_id_uuid = random_uuid();
-        d.credentials_value = value;
-        d.credentials_hash = hash;
-        credentials_owner_[hash] = name;
-        names_by_id_[d.id] = name;
-        ++creates_;
-        res.set_content(device_json(d).dump(), "application/json");
-        devices_.emplace(name, std::move(d));
+        if (device_record* d = find_or_404(req.matches[1].str(), res)) res.set_content(device_json(*d).dump(), "application/json");
     });
+    server_.Delete(R"(/api/device/([0-9a-fA-F-]{36}))", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        device_record* d = find_or_404(req.matches[1].str(), res);
+        if (d == nullptr) return;
+        credentials_owner_.erase(d->credentials_hash);
+        names_by_id_.erase(d->id);
+        devices_.erase(d->name);
+        ++deletes_;
+        res.status = 200;  // DeviceController.deleteDevice: 200, empty body
+    });
+}
+
+void fake_thingsboard::handle_create(const Request& req, Response& res) {
+    std::lock_guard lock(mutex_);
+    if (!authorized(req, res)) return;
+    json j = parse_or_null(req.body);
+    if (!j.is_object()) return tb_error(res, 400, 30, "Invalid request body");
+    const json& device = j.contains("device") ? j["device"] : json();
+    const json& creds = j.contains("credentials") ? j["credentials"] : json();
+    if (!device.is_object() || !creds.is_object()) return tb_error(res, 400, 31, "Validation error: device must not be null, credentials must not be null");
+    std::string name = device.value("name", "");
+    if (name.empty()) return tb_error(res, 400, 31, "Device name should be specified!");
+    if (devices_.count(name) != 0) {
+        ++name_conflicts_;
+        return tb_error(res, 400, 31, "Device with such name already exists!");
+    }
+    if (creds.value("credentialsType", "") != "X509_CERTIFICATE") return tb_error(res, 400, 31, "Unsupported credentials type in this fake");
+    std::string value = bare_base64(creds.value("credentialsValue", ""));
+    if (!is_base64(value)) return tb_error(res, 400, 31, "Failed to decode the certificate");
+    std::string hash = sha3_hex(value);
+    if (credentials_owner_.count(hash) != 0) return tb_error(res, 400, 31, "Device credentials are already assigned to another device!");
+    std::string profile_error;
+    std::string profile_id = resolve_profile(device, profile_error);
+    if (profile_id.empty()) return tb_error(res, 400, 31, profile_error);
+    device_record d;
+    d.id = random_uuid();
+    d.name = name;
+    d.profile_id = profile_id;
+    for (const auto& [profile, id] : profiles_) {
+        if (id == profile_id) d.type = profile;  // DeviceServiceImpl: type := the profile's name
+    }
+    if (device.contains("label") && device["label"].is_string()) d.label = device["label"].get<std::string>();
+    d.created = now_ms();
+    d.credentials_id_uuid = random_uuid();
+    d.credentials_value = value;
+    d.credentials_hash = hash;
+    credentials_owner_[hash] = name;
+    names_by_id_[d.id] = name;
+    ++creates_;
+    res.set_content(device_json(d).dump(), "application/json");
+    devices_.emplace(name, std::move(d));
+}
+
+// DeviceServiceImpl.saveDevice: an explicit deviceProfileId must exist; otherwise the profile is
+// found *or created* by the device's `type`, and an empty type means the default profile.
+std::string fake_thingsboard::resolve_profile(const json& device, std::string& error) {
+    if (device.contains("deviceProfileId") && device["deviceProfileId"].is_object()) {
+        const std::string id = device["deviceProfileId"].value("id", "");
+        for (const auto& [name, pid] : profiles_) {
+            if (pid == id) return pid;
+        }
+        error = "Device is referencing non existing device profile!";
+        return "";
+    }
+    std::string type = device.contains("type") && device["type"].is_string() ? device["type"].get<std::string>() : "";
+    if (type.empty()) return profiles_.at("default");
+    auto [it, created] = profiles_.try_emplace(type, "");
+    if (created) {
+        it->second = random_uuid();
+        ++profiles_created_;
+    }
+    return it->second;
+}
+
+void fake_thingsboard::add_credentials_routes() {
     server_.Get(R"(/api/device/([^/]+)/credentials)", [this](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
-        auto id = names_by_id_.find(req.matches[1].str());
-        if (id == names_by_id_.end()) return tb_error(res, 404, 32, "Requested item wasn't found!");
-        res.set_content(credentials_json(devices_.at(id->second)).dump(), "application/json");
+        if (device_record* d = find_or_404(req.matches[1].str(), res)) res.set_content(credentials_json(*d).dump(), "application/json");
     });
-    server_.Post("/api/device/credentials", [this](const Request& req, Response& res) {
+    server_.Post("/api/device/credentials", [this](const Request& req, Response& res) { handle_credentials_update(req, res); });
+}
+
+void fake_thingsboard::handle_credentials_update(const Request& req, Response& res) {
+    std::lock_guard lock(mutex_);
+    if (!authorized(req, res)) return;
+    json j = parse_or_null(req.body);
+    if (!j.is_object() || !j.contains("deviceId") || !j["deviceId"].is_object()) return tb_error(res, 400, 30, "Invalid request body");
+    device_record* found = find_or_404(j["deviceId"].value("id", ""), res);
+    if (found == nullptr) return;
+    device_record& d = *found;
+    if (!j.contains("id") || !j["id"].is_object() || j["id"].value("id", "") != d.credentials_id_uuid) {
+        return tb_error(res, 400, 31, "Unable to update non-existent device credentials!");
+    }
+    if (j.value("credentialsType", "") != "X509_CERTIFICATE") return tb_error(res, 400, 31, "Unsupported credentials type in this fake");
+    std::string value = bare_base64(j.value("credentialsValue", ""));
+    if (!is_base64(value)) return tb_error(res, 400, 31, "Failed to decode the certificate");
+    std::string hash = sha3_hex(value);
+    if (auto owner = credentials_owner_.find(hash); owner != credentials_owner_.end() && owner->second != d.name) {
+        return tb_error(res, 400, 31, "Device credentials are already assigned to another device!");
+    }
+    // JpaAbstractDao.doSave: no version = overwrite; a version other than the stored one is an
+    // OptimisticLockException -> EntityVersionMismatchException -> 409, VERSION_CONFLICT (35).
+    if (j.contains("version") && !j["version"].is_null() &&
+        (!j["version"].is_number_integer() || j["version"].get<std::int64_t>() != d.credentials_version)) {
+        ++version_conflicts_;
+        return tb_error(res, 409, 35, "Device credentials was already changed by someone else");
+    }
+    credentials_owner_.erase(d.credentials_hash);
+    d.credentials_value = value;
+    d.credentials_hash = hash;
+    ++d.credentials_version;
+    credentials_owner_[hash] = d.name;
+    ++credential_updates_;
+    res.set_content(credentials_json(d).dump(), "application/json");
+}
+
+void fake_thingsboard::add_rule_engine_routes() {
+    auto handler = [this](const Request& req, Response& res) { handle_rule_engine(req, res); };
+    server_.Post(R"(/api/rule-engine/([A-Z_]+)/([^/]+)/(\d+))", handler);
+    server_.Post(R"(/api/rule-engine/([A-Z_]+)/([^/]+))", handler);
+}
+
+void fake_thingsboard::handle_rule_engine(const Request& req, Response& res) {
+    std::chrono::milliseconds wait{0};
+    {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
-        json j = parse_or_null(req.body);
-        if (!j.is_object() || !j.contains("deviceId") || !j["deviceId"].is_object()) return tb_error(res, 400, 30, "Invalid request body");
-        auto id = names_by_id_.find(j["deviceId"].value("id", ""));
-        if (id == names_by_id_.end()) return tb_error(res, 404, 32, "Requested item wasn't found!");
-        device_record& d = devices_.at(id->second);
-        if (!j.contains("id") || !j["id"].is_object() || j["id"].value("id", "") != d.credentials_id_uuid) {
-            return tb_error(res, 400, 31, "Unable to update non-existent device credentials!");
+        if (options_.rule_engine == "absent") return tb_error(res, 404, 32, "Requested item wasn't found!");
+        json body = parse_or_null(req.body);
+        if (body.is_null() && req.body != "null") return tb_error(res, 400, 31, "Invalid request body");
+        auto id = names_by_id_.find(req.matches[2].str());
+        if (req.matches[1] != "DEVICE" || id == names_by_id_.end()) return access_validator_404(req, res);
+        devices_.at(id->second).messages.push_back(body);
+        ++rule_engine_messages_;
+        if (options_.rule_engine == "reply") return res.set_content(R"({"ack":true})", "application/json");
+        ++rule_engine_timeouts_;
+        // RuleEngineController: the {timeout} segment in ms, DEFAULT_TIMEOUT (10 s) without one.
+        wait = std::chrono::milliseconds(req.matches.size() > 3 ? std::stoll(req.matches[3].str()) : 10000);
+        if (options_.rule_engine_max_wait.count() > 0) wait = std::min(wait, options_.rule_engine_max_wait);
+    }
+    std::this_thread::sleep_for(wait);
+    res.status = 408;  // ResponseEntity(REQUEST_TIMEOUT): no body
+}
+
+void fake_thingsboard::access_validator_404(const Request& req, Response& res) {
+    // EntityNotFoundException.toErrorResponseEntity: ResponseEntity<String>(message, NOT_FOUND).
+    // Spring writes a String with the negotiated type: text/plain, or application/json when the
+    // client asks for JSON -- the body is plain text either way.
+    res.status = 404;
+    const bool wants_json = req.get_header_value("Accept").find("application/json") != std::string::npos;
+    res.set_content("Device with requested id wasn't found!", wants_json ? "application/json" : "text/plain;charset=UTF-8");
+}
+
+void fake_thingsboard::add_attribute_routes() {
+    auto handler = [this](const Request& req, Response& res) { handle_attributes(req, res); };
+    server_.Post(R"(/api/plugins/telemetry/([A-Z_]+)/([^/]+)/attributes/([A-Za-z_]+))", handler);
+    server_.Get(R"(/api/plugins/telemetry/DEVICE/([^/]+)/values/attributes/SERVER_SCOPE)", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        auto id = names_by_id_.find(req.matches[1].str());
+        if (id == names_by_id_.end()) return access_validator_404(req, res);
+        json out = json::array();
+        for (const auto& [key, v] : devices_.at(id->second).server_attributes.items()) {
+            out.push_back({{"key", key}, {"value", v["value"]}, {"lastUpdateTs", v["lastUpdateTs"]}});
         }
-        if (j.value("credentialsType", "") != "X509_CERTIFICATE") return tb_error(res, 400, 31, "Unsupported credentials type in this fake");
-        std::string value = bare_base64(j.value("credentialsValue", ""));
-        if (!is_base64(value)) return tb_error(res, 400, 31, "Failed to decode the certificate");
-        std::string hash = sha3_hex(value);
-        if (auto owner = credentials_owner_.find(hash); owner != credentials_owner_.end() && owner->second != d.name) {
-            return tb_error(res, 400, 31, "Device credentials are already assigned to another device!");
-        }
-        credentials_owner_.erase(d.credentials_hash);
-        d.credentials_value = value;
-        d.credentials_hash = hash;
-        ++d.credentials_version;
-        credentials_owner_[hash] = d.name;
-        ++credential_updates_;
-        res.set_content(credentials_json(d).dump(), "application/json");
+        res.set_content(out.dump(), "application/json");
     });
-    server_.Post(R"(/api/rule-engine/([A-Z_]+)/([^/]+)/(\d+))", [this](const Request& req, Response& res) {
-        int timeout_ms = 0;
-        {
-            std::lock_guard lock(mutex_);
-            if (!authorized(req, res)) return;
-            if (options_.rule_engine == "absent") return tb_error(res, 404, 32, "Requested item wasn't found!");
-            json body = parse_or_null(req.body);
-            if (body.is_null() && req.body != "null") return tb_error(res, 400, 30, "Invalid request body");
-            auto id = names_by_id_.find(req.matches[2].str());
-            if (req.matches[1] != "DEVICE" || id == names_by_id_.end()) {
-                res.status = 403;
-                res.set_content("You don't have permission to perform this operation!", "text/plain");
-                return;
-            }
-            devices_.at(id->second).messages.push_back(body);
-            ++rule_engine_messages_;
-            if (options_.rule_engine == "reply") {
-                res.set_content(R"({"ack":true})", "application/json");
-                return;
-            }
-            timeout_ms = std::min(std::stoi(req.matches[3].str()), 2000);
+}
+
+// TelemetryController.saveAttributes: checks in this order, each failure a plain-text 400; then
+// AccessValidator (plain-text 404 for a missing device); then 200 with an empty body.
+void fake_thingsboard::handle_attributes(const Request& req, Response& res) {
+    std::lock_guard lock(mutex_);
+    if (!authorized(req, res)) return;
+    auto plain = [&](int status, const std::string& text) {
+        res.status = status;
+        res.set_content(text, "text/plain;charset=UTF-8");
+    };
+    const std::string scope = req.matches[3].str();
+    if (scope != "SERVER_SCOPE" && scope != "SHARED_SCOPE" && scope != "CLIENT_SCOPE") return tb_error(res, 400, 31, "Invalid request body");
+    json body = parse_or_null(req.body);
+    if (body.is_null() && req.body != "null") return tb_error(res, 400, 31, "Invalid request body");
+    if (scope == "CLIENT_SCOPE") return plain(400, "Invalid scope: CLIENT_SCOPE");
+    if (!body.is_object()) return plain(400, "Request is not a JSON object");
+    json kept = json::object();
+    for (const auto& [key, value] : body.items()) {
+        if (!value.is_null()) kept[key] = value;  // extractRequestAttributes skips nulls
+    }
+    if (kept.empty()) return plain(400, "No attributes data found in request body!");
+    for (const auto& [key, value] : kept.items()) {
+        if (key.find_first_not_of(' ') == std::string::npos) return plain(400, "Key cannot be empty or contains only spaces");
+    }
+    auto id = names_by_id_.find(req.matches[2].str());
+    if (req.matches[1] != "DEVICE" || id == names_by_id_.end()) return access_validator_404(req, res);
+    if (scope == "SHARED_SCOPE") return res.set_content("", "application/json");  // accepted, not kept here
+    device_record& d = devices_.at(id->second);
+    for (const auto& [key, value] : kept.items()) d.server_attributes[key] = {{"value", value}, {"lastUpdateTs", now_ms()}};
+    ++attribute_writes_;
+    res.status = 200;
+}
+
+void fake_thingsboard::add_profile_and_customer_routes() {
+    auto profile_info = [](const std::string& name, const std::string& id) {
+        return json{{"id", {{"entityType", "DEVICE_PROFILE"}, {"id", id}}}, {"name", name}, {"type", "DEFAULT"},
+                    {"transportType", "DEFAULT"}, {"image", nullptr}, {"defaultDashboardId", nullptr}};
+    };
+    server_.Get("/api/deviceProfileInfos", [this, profile_info](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        json all = json::array();
+        for (const auto& [name, id] : profiles_) {
+            if (!req.has_param("textSearch") || contains_ci(name, req.get_param_value("textSearch"))) all.push_back(profile_info(name, id));
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
-        res.status = 408;
+        res.set_content(tb_page(all, req).dump(), "application/json");
     });
+    server_.Get("/api/deviceProfile/names", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        json all = json::array();
+        for (const auto& [name, id] : profiles_) all.push_back({{"id", {{"entityType", "DEVICE_PROFILE"}, {"id", id}}}, {"name", name}});
+        res.set_content(all.dump(), "application/json");
+    });
+    server_.Get("/api/deviceProfileInfo/default", [this, profile_info](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        res.set_content(profile_info("default", profiles_.at("default")).dump(), "application/json");
+    });
+    server_.Get("/api/tenant/customers", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        auto it = customers_.find(req.get_param_value("customerTitle"));
+        if (it == customers_.end()) return tb_error(res, 404, 32, "Requested item wasn't found!");
+        res.set_content(json{{"id", {{"entityType", "CUSTOMER"}, {"id", it->second}}}, {"title", it->first}}.dump(), "application/json");
+    });
+    server_.Post(R"(/api/customer/([^/]+)/device/([^/]+))", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        const std::string customer = req.matches[1].str();
+        auto it = std::find_if(customers_.begin(), customers_.end(), [&](const auto& c) { return c.second == customer; });
+        if (it == customers_.end()) return tb_error(res, 404, 32, "Customer with id [" + customer + "] is not found");
+        device_record* d = find_or_404(req.matches[2].str(), res);
+        if (d == nullptr) return;
+        d->customer_id = customer;
+        ++customer_assignments_;
+        res.set_content(device_json(*d).dump(), "application/json");
+    });
+}
+
+void fake_thingsboard::add_control_routes() {
     server_.Post("/_fake/expire_tokens", [this](const Request&, Response& res) {
         expire_tokens();
+        res.set_content("{}", "application/json");
+    });
+    server_.Post("/_fake/rotate_signing_key", [this](const Request&, Response& res) {
+        rotate_signing_key();
+        res.set_content("{}", "application/json");
+    });
+    server_.Post("/_fake/unlock", [this](const Request&, Response& res) {
+        std::lock_guard lock(mutex_);
+        account_enabled_ = true;
+        failed_logins_ = 0;
         res.set_content("{}", "application/json");
     });
     server_.Get(R"(/_fake/devices/([^/]+))", [this](const Request& req, Response& res) {
@@ -309,6 +579,14 @@ fake_thingsboard::fake_thingsboard(thingsboard_options options) : options_(std::
     });
 }
 
+fake_thingsboard::device_record* fake_thingsboard::find_or_404(const std::string& id, Response& res) {
+    auto it = names_by_id_.find(id);
+    if (it != names_by_id_.end()) return &devices_.at(it->second);
+    // BaseController.checkEntityId: checkNotNull(entity, "<Type> with id [<id>] is not found").
+    tb_error(res, 404, 32, "Device with id [" + id + "] is not found");
+    return nullptr;
+}
+
 void fake_thingsboard::tb_error(Response& res, int status, int code, const std::string& message) const {
     res.status = status;
     res.set_content(json{{"status", status}, {"message", message}, {"errorCode", code}, {"timestamp", now_ms()}}.dump(),
@@ -316,7 +594,8 @@ void fake_thingsboard::tb_error(Response& res, int status, int code, const std::
 }
 
 void fake_thingsboard::error(Response& res, int status, const std::string& message, const Request&) {
-    int code = status == 429 ? 33 : status == 401 ? 10 : status == 403 ? 20 : status == 404 ? 32 : status >= 500 ? 2 : 31;
+    int code = status == 429 ? 33 : status == 401 ? 10 : status == 403 ? 20 : status == 404 ? 32 : status == 409 ? 35
+             : status >= 500 ? 2 : 31;
     tb_error(res, status, code, message);
 }
 
@@ -328,10 +607,14 @@ bool fake_thingsboard::authorized(const Request& req, Response& res) {
         tb_error(res, 401, 10, "Authentication failed");
         return false;
     }
-    auto it = access_tokens_.find(header.substr(7));
+    const std::string token = header.substr(7);
+    auto it = access_tokens_.find(token);
     if (it == access_tokens_.end()) {
         ++auth_failures_;
-        tb_error(res, 401, 10, "Invalid username or password");
+        // JwtTokenFactory.parseTokenClaims: SignatureException -> JwtExpiredTokenException (11);
+        // a malformed token -> BadCredentialsException (10).
+        if (looks_like_jwt(token)) tb_error(res, 401, 11, "Token has expired");
+        else tb_error(res, 401, 10, "Invalid username or password");
         return false;
     }
     if (it->second < now_s()) {
@@ -363,15 +646,21 @@ void fake_thingsboard::expire_tokens() {
     for (auto& [token, exp] : access_tokens_) exp = 0;
 }
 
+void fake_thingsboard::rotate_signing_key() {
+    std::lock_guard lock(mutex_);
+    access_tokens_.clear();
+    refresh_tokens_.clear();
+}
+
 json fake_thingsboard::device_json(const device_record& d) const {
     return {{"id", {{"entityType", "DEVICE"}, {"id", d.id}}},
             {"createdTime", d.created},
             {"tenantId", {{"entityType", "TENANT"}, {"id", "1e2d3c4b-0000-1000-8000-000000000001"}}},
-            {"customerId", {{"entityType", "CUSTOMER"}, {"id", "13814000-1dd2-11b2-8080-808080808080"}}},
+            {"customerId", {{"entityType", "CUSTOMER"}, {"id", d.customer_id}}},
             {"name", d.name},
             {"type", d.type},
-            {"label", nullptr},
-            {"deviceProfileId", {{"entityType", "DEVICE_PROFILE"}, {"id", "9d9588c0-06c9-11ee-b618-19be30fdeb60"}}},
+            {"label", d.label.empty() ? json(nullptr) : json(d.label)},
+            {"deviceProfileId", {{"entityType", "DEVICE_PROFILE"}, {"id", d.profile_id}}},
             {"additionalInfo", json::object()},
             {"version", 1}};
 }
@@ -393,19 +682,32 @@ json fake_thingsboard::device(const std::string& name) const {
     json j = device_json(it->second);
     j["credentials"] = credentials_json(it->second);
     j["messages"] = it->second.messages;
+    j["server_attributes"] = it->second.server_attributes;
     return j;
 }
 
 json fake_thingsboard::state() const {
     std::lock_guard lock(mutex_);
+    json profiles = json::array();
+    for (const auto& [name, id] : profiles_) profiles.push_back(name);
     return {{"devices", devices_.size()},
             {"creates", creates_},
+            {"deletes", deletes_},
             {"name_conflicts", name_conflicts_},
             {"credential_updates", credential_updates_},
+            {"version_conflicts", version_conflicts_},
+            {"rule_engine_mode", options_.rule_engine},
             {"rule_engine_messages", rule_engine_messages_},
+            {"rule_engine_timeouts", rule_engine_timeouts_},
+            {"attribute_writes", attribute_writes_},
+            {"device_profiles", profiles},
+            {"profiles_created", profiles_created_},
+            {"customer_assignments", customer_assignments_},
             {"logins", logins_},
             {"refreshes", refreshes_},
             {"auth_failures", auth_failures_},
+            {"failed_logins", failed_logins_},
+            {"account_locked", !account_enabled_},
             {"requests", requests_},
             {"faults_injected", faults_injected_}};
 }
@@ -414,83 +716,420 @@ void fake_thingsboard::reset_state() {
     devices_.clear();
     names_by_id_.clear();
     credentials_owner_.clear();
-    logins_ = refreshes_ = auth_failures_ = creates_ = name_conflicts_ = credential_updates_ = rule_engine_messages_ = 0;
+    profiles_ = {{"default", default_profile_id}};
+    for (const auto& p : options_.device_profiles) profiles_.try_emplace(p, random_uuid());
+    customers_.clear();
+    for (const auto& c : options_.customers) customers_.try_emplace(c, random_uuid());
+    failed_logins_ = 0;
+    account_enabled_ = true;
+    logins_ = refreshes_ = auth_failures_ = creates_ = name_conflicts_ = credential_updates_ = version_conflicts_ = 0;
+    rule_engine_messages_ = rule_engine_timeouts_ = attribute_writes_ = deletes_ = profiles_created_ = customer_assignments_ = 0;
     requests_ = faults_injected_ = 0;
 }
 
 // ---------------------------------------------------------------------------------------------
 // hawkBit
 fake_hawkbit::fake_hawkbit(hawkbit_options options) : options_(std::move(options)) {
-    server_.Post("/rest/v1/targets", [this](const Request& req, Response& res) {
+    reset_state();
+    add_target_routes();
+    add_metadata_routes();
+    add_action_routes();
+    add_type_and_tag_routes();
+    add_control_routes();
+}
+
+// DosFilter (a servlet filter, so ahead of authentication): per client IP (X-Forwarded-For first, IpUtil), a counter per second (Caffeine,
+// expireAfterWrite 1 s from the first request): the first request stores 0 and each later one
+// is refused once the counter it increments is already above the maximum. 429, empty body.
+bool fake_hawkbit::admit(const Request& req, Response& res) {
+    if (!options_.dos_filter) return true;
+    std::string ip = req.get_header_value("X-Forwarded-For");
+    ip = ip.empty() ? req.remote_addr : ip.substr(0, ip.find(','));
+    const bool read = req.method == "GET";
+    dos_window& w = (read ? dos_reads_ : dos_writes_)[ip];
+    const auto now = std::chrono::steady_clock::now();
+    if (w.start == std::chrono::steady_clock::time_point{} || now - w.start >= std::chrono::seconds(1)) {
+        w = {now, 0};
+        return true;
+    }
+    if (w.count++ > (read ? options_.dos_max_read : options_.dos_max_write)) {
+        ++dos_refusals_;
+        res.status = 429;
+        return false;
+    }
+    return true;
+}
+
+void fake_hawkbit::add_target_routes() {
+    server_.Post("/rest/v1/targets", [this](const Request& req, Response& res) { handle_create(req, res); });
+    server_.Get("/rest/v1/targets", [this](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
-        std::string type = req.get_header_value("Content-Type");
-        if (type.rfind("application/json", 0) != 0 && type.rfind("application/hal+json", 0) != 0) {
-            res.status = 415;
-            res.set_content(json{{"timestamp", now_ms()}, {"status", 415}, {"error", "Unsupported Media Type"}, {"path", req.path}}.dump(),
-                            "application/json");
-            return;
+        const std::size_t offset = static_cast<std::size_t>(std::max(0, std::atoi(req.get_param_value("offset").c_str())));
+        const std::size_t limit = req.has_param("limit") ? static_cast<std::size_t>(std::max(0, std::atoi(req.get_param_value("limit").c_str()))) : 50;
+        json content = json::array();
+        std::size_t i = 0;
+        for (const auto& [id, t] : targets_) {
+            if (i >= offset && content.size() < limit) content.push_back(target_json(t, req));
+            ++i;
         }
-        json body = parse_or_null(req.body);
-        const std::string prefix = "hawkbit.server.error.";
-        if (!body.is_array()) {
-            return exception_info(res, 400, "org.springframework.http.converter.HttpMessageNotReadableException",
-                                  prefix + "rest.body.notReadable", "The given request body is not well formed");
-        }
-        for (const json& t : body) {
-            std::string id = t.is_object() ? t.value("controllerId", "") : "";
-            bool valid = !id.empty() && id.size() <= 256 &&
-                         std::none_of(id.begin(), id.end(), [](unsigned char c) { return std::isspace(c); });
-            if (!valid) {
-                return exception_info(res, 400, "jakarta.validation.ConstraintViolationException",
-                                      prefix + "repo.constraintViolation", "controllerId: must match \"[\\S]*\"");
-            }
-        }
-        // All or nothing, like the transactional createTargets.
-        for (const json& t : body) {
-            if (targets_.count(t["controllerId"].get<std::string>()) != 0) {
-                ++conflicts_;
-                return exception_info(res, 409, "org.eclipse.hawkbit.repository.exception.EntityAlreadyExistsException",
-                                      prefix + (options_.legacy_error_codes ? "repo.entitiyAlreayExists" : "repo.entityAlreadyExists"),
-                                      "The given entity already exists in database");
-            }
-        }
-        json created = json::array();
-        for (const json& t : body) {
-            const std::string id = t["controllerId"].get<std::string>();
-            json target{{"createdBy", options_.username}, {"createdAt", now_ms()}, {"lastModifiedBy", options_.username},
-                        {"lastModifiedAt", now_ms()},     {"name", t.value("name", id.substr(0, 128))},
-                        {"controllerId", id},             {"updateStatus", "unknown"},
-                        {"requestAttributes", true}};
-            if (t.contains("description")) target["description"] = t["description"];
-            targets_[id] = target;
-            ++creates_;
-            created.push_back(target_json(target, req));
-        }
-        res.status = 201;
-        res.set_content(created.dump(), req.get_header_value("Accept") == "application/json" ? "application/json"
-                                                                                                : "application/hal+json");
+        res.set_content(json{{"content", content}, {"total", targets_.size()}, {"size", content.size()}}.dump(), "application/json");
     });
     server_.Get(R"(/rest/v1/targets/([^/]+))", [this](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
-        auto it = targets_.find(req.matches[1].str());
-        if (it == targets_.end()) {
-            res.status = 404;
-            json info{{"exceptionClass", "org.eclipse.hawkbit.repository.exception.EntityNotFoundException"},
-                      {"errorCode", "hawkbit.server.error.repo.entityNotFound"},
-                      {"message", "Target with given identifier {" + std::string(req.matches[1].str()) + "} does not exist."},
-                      {"info", {{"type", "Target"}, {"entityId", std::string(req.matches[1].str())}}}};
-            res.set_content(info.dump(), "application/json");
-            return;
-        }
-        res.set_content(target_json(it->second, req).dump(), "application/json");
+        if (target_record* t = find_or_404(req.matches[1].str(), res)) res.set_content(target_json(*t, req).dump(), "application/json");
+    });
+    server_.Delete(R"(/rest/v1/targets/([^/]+))", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        if (find_or_404(req.matches[1].str(), res) == nullptr) return;
+        targets_.erase(req.matches[1].str());
+        ++deletes_;
+        res.status = 200;  // MgmtTargetResource.deleteTarget in 0.9.0: ResponseEntity.ok() (204 from 0.10)
+    });
+    server_.Get(R"(/rest/v1/targets/([^/]+)/tags)", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        target_record* t = find_or_404(req.matches[1].str(), res);
+        if (t == nullptr) return;
+        json out = json::array();
+        for (auto id : t->tags) out.push_back(tags_.at(id));
+        res.set_content(out.dump(), "application/json");
+    });
+    server_.Post(R"(/rest/v1/targets/([^/]+)/targettype)", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        json body;
+        target_record* t = target_request(req, res, body);
+        if (t == nullptr) return;
+        const std::int64_t type = body.is_object() ? body.value("id", std::int64_t{0}) : 0;
+        if (target_types_.count(type) == 0) return not_found(res, "TargetType", std::to_string(type));
+        t->body["targetType"] = type;
+        t->body["targetTypeName"] = target_types_.at(type)["name"];
+        res.status = 200;
     });
 }
 
+void fake_hawkbit::handle_create(const Request& req, Response& res) {
+    std::lock_guard lock(mutex_);
+    if (!authorized(req, res)) return;
+    json body;
+    if (!json_body(req, res, body)) return;
+    const std::string prefix = "hawkbit.server.error.";
+    if (!body.is_array()) {
+        return not_readable(res);
+    }
+    for (const json& t : body) {
+        std::string id = t.is_object() ? t.value("controllerId", "") : "";
+        bool valid = !id.empty() && id.size() <= 256 && std::none_of(id.begin(), id.end(), [](unsigned char c) { return std::isspace(c); });
+        if (!valid) {
+            return exception_info(res, 400, "jakarta.validation.ConstraintViolationException", prefix + "repo.constraintViolation",
+                                  "controllerId: must match \"[\\S]*\"");
+        }
+        if (t.contains("targetType") && !t["targetType"].is_null() &&
+            (!t["targetType"].is_number_integer() || target_types_.count(t["targetType"].get<std::int64_t>()) == 0)) {
+            return not_found(res, "TargetType", t["targetType"].dump());
+        }
+    }
+    // All or nothing, like the transactional createTargets.
+    for (const json& t : body) {
+        if (targets_.count(t["controllerId"].get<std::string>()) != 0) {
+            ++conflicts_;
+            return exception_info(res, 409, "org.eclipse.hawkbit.repository.exception.EntityAlreadyExistsException",
+                                  prefix + (options_.legacy_error_codes ? "repo.entitiyAlreayExists" : "repo.entityAlreadyExists"),
+                                  "The given entity already exists in database");
+        }
+    }
+    json created = json::array();
+    for (const json& t : body) {
+        const std::string id = t["controllerId"].get<std::string>();
+        target_record r;
+        r.body = {{"createdBy", options_.username}, {"createdAt", now_ms()}, {"lastModifiedBy", options_.username},
+                  {"lastModifiedAt", now_ms()},     {"name", t.value("name", id.substr(0, 128))},
+                  {"controllerId", id},             {"updateStatus", "unknown"},
+                  {"requestAttributes", true}};
+        if (t.contains("description")) r.body["description"] = t["description"];
+        if (t.contains("targetType") && t["targetType"].is_number_integer()) {
+            r.body["targetType"] = t["targetType"];
+            r.body["targetTypeName"] = target_types_.at(t["targetType"].get<std::int64_t>())["name"];
+        }
+        ++creates_;
+        created.push_back(target_json(r, req));
+        targets_[id] = std::move(r);
+    }
+    res.status = 201;
+    res.set_content(created.dump(), req.get_header_value("Accept") == "application/json" ? "application/json" : "application/hal+json");
+}
+
+void fake_hawkbit::add_metadata_routes() {
+    server_.Post(R"(/rest/v1/targets/([^/]+)/metadata)", [this](const Request& req, Response& res) { handle_metadata_create(req, res); });
+    server_.Get(R"(/rest/v1/targets/([^/]+)/metadata)", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        target_record* t = find_or_404(req.matches[1].str(), res);
+        if (t == nullptr) return;
+        json content = json::array();
+        for (const auto& [k, v] : t->metadata) content.push_back({{"key", k}, {"value", v}});
+        res.set_content(json{{"content", content}, {"total", content.size()}, {"size", content.size()}}.dump(), "application/json");
+    });
+    server_.Get(R"(/rest/v1/targets/([^/]+)/metadata/([^/]+))", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        target_record* t = find_or_404(req.matches[1].str(), res);
+        if (t == nullptr) return;
+        auto it = t->metadata.find(req.matches[2].str());
+        if (it == t->metadata.end()) return not_found(res, "Target metadata", req.matches[1].str() + ":" + req.matches[2].str());
+        res.set_content(json{{"key", it->first}, {"value", it->second}}.dump(), "application/json");
+    });
+    server_.Put(R"(/rest/v1/targets/([^/]+)/metadata/([^/]+))", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        json body;
+        target_record* t = target_request(req, res, body);
+        if (t == nullptr) return;
+        auto it = t->metadata.find(req.matches[2].str());
+        if (it == t->metadata.end()) return not_found(res, "Target metadata", req.matches[1].str() + ":" + req.matches[2].str());
+        if (!body.is_object() || !body.contains("value") || !body["value"].is_string()) {
+            return exception_info(res, 400, "jakarta.validation.ConstraintViolationException", "hawkbit.server.error.repo.constraintViolation",
+                                  "value: must not be null");
+        }
+        it->second = body["value"].get<std::string>();
+        ++metadata_writes_;
+        res.status = 200;
+    });
+}
+
+// JpaTargetManagement.createMetadata: an existing key is a 409; more than the quota (counted
+// after the merge) is AssignmentQuotaExceededException -> 403 (RestConfiguration), not 429.
+void fake_hawkbit::handle_metadata_create(const Request& req, Response& res) {
+    std::lock_guard lock(mutex_);
+    json body;
+    target_record* t = target_request(req, res, body);
+    if (t == nullptr) return;
+    if (!body.is_array()) {
+        return not_readable(res);
+    }
+    std::map<std::string, std::string> entries;
+    for (const json& m : body) {
+        if (!m.is_object() || !m.contains("key") || !m["key"].is_string() || m["key"].get<std::string>().empty()) {
+            return exception_info(res, 400, "jakarta.validation.ConstraintViolationException", "hawkbit.server.error.repo.constraintViolation",
+                                  "key: must not be null");
+        }
+        const std::string key = m["key"].get<std::string>();
+        if (t->metadata.count(key) != 0) {
+            ++conflicts_;
+            return exception_info(res, 409, "org.eclipse.hawkbit.repository.exception.EntityAlreadyExistsException",
+                                  "hawkbit.server.error.repo.entityAlreadyExists", "Metadata entry with key '" + key + "' already exists");
+        }
+        entries[key] = m.contains("value") && m["value"].is_string() ? m["value"].get<std::string>() : "";
+    }
+    if (t->metadata.size() + entries.size() > static_cast<std::size_t>(options_.max_metadata_per_target)) {
+        ++quota_refusals_;
+        return exception_info(res, 403, "org.eclipse.hawkbit.repository.exception.AssignmentQuotaExceededException",
+                              "hawkbit.server.error.quota.tooManyEntries",
+                              "Quota exceeded: Cannot assign " + std::to_string(t->metadata.size() + entries.size()) +
+                                  " more TargetMetadata entities to Target '" + req.matches[1].str() + "'. The maximum is " +
+                                  std::to_string(options_.max_metadata_per_target) + ".");
+    }
+    t->metadata.insert(entries.begin(), entries.end());
+    ++metadata_writes_;
+    res.status = 201;  // createMetadata is void with @ResponseStatus(CREATED): no body
+}
+
+void fake_hawkbit::add_action_routes() {
+    server_.Get(R"(/rest/v1/targets/([^/]+)/actions)", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        target_record* t = find_or_404(req.matches[1].str(), res);
+        if (t == nullptr) return;
+        json content = json::array();
+        for (const auto& [id, status] : t->actions) {
+            content.push_back({{"id", id}, {"type", status == "canceling" || status == "canceled" ? "cancel" : "update"},
+                               {"status", status == "finished" || status == "canceled" ? "finished" : "pending"},
+                               {"detailStatus", status}});
+        }
+        res.set_content(json{{"content", content}, {"total", content.size()}, {"size", content.size()}}.dump(), "application/json");
+    });
+    server_.Delete(R"(/rest/v1/targets/([^/]+)/actions/(\d+))", [this](const Request& req, Response& res) { handle_cancel(req, res); });
+}
+
+// MgmtTargetResource.cancelAction + JpaDeploymentManagement.cancelAction / forceQuitAction:
+// unknown action 404; another target's action 404 (empty body); a canceling or canceled action,
+// or one that is no longer active, 405 notCancelable; otherwise 204 and the action is canceling.
+// force=true quits a canceling action (else 405 notForceQuitable).
+void fake_hawkbit::handle_cancel(const Request& req, Response& res) {
+    std::lock_guard lock(mutex_);
+    if (!authorized(req, res)) return;
+    const std::int64_t action = std::stoll(req.matches[2].str());
+    target_record* owner = nullptr;
+    for (auto& [id, t] : targets_) {
+        if (t.actions.count(action) != 0) owner = &t;
+    }
+    if (owner == nullptr) return not_found(res, "Action", std::to_string(action));
+    if (owner->body["controllerId"] != req.matches[1].str()) {
+        res.status = 404;
+        return;
+    }
+    std::string& status = owner->actions[action];
+    const std::string not_allowed = "org.eclipse.hawkbit.repository.exception.CancelActionNotAllowedException";
+    if (req.get_param_value("force") == "true") {
+        if (status != "canceling") {
+            return exception_info(res, 405, "org.eclipse.hawkbit.repository.exception.ForceQuitActionNotAllowedException",
+                                  "hawkbit.server.error.action.notForceQuitable", "Action [id: " + std::to_string(action) + "] is not canceled yet and cannot be force quit");
+        }
+        status = "canceled";
+    } else {
+        if (status == "canceling" || status == "canceled") {
+            return exception_info(res, 405, not_allowed, "hawkbit.server.error.action.notCancelable", "Actions in canceling or canceled state cannot be canceled");
+        }
+        if (status != "pending") {
+            return exception_info(res, 405, not_allowed, "hawkbit.server.error.action.notCancelable", "Action [id: " + std::to_string(action) + "] is not active and cannot be canceled");
+        }
+        status = "canceling";
+    }
+    ++cancels_;
+    res.status = 204;
+}
+
+void fake_hawkbit::add_type_and_tag_routes() {
+    // POST /rest/v1/targettypes and /rest/v1/targettags: a JSON array in, 201 with the created
+    // entities out; a name that exists already is a 409 (unique constraint).
+    auto create = [this](std::map<std::int64_t, json>& into, const std::string& kind) {
+        return [this, &into, kind](const Request& req, Response& res) {
+            std::lock_guard lock(mutex_);
+            if (!authorized(req, res)) return;
+            json body;
+            if (!json_body(req, res, body)) return;
+            if (!body.is_array()) {
+                return not_readable(res);
+            }
+            json created = json::array();
+            for (const json& e : body) {
+                const std::string name = e.is_object() ? e.value("name", "") : "";
+                bool exists = std::any_of(into.begin(), into.end(), [&](const auto& kv) { return kv.second["name"] == name; });
+                if (name.empty() || exists) {
+                    return exception_info(res, name.empty() ? 400 : 409,
+                                          name.empty() ? "jakarta.validation.ConstraintViolationException"
+                                                       : "org.eclipse.hawkbit.repository.exception.EntityAlreadyExistsException",
+                                          name.empty() ? "hawkbit.server.error.repo.constraintViolation" : "hawkbit.server.error.repo.entityAlreadyExists",
+                                          name.empty() ? "name: must not be null" : "The given entity already exists in database");
+                }
+                json entity{{"id", next_id_}, {"name", name}, {"description", e.value("description", "")}, {"colour", e.value("colour", "")}};
+                if (kind == "TargetType") entity["key"] = e.value("key", name);
+                into[next_id_++] = entity;
+                created.push_back(entity);
+            }
+            res.status = 201;
+            res.set_content(created.dump(), "application/json");
+        };
+    };
+    // GET with ?q=name==X (FIQL, only this form here) or everything.
+    auto list = [this](std::map<std::int64_t, json>& from) {
+        return [this, &from](const Request& req, Response& res) {
+            std::lock_guard lock(mutex_);
+            if (!authorized(req, res)) return;
+            const std::string q = req.get_param_value("q");
+            const std::string wanted = q.rfind("name==", 0) == 0 ? q.substr(6) : "";
+            json content = json::array();
+            for (const auto& [id, e] : from) {
+                if (q.empty() || e["name"] == wanted) content.push_back(e);
+            }
+            res.set_content(json{{"content", content}, {"total", content.size()}, {"size", content.size()}}.dump(), "application/json");
+        };
+    };
+    server_.Post("/rest/v1/targettypes", create(target_types_, "TargetType"));
+    server_.Get("/rest/v1/targettypes", list(target_types_));
+    server_.Post("/rest/v1/targettags", create(tags_, "TargetTag"));
+    server_.Get("/rest/v1/targettags", list(tags_));
+    server_.Post(R"(/rest/v1/targettags/(\d+)/assigned/([^/]+))", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        const std::int64_t tag = std::stoll(req.matches[1].str());
+        if (tags_.count(tag) == 0) return not_found(res, "TargetTag", std::to_string(tag));
+        target_record* t = find_or_404(req.matches[2].str(), res);
+        if (t == nullptr) return;
+        t->tags.insert(tag);  // assigning twice is no error
+        ++tag_assignments_;
+        res.status = 200;
+    });
+}
+
+void fake_hawkbit::add_control_routes() {
+    server_.Post(R"(/_fake/targets/([^/]+)/actions)", [this](const Request& req, Response& res) {
+        json body = parse_or_null(req.body);
+        std::lock_guard lock(mutex_);
+        auto it = targets_.find(req.matches[1].str());
+        if (it == targets_.end()) {
+            res.status = 404;
+            return;
+        }
+        const std::int64_t id = next_id_++;
+        it->second.actions[id] = body.is_object() ? body.value("status", "pending") : "pending";
+        res.set_content(json{{"id", id}}.dump(), "application/json");
+    });
+    server_.Post("/_fake/dos", [this](const Request& req, Response& res) {
+        json body = parse_or_null(req.body);
+        std::lock_guard lock(mutex_);
+        options_.dos_filter = true;
+        if (body.is_object()) {
+            options_.dos_max_write = body.value("max_write", options_.dos_max_write);
+            options_.dos_max_read = body.value("max_read", options_.dos_max_read);
+        }
+        dos_reads_.clear();
+        dos_writes_.clear();
+        res.set_content("{}", "application/json");
+    });
+    server_.Delete("/_fake/dos", [this](const Request&, Response& res) {
+        std::lock_guard lock(mutex_);
+        options_.dos_filter = false;
+        res.set_content("{}", "application/json");
+    });
+    server_.Get(R"(/_fake/targets/([^/]+))", [this](const Request& req, Response& res) {
+        json t = target(req.matches[1].str());
+        if (t.is_null()) res.status = 404;
+        res.set_content(t.dump(), "application/json");
+    });
+}
+
+bool fake_hawkbit::json_body(const Request& req, Response& res, json& body) const {
+    std::string type = req.get_header_value("Content-Type");
+    if (type.rfind("application/json", 0) != 0 && type.rfind("application/hal+json", 0) != 0) {
+        res.status = 415;
+        res.set_content(json{{"timestamp", now_ms()}, {"status", 415}, {"error", "Unsupported Media Type"}, {"path", req.path}}.dump(),
+                        "application/json");
+        return false;
+    }
+    body = parse_or_null(req.body);
+    return true;
+}
+
+fake_hawkbit::target_record* fake_hawkbit::target_request(const Request& req, Response& res, json& body) {
+    if (!authorized(req, res) || !json_body(req, res, body)) return nullptr;
+    return find_or_404(req.matches[1].str(), res);
+}
+
+fake_hawkbit::target_record* fake_hawkbit::find_or_404(const std::string& id, Response& res) {
+    auto it = targets_.find(id);
+    if (it != targets_.end()) return &it->second;
+    not_found(res, "Target", id);
+    return nullptr;
+}
+
+void fake_hawkbit::not_readable(Response& res) const {
+    exception_info(res, 400, "org.springframework.http.converter.HttpMessageNotReadableException",
+                   "hawkbit.server.error.rest.body.notReadable", "The given request body is not well formed");
+}
+
+void fake_hawkbit::not_found(Response& res, const std::string& type, const std::string& id) const {
+    res.status = 404;
+    json info{{"exceptionClass", "org.eclipse.hawkbit.repository.exception.EntityNotFoundException"},
+              {"errorCode", options_.legacy_error_codes ? "hawkbit.server.error.repo.entitiyNotFound" : "hawkbit.server.error.repo.entityNotFound"},
+              {"message", type + " with given identifier {" + id + "} does not exist."},
+              {"info", {{"type", type}, {"entityId", id}}}};
+    res.set_content(info.dump(), "application/json");
+}
+
 bool fake_hawkbit::authorized(const Request& req, Response& res) {
-    const std::string expected =
-        "Basic " + devicegate::base64_encode(options_.username + ":" + options_.password);
+    const std::string expected = "Basic " + devicegate::base64_encode(options_.username + ":" + options_.password);
     if (req.get_header_value("Authorization") == expected) return true;
     ++auth_failures_;
     res.status = 401;
@@ -508,9 +1147,13 @@ void fake_hawkbit::exception_info(Response& res, int status, const std::string& 
 }
 
 void fake_hawkbit::error(Response& res, int status, const std::string& message, const Request& req) {
-    if (status == 429) {
-        return exception_info(res, 429, "org.eclipse.hawkbit.repository.exception.AssignmentQuotaExceededException",
-                              "hawkbit.server.error.quota.tooManyRequests", message);
+    if (status == 429) {  // only DosFilter answers 429: status only, no body
+        res.status = 429;
+        return;
+    }
+    if (status == 403) {
+        return exception_info(res, 403, "org.eclipse.hawkbit.repository.exception.AssignmentQuotaExceededException",
+                              "hawkbit.server.error.quota.tooManyEntries", message);
     }
     // Spring's default error body for everything hawkBit does not map itself.
     res.status = status;
@@ -518,22 +1161,49 @@ void fake_hawkbit::error(Response& res, int status, const std::string& message, 
                     "application/json");
 }
 
-json fake_hawkbit::target_json(const json& t, const Request& req) const {
-    json out = t;
+json fake_hawkbit::target_json(const target_record& t, const Request& req) const {
+    json out = t.body;
     out["_links"] = {{"self", {{"href", "http://" + req.get_header_value("Host") + "/rest/v1/targets/" +
-                                            t["controllerId"].get<std::string>()}}}};
+                                            t.body["controllerId"].get<std::string>()}}}};
+    return out;
+}
+
+json fake_hawkbit::target(const std::string& controller_id) const {
+    std::lock_guard lock(mutex_);
+    auto it = targets_.find(controller_id);
+    if (it == targets_.end()) return nullptr;
+    json out = it->second.body;
+    out["metadata"] = it->second.metadata;
+    json tags = json::array(), actions = json::object();
+    for (auto id : it->second.tags) tags.push_back(tags_.at(id)["name"]);
+    for (const auto& [id, status] : it->second.actions) actions[std::to_string(id)] = status;
+    out["tags"] = tags;
+    out["actions"] = actions;
     return out;
 }
 
 json fake_hawkbit::state() const {
     std::lock_guard lock(mutex_);
-    return {{"targets", targets_.size()}, {"creates", creates_},     {"conflicts", conflicts_},
-            {"auth_failures", auth_failures_}, {"requests", requests_}, {"faults_injected", faults_injected_}};
+    return {{"targets", targets_.size()},     {"creates", creates_},          {"conflicts", conflicts_},
+            {"deletes", deletes_},            {"metadata_writes", metadata_writes_}, {"quota_refusals", quota_refusals_},
+            {"dos_refusals", dos_refusals_},  {"cancels", cancels_},          {"tag_assignments", tag_assignments_},
+            {"target_types", target_types_.size()}, {"tags", tags_.size()},
+            {"auth_failures", auth_failures_}, {"requests", requests_},       {"faults_injected", faults_injected_}};
 }
 
 void fake_hawkbit::reset_state() {
     targets_.clear();
-    creates_ = conflicts_ = auth_failures_ = requests_ = faults_injected_ = 0;
+    target_types_.clear();
+    tags_.clear();
+    dos_reads_.clear();
+    dos_writes_.clear();
+    next_id_ = 1;
+    for (const auto& name : options_.target_types) {
+        target_types_[next_id_] = {{"id", next_id_}, {"name", name}, {"key", name}, {"description", ""}, {"colour", ""}};
+        ++next_id_;
+    }
+    creates_ = conflicts_ = auth_failures_ = deletes_ = metadata_writes_ = quota_refusals_ = dos_refusals_ = cancels_ = 0;
+    tag_assignments_ = requests_ = faults_injected_ = 0;
 }
 
 }  // namespace devicegate::fakes

@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace devicegate::fakes {
 
@@ -56,6 +57,8 @@ protected:
     /// The product's error response for an injected status.
     virtual void error(httplib::Response& res, int status, const std::string& message, const httplib::Request& req) = 0;
     virtual void reset_state() = 0;
+    /// Called with mutex_ held before the faults and the routes: false after writing a refusal.
+    virtual bool admit(const httplib::Request&, httplib::Response&) { return true; }
 
     httplib::Server server_;
     mutable std::mutex mutex_;
@@ -75,15 +78,35 @@ struct thingsboard_options {
     std::string password = "tenant";
     std::chrono::seconds access_ttl{9000};    // thingsboard.yml defaults
     std::chrono::seconds refresh_ttl{604800};
-    /// What POST /api/rule-engine/... does: "reply" (a rest-call-reply node answers 200),
-    /// "timeout" (no reply node: 408 after the request's timeout, at most 2 s here),
-    /// "absent" (ThingsBoard older than 3.8: 404).
+    /// What POST /api/rule-engine/... does (docs/integrations-backends.md):
+    ///   "stock"  ThingsBoard's own root rule chain (root_rule_chain.json) has no "rest call reply"
+    ///            node: the message goes to "Log Other" and the call answers 408 with an empty body
+    ///            once its timeout runs out (DefaultRuleEngineCallService.scheduleTimeout); the
+    ///            timeout is the request's {timeout} segment, 10 s without one
+    ///            (RuleEngineController.DEFAULT_TIMEOUT). "timeout" is the old name of this mode.
+    ///   "reply"  a tenant chain with a reply node: 200 {"ack":true} at once.
+    ///   "absent" ThingsBoard older than 3.8 (no RuleEngineController): 404.
+    /// TODO(issue 14): the default becomes "stock" once the worker no longer calls the Rule Engine
+    /// on every registration; it stays "reply" until then so the worker's tests keep their meaning.
     std::string rule_engine = "reply";
+    /// 0: wait the request's whole timeout, as ThingsBoard does. > 0: wait at most this long
+    /// (tests that want the 408 without the real wait).
+    std::chrono::milliseconds rule_engine_max_wait{0};
+    /// Security settings' maxFailedLoginAttempts; 0 = no lockout (the stock setting).
+    int max_failed_login_attempts = 0;
+    /// Device profiles that exist besides "default"; customers (by title) of the tenant.
+    std::vector<std::string> device_profiles;
+    std::vector<std::string> customers;
 };
 
-/// ThingsBoard CE: /api/auth/login, /api/auth/token, /api/tenant/devices?deviceName=,
-/// /api/device-with-credentials, /api/device/{id}/credentials, /api/device/credentials,
-/// /api/rule-engine/DEVICE/{id}/{timeout}. Extra control: POST /_fake/expire_tokens.
+/// ThingsBoard CE 3.9: /api/auth/login, /api/auth/token, /api/tenant/devices (by name, paged),
+/// /api/device-with-credentials, /api/device/{id} (GET, DELETE), /api/device/{id}/credentials,
+/// /api/device/credentials (versioned), /api/rule-engine/DEVICE/{id}[/{timeout}],
+/// /api/plugins/telemetry/DEVICE/{id}/attributes/SERVER_SCOPE (+ values/attributes/SERVER_SCOPE),
+/// /api/deviceProfileInfos, /api/deviceProfile/names, /api/deviceProfileInfo/default,
+/// /api/tenant/customers?customerTitle=, /api/customer/{customerId}/device/{deviceId}.
+/// Extra control: POST /_fake/expire_tokens, POST /_fake/rotate_signing_key, POST /_fake/unlock,
+/// GET /_fake/devices/NAME.
 class fake_thingsboard : public fake_server {
 public:
     explicit fake_thingsboard(thingsboard_options options = {});
@@ -91,18 +114,24 @@ public:
     nlohmann::json state() const override;
     /// Every access token issued so far is now expired (401, errorCode 11).
     void expire_tokens();
-    /// The device named `name` with its stored credentials value and messages; null if none.
+    /// As if ThingsBoard restarted with a new JWT signing key: every token issued so far now
+    /// fails its signature check (401, errorCode 11, JwtTokenFactory.parseTokenClaims).
+    void rotate_signing_key();
+    /// The device named `name` with its stored credentials value, messages and server-scope
+    /// attributes; null if none.
     nlohmann::json device(const std::string& name) const;
 
 private:
     struct device_record {
-        std::string id, name, type;
+        std::string id, name, type, label, profile_id;
+        std::string customer_id = "13814000-1dd2-11b2-8080-808080808080";  // NULL_UUID: unassigned
         std::int64_t created = 0;
         std::string credentials_id_uuid;
         std::string credentials_value;  // bare base64 DER, as ThingsBoard stores it
         std::string credentials_hash;   // SHA3-256 hex of that base64 text
-        int credentials_version = 0;
+        std::int64_t credentials_version = 1;  // JpaAbstractDao: 1 on create, +1 on every save
         nlohmann::json messages = nlohmann::json::array();
+        nlohmann::json server_attributes = nlohmann::json::object();  // key -> {value, lastUpdateTs}
     };
     void error(httplib::Response& res, int status, const std::string& message, const httplib::Request& req) override;
     void reset_state() override;
@@ -112,6 +141,24 @@ private:
     nlohmann::json issue_pair(const std::string& user);
     nlohmann::json device_json(const device_record& d) const;
     nlohmann::json credentials_json(const device_record& d) const;
+    /// The record for a device uuid, or null after writing BaseController.checkEntityId's JSON 404.
+    device_record* find_or_404(const std::string& id, httplib::Response& res);
+    /// AccessValidator.validateDevice: the plain-text 404 of the rule-engine and telemetry calls.
+    static void access_validator_404(const httplib::Request& req, httplib::Response& res);
+    /// DeviceServiceImpl.saveDevice: the profile id for a device body; auto-creates by `type`.
+    std::string resolve_profile(const nlohmann::json& device, std::string& error);
+    void add_login_routes();
+    void add_device_routes();
+    void add_credentials_routes();
+    void add_rule_engine_routes();
+    void add_attribute_routes();
+    void add_profile_and_customer_routes();
+    void add_control_routes();
+    void handle_login(const httplib::Request& req, httplib::Response& res);
+    void handle_create(const httplib::Request& req, httplib::Response& res);
+    void handle_credentials_update(const httplib::Request& req, httplib::Response& res);
+    void handle_rule_engine(const httplib::Request& req, httplib::Response& res);
+    void handle_attributes(const httplib::Request& req, httplib::Response& res);
 
     thingsboard_options options_;
     std::map<std::string, std::int64_t> access_tokens_;   // token -> exp (unix s); 0 = expired
@@ -119,35 +166,88 @@ private:
     std::map<std::string, device_record> devices_;        // by name
     std::map<std::string, std::string> names_by_id_;      // device uuid -> name
     std::map<std::string, std::string> credentials_owner_;  // credentials hash -> device name
+    std::map<std::string, std::string> profiles_;         // name -> uuid
+    std::map<std::string, std::string> customers_;        // title -> uuid
     std::uint64_t token_serial_ = 0;
+    int failed_logins_ = 0;
+    bool account_enabled_ = true;
     std::uint64_t logins_ = 0, refreshes_ = 0, auth_failures_ = 0, creates_ = 0, name_conflicts_ = 0,
-                  credential_updates_ = 0, rule_engine_messages_ = 0;
+                  credential_updates_ = 0, version_conflicts_ = 0, rule_engine_messages_ = 0,
+                  rule_engine_timeouts_ = 0, attribute_writes_ = 0, deletes_ = 0, profiles_created_ = 0,
+                  customer_assignments_ = 0;
 };
 
 struct hawkbit_options {
     std::string username = "admin";
     std::string password = "admin";
     bool legacy_error_codes = false;  // hawkBit <= 0.6.x spelled them "entitiyAlreayExists"
+    /// DosFilter (hawkbit.server.security.dos.filter.*): off here by default because the stock
+    /// filter exempts loopback and private addresses (its whitelist), which is where the fakes are
+    /// reached from. On: every client IP counts, max-write / max-read requests per second.
+    bool dos_filter = false;
+    int dos_max_write = 50;
+    int dos_max_read = 200;
+    /// hawkbit.server.security.dos.max-meta-data-entries-per-target (quota: 403).
+    int max_metadata_per_target = 100;
+    /// Target types that exist at start (ids 1, 2, ... in this order).
+    std::vector<std::string> target_types;
 };
 
-/// hawkBit Management API: POST /rest/v1/targets, GET /rest/v1/targets/{controllerId}.
+/// hawkBit 0.9.0 Management API: /rest/v1/targets (POST, GET one, GET paged, DELETE),
+/// /rest/v1/targets/{id}/metadata[/{key}], /rest/v1/targets/{id}/targettype,
+/// /rest/v1/targets/{id}/actions[/{actionId}] (GET, DELETE = cancel), /rest/v1/targets/{id}/tags,
+/// /rest/v1/targettypes, /rest/v1/targettags[/{tagId}/assigned/{controllerId}].
+/// Extra control: POST /_fake/targets/{id}/actions (adds a pending action), POST|DELETE /_fake/dos.
 class fake_hawkbit : public fake_server {
 public:
     explicit fake_hawkbit(hawkbit_options options = {});
     ~fake_hawkbit() override { stop(); }
     nlohmann::json state() const override;
+    /// The target with its metadata, tags and actions; null if none.
+    nlohmann::json target(const std::string& controller_id) const;
 
 private:
+    struct target_record {
+        nlohmann::json body;                                    // MgmtTarget without _links
+        std::map<std::string, std::string> metadata;
+        std::set<std::int64_t> tags;
+        std::map<std::int64_t, std::string> actions;            // action id -> status
+    };
     void error(httplib::Response& res, int status, const std::string& message, const httplib::Request& req) override;
     void reset_state() override;
     bool authorized(const httplib::Request& req, httplib::Response& res);
+    /// DosFilter.doFilterInternal: false after writing its 429 (empty body).
+    bool admit(const httplib::Request& req, httplib::Response& res) override;
     void exception_info(httplib::Response& res, int status, const std::string& exception_class,
                         const std::string& code, const std::string& message) const;
-    nlohmann::json target_json(const nlohmann::json& t, const httplib::Request& req) const;
+    void not_found(httplib::Response& res, const std::string& type, const std::string& id) const;
+    void not_readable(httplib::Response& res) const;
+    bool json_body(const httplib::Request& req, httplib::Response& res, nlohmann::json& body) const;
+    target_record* find_or_404(const std::string& id, httplib::Response& res);
+    /// With mutex_ held: an authenticated request with a JSON body naming an existing target
+    /// (path group 1); null after writing the refusal.
+    target_record* target_request(const httplib::Request& req, httplib::Response& res, nlohmann::json& body);
+    nlohmann::json target_json(const target_record& t, const httplib::Request& req) const;
+    void add_target_routes();
+    void add_metadata_routes();
+    void add_action_routes();
+    void add_type_and_tag_routes();
+    void add_control_routes();
+    void handle_create(const httplib::Request& req, httplib::Response& res);
+    void handle_metadata_create(const httplib::Request& req, httplib::Response& res);
+    void handle_cancel(const httplib::Request& req, httplib::Response& res);
 
     hawkbit_options options_;
-    std::map<std::string, nlohmann::json> targets_;  // by controllerId
-    std::uint64_t creates_ = 0, conflicts_ = 0, auth_failures_ = 0;
+    std::map<std::string, target_record> targets_;  // by controllerId
+    std::map<std::int64_t, nlohmann::json> target_types_, tags_;  // by id
+    struct dos_window {
+        std::chrono::steady_clock::time_point start;
+        int count = 0;
+    };
+    std::map<std::string, dos_window> dos_reads_, dos_writes_;  // by client IP
+    std::int64_t next_id_ = 1;
+    std::uint64_t creates_ = 0, conflicts_ = 0, auth_failures_ = 0, deletes_ = 0, metadata_writes_ = 0,
+                  quota_refusals_ = 0, dos_refusals_ = 0, cancels_ = 0, tag_assignments_ = 0;
 };
 
 }  // namespace devicegate::fakes

@@ -1,8 +1,10 @@
 // libFuzzer target: what DeviceGate reads back from Redis and its own journal: deny-list
-// change messages, journal lines, first-connect jobs (as the worker reads them), serial numbers.
+// change messages, revocation entries (as devicegate-ctl reads them), journal lines,
+// first-connect jobs (as the worker reads them), serial numbers.
 #include "devicegate/denylist.hpp"
 #include "devicegate/job.hpp"
-#include "devicegate/redis_model.hpp"
+#include "devicegate/pki.hpp"
+#include "devicegate/revocation_store.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -16,6 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         (void)parse_denylist_change(text);
     } catch (const std::invalid_argument&) {
     }
+    (void)parse_revocation_entry(text);  // never throws: nullopt for what DeviceGate did not write
     try {
         (void)parse_journal_line(text);
     } catch (const std::invalid_argument&) {

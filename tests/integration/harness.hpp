@@ -4,6 +4,7 @@
 // are printed when a test case fails.
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -29,14 +30,38 @@ std::string serial_of(const std::string& device);
 /// Called after each test (case): prints the logs of the processes it started if it failed,
 /// and removes its directories.
 void end_of_test(bool failed);
+/// A port that was free a moment ago (the OS picked it; then the socket is closed). Another
+/// process may take it before a child binds it: children that can bind port 0 and report the
+/// port get 0 instead, and the others (mosquitto, redis-server, openssl ocsp, the worker's
+/// metrics) are started again on a new port when their bind fails (see start_retrying).
 int free_port();
+/// Listens on a loopback port until destroyed: stands in for another process that took it.
+class port_holder {
+public:
+    explicit port_holder(int port);
+    ~port_holder();
+    port_holder(const port_holder&) = delete;
+    port_holder& operator=(const port_holder&) = delete;
+
+private:
+    int fd_;
+};
+/// How often a child whose port was taken is started again on a new port.
+inline constexpr int port_attempts = 5;
+/// The log written since `offset` (the part of a log file that belongs to one start).
+std::string log_since(const std::filesystem::path& log, std::uintmax_t offset);
+/// The size of a file, 0 if it does not exist: where the next start's log lines begin.
+std::uintmax_t log_size(const std::filesystem::path& log);
+/// Undoes a start attempt that lost its port: moves the lines it logged after `offset` to
+/// `<log>.lost-port` (kept for the failure report) and cuts the log back to `offset`.
+void drop_attempt_log(const std::filesystem::path& log, std::uintmax_t offset);
 /// A directory that lives until the end of the current test case (then its logs are
 /// printed if the test case failed, and it is removed).
 std::filesystem::path test_dir();
 void replace_file(const std::filesystem::path& target, const std::filesystem::path& source);
 void write_text(const std::filesystem::path& target, const std::string& text);
 
-/// Polls `done` until it is true or the timeout passes.
+/// Polls `done` until it is true or the timeout passes (every 20 ms).
 template <class F>
 bool eventually(F&& done, std::chrono::milliseconds timeout = 5000ms) {
     auto deadline = clock::now() + timeout;
@@ -70,9 +95,16 @@ class redis_server {
 public:
     /// `durable`: append-only file with fsync always, so a SIGKILL loses nothing.
     explicit redis_server(bool durable = false);
+    /// A second server on the data directory `dir` of another one (which must be stopped),
+    /// logging to `dir/<log_name>`.
+    redis_server(std::filesystem::path dir, bool durable, const std::string& log_name);
     ~redis_server();
+    /// Starts redis-server and waits until it answers PING. The first start picks the port
+    /// (a new one while the bind fails); a restart keeps it, since clients know its URL.
     bool start();
     void kill();  // SIGKILL, like a crash
+    /// SIGTERM; true if it exited within 5 s.
+    bool stop();
     int port() const { return port_; }
     std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
     /// Runs one command on a fresh connection; throws on I/O errors.
@@ -81,9 +113,14 @@ public:
     const std::filesystem::path& dir() const { return dir_; }
 
 private:
+    /// One attempt: true if it serves; false with `lost_port` set if the bind failed.
+    bool start_once(bool& lost_port);
+
     std::filesystem::path dir_;
+    std::filesystem::path log_path_;
     int port_;
     bool durable_;
+    bool started_ = false;
     std::unique_ptr<process> process_;
 };
 
@@ -99,7 +136,9 @@ class broker {
 public:
     explicit broker(broker_options options = {});
     ~broker();
-    /// Starts mosquitto; returns false if it exited instead of listening.
+    /// Starts mosquitto; returns false if it exited instead of listening. mosquitto cannot
+    /// listen on port 0 and report it, so when another process took the port it is started
+    /// again on a new one (port() changes; read it after start()).
     bool start();
     /// SIGTERM and wait: the plugin's cleanup runs (journals undelivered jobs).
     void stop();
@@ -113,9 +152,16 @@ public:
     const std::filesystem::path& dir() const { return dir_; }
 
 private:
+    void write_config() const;
+    /// One attempt: true if it listens; false with `lost_port` set if the bind failed.
+    bool start_once(bool& lost_port);
+
     std::filesystem::path dir_;
     std::filesystem::path log_path_;
     int port_;
+    static const std::string redis_url_marker;
+    std::string config_before_listener_, config_after_listener_;
+    const redis_server* redis_ = nullptr;
     std::unique_ptr<process> process_;
 };
 
@@ -192,7 +238,8 @@ inline std::unique_ptr<client> device(const std::string& name, const std::string
                                     pki("devices/" + name + ".key"));
 }
 
-/// The fake ThingsBoard and hawkBit (devicegate-fakes) on free loopback ports.
+/// The fake ThingsBoard and hawkBit (devicegate-fakes) on loopback ports they pick themselves
+/// (port 0; read back from the line they print), kept on a restart.
 class fake_backends {
 public:
     explicit fake_backends(std::vector<std::string> extra_args = {});
@@ -212,7 +259,7 @@ private:
     static nlohmann::json get(const std::string& url);
     static void post(const std::string& url, const nlohmann::json& body);
     std::filesystem::path dir_;
-    int tb_port_, hb_port_;
+    int tb_port_ = 0, hb_port_ = 0;
     std::vector<std::string> extra_args_;
     std::unique_ptr<process> process_;
 };
@@ -231,7 +278,9 @@ struct worker_options {
 class worker_process {
 public:
     worker_process(const redis_server& redis, const fake_backends& fakes, worker_options options = {});
-    /// Starts it and waits until it is connected to Redis; false if it exited.
+    /// Starts it and waits until it is connected to Redis; false if it exited. The worker
+    /// cannot report a port-0 metrics listener, so when another process took the metrics port
+    /// it is started again on a new one.
     bool start();
     void signal(int sig) const;
     std::optional<int> wait_exit(std::chrono::milliseconds timeout);
@@ -240,10 +289,14 @@ public:
     /// The value of one metric line ("name{labels}"), -1 if absent.
     double metric(const std::string& name) const;
     const std::filesystem::path& config_file() const { return config_; }
+    int metrics_port() const { return metrics_port_; }
 
 private:
+    void write_config() const;
+
     std::filesystem::path dir_, config_, log_path_;
     int metrics_port_;
+    std::string config_text_;  // without metrics_listen
     std::unique_ptr<process> process_;
 };
 

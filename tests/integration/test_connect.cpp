@@ -115,3 +115,22 @@ TEST_CASE("a CRL past nextUpdate and its grace refuses devices (fail closed), or
         CHECK(c->connect(b.port()) == 0);
     }
 }
+
+TEST_CASE("harness: a broker and a redis-server whose port another process took start on a new one",
+          "[integration][harness]") {
+    redis_server redis;
+    const int redis_port = redis.port();
+    broker b({.redis = &redis});
+    const int broker_port = b.port();
+    {
+        port_holder taken_redis(redis_port);
+        port_holder taken_broker(broker_port);
+        REQUIRE(redis.start());
+        REQUIRE(b.start());
+    }
+    CHECK(redis.port() != redis_port);
+    CHECK(b.port() != broker_port);
+    CHECK(std::filesystem::exists(b.dir() / "mosquitto.log.lost-port"));
+    CHECK_FALSE(b.log_contains("Address already in use"));  // the lost attempt's lines are set aside
+    CHECK(device("dev-001")->connect(b.port()) == 0);
+}

@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 
@@ -18,14 +19,25 @@ constexpr int not_authorized = 135;
 
 // Starts `openssl ocsp` and waits for it to listen. Not by a TCP probe: it serves one
 // connection at a time, and one that closes without a request wedges it.
-std::unique_ptr<process> start_responder(std::vector<std::string> args, const std::filesystem::path& log) {
-    auto proc = std::make_unique<process>(args, log);
-    REQUIRE(eventually([&] {
-        std::ifstream in(log);
-        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        return text.find("waiting for OCSP client connections") != std::string::npos;
-    }));
-    return proc;
+// `openssl ocsp` cannot listen on port 0 and report it: when another process took the port
+// ("Address already in use", then it exits), it is started again on a new one.
+std::unique_ptr<process> start_responder(std::vector<std::string> args, const std::filesystem::path& log,
+                                         int& port) {
+    const auto port_arg = std::find(args.begin(), args.end(), "-port") + 1;
+    for (int attempt = 1;; ++attempt) {
+        *port_arg = std::to_string(port);
+        const auto offset = log_size(log);
+        auto proc = std::make_unique<process>(args, log);
+        REQUIRE(eventually([&] {
+            return log_since(log, offset).find("waiting for OCSP client connections") != std::string::npos ||
+                   !proc->running();
+        }));
+        if (proc->running()) return proc;
+        REQUIRE(log_since(log, offset).find("Address already in use") != std::string::npos);
+        REQUIRE(attempt < port_attempts);
+        drop_attempt_log(log, offset);
+        port = free_port();
+    }
 }
 
 struct responder {
@@ -33,11 +45,11 @@ struct responder {
     std::filesystem::path log = test_dir() / "ocsp-responder.log";
     std::unique_ptr<process> proc;
     explicit responder(const std::string& signer = "ocsp-responder") {
-        proc = start_responder({"openssl", "ocsp", "-index", pki("db/subca-a/index.txt"), "-port",
-                                std::to_string(port), "-rsigner", pki("devices/" + signer + ".crt"), "-rkey",
+        proc = start_responder({"openssl", "ocsp", "-index", pki("db/subca-a/index.txt"), "-port", "",
+                                "-rsigner", pki("devices/" + signer + ".crt"), "-rkey",
                                 pki("devices/" + signer + ".key"), "-CA", pki("subca-a.crt"), "-nmin", "10",
                                 "-ignore_err"},
-                               log);
+                               log, port);
     }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
 };
@@ -140,7 +152,7 @@ TEST_CASE("ocsp: a responder that is down or answers garbage", "[integration][oc
         REQUIRE(b.start());
         CHECK(device("dev-001")->connect(b.port()) == not_authorized);
         CHECK(b.wait_for_log("devicegate: ocsp_failed"));
-        std::this_thread::sleep_for(500ms);
+        // After the failed fetch (logged): still refused, no answer to admit it on.
         CHECK(device("dev-001")->connect(b.port()) == not_authorized);
         CHECK(b.wait_for_log("devicegate: deny client=dev-001 reason=ocsp_pending"));
     }
@@ -203,10 +215,10 @@ struct ica_responder {
             out << line << "\n";
         }
         out.close();
-        proc = start_responder({"openssl", "ocsp", "-index", (dir / "index.txt").string(), "-port",
-                                std::to_string(port), "-rsigner", pki("ica.crt"), "-rkey", pki("ica.key"), "-CA",
-                                pki("ica.crt"), "-nmin", "10", "-ignore_err"},
-                               dir / "ica-ocsp.log");
+        proc = start_responder({"openssl", "ocsp", "-index", (dir / "index.txt").string(), "-port", "",
+                                "-rsigner", pki("ica.crt"), "-rkey", pki("ica.key"), "-CA", pki("ica.crt"), "-nmin",
+                                "10", "-ignore_err"},
+                               dir / "ica-ocsp.log", port);
     }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
 };
@@ -239,9 +251,13 @@ TEST_CASE("ocsp_sub_ca hard: devices get in once the Sub-CA and the device both 
 }
 
 TEST_CASE("ocsp: a connected device's answer is refreshed ahead of its expiry", "[integration][ocsp]") {
-    responder ocsp;  // answers with nextUpdate = now + 10 min
-    // Refresh 10 min ahead: every answer is already due, so the fetcher keeps refreshing it.
-    broker b({.plugin_opts = {{"ocsp", "soft"}, {"ocsp_responder_url", ocsp.url()}, {"ocsp_refresh_ahead", "10m"}}});
+    responder ocsp;
+    // Answers are kept 1 s (ocsp_max_ttl) and refreshed 10 s ahead: every answer is already due,
+    // so the fetcher refreshes it on each refresh scan (every refresh_ahead / 10 = 1 s).
+    broker b({.plugin_opts = {{"ocsp", "soft"},
+                              {"ocsp_responder_url", ocsp.url()},
+                              {"ocsp_max_ttl", "1s"},
+                              {"ocsp_refresh_ahead", "10s"}}});
     REQUIRE(b.start());
     auto dev = device("dev-001");
     REQUIRE(dev->connect(b.port()) == 0);
@@ -254,8 +270,17 @@ TEST_CASE("ocsp: a connected device's answer is refreshed ahead of its expiry", 
     };
     CHECK(eventually([&] { return requests() >= 3; }, 10s));  // one connect, several fetches
     dev.reset();                                               // disconnected: no more refreshes
-    std::this_thread::sleep_for(1500ms);
+    // Every request so far answered and cached (each logs a status line), after the disconnect.
+    const std::string good = "devicegate: ocsp serial=" + serial_of("dev-001") + " status=good";
+    auto answered = [&] {
+        const std::string log = b.log();
+        int n = 0;
+        for (auto at = log.find(good); at != std::string::npos; at = log.find(good, at + 1)) ++n;
+        return n;
+    };
+    REQUIRE(eventually([&] { return b.log_contains("Client dev-001 disconnected") && answered() == requests(); }));
     const int after = requests();
-    std::this_thread::sleep_for(3s);
+    // Proving that no refresh follows needs a bounded wait: 2.5 refresh scans (1 s apart).
+    std::this_thread::sleep_for(2500ms);
     CHECK(requests() == after);
 }

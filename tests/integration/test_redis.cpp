@@ -84,17 +84,10 @@ TEST_CASE("a revocation written while the broker was cut off from Redis is appli
     // Write the revocation into Redis's data while the broker cannot see it: a second
     // redis-server on another port, on the same data directory.
     {
-        std::string dir = redis.dir().string();
-        int side_port = free_port();
-        process side({"redis-server", "--port", std::to_string(side_port), "--bind", "127.0.0.1", "--dir", dir,
-                      "--save", "", "--appendonly", "yes", "--appendfsync", "always"},
-                     redis.dir() / "side.log");
-        REQUIRE(eventually([&] {
-            return ctl({"revoke", "dev-003", "--force", "--reason", "while cut off"}, "redis://127.0.0.1:" + std::to_string(side_port))
-                       .exit_code == 0;
-        }));
-        side.signal(SIGTERM);
-        REQUIRE(side.wait_exit(5s));
+        redis_server side(redis.dir(), /*durable=*/true, "side.log");
+        REQUIRE(side.start());
+        REQUIRE(ctl({"revoke", "dev-003", "--force", "--reason", "while cut off"}, side.url()).exit_code == 0);
+        REQUIRE(side.stop());
     }
     CHECK(dev->connected());  // nothing told the broker yet
     REQUIRE(redis.start());

@@ -98,7 +98,14 @@ TEST_CASE("A device's first connect registers it in ThingsBoard (with its certif
     c.reset();
     auto again = device("dev-001");
     REQUIRE(again->connect(b.port()) == 0);
-    std::this_thread::sleep_for(500ms);
+    // Proving that the reconnect enqueues nothing needs a bounded wait once the broker has
+    // decided it (a job goes from admission to the stream in milliseconds; 300 ms is ample).
+    REQUIRE(eventually([&] {
+        const std::string log = b.log();
+        const auto first = log.find("allow client=dev-001");
+        return first != std::string::npos && log.find("allow client=dev-001", first + 1) != std::string::npos;
+    }));
+    std::this_thread::sleep_for(300ms);
     CHECK(count(fakes.thingsboard_state(), "creates") == 1);
     CHECK(count(fakes.thingsboard_state(), "rule_engine_messages") == 1);
     CHECK(xlen(redis, "devicegate:jobs") == 0);  // acknowledged jobs are deleted
@@ -390,7 +397,7 @@ TEST_CASE("Redis killed and restarted under a working worker: every job is still
     REQUIRE(eventually([&] { return count(fakes.thingsboard_state(), "devices") >= 5; }, 10s));
     redis.kill();
     REQUIRE(worker.wait_for_log("unreachable"));
-    std::this_thread::sleep_for(500ms);
+    REQUIRE(eventually([&] { return worker.metric("devicegate_worker_redis_up") == 0; }));
     REQUIRE(redis.start());
     auto reconnected = [&] {
         const std::string log = worker.log();
@@ -404,4 +411,23 @@ TEST_CASE("Redis killed and restarted under a working worker: every job is still
     CHECK(count(fakes.hawkbit_state(), "creates") == 40);
     CHECK(dead(redis) == 0);
     CHECK(worker.metric("devicegate_worker_redis_up") == 1);
+}
+
+TEST_CASE("harness: fakes on ports they pick, and a worker whose metrics port was taken starts on a new one",
+          "[integration][worker][harness]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes;
+    REQUIRE(fakes.start());
+    CHECK(fakes.thingsboard_url() != fakes.hawkbit_url());
+    CHECK(count(fakes.thingsboard_state(), "devices") == 0);
+    worker_process worker(redis, fakes);
+    const int taken = worker.metrics_port();
+    {
+        port_holder holder(taken);
+        REQUIRE(worker.start());
+    }
+    CHECK(worker.metrics_port() != taken);
+    CHECK(worker.metric("devicegate_worker_redis_up") == 1);
+    CHECK(worker.log().find("cannot listen on metrics_listen") == std::string::npos);  // set aside
 }

@@ -49,9 +49,6 @@ struct denylist_additions {
 };
 denylist_additions added_entries(const denylist* prev, const denylist& next);
 
-/// A serial hex (normalized) as the key the session registry uses.
-std::optional<serial_key> serial_key_from_hex(std::string_view hex);
-
 /// Shared between the Redis thread (writer) and the broker thread (reader).
 struct denylist_state {
     snapshot_slot<denylist> list;

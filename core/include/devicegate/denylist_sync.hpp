@@ -3,17 +3,16 @@
 // revocations channel, then a full resync (on every (re)connect and periodically), applying
 // each change within milliseconds and asking the broker thread to kick revoked sessions.
 // The broker never waits on Redis: it reads the last published copy.
+#include "devicegate/background_loop.hpp"
 #include "devicegate/broker_queue.hpp"
 #include "devicegate/denylist.hpp"
 #include "devicegate/log.hpp"
 #include "devicegate/redis.hpp"
 #include "devicegate/redis_model.hpp"
+#include "devicegate/revocation_store.hpp"
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <string>
-#include <thread>
 
 namespace devicegate {
 
@@ -41,12 +40,12 @@ public:
     std::uint64_t link_downs() const noexcept { return link_downs_.load(); }
 
 private:
-    void run();
-    void session();  // one connected period; throws on link loss
-    denylist full_resync(redis_connection& cmd);
+    void run(background_loop& loop);
+    void session(background_loop& loop);  // one connected period; throws on link loss
+    denylist full_resync(revocation_store& store);
+    void apply_change(revocation_store& store, std::string_view payload);
     void publish(std::shared_ptr<const denylist> next, const char* why);
     void mark_down(const std::string& cause);
-    bool sleep_for(std::chrono::milliseconds d);  // false when stopping
 
     options opts_;
     denylist_state& state_;
@@ -57,11 +56,7 @@ private:
     std::atomic<std::uint64_t> link_downs_{0};
     bool down_logged_ = false;
     bool was_up_ = false;  // the last session got as far as a synced link
-
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    bool stop_ = false;
-    std::thread thread_;
+    background_loop loop_{"dg-denylist", [this](background_loop& loop) { run(loop); }};  // last: stops first
 };
 
 }  // namespace devicegate

@@ -12,7 +12,7 @@ inline constexpr int job_schema_version = 1;
 struct device_certificate {
     std::string device_id;
     std::string serial_hex;
-    std::string fingerprint_sha256;  // upper-case hex of the leaf DER's SHA-256
+    std::string fingerprint_sha256;  // fingerprint_hex (pki.hpp) of the leaf DER's SHA-256
     std::string certificate_pem;
     std::int64_t first_seen = 0;     // unix seconds, when this broker admitted it
     std::string broker_id;
@@ -31,9 +31,14 @@ struct job {
     device_certificate cert;
 };
 /// Parses and checks a job payload: schema 1, a known type, a safe device id, exactly one
-/// PEM certificate whose SHA-256 is fingerprint_sha256. Throws std::invalid_argument naming
-/// the problem (never repeating the payload).
+/// PEM certificate whose SHA-256 is fingerprint_sha256 (in either letter case; the job
+/// returned carries fingerprint_hex's). Throws std::invalid_argument naming the problem
+/// (never repeating the payload).
 job parse_job(std::string_view payload);
+
+/// Two fingerprint spellings of the same digest: hex compared without regard to case, as
+/// stored values and hand-made jobs may be upper case (fingerprint_hex writes lower case).
+bool same_fingerprint(std::string_view a, std::string_view b) noexcept;
 
 /// The journal's line format (the certificate without a job type).
 std::string encode_journal_line(const device_certificate& cert);

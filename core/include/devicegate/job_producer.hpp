@@ -4,6 +4,7 @@
 // storms and several brokers sharing a Redis enqueue each device once. While Redis is
 // unreachable candidates wait in memory (bounded), then in a journal file, which is also
 // written at shutdown and replayed at start: nothing is lost across a broker restart.
+#include "devicegate/background_loop.hpp"
 #include "devicegate/job.hpp"
 #include "devicegate/log.hpp"
 #include "devicegate/redis.hpp"
@@ -11,12 +12,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace devicegate {
@@ -64,28 +64,30 @@ public:
     const counters& stats() const noexcept { return counters_; }
 
 private:
-    void run();
-    void deliver(redis_connection& redis, const device_certificate& cert);
+    void run(background_loop& loop);
+    /// Connects and loads the script; throws when Redis cannot be reached.
+    std::unique_ptr<redis_connection> connect();
+    /// Delivers the journal and the buffer (PING when idle); throws when the link fails.
+    void deliver_all(redis_connection& redis);
+    /// Waits `d` (submissions do not cut it short: no reconnect storm); false when stopping.
+    bool back_off(background_loop& loop, std::chrono::milliseconds d);    void deliver(redis_connection& redis, const device_certificate& cert);
     void deliver_journal(redis_connection& redis);
     void deliver_buffer(redis_connection& redis);
     void spill_to_journal(std::size_t keep_in_memory);
     std::size_t count_journal_lines();
-    bool sleep_for(std::chrono::milliseconds d);
 
     options opts_;
     logger log_;
     counters counters_;
     std::string script_sha_;
 
-    std::mutex mutex_;                     // guards pending_ and stop_ only
-    std::condition_variable wake_;
+    std::mutex mutex_;  // guards pending_ only
     std::vector<device_certificate> pending_;
-    bool stop_ = false;
     bool overflow_logged_ = false;
 
     std::deque<device_certificate> buffer_;  // thread-owned
     bool down_logged_ = false;
-    std::thread thread_;
+    background_loop loop_{"dg-jobs", [this](background_loop& loop) { run(loop); }};  // last: stops first
 };
 
 }  // namespace devicegate

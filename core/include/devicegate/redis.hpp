@@ -1,12 +1,21 @@
 #pragma once
-// One RAII header for hiredis (0.14, RESP2): unique_ptr aliases, connection options, and the
-// one place where hiredis errors become exceptions. Background threads and tools only: every
-// call here may block on the network.
+// One RAII header for hiredis (0.14, RESP2): unique_ptr aliases, connection options, the one
+// place where hiredis errors become exceptions, and typed reply readers. Background threads
+// and tools only: every call here may block on the network.
+//
+// The readers follow redis-plus-plus's reply parsing (src/sw/redis++/reply.h: parse<T>()
+// checks the reply type, turns an error reply into an exception): every caller asks for the
+// shape it needs and gets either that shape or a redis_data_error naming what it got. No
+// caller outside redis_reply.cpp looks at REDIS_REPLY_* or element[].
+#include "devicegate/ossl.hpp"
+
 #include <hiredis/hiredis.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -14,14 +23,8 @@
 
 namespace devicegate {
 
-struct redis_context_deleter {
-    void operator()(redisContext* c) const noexcept { redisFree(c); }
-};
-struct redis_reply_deleter {
-    void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
-};
-using redis_context_ptr = std::unique_ptr<redisContext, redis_context_deleter>;
-using redis_reply_ptr = std::unique_ptr<redisReply, redis_reply_deleter>;
+using redis_context_ptr = std::unique_ptr<redisContext, c_deleter<redisFree>>;
+using redis_reply_ptr = std::unique_ptr<redisReply, c_deleter<freeReplyObject>>;
 
 /// The link failed (connect, I/O, protocol): reconnect and retry.
 struct redis_io_error : std::runtime_error {
@@ -54,11 +57,14 @@ public:
     explicit redis_connection(const redis_options& options);
 
     /// Runs one command; throws redis_io_error on a broken link; returns error replies as
-    /// replies (check with is_error).
+    /// replies (read them with the typed readers below).
     redis_reply_ptr command(const std::vector<std::string>& argv);
     /// Sends every command, then reads every reply (one round trip); throws redis_io_error.
     /// Wrap the commands in MULTI/EXEC to make them atomic.
     std::vector<redis_reply_ptr> pipeline(const std::vector<std::vector<std::string>>& commands);
+    /// MULTI, the commands, EXEC in one round trip; throws redis_data_error if the
+    /// transaction was refused or one of its commands failed. Returns EXEC's reply.
+    redis_reply_ptr transaction(const std::vector<std::vector<std::string>>& commands);
     /// Sends without reading (for SUBSCRIBE).
     void append(const std::vector<std::string>& argv);
     /// The next reply, waiting at most `timeout`; nullopt on timeout. Throws redis_io_error.
@@ -71,11 +77,48 @@ private:
     std::string where_;
 };
 
+// ---- Typed reply readers. `what` names the command or key for the error message.
+
 bool is_error(const redisReply* r) noexcept;
+/// An error reply whose text starts with `code` ("NOSCRIPT", "BUSYGROUP").
+bool is_error_code(const redisReply* r, std::string_view code) noexcept;
+bool is_nil(const redisReply* r) noexcept;
+std::string_view reply_type_name(const redisReply* r) noexcept;
+
+/// Throws redis_data_error for an error reply; any other reply is fine.
+void expect_ok(const redisReply* r, std::string_view what);
 /// A string or status reply's text; throws redis_data_error for any other type.
 std::string reply_string(const redisReply* r, std::string_view what);
+/// nullopt for nil (HGET of a missing field), else as reply_string.
+std::optional<std::string> reply_optional_string(const redisReply* r, std::string_view what);
 /// An integer reply; throws redis_data_error for any other type.
 long long reply_integer(const redisReply* r, std::string_view what);
-std::string_view reply_type_name(const redisReply* r) noexcept;
+/// An array reply's elements; throws redis_data_error for any other type, or (when given)
+/// for another number of elements.
+std::span<redisReply* const> reply_array(const redisReply* r, std::string_view what);
+std::span<redisReply* const> reply_array(const redisReply* r, std::string_view what, std::size_t elements);
+/// An array of strings (HKEYS).
+std::vector<std::string> reply_strings(const redisReply* r, std::string_view what);
+/// A field/value array (HGETALL) as a map.
+std::map<std::string, std::string> reply_hash(const redisReply* r, std::string_view what);
+
+/// One stream entry (XRANGE, XREADGROUP, XAUTOCLAIM).
+struct stream_entry {
+    std::string id;
+    std::map<std::string, std::string> fields;  // empty when the entry was deleted (nil)
+};
+/// [id, [field, value, ...]] -> entry; nil fields (deleted meanwhile) give no fields.
+stream_entry reply_stream_entry(const redisReply* r, std::string_view what);
+/// An array of entries (XRANGE; XAUTOCLAIM's second element). Nil entries (deleted
+/// meanwhile, Redis 6.2's XAUTOCLAIM) are skipped.
+std::vector<stream_entry> reply_stream_entries(const redisReply* r, std::string_view what);
+
+/// A pub/sub push: ["message", channel, payload]. nullopt for anything else (subscribe
+/// confirmations and the like).
+struct pubsub_message {
+    std::string channel;
+    std::string payload;
+};
+std::optional<pubsub_message> reply_pubsub_message(const redisReply* r);
 
 }  // namespace devicegate

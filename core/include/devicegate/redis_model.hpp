@@ -2,17 +2,15 @@
 // The Redis data model shared by the plugin, devicegate-ctl and the worker. Every key is
 // under a configurable prefix (default "devicegate:"). README.md documents it.
 //
-//   <p>revoked:serial   HASH  upper-case hex serial -> JSON {"reason":..,"at":unix,"by":..}
+//   <p>revoked:serial   HASH  normalize_serial_hex (pki.hpp) serial -> JSON {"reason":..,"at":unix,"by":..}
 //   <p>revoked:device   HASH  device id             -> JSON {"reason":..,"at":unix,"by":..}
 //   <p>revocations      pub/sub channel: JSON {"op":"revoke"|"unrevoke","kind":"serial"|"device","value":..}
-//   <p>device:<id>      HASH  first_seen, serial, fingerprint, broker, cert_changed_at,
-//                             thingsboard, hawkbit (registration state), last_error
+//   <p>device:<id>      HASH  the fields of device_field below
 //   <p>jobs             STREAM of jobs, field "job" = JSON (schema 1), field "type"
 //   <p>jobs:dead        STREAM of dead-lettered jobs
 //
 // The revocation lists are HASHes rather than SETs so that one key holds both membership
 // and the operator's reason, which `devicegate-ctl status` shows.
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,8 +27,44 @@ struct redis_model {
     std::string dead_jobs() const { return prefix + "jobs:dead"; }
 };
 
-/// "0x0a:bc" / "0ABC" / "abc" -> "0ABC": upper-case hex of the serial's magnitude bytes,
-/// without leading zero bytes, as the plugin logs serials. nullopt if it is not hex.
-std::optional<std::string> normalize_serial_hex(std::string_view text);
+/// The fields of a device hash. The plugin's first-connect script writes the first five (in
+/// Lua: job_producer.cpp), the worker the registration state, devicegate-ctl reads them all.
+namespace device_field {
+inline constexpr const char* first_seen = "first_seen";            // unix seconds
+inline constexpr const char* serial = "serial";                    // upper-case hex
+inline constexpr const char* fingerprint = "fingerprint";          // of the current certificate
+inline constexpr const char* broker = "broker";                    // the broker_id that saw it
+inline constexpr const char* cert_changed_at = "cert_changed_at";  // unix seconds
+inline constexpr const char* thingsboard = "thingsboard";          // registered | retrying | failed
+inline constexpr const char* thingsboard_id = "thingsboard_id";    // ThingsBoard's device UUID
+inline constexpr const char* thingsboard_fingerprint = "thingsboard_fingerprint";  // credentials held there
+inline constexpr const char* hawkbit = "hawkbit";                  // registered | retrying | failed
+inline constexpr const char* registered_at = "registered_at";      // unix seconds
+inline constexpr const char* last_error = "last_error";
+}  // namespace device_field
+/// The values of the thingsboard and hawkbit fields.
+namespace registration_state {
+inline constexpr const char* registered = "registered";
+inline constexpr const char* retrying = "retrying";
+inline constexpr const char* failed = "failed";
+}  // namespace registration_state
+
+/// The fields of a job stream entry (<p>jobs and <p>jobs:dead).
+namespace job_field {
+inline constexpr const char* type = "type";
+inline constexpr const char* job = "job";            // JSON, job.hpp
+inline constexpr const char* attempts = "attempts";  // after a requeue
+inline constexpr const char* replayed_from = "replayed_from";
+// dead letters only
+inline constexpr const char* source_id = "source_id";
+inline constexpr const char* reason = "reason";
+inline constexpr const char* error = "error";
+inline constexpr const char* failed_at = "failed_at";
+inline constexpr const char* worker = "worker";
+inline constexpr const char* device_id = "device_id";
+inline constexpr const char* target = "target";
+inline constexpr const char* status = "status";
+inline constexpr const char* body = "body";
+}  // namespace job_field
 
 }  // namespace devicegate

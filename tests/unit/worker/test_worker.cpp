@@ -1,6 +1,7 @@
 // The worker's pieces without Redis: configuration, job parsing, and the ThingsBoard and
 // hawkBit clients against the in-process fakes (tests/fakes).
 #include "cert_factory.hpp"
+#include "devicegate/duration.hpp"
 #include "devicegate/job.hpp"
 #include "fake_backends.hpp"
 #include "hawkbit_client.hpp"
@@ -34,8 +35,7 @@ job make_job(const std::string& id, job_type type = job_type::first_connect) {
     c.device_id = id;
     c.certificate_pem = factory.issue_pem(id);
     auto certs = parse_certificates(c.certificate_pem, "test");
-    auto digest = certificate_sha256(certs.at(0).get());
-    c.fingerprint_sha256 = to_hex(digest.data(), digest.size());
+    c.fingerprint_sha256 = fingerprint_hex(certificate_sha256(certs.at(0).get()));
     c.serial_hex = serial_hex(X509_get0_serialNumber(certs.at(0).get()));
     c.first_seen = 1795000000;
     c.broker_id = "b1";
@@ -121,6 +121,17 @@ TEST_CASE("Worker configuration: file, environment, validation, no secrets in me
         CHECK(redis.find("hunter2") == std::string::npos);
         CHECK(error_of("thingsboard_url http://tb\n") == "thingsboard_username: required (or DEVICEGATE_THINGSBOARD_USERNAME)");
         CHECK(error_of(minimal + "retry_initial 10s\nretry_max 1s\n") == "retry_max: must not be shorter than retry_initial");
+        CHECK(error_of(minimal + "thingsboard_rule_engine yes\n") == "line 8: thingsboard_rule_engine: bad value; expected on or off");
+        CHECK(error_of(minimal + "http_timeout 0s\n").find("http_timeout: bad value") != std::string::npos);
+        CHECK(error_of(minimal + "concurrency +4\n").find("concurrency: bad value") != std::string::npos);
+    }
+    SECTION("on/off as the plugin options spell it (duration.hpp's parse_on_off)") {
+        for (const auto& [spelling, value] : std::vector<std::pair<std::string, bool>>{
+                 {"on", true}, {"true", true}, {"1", true}, {"off", false}, {"false", false}, {"0", false}}) {
+            INFO(spelling);
+            CHECK(parse_worker_config(minimal + "thingsboard_rule_engine " + spelling + "\n", {}).thingsboard.rule_engine == value);
+            CHECK(parse_on_off(spelling) == value);
+        }
     }
 }
 
@@ -136,6 +147,13 @@ TEST_CASE("Jobs from the stream are checked before anything is registered", "[wo
     auto lowercase = good.cert.fingerprint_sha256;
     std::transform(lowercase.begin(), lowercase.end(), lowercase.begin(), [](unsigned char c) { return std::tolower(c); });
     CHECK_NOTHROW(parse_job(with("fingerprint_sha256", lowercase)));
+    // Upper case is accepted too; the job carries fingerprint_hex's spelling onwards.
+    auto uppercase = lowercase;
+    std::transform(uppercase.begin(), uppercase.end(), uppercase.begin(), [](unsigned char c) { return std::toupper(c); });
+    CHECK(uppercase != lowercase);
+    CHECK(parse_job(with("fingerprint_sha256", uppercase)).cert.fingerprint_sha256 == lowercase);
+    CHECK(same_fingerprint(uppercase, lowercase));
+    CHECK_FALSE(same_fingerprint(lowercase, lowercase.substr(1)));
     CHECK_THROWS_WITH(parse_job("{"), "not JSON");
     CHECK_THROWS_WITH(parse_job("[1]"), "not a JSON object");
     CHECK_THROWS_WITH(parse_job(with("schema", 2)), "unsupported schema (expected 1)");

@@ -1,0 +1,80 @@
+#pragma once
+// What devicegate-ctl's command groups share: the parsed command line, the errors that map
+// to exit codes, and the Redis session. One .cpp per command group; ctl.cpp dispatches.
+#include "devicegate/redis.hpp"
+#include "devicegate/redis_model.hpp"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace devicegate::ctl {
+
+/// Bad arguments (exit code 1).
+struct usage_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+/// Unknown device, nothing to unrevoke, no such dead letter (exit code 3).
+struct not_found_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// The command line: positional words (words[0] is the command), options with a value
+/// (--reason TEXT) and switches (--force), in any order.
+struct arguments {
+    std::vector<std::string> words;
+    std::map<std::string, std::string> values;
+    std::set<std::string> switches;
+
+    const std::string* value(const std::string& option) const {
+        auto it = values.find(option);
+        return it == values.end() ? nullptr : &it->second;
+    }
+    bool has(const std::string& option_switch) const { return switches.count(option_switch) > 0; }
+};
+
+/// What a command works with. The connection is opened on first use, so a command checks
+/// its arguments before Redis is asked anything.
+class session {
+public:
+    session(redis_options options, redis_model model, std::ostream& out)
+        : options_(std::move(options)), model_(std::move(model)), out_(out) {}
+    redis_connection& redis() {
+        if (!redis_) redis_ = std::make_unique<redis_connection>(options_);
+        return *redis_;
+    }
+    const redis_model& model() const noexcept { return model_; }
+    std::ostream& out() noexcept { return out_; }
+
+private:
+    redis_options options_;
+    redis_model model_;
+    std::ostream& out_;
+    std::unique_ptr<redis_connection> redis_;
+};
+
+using command_function = int (*)(const arguments&, session&);
+struct command {
+    const char* name;
+    command_function run;
+};
+
+/// "2026-11-28T21:00:00Z".
+std::string iso_time(std::int64_t unix_seconds);
+/// A unix-seconds text as iso_time, any other text unchanged.
+std::string iso_time_text(const std::string& unix_seconds);
+
+// revocation.cpp: revoke, unrevoke, status, list-revoked.
+extern const char* const revocation_usage;
+extern const command revocation_commands[4];
+// dead_letters.cpp: dlq list, dlq replay.
+extern const char* const dead_letters_usage;
+extern const command dead_letter_commands[1];
+
+}  // namespace devicegate::ctl

@@ -1,0 +1,142 @@
+// devicegate-ctl revoke | unrevoke | status | list-revoked: the deny-list through core's
+// revocation_store (the same class the plugin's denylist_sync reads it with).
+#include "command.hpp"
+#include "devicegate/device_id.hpp"
+#include "devicegate/revocation_store.hpp"
+
+#include <ctime>
+
+namespace devicegate::ctl {
+
+const char* const revocation_usage =
+    R"(  revoke DEVICE-ID [--reason TEXT] [--force]   refuse and disconnect a device (--force: even one
+                                               that never connected)
+  revoke --serial HEX [--reason TEXT]          refuse and disconnect one certificate
+  unrevoke DEVICE-ID | --serial HEX            admit it again
+  status DEVICE-ID                             revocation, first seen, registration state
+  list-revoked                                 every revoked device id and serial
+)";
+
+namespace {
+
+/// The device id or --serial of the command line, if any.
+std::optional<revocation_target> subject_of(const arguments& args) {
+    std::optional<revocation_target> out;
+    if (const std::string* serial = args.value("--serial")) {
+        auto hex = normalize_serial_hex(*serial);
+        if (!hex) throw usage_error("--serial needs a hex serial number (e.g. 4F2A..., as the broker logs it)");
+        out = revocation_target{true, *hex};
+    }
+    if (args.words.size() > 2) throw usage_error("too many arguments");
+    if (args.words.size() == 2) {
+        if (out) throw usage_error("give a device id or --serial, not both");
+        const std::string& id = args.words[1];
+        if (!is_safe_device_id(id)) {
+            throw usage_error("\"" + id + "\" is not a device id ([A-Za-z0-9][A-Za-z0-9._:@-]{0,127})");
+        }
+        out = revocation_target{false, id};
+    }
+    return out;
+}
+
+revocation_target required_subject(const arguments& args) {
+    auto subject = subject_of(args);
+    if (!subject) throw usage_error(args.words[0] + " needs a device id or --serial HEX");
+    return *subject;
+}
+
+std::string describe_entry(const std::string& json) {
+    auto entry = parse_revocation_entry(json);
+    if (!entry) return "(unreadable entry)";
+    std::string out = "reason=\"" + entry->reason + "\"";
+    if (entry->at) out += " at=" + iso_time(*entry->at);
+    return out;
+}
+
+void report(session& s, const std::string& done, const revocation_target& t, long long brokers) {
+    s.out() << done << " " << t.describe() << "; " << brokers << " broker(s) notified";
+    if (brokers == 0) s.out() << " (none is listening now: brokers apply it when they reconnect to Redis)";
+    s.out() << "\n";
+}
+
+int revoke(const arguments& args, session& s) {
+    const revocation_target t = required_subject(args);
+    const std::string* reason = args.value("--reason");
+    if (!t.serial && !args.has("--force")) {
+        auto known = s.redis().command({"EXISTS", s.model().device(t.value)});
+        if (reply_integer(known.get(), "EXISTS") == 0) {
+            throw not_found_error("unknown device " + t.value +
+                                  " (it never connected to a DeviceGate broker); check the id, or use --force "
+                                  "to revoke it before its first connect");
+        }
+    }
+    revocation_store store(s.redis(), s.model());
+    const revocation_entry entry{reason == nullptr || reason->empty() ? "revoked by operator" : *reason,
+                                 static_cast<std::int64_t>(std::time(nullptr))};
+    report(s, "revoked", t, store.revoke(t, entry));
+    return 0;
+}
+
+int unrevoke(const arguments& args, session& s) {
+    const revocation_target t = required_subject(args);
+    revocation_store store(s.redis(), s.model());
+    auto brokers = store.unrevoke(t);
+    if (!brokers) throw not_found_error(t.describe() + " is not revoked");
+    report(s, "unrevoked", t, *brokers);
+    return 0;
+}
+
+int status(const arguments& args, session& s) {
+    auto subject = subject_of(args);
+    if (!subject || subject->serial) throw usage_error("status needs a device id");
+    const std::string& id = subject->value;
+    const std::string key = s.model().device(id);
+    auto device = reply_hash(s.redis().command({"HGETALL", key}).get(), key);
+    revocation_store store(s.redis(), s.model());
+    auto by_id = store.entry({false, id});
+    std::optional<std::string> by_serial;
+    if (auto it = device.find(device_field::serial); it != device.end()) {
+        if (auto hex = normalize_serial_hex(it->second)) by_serial = store.entry({true, *hex});
+    }
+    if (device.empty() && !by_id) throw not_found_error("unknown device " + id);
+    auto field = [&](const char* name) {
+        auto it = device.find(name);
+        return it == device.end() || it->second.empty() ? std::string("-") : it->second;
+    };
+    std::ostream& out = s.out();
+    out << "device:       " << id << "\n";
+    if (by_id) out << "revoked:      yes, by device id, " << describe_entry(*by_id) << "\n";
+    else if (by_serial) out << "revoked:      yes, by serial, " << describe_entry(*by_serial) << "\n";
+    else out << "revoked:      no\n";
+    out << "first seen:   " << iso_time_text(field(device_field::first_seen)) << " (broker "
+        << field(device_field::broker) << ")\n";
+    out << "serial:       " << field(device_field::serial) << "\n";
+    out << "fingerprint:  " << field(device_field::fingerprint) << "\n";
+    out << "thingsboard:  " << field(device_field::thingsboard);
+    if (field(device_field::thingsboard_id) != "-") out << " (device " << field(device_field::thingsboard_id) << ")";
+    out << "\n";
+    out << "hawkbit:      " << field(device_field::hawkbit) << "\n";
+    out << "registered:   " << iso_time_text(field(device_field::registered_at)) << "\n";
+    out << "last error:   " << field(device_field::last_error) << "\n";
+    return 0;
+}
+
+int list_revoked(const arguments&, session& s) {
+    revocation_store store(s.redis(), s.model());
+    std::size_t n = 0;
+    for (auto [serials, kind] : {std::pair{false, "device"}, std::pair{true, "serial"}}) {
+        for (const auto& [value, entry] : store.entries(serials)) {
+            s.out() << kind << " " << value << " " << describe_entry(entry) << "\n";
+            ++n;
+        }
+    }
+    if (n == 0) s.out() << "nothing is revoked\n";
+    return 0;
+}
+
+}  // namespace
+
+const command revocation_commands[4] = {
+    {"revoke", revoke}, {"unrevoke", unrevoke}, {"status", status}, {"list-revoked", list_revoked}};
+
+}  // namespace devicegate::ctl

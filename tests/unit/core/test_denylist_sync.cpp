@@ -1,0 +1,150 @@
+// denylist_sync against a real redis-server: the local copy follows revocations written by
+// revocation_store (devicegate-ctl's writer), asks the broker thread to kick what is newly
+// revoked, survives malformed data and a Redis crash, and keeps a cache file.
+#include "devicegate/denylist_sync.hpp"
+#include "devicegate/revocation_store.hpp"
+#include "log_capture.hpp"
+#include "redis_process.hpp"
+#include "test_pki.hpp"
+
+#include <catch2/catch.hpp>
+
+
+using namespace devicegate;
+using test::eventually;
+
+namespace {
+
+struct fixture {
+    test::redis_process server;
+    test::temp_dir dir;
+    denylist_state state;
+    broker_queue queue;
+    test::log_capture logs;
+    std::vector<kick_request> kicks;
+
+    denylist_sync::options options(std::chrono::milliseconds resync = std::chrono::seconds(60)) {
+        return {server.options(), redis_model{}, resync, dir.file("denylist.json")};
+    }
+    logger log() { return logs.sink(); }
+    bool logged(const std::string& needle) const { return logs.contains(needle); }
+    /// Kicks drained so far (as the broker thread's TICK would).
+    const std::vector<kick_request>& drained_kicks() {
+        for (auto& k : queue.drain().kicks) kicks.push_back(std::move(k));
+        return kicks;
+    }
+    bool kicked_device(const std::string& id) {
+        for (const auto& k : drained_kicks()) {
+            if (std::find(k.device_ids.begin(), k.device_ids.end(), id) != k.device_ids.end()) return true;
+        }
+        return false;
+    }
+    bool listed_device(const std::string& id) { return state.list.load()->devices.count(id) > 0; }
+    /// Writes as devicegate-ctl does.
+    long long revoke(const revocation_target& t) {
+        redis_connection redis(server.options());
+        return revocation_store(redis, redis_model{}).revoke(t, {"test", 1});
+    }
+};
+
+}  // namespace
+
+TEST_CASE("denylist_sync: full load at start, then each change within moments", "[denylist_sync]") {
+    fixture f;
+    f.server.command({"HSET", "devicegate:revoked:device", "dev-old", "{}"});
+    denylist_sync sync(f.options(), f.state, f.queue, f.log());
+    CHECK(f.state.stale_since != 0);  // nothing synced yet
+    sync.start();
+    REQUIRE(eventually([&] { return sync.link_up(); }));
+    CHECK(f.state.stale_since == 0);
+    CHECK(f.listed_device("dev-old"));
+    CHECK(f.kicked_device("dev-old"));
+
+    // The subscription is confirmed before the load: a revocation right away is not missed.
+    CHECK(f.revoke({false, "dev-new"}) == 1);
+    REQUIRE(eventually([&] { return f.listed_device("dev-new"); }, std::chrono::milliseconds(2000)));
+    CHECK(f.kicked_device("dev-new"));
+    f.revoke({true, "0a:7a"});
+    REQUIRE(eventually([&] { return f.state.list.load()->serials.count("0A7A") > 0; }));
+    bool serial_kick = false;
+    for (const auto& k : f.drained_kicks()) serial_kick = serial_kick || !k.serials.empty();
+    CHECK(serial_kick);
+
+    redis_connection redis(f.server.options());
+    REQUIRE(revocation_store(redis, redis_model{}).unrevoke({false, "dev-new"}));
+    REQUIRE(eventually([&] { return !f.listed_device("dev-new"); }));
+
+    // The cache file holds what was synced last.
+    std::int64_t synced_at = 0;
+    auto cached = load_denylist_file(f.dir.file("denylist.json"), synced_at);
+    CHECK(cached.devices == string_set{"dev-old"});
+    CHECK(cached.serials == string_set{"0A7A"});
+    CHECK(synced_at > 0);
+    sync.stop();
+}
+
+TEST_CASE("denylist_sync: malformed data is counted, logged and answered with a resync", "[denylist_sync]") {
+    fixture f;
+    f.server.command({"HSET", "devicegate:revoked:serial", "not-hex", "{}"});
+    denylist_sync sync(f.options(), f.state, f.queue, f.log());
+    sync.start();
+    REQUIRE(eventually([&] { return sync.link_up(); }));
+    CHECK(sync.malformed_entries() == 1);
+    CHECK(f.logged("malformed deny-list entry in devicegate:revoked:serial: \"not-hex\""));
+
+    // A revocation written without its message is picked up by the resync a bad message causes.
+    f.server.command({"HSET", "devicegate:revoked:device", "dev-quiet", "{}"});
+    f.server.command({"PUBLISH", "devicegate:revocations", "{\"op\":\"explode\",\"kind\":\"device\",\"value\":\"x\"}"});
+    REQUIRE(eventually([&] { return f.listed_device("dev-quiet"); }));
+    CHECK(sync.malformed_entries() == 3);  // the entry at start, the message, the entry again
+    CHECK(f.logged("malformed message on devicegate:revocations: op must be revoke or unrevoke; resyncing"));
+    sync.stop();
+}
+
+TEST_CASE("denylist_sync: a Redis crash marks the copy stale; the restart resyncs it", "[denylist_sync]") {
+    fixture f;
+    denylist_sync sync(f.options(), f.state, f.queue, f.log());
+    sync.start();
+    REQUIRE(eventually([&] { return sync.link_up(); }));
+    f.server.kill();
+    REQUIRE(eventually([&] { return !sync.link_up(); }));
+    CHECK(f.state.stale_since != 0);
+    CHECK(sync.link_downs() == 1);
+    CHECK(f.logged("redis link down"));
+
+    f.server.start();  // same port, empty: the revocation made "while down" is written now
+    f.server.command({"HSET", "devicegate:revoked:device", "dev-while-down", "{}"});
+    REQUIRE(eventually([&] { return sync.link_up() && f.listed_device("dev-while-down"); }, std::chrono::seconds(10)));
+    CHECK(f.state.stale_since == 0);
+    CHECK(sync.link_downs() == 1);
+    sync.stop();
+}
+
+TEST_CASE("denylist_sync: the cache file serves a start without Redis", "[denylist_sync]") {
+    fixture f;
+    denylist cached;
+    cached.devices.insert("dev-cached");
+    save_denylist_file(f.dir.file("denylist.json"), cached, 1234);
+    auto options = f.options();
+    f.server.kill();
+    denylist_sync sync(options, f.state, f.queue, f.log());
+    sync.load_cache();
+    CHECK(f.listed_device("dev-cached"));
+    CHECK(f.state.synced_at == 1234);
+    sync.start();
+    REQUIRE(eventually([&] { return f.logged("redis link down"); }));
+    CHECK_FALSE(sync.link_up());
+    CHECK(f.state.stale_since != 0);
+    CHECK(f.listed_device("dev-cached"));  // still served
+    sync.stop();
+}
+
+TEST_CASE("denylist_sync: periodic resync picks up what no message announced", "[denylist_sync]") {
+    fixture f;
+    denylist_sync sync(f.options(std::chrono::milliseconds(100)), f.state, f.queue, f.log());
+    sync.start();
+    REQUIRE(eventually([&] { return sync.link_up(); }));
+    f.server.command({"HSET", "devicegate:revoked:device", "dev-silent", "{}"});
+    REQUIRE(eventually([&] { return f.listed_device("dev-silent"); }, std::chrono::milliseconds(2000)));
+    sync.stop();
+}

@@ -1,0 +1,161 @@
+// job_producer against a real redis-server: the first-connect script enqueues each device
+// once (and again when its certificate changes), writes the device hash fields named in
+// redis_model.hpp, and nothing is lost while Redis is away (memory, then the journal).
+#include "devicegate/job_producer.hpp"
+#include "log_capture.hpp"
+#include "redis_process.hpp"
+#include "test_pki.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+using namespace devicegate;
+using test::eventually;
+
+namespace {
+
+device_certificate certificate_of(const std::string& file) {
+    const std::string device = file.substr(0, 7);  // "dev-001-renewed" is dev-001
+    const std::string pem = read_file(test::device_cert(file), max_certificate_file_bytes);
+    auto cert = test::load_cert(test::device_cert(file));
+    device_certificate c;
+    c.device_id = device;
+    c.serial_hex = serial_hex(X509_get0_serialNumber(cert.get()));
+    c.fingerprint_sha256 = fingerprint_hex(certificate_sha256(cert.get()));
+    c.certificate_pem = pem;
+    c.first_seen = 1795000000;
+    c.broker_id = "broker-1";
+    return c;
+}
+
+struct fixture {
+    test::redis_process server;
+    test::temp_dir dir;
+    test::log_capture logs;
+
+    job_producer::options options() {
+        job_producer::options o;
+        o.redis = server.options();
+        o.journal_file = dir.file("jobs.journal");
+        return o;
+    }
+    logger log() { return logs.sink(); }
+    bool logged(const std::string& needle) const { return logs.contains(needle); }
+    std::vector<stream_entry> jobs() {
+        return reply_stream_entries(server.command({"XRANGE", redis_model{}.jobs(), "-", "+"}).get(), "jobs");
+    }
+    std::map<std::string, std::string> device(const std::string& id) {
+        return reply_hash(server.command({"HGETALL", redis_model{}.device(id)}).get(), "device");
+    }
+};
+
+}  // namespace
+
+TEST_CASE("job_producer: one job per device, another when its certificate changes", "[job_producer]") {
+    fixture f;
+    job_producer producer(f.options(), f.log());
+    producer.start();
+    const auto cert = certificate_of("dev-001");
+    producer.submit(cert);
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 1; }));
+    CHECK(producer.stats().link_up);
+
+    auto entries = f.jobs();
+    REQUIRE(entries.size() == 1);
+    CHECK(entries[0].fields.at(job_field::type) == "first_connect");
+    const job j = parse_job(entries[0].fields.at(job_field::job));  // as the worker reads it
+    CHECK(j.type == job_type::first_connect);
+    CHECK(j.cert.device_id == "dev-001");
+    CHECK(j.cert.fingerprint_sha256 == cert.fingerprint_sha256);
+    CHECK(f.device("dev-001") == std::map<std::string, std::string>{{device_field::first_seen, "1795000000"},
+                                                                      {device_field::serial, cert.serial_hex},
+                                                                      {device_field::fingerprint, cert.fingerprint_sha256},
+                                                                      {device_field::broker, "broker-1"}});
+
+    producer.submit(cert);  // a reconnect: known
+    REQUIRE(eventually([&] { return producer.stats().known == 1; }));
+    CHECK(f.jobs().size() == 1);
+
+    auto renewed = certificate_of("dev-001-renewed");  // a new certificate for the same device
+    renewed.device_id = "dev-001";
+    renewed.first_seen = 1795000100;
+    producer.submit(renewed);
+    REQUIRE(eventually([&] { return producer.stats().certificate_changed == 1; }));
+    entries = f.jobs();
+    REQUIRE(entries.size() == 2);
+    CHECK(entries[1].fields.at(job_field::type) == "certificate_changed");
+    auto hash = f.device("dev-001");
+    CHECK(hash.at(device_field::fingerprint) == renewed.fingerprint_sha256);
+    CHECK(hash.at(device_field::cert_changed_at) == "1795000100");
+    CHECK(hash.at(device_field::first_seen) == "1795000000");  // kept
+    CHECK(producer.stats().submitted == 3);
+    producer.stop();
+}
+
+TEST_CASE("job_producer: a flushed script cache and a refused device", "[job_producer]") {
+    fixture f;
+    job_producer producer(f.options(), f.log());
+    producer.start();
+    producer.submit(certificate_of("dev-001"));
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 1; }));
+    // Redis restarted or SCRIPT FLUSH: the script is sent once more (NOSCRIPT).
+    f.server.command({"SCRIPT", "FLUSH"});
+    producer.submit(certificate_of("dev-002"));
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 2; }));
+    // A device key that is not a hash: Redis refuses, retrying cannot help, the job is dropped.
+    f.server.command({"SET", redis_model{}.device("dev-003"), "oops"});
+    producer.submit(certificate_of("dev-003"));
+    REQUIRE(eventually([&] { return producer.stats().rejected == 1; }));
+    CHECK(f.logged("first-connect job for device=dev-003 refused by Redis"));
+    CHECK(producer.stats().link_up);
+    CHECK(f.jobs().size() == 2);
+    producer.stop();
+}
+
+TEST_CASE("job_producer: while Redis is away jobs wait, then reach the journal, then Redis", "[job_producer]") {
+    fixture f;
+    auto options = f.options();
+    options.memory_limit = 1;
+    f.server.kill();
+    {
+        job_producer producer(options, f.log());
+        producer.start();
+        REQUIRE(eventually([&] { return f.logged("jobs link to redis down"); }));
+        CHECK_FALSE(producer.stats().link_up);
+        CHECK(producer.stats().link_downs == 1);
+        for (const char* d : {"dev-001", "dev-002", "dev-003"}) producer.submit(certificate_of(d));
+        // Beyond memory_limit, candidates go to the journal.
+        REQUIRE(eventually([&] { return producer.stats().journaled == 2 && producer.stats().buffered == 1; }));
+        producer.stop();  // the rest too
+        CHECK(producer.stats().journaled == 3);
+    }
+    std::ifstream journal(options.journal_file);
+    std::size_t lines = 0;
+    for (std::string line; std::getline(journal, line);) {
+        CHECK(parse_journal_line(line).broker_id == "broker-1");
+        ++lines;
+    }
+    CHECK(lines == 3);
+
+    f.server.start();
+    job_producer restarted(options, f.log());
+    restarted.start();  // replays the journal
+    REQUIRE(eventually([&] { return restarted.stats().first_connect == 3; }));
+    CHECK(restarted.stats().journaled == 0);
+    CHECK_FALSE(std::filesystem::exists(options.journal_file));
+    CHECK(f.jobs().size() == 3);
+    CHECK(f.logged("delivered 3 journaled first-connect jobs"));
+    restarted.stop();
+}
+
+TEST_CASE("job_producer: the hand-over queue is bounded", "[job_producer]") {
+    fixture f;
+    auto options = f.options();
+    options.pending_limit = 2;
+    job_producer producer(options, f.log());  // not started: nothing drains the queue
+    for (const char* d : {"dev-001", "dev-002", "dev-003"}) producer.submit(certificate_of(d));
+    CHECK(producer.stats().submitted == 2);
+    CHECK(producer.stats().overflow == 1);
+    CHECK(f.logged("jobs overflow: 2 first-connect jobs are waiting for the delivery thread; dropping device=dev-003"));
+}

@@ -1,0 +1,89 @@
+// revocation_store against a real redis-server: what devicegate-ctl writes is what the
+// plugin's denylist_sync reads, keys and message format included.
+#include "devicegate/revocation_store.hpp"
+#include "redis_process.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace devicegate;
+
+TEST_CASE("revocation entries: JSON round trip", "[revocation_store]") {
+    auto e = parse_revocation_entry(encode_revocation_entry({"stolen", 1795000000}));
+    REQUIRE(e);
+    CHECK(e->reason == "stolen");
+    CHECK(e->at == 1795000000);
+    auto no_time = parse_revocation_entry(encode_revocation_entry({"lost", std::nullopt}));
+    REQUIRE(no_time);
+    CHECK_FALSE(no_time->at);
+    CHECK_FALSE(parse_revocation_entry("not json"));
+    CHECK_FALSE(parse_revocation_entry("[1]"));
+    CHECK(parse_revocation_entry(R"({"reason":7})")->reason.empty());  // a wrong type is not shown
+}
+
+TEST_CASE("revocation_store: revoke and unrevoke write the hash and announce the change", "[revocation_store]") {
+    test::redis_process server;
+    const redis_model model{"t:"};
+    revocation_subscription sub(server.options(), model);
+    redis_connection redis(server.options());
+    revocation_store store(redis, model);
+
+    CHECK(store.revoke({false, "dev-1"}, {"stolen", 100}) == 1);  // one subscriber: `sub`
+    auto message = sub.next_change(std::chrono::milliseconds(1000));
+    REQUIRE(message);
+    auto change = parse_denylist_change(*message);
+    CHECK(change.revoke);
+    CHECK_FALSE(change.serial);
+    CHECK(change.value == "dev-1");
+    // The key and the entry as redis_model documents them.
+    auto stored = reply_optional_string(server.command({"HGET", "t:revoked:device", "dev-1"}).get(), "HGET");
+    REQUIRE(stored);
+    CHECK(parse_revocation_entry(*stored)->reason == "stolen");
+    CHECK(store.entry({false, "dev-1"}) == stored);
+    CHECK_FALSE(store.entry({false, "dev-2"}));
+
+    CHECK(store.revoke({true, "0A7A"}, {"superseded", 200}) == 1);
+    REQUIRE(sub.next_change(std::chrono::milliseconds(1000)));
+    CHECK(store.entries(true).count("0A7A") == 1);
+    CHECK(store.entries(false).count("dev-1") == 1);
+
+    CHECK(store.unrevoke({false, "dev-1"}) == 1);
+    auto undo = parse_denylist_change(*sub.next_change(std::chrono::milliseconds(1000)));
+    CHECK_FALSE(undo.revoke);
+    CHECK(undo.value == "dev-1");
+    // Nothing to unrevoke: nothing is published.
+    CHECK_FALSE(store.unrevoke({false, "dev-1"}));
+    CHECK_FALSE(sub.next_change(std::chrono::milliseconds(50)));
+}
+
+TEST_CASE("revocation_store: load reads both hashes, leaving out serials that are not hex", "[revocation_store]") {
+    test::redis_process server;
+    const redis_model model;
+    server.command({"HSET", model.revoked_serials(), "0a:7a", "{}", "not-hex", "{}"});
+    server.command({"HSET", model.revoked_devices(), "dev-1", "{}", "dev-2", "{}"});
+    redis_connection redis(server.options());
+    revocation_store store(redis, model);
+    auto snapshot = store.load();
+    CHECK(snapshot.list.serials == string_set{"0A7A"});
+    CHECK(snapshot.list.devices == string_set{"dev-1", "dev-2"});
+    REQUIRE(snapshot.malformed.size() == 1);
+    CHECK(snapshot.malformed[0].key == model.revoked_serials());
+    CHECK(snapshot.malformed[0].value == "not-hex");
+
+    // A list that is not a hash is bad data, named as such.
+    server.command({"DEL", model.revoked_devices()});
+    server.command({"SADD", model.revoked_devices(), "dev-1"});
+    CHECK_THROWS_WITH(store.load(), Catch::Contains("expected a hash"));
+}
+
+TEST_CASE("revocation_subscription: ignores other traffic, fails when Redis goes", "[revocation_store]") {
+    test::redis_process server;
+    revocation_subscription sub(server.options(), redis_model{});
+    CHECK_FALSE(sub.next_change(std::chrono::milliseconds(20)));
+    server.kill();
+    CHECK_THROWS_AS(
+        [&] {
+            for (int i = 0; i < 100; ++i) sub.next_change(std::chrono::milliseconds(20));
+        }(),
+        redis_io_error);
+    CHECK_THROWS_AS(revocation_subscription(server.options(), redis_model{}), redis_io_error);
+}
