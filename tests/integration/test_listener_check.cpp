@@ -35,8 +35,7 @@ public:
     static std::string plugin() {
         return std::string("plugin ") + DEVICEGATE_PLUGIN_PATH + "\nplugin_opt_tenant_ca_file " + pki("subca-a.crt") +
                "\nplugin_opt_ica_file " + pki("ica.crt") + "\nplugin_opt_root_ca_file " + pki("root.crt") +
-               "\nplugin_opt_crl_file " + pki("subca-a.crl.pem") + "\nplugin_opt_state_dir " + test_dir().string() +
-               "\n";  // the persisted CRLs go to the test's directory, not /var/lib/mosquitto
+               "\nplugin_opt_crl_file " + pki("subca-a.crl.pem") + "\n";
     }
     void write(const std::string& name, const std::string& text) const {
         std::filesystem::create_directories(std::filesystem::path(path(name)).parent_path());
