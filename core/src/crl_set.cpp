@@ -1,5 +1,7 @@
 #include "devicegate/crl_set.hpp"
 
+#include "devicegate/crl_der.hpp"
+
 #include <openssl/err.h>
 
 #include <algorithm>
@@ -52,7 +54,9 @@ verified_crl verify_crl(X509_CRL* crl, const tenant_trust& trust, const std::str
 }
 
 std::vector<verified_crl> load_crl_file(const std::string& path, const tenant_trust& trust) {
-    auto crls = parse_crls(read_file(path, max_crl_file_bytes), path);
+    const std::string data = read_file(path, max_crl_file_bytes);
+    precheck_crl_signatures(data, path, trust);
+    auto crls = parse_crls(data, path);
     std::vector<verified_crl> out;
     out.reserve(crls.size());
     for (auto& crl : crls) out.push_back(verify_crl(crl.get(), trust, path));

@@ -1,5 +1,7 @@
 #include "devicegate/crl_watcher.hpp"
 
+#include "devicegate/crl_der.hpp"
+
 #include <malloc.h>
 #include <sys/stat.h>
 
@@ -7,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <utility>
 
 namespace devicegate {
 
@@ -16,13 +19,9 @@ long to_ns(const struct timespec& ts) { return ts.tv_sec * 1'000'000'000L + ts.t
 
 std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
-std::string crl_summary(const std::vector<verified_crl>& crls) {
-    std::string out;
-    for (const auto& crl : crls) {
-        if (!out.empty()) out += ", ";
-        out += std::string(to_string(crl.issuer)) + " CRL with " + std::to_string(crl.revoked.size()) + " entries";
-        out += crl.next_update != 0 ? ", nextUpdate " + std::to_string(crl.next_update) : ", no nextUpdate";
-    }
+std::string crl_summary(const verified_crl& crl) {
+    std::string out = std::string(to_string(crl.issuer)) + " CRL with " + std::to_string(crl.revoked.size()) + " entries";
+    out += crl.next_update != 0 ? ", nextUpdate " + std::to_string(crl.next_update) : ", no nextUpdate";
     return out;
 }
 
@@ -33,7 +32,8 @@ std::string kind(const std::string& name, bool is_url) { return (is_url ? "url="
 crl_watcher::crl_watcher(std::shared_ptr<const tenant_trust> trust, std::vector<std::string> files,
                          std::chrono::milliseconds poll_interval, snapshot_slot<crl_set>& slot,
                          broker_queue& queue, logger log, std::vector<std::string> urls, url_options url_opts)
-    : trust_(std::move(trust)),
+    : trust_(trust),
+      state_(std::move(trust), crl_state::options{url_opts.state_dir, url_opts.clock_skew}),
       poll_interval_(poll_interval),
       slot_(slot),
       queue_(queue),
@@ -56,6 +56,7 @@ crl_watcher::crl_watcher(std::shared_ptr<const tenant_trust> trust, std::vector<
 crl_watcher::~crl_watcher() { stop(); }
 
 void crl_watcher::load_initial() {
+    for (const auto& line : state_.load_persisted(unix_now())) log_.notice("devicegate: crl state loaded " + line);
     for (auto& source : sources_) {
         if (source.is_url) {
             source.missing_since = unix_now();
@@ -66,8 +67,12 @@ void crl_watcher::load_initial() {
         if (::stat(source.name.c_str(), &st) == 0) {
             source.seen = {st.st_dev, st.st_ino, st.st_size, to_ns(st.st_mtim), to_ns(st.st_ctim)};
         }
-        source.last_good = load_crl_file(source.name, *trust_);
-        log_.notice("devicegate: crl loaded file=" + source.name + " " + crl_summary(source.last_good));
+        // A bad file stops the start, as before; a rollback does not: the newer CRL persisted
+        // by an earlier run is in force.
+        for (const auto& [why, cause] : take(source, read_file(source.name, url_opts_.max_body_bytes)).refused) {
+            if (why != crl_refusal::rollback) throw pki_error(cause);
+            log_refused(source, cause);
+        }
     }
     publish("start");
 }
@@ -115,6 +120,7 @@ void crl_watcher::take_requests() {
             source.seen = {};
             source.next_fetch = {};
         }
+        publish_requested_ = true;  // a new snapshot even if every CRL is unchanged
     }
 }
 
@@ -138,23 +144,68 @@ void crl_watcher::poll_once() {
             changed = poll_file(source) || changed;
         }
     }
-    if (changed) publish("reload");
+    if (changed || std::exchange(publish_requested_, false)) publish("reload");
 }
 
-bool crl_watcher::accept(source_state& source, std::vector<verified_crl> loaded) {
-    for (const auto& fresh : loaded) {
-        for (const auto& old : source.last_good) {
-            if (old.issuer == fresh.issuer && fresh.this_update < old.this_update) {
-                throw pki_error(source.name + ": the new " + std::string(to_string(fresh.issuer)) +
-                                " CRL is older than the one in force (thisUpdate " + std::to_string(fresh.this_update) +
-                                " < " + std::to_string(old.this_update) + ")");
-            }
+crl_watcher::take_result crl_watcher::take(source_state& source, std::string_view data) {
+    // The signatures first: a forged or unsigned body must not cost the memory of decoding it.
+    precheck_crl_signatures(data, source.name, *trust_);
+    auto crls = parse_crls(data, source.name);
+    // One DER CRL (what step-ca serves) is persisted as received; PEM is re-encoded.
+    const std::string_view as_received = data.find("-----BEGIN ") == std::string_view::npos ? data : std::string_view();
+    const std::int64_t now = unix_now();
+    take_result out;
+    std::vector<ca_role> delivers;
+    bool genuine = false;  // some CRL verified: the content counts as this source's delivery
+    for (auto& crl : crls) {
+        crl_offer_result r;
+        try {
+            r = state_.offer(crl.get(), source.name, now, as_received);
+        } catch (const pki_error& e) {
+            out.refused.emplace_back(crl_refusal::invalid, e.what());
+            continue;
+        }
+        genuine = true;
+        if (r.refusal != crl_refusal::none) {
+            out.refused.emplace_back(r.refusal, source.name + ": the " + std::string(to_string(r.issuer)) + " CRL is " +
+                                                    (r.refusal == crl_refusal::rollback ? "a rollback: " : "refused: ") +
+                                                    r.detail);
+            continue;
+        }
+        delivers.push_back(r.issuer);
+        out.changed = out.changed || r.changed;
+        if (r.changed) {
+            log_.notice("devicegate: crl loaded " + kind(source.name, source.is_url) + " " +
+                        crl_summary(*state_.current(r.issuer)));
+        }
+        if (!r.persist_error.empty()) {
+            log_.error("devicegate: crl state not persisted: " + r.persist_error +
+                       "; a restart could take an older CRL of this CA");
         }
     }
-    log_.notice("devicegate: crl loaded " + kind(source.name, source.is_url) + " " + crl_summary(loaded));
-    source.last_good = std::move(loaded);
-    source.missing_since = 0;
-    return true;
+    // A source that delivers genuine CRLs, but no longer the one of a CA it delivered before
+    // (another CA's, an older or a future-dated one), leaves that CA's CRL in force, stale.
+    if (genuine) {
+        for (ca_role role : source.delivers) {
+            if (std::find(delivers.begin(), delivers.end(), role) != delivers.end()) continue;
+            log_.warning("devicegate: crl source " + kind(source.name, source.is_url) + " no longer delivers the " +
+                         std::string(to_string(role)) + "'s CRL; the one in force stays, stale unless a source "
+                         "delivers it again within crl_grace");
+        }
+        out.changed = state_.set_delivered(source.name, delivers, now) || out.changed;
+        source.delivers = std::move(delivers);
+        if (!source.delivers.empty()) {
+            source.delivered = true;
+            source.missing_since = 0;
+        }
+    }
+    return out;
+}
+
+void crl_watcher::log_refused(const source_state& source, const std::string& cause) {
+    ++rejected_;
+    log_.error("devicegate: crl_rejected " + kind(source.name, source.is_url) + " cause=\"" + log_safe(cause, 400) +
+               "\"; " + (source.delivered ? "keeping the last good CRL" : "no CRL from it yet"));
 }
 
 bool crl_watcher::poll_file(source_state& file) {
@@ -174,11 +225,12 @@ bool crl_watcher::poll_file(source_state& file) {
     if (stamp == file.seen) return false;
     file.seen = stamp;
     try {
-        return accept(file, load_crl_file(file.name, *trust_));
+        auto r = take(file, read_file(file.name, url_opts_.max_body_bytes));
+        for (const auto& refused : r.refused) log_refused(file, refused.second);
+        return r.changed;
     } catch (const std::exception& e) {
-        ++rejected_;
-        log_.error("devicegate: crl_rejected file=" + file.name + " cause=\"" + log_safe(e.what(), 400) +
-                   "\"; keeping the last good CRL");
+        log_refused(file, e.what());
+        ::malloc_trim(0);  // a refused file's parse buffers, not kept as broker RSS
         return false;
     }
 }
@@ -186,8 +238,8 @@ bool crl_watcher::poll_file(source_state& file) {
 bool crl_watcher::fetch_url(source_state& url) {
     http_get_options options;
     options.timeout = url_opts_.timeout;
-    options.max_body_bytes = max_crl_file_bytes;
-    if (!url.last_good.empty()) {
+    options.max_body_bytes = url_opts_.max_body_bytes;  // enforced while the body arrives
+    if (url.delivered) {
         options.if_none_match = url.etag;
         options.if_modified_since = url.last_modified;
     }
@@ -203,26 +255,31 @@ bool crl_watcher::fetch_url(source_state& url) {
         cause = "HTTP " + std::to_string(r.status);
     } else {
         try {
-            bool changed = accept(url, [&] {
-                auto crls = parse_crls(r.body, url.name);
-                std::vector<verified_crl> out;
-                for (auto& crl : crls) out.push_back(verify_crl(crl.get(), *trust_, url.name));
-                return out;
-            }());
-            url.etag = r.etag;
-            url.last_modified = r.last_modified;
-            url.failing.clear();
-            schedule(url, true);
-            return changed;
+            auto taken = take(url, r.body);
+            std::string().swap(r.body);
+            if (taken.refused.empty()) {
+                url.etag = r.etag;
+                url.last_modified = r.last_modified;
+                url.failing.clear();
+                schedule(url, true);
+                return taken.changed;
+            }
+            for (const auto& refused : taken.refused) cause += (cause.empty() ? "" : "; ") + refused.second;
+            if (taken.changed) {  // part of the body taken: log the rest, and publish
+                log_refused(url, cause);
+                url.failing = cause;
+                schedule(url, false);
+                return true;
+            }
         } catch (const std::exception& e) {
             cause = e.what();
         }
     }
-    ++rejected_;
-    if (url.failing != cause) {  // once per cause, not on every retry
-        log_.error("devicegate: crl_rejected url=" + url.name + " cause=\"" + log_safe(cause, 400) + "\"; " +
-                   (url.last_good.empty() ? "no CRL from it yet" : "keeping the last good CRL"));
-    }
+    std::string().swap(r.body);
+    // Parsing a refused body allocated memory too: give it back now, not at the next publish.
+    ::malloc_trim(0);
+    if (url.failing != cause) log_refused(url, cause);  // once per cause, not on every retry
+    else ++rejected_;
     url.failing = cause;
     schedule(url, false);
     return false;
@@ -231,11 +288,20 @@ bool crl_watcher::fetch_url(source_state& url) {
 void crl_watcher::schedule(source_state& url, bool ok) {
     using namespace std::chrono;
     const auto now = steady_clock::now();
-    milliseconds wait = ok ? url_opts_.refresh : std::min(url_opts_.retry, url_opts_.refresh);
+    if (!ok) {
+        // Exponential backoff from `retry` up to `refresh`: a URL serving a refused (possibly
+        // huge) body is not downloaded again every `retry`.
+        const unsigned doublings = std::min(url.failures++, 16u);
+        url.next_fetch = now + std::min<milliseconds>(url_opts_.retry * (1LL << doublings), url_opts_.refresh);
+        return;
+    }
+    url.failures = 0;
+    milliseconds wait = url_opts_.refresh;
     // Refresh ahead of nextUpdate: at two thirds of the CRL's validity at the latest.
-    for (const auto& crl : url.last_good) {
-        if (crl.next_update == 0 || crl.next_update <= crl.this_update) continue;
-        const std::int64_t refresh_at = crl.this_update + (crl.next_update - crl.this_update) * 2 / 3;
+    for (ca_role role : url.delivers) {
+        const verified_crl* crl = state_.current(role);
+        if (crl == nullptr || crl->next_update == 0 || crl->next_update <= crl->this_update) continue;
+        const std::int64_t refresh_at = crl->this_update + (crl->next_update - crl->this_update) * 2 / 3;
         const std::int64_t in = refresh_at - unix_now();
         wait = std::min(wait, in > 0 ? milliseconds(in * 1000) : url_opts_.retry);
     }
@@ -243,11 +309,10 @@ void crl_watcher::schedule(source_state& url, bool ok) {
 }
 
 void crl_watcher::publish(const char* why) {
-    std::vector<verified_crl> all;
-    std::vector<missing_crl_source> missing;
+    std::vector<verified_crl> all = state_.in_force();
+    std::vector<missing_crl_source> missing = state_.undelivered();
     for (const auto& source : sources_) {
-        all.insert(all.end(), source.last_good.begin(), source.last_good.end());
-        if (source.last_good.empty() && source.missing_since != 0) missing.push_back({source.name, source.missing_since});
+        if (!source.delivered && source.missing_since != 0) missing.push_back({source.name, source.missing_since});
     }
     auto next = std::make_shared<const crl_set>(std::move(all), *trust_, ++generation_, std::move(missing));
     auto prev = slot_.load();

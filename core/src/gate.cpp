@@ -86,7 +86,10 @@ void gate::start_crl_and_ocsp() {
     crl_url_options url_opts;
     url_opts.refresh = config_->crl_refresh;
     url_opts.timeout = config_->crl_fetch_timeout;
-    url_opts.retry = std::min(url_opts.retry, config_->crl_refresh);
+    url_opts.retry = std::min(config_->crl_retry, config_->crl_refresh);
+    url_opts.max_body_bytes = config_->crl_max_bytes;
+    url_opts.state_dir = default_state_dir(*config_, conf_path_);  // with or without Redis
+    url_opts.clock_skew = config_->clock_skew;
     watcher_ = std::make_unique<crl_watcher>(trust_, config_->crl_files, config_->crl_poll_interval, revocations_,
                                              queue_, log_, config_->crl_urls, url_opts);
     watcher_->load_initial();

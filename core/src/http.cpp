@@ -13,6 +13,7 @@ struct transfer {
     std::size_t limit;
     bool overflow = false;
     http_response* response;
+    CURL* curl = nullptr;
 };
 
 std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) {
@@ -21,6 +22,14 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
     if (t->body->size() + n > t->limit) {
         t->overflow = true;
         return 0;  // aborts the transfer
+    }
+    if (t->body->empty()) {
+        // One allocation of the announced size (bounded by the limit) instead of doublings
+        // that briefly hold 1.5x the body.
+        curl_off_t announced = -1;
+        if (curl_easy_getinfo(t->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) == CURLE_OK && announced > 0) {
+            t->body->reserve(std::min(static_cast<std::size_t>(announced), t->limit));
+        }
     }
     t->body->append(data, n);
     return n;
@@ -76,13 +85,16 @@ http_response http_client::perform(const std::string& url, const http_get_option
     }
     CURL* c = curl_.get();
     curl_easy_reset(c);
-    transfer t{&r.body, options.max_body_bytes, false, &r};
+    transfer t{&r.body, options.max_body_bytes, false, &r, c};
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options.timeout.count()));
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.timeout.count()));
+    // A Content-Length above the limit is refused before the body is read; the write
+    // callback enforces the limit for chunked or lying responses.
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options.max_body_bytes));
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
@@ -101,7 +113,7 @@ http_response http_client::perform(const std::string& url, const http_get_option
     CURLcode rc = curl_easy_perform(c);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);  // the list is freed below; the handle is reused
     headers.reset();
-    if (t.overflow) {
+    if (t.overflow || rc == CURLE_FILESIZE_EXCEEDED) {
         r.error = "response larger than " + std::to_string(options.max_body_bytes) + " bytes";
         r.body.clear();
         return r;

@@ -15,6 +15,39 @@ std::string_view to_string(ocsp_status s) noexcept {
     return "?";
 }
 
+namespace {
+
+// The trust store sets X509_V_FLAG_NO_CHECK_TIME (times are checked per connect with the
+// configured skew), so OCSP_basic_verify accepts a signer whatever its validity period. A
+// delegated responder's certificate is the one certificate in an answer's chain that is
+// not checked elsewhere: an expired one (whose key may since have leaked; RFC 6960 4.2.2.2
+// leaves its revocation to its expiry) must not vouch for anything.
+void check_signer_validity(OCSP_BASICRESP* basic, STACK_OF(X509) * untrusted, std::time_t now,
+                           std::chrono::seconds skew) {
+    X509* signer = nullptr;
+    if (OCSP_resp_get0_signer(basic, &signer, untrusted) != 1 || signer == nullptr) {
+        throw ocsp_error("the response's signer certificate cannot be found");
+    }
+    std::time_t not_before = 0, not_after = 0;
+    try {
+        not_before = to_time_t(X509_get0_notBefore(signer));
+        not_after = to_time_t(X509_get0_notAfter(signer));
+    } catch (const pki_error&) {
+        throw ocsp_error("the responder certificate has unreadable validity dates");
+    }
+    const std::int64_t s = skew.count();
+    if (not_after < now - s) {
+        throw ocsp_error("the responder certificate " + subject_line(signer) + " expired " +
+                         std::to_string(now - not_after) + "s ago");
+    }
+    if (not_before > now + s) {
+        throw ocsp_error("the responder certificate " + subject_line(signer) + " is not valid before " +
+                         std::to_string(not_before));
+    }
+}
+
+}  // namespace
+
 ocsp_query make_ocsp_query(X509* leaf, X509* issuer, bool nonce) {
     ocsp_query q;
     q.request.reset(OCSP_REQUEST_new());
@@ -61,6 +94,7 @@ ocsp_answer verify_ocsp_response(std::string_view der, const ocsp_query& query, 
         std::string cause = take_openssl_errors();
         throw ocsp_error("response signature or signer not trusted" + (cause.empty() ? "" : ": " + cause));
     }
+    check_signer_validity(basic.get(), untrusted.get(), now, skew);
     int nonce = OCSP_check_nonce(query.request.get(), basic.get());
     if (nonce == 0) throw ocsp_error("nonce mismatch");
     if (nonce == 3) throw ocsp_error("nonce in the response but none asked");

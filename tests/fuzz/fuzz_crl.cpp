@@ -1,5 +1,6 @@
 // libFuzzer target: untrusted CRL bytes (a file or an HTTP body) through parsing and
 // verification against the test PKI's tenant chain.
+#include "devicegate/crl_der.hpp"
 #include "devicegate/crl_set.hpp"
 
 #include <cstddef>
@@ -14,7 +15,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                            std::string(DEVICEGATE_TEST_PKI) + "/root.crt");
     try {
         std::vector<verified_crl> crls;
-        for (auto& crl : parse_crls(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz")) {
+        const std::string_view input(reinterpret_cast<const char*>(data), size);
+        precheck_crl_signatures(input, "fuzz", *trust);  // the raw-DER walk, as for every CRL body
+        for (auto& crl : parse_crls(input, "fuzz")) {
             crls.push_back(verify_crl(crl.get(), *trust, "fuzz"));
         }
         crl_set snapshot(std::move(crls), *trust, 1);

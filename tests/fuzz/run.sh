@@ -11,6 +11,14 @@ corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
 mkdir -p "$corpus"/{crl,ocsp,config,redis,csr}
 cp build-fuzz/test-pki/*.crl.* "$corpus/crl/"
+# The per-CA state reads records: [source][seconds][length: 2 bytes][CRL]; one seed holds them all.
+mkdir -p "$corpus/crl_state"
+i=0
+for f in build-fuzz/test-pki/*.crl.*; do
+  n=$(stat -c %s "$f")
+  { printf "\\x%02x\\x05\\x%02x\\x%02x" $((i % 4)) $((n >> 8 & 255)) $((n & 255)) | xargs -0 printf; cat "$f"; } >> "$corpus/crl_state/1"
+  i=$((i + 1))
+done
 # A real response from `openssl ocsp` (issuer-signed) as the OCSP seed.
 pki=build-fuzz/test-pki
 openssl ocsp -issuer $pki/subca-a.crt -cert $pki/devices/dev-001.crt -reqout "$corpus/req.der" -no_nonce 2>/dev/null
@@ -30,8 +38,9 @@ for c in $pki/devices/dev-001.crt $pki/devices/dev-self.crt $pki/devices/tenant-
   { printf '\001'; cat "$c"; } > "$corpus/job/$(basename "$c").pem"
 done
 { printf '\000'; cat "$corpus/redis/2"; } > "$corpus/job/json"
-for target in crl ocsp config redis_payloads csr job_verify; do
+for target in crl crl_state ocsp config redis_payloads csr job_verify; do
   dir=$corpus/${target%%_*}
+  [[ $target == crl_state ]] && dir=$corpus/crl_state
   echo "fuzzing $target for ${seconds}s"
   build-fuzz/tests/fuzz/fuzz_$target -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \
       -artifact_prefix="$corpus/" "$dir" 2>&1 | grep -E "^stat::number_of_executed_units|ERROR|SUMMARY" || true

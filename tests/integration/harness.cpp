@@ -236,11 +236,10 @@ broker::broker(broker_options options) : dir_(test_dir()), log_path_(dir_ / "mos
          << "plugin_opt_ica_file " << pki("ica.crt") << "\n"
          << "plugin_opt_root_ca_file " << pki("root.crt") << "\n";
     for (const auto& crl : options.crl_files) conf << "plugin_opt_crl_file " << crl << "\n";
+    // Every broker keeps its state (CRLs in force, journal) in its own test directory.
+    conf << "plugin_opt_state_dir " << dir_.string() << "\n";
     redis_ = options.redis;
-    if (options.redis != nullptr) {
-        conf << "plugin_opt_redis_url " << redis_url_marker << "\n"
-             << "plugin_opt_state_dir " << dir_.string() << "\n";
-    }
+    if (options.redis != nullptr) conf << "plugin_opt_redis_url " << redis_url_marker << "\n";
     for (const auto& [k, v] : options.plugin_opts) conf << "plugin_opt_" << k << " " << v << "\n";
     config_after_listener_ = conf.str();
     write_config();

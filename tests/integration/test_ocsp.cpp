@@ -44,10 +44,10 @@ struct responder {
     int port = free_port();
     std::filesystem::path log = test_dir() / "ocsp-responder.log";
     std::unique_ptr<process> proc;
-    responder() {
+    explicit responder(const std::string& signer = "ocsp-responder") {
         proc = start_responder({"openssl", "ocsp", "-index", pki("db/subca-a/index.txt"), "-port", "",
-                                "-rsigner", pki("devices/ocsp-responder.crt"), "-rkey",
-                                pki("devices/ocsp-responder.key"), "-CA", pki("subca-a.crt"), "-nmin", "10",
+                                "-rsigner", pki("devices/" + signer + ".crt"), "-rkey",
+                                pki("devices/" + signer + ".key"), "-CA", pki("subca-a.crt"), "-nmin", "10",
                                 "-ignore_err"},
                                log, port);
     }
@@ -94,6 +94,21 @@ TEST_CASE("ocsp hard: refused until a good answer is cached, which the first att
         c.connect(b.port());
         return b.log_contains("devicegate: deny client=dev-unlisted reason=ocsp_unknown");
     }, 10s));
+}
+
+TEST_CASE("ocsp hard: answers signed by an expired delegated responder are refused", "[integration][ocsp]") {
+    responder ocsp("ocsp-expired");  // id-kp-OCSPSigning, issued by Sub-CA A, expired in 2021
+    broker b(with_ocsp("hard", ocsp.url()));
+    REQUIRE(b.start());
+    CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: ocsp_failed serial=" + serial_of("dev-001"), 10s));
+    CHECK(b.log_contains("cause=\"the responder certificate "));
+    CHECK(b.log_contains("s ago"));  // "... expired <n>s ago"
+    for (int i = 0; i < 3; ++i) {
+        CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+        std::this_thread::sleep_for(300ms);
+    }
+    CHECK_FALSE(b.log_contains("status=good"));
 }
 
 TEST_CASE("ocsp soft: admitted while no answer is cached, disconnected when it comes back revoked",

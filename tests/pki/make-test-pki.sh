@@ -3,11 +3,12 @@
 #   Root -> ICA -> tenant Sub-CA A (ours) and Sub-CA B (another tenant),
 #   a second, unrelated Root, a broker server certificate, device certificates for every
 #   admit and refusal case, and CRLs (including a stale one and a forged one).
-# Usage: make-test-pki.sh DIR   (does nothing if DIR/.complete exists)
+# Usage: make-test-pki.sh DIR   (does nothing if DIR holds this version of the PKI)
 set -euo pipefail
 source "$(dirname "$(readlink -f "$0")")/../../scripts/pki-functions.sh"
 dir=${1:?usage: make-test-pki.sh DIR}
-[[ -f "$dir/.complete" ]] && exit 0
+pki_version=3  # bump when what this script generates changes: older build trees regenerate
+[[ "$(cat "$dir/.complete" 2>/dev/null)" == "$pki_version" ]] && exit 0
 rm -rf "$dir"
 mkdir -p "$dir/devices"
 cd "$dir"
@@ -50,6 +51,7 @@ device subca-a dev-cdp dev-cdp v3_device_cdp
 # OCSP responders for Sub-CA A: a delegated one (id-kp-OCSPSigning) and one without the EKU.
 device subca-a ocsp-responder ocsp-responder v3_ocsp
 device subca-a ocsp-noeku ocsp-noeku v3_device_nosan
+device subca-a ocsp-expired ocsp-expired v3_ocsp -startdate 200101000000Z -enddate 210101000000Z
 SAN=dev-bad device subca-a dev-bad-cn 'dev\+bad#1'
 SAN=someone-else device subca-a dev-san-mismatch dev-san-mismatch
 key devices/dev-self.key
@@ -63,6 +65,8 @@ cat devices/foreign-dev.crt other-subca.crt > devices/foreign-dev-chain.crt
 # CRLs. Sub-CA A: dev-revoked revoked; then a second CRL that also revokes dev-002.
 ca subca-a -revoke devices/dev-revoked.crt -crl_reason keyCompromise
 ca subca-a -gencrl -out subca-a.crl.pem
+# Dated 2035, listing only dev-revoked: once in force, every correct CRL after it looks older.
+ca subca-a -gencrl -crl_lastupdate 350101000000Z -crl_nextupdate 360101000000Z -out subca-a-future.crl.pem
 ca subca-a -revoke devices/dev-002.crt -crl_reason keyCompromise
 ca subca-a -gencrl -out subca-a-revokes-dev-002.crl.pem
 openssl crl -in subca-a-revokes-dev-002.crl.pem -outform DER -out subca-a-revokes-dev-002.crl.der
@@ -74,4 +78,4 @@ ca ica -revoke subca-a.crt -crl_reason cACompromise
 ca ica -gencrl -out ica-revokes-subca-a.crl.pem
 ca root -gencrl -out root.crl.pem
 
-touch .complete
+echo "$pki_version" > .complete

@@ -24,6 +24,11 @@ struct config_error : std::runtime_error {
 };
 
 enum class stale_policy { deny, allow };
+
+// 64 MiB: a CRL of 1,000,000 serials is ~33 MiB DER (~45 MiB PEM), so twice the largest
+// expected tenant still fits, while a hostile body costs at most this much before refusal
+// (the signature is checked before the entries are decoded).
+inline constexpr std::size_t default_crl_max_bytes = 64u << 20;
 enum class listener_check_mode { enforce, warn, off };
 enum class ocsp_mode { off, soft, hard };
 
@@ -36,7 +41,9 @@ struct plugin_config {
     bool crl_distribution_points = false;  // also fetch the CDP URLs of device certificates
     std::chrono::milliseconds crl_refresh{std::chrono::minutes(15)};
     std::chrono::milliseconds crl_fetch_timeout{std::chrono::seconds(10)};
+    std::chrono::milliseconds crl_retry{std::chrono::seconds(30)};  // after a failed fetch, doubling up to crl_refresh
     std::chrono::milliseconds crl_poll_interval{1000};
+    std::size_t crl_max_bytes = default_crl_max_bytes;  // CRL files and URL bodies
     // OCSP for device certificates.
     ocsp_mode ocsp = ocsp_mode::off;
     std::string ocsp_responder_url;  // "" = the certificate's Authority Information Access

@@ -7,6 +7,7 @@
 #include "devicegate/background_loop.hpp"
 #include "devicegate/broker_queue.hpp"
 #include "devicegate/config.hpp"
+#include "devicegate/crl_state.hpp"
 #include "devicegate/http.hpp"
 #include "devicegate/log.hpp"
 #include "devicegate/crl_set.hpp"
@@ -23,8 +24,14 @@ namespace devicegate {
 struct crl_url_options {
     std::chrono::milliseconds refresh{std::chrono::minutes(15)};  // at the latest
     std::chrono::milliseconds timeout{std::chrono::seconds(10)};
-    std::chrono::milliseconds retry{std::chrono::seconds(30)};    // after a failed fetch
+    std::chrono::milliseconds retry{std::chrono::seconds(30)};    // after a failed fetch, doubling up to refresh
     std::size_t max_urls = 16;                                    // including learned ones
+    // A body larger than this is refused while it downloads (plugin_opt_crl_max_bytes).
+    std::size_t max_body_bytes = default_crl_max_bytes;
+    // Where the newest CRL per CA is persisted ("" = nowhere), and how far thisUpdate may be
+    // ahead of our clock. Not URL-specific: they apply to every source.
+    std::string state_dir;
+    std::chrono::seconds clock_skew{60};
 };
 
 class crl_watcher {
@@ -75,7 +82,14 @@ private:
         std::chrono::steady_clock::time_point next_fetch{};
         std::string failing;              // URLs: the cause last logged ("" = fetching fine)
         std::int64_t missing_since = 0;   // no good CRL from this source since then (0: has one)
-        std::vector<verified_crl> last_good;
+        std::vector<ca_role> delivers;    // the CAs whose CRL in force this source delivered last
+        bool delivered = false;           // has delivered a CRL taken into force (or identical to it)
+        unsigned failures = 0;            // URLs: consecutive failed fetches, for the backoff
+    };
+    // The outcome of offering a source's content to the per-CA state.
+    struct take_result {
+        bool changed = false;
+        std::vector<std::pair<crl_refusal, std::string>> refused;
     };
 
     void run(background_loop& loop);
@@ -83,10 +97,12 @@ private:
     void publish(const char* why);
     bool poll_file(source_state& file);
     bool fetch_url(source_state& url);
-    bool accept(source_state& source, std::vector<verified_crl> loaded);  // rollback check
+    take_result take(source_state& source, std::string_view data);
+    void log_refused(const source_state& source, const std::string& cause);
     void schedule(source_state& url, bool ok);
 
     std::shared_ptr<const tenant_trust> trust_;
+    crl_state state_;
     std::vector<source_state> sources_;
     std::chrono::milliseconds poll_interval_;
     snapshot_slot<crl_set>& slot_;
@@ -96,6 +112,7 @@ private:
     http_client http_;
     std::vector<std::string> learned_urls_;  // guarded by mutex_
     std::uint64_t generation_ = 0;
+    bool publish_requested_ = false;  // watcher thread only
     std::atomic<std::uint64_t> rejected_{0};
     // The snapshot replaced last: held until the next publish so that its (possibly tens of
     // MB) memory is freed here, not by the broker thread dropping the last reference.

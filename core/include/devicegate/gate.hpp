@@ -70,7 +70,7 @@ struct tick_work {
 /// request order; ids without a session are skipped, and so is an empty id.
 std::vector<client_kick> resolve_kicks(const session_registry& sessions, const std::vector<kick_request>& requests);
 
-/// journal and deny-list cache directory: state_dir, else mosquitto's persistence_location
+/// journal, deny-list cache and newest CRL per CA: state_dir, else mosquitto's persistence_location
 /// (read from `conf_path`), else /var/lib/mosquitto; without trailing slashes.
 std::string default_state_dir(const plugin_config& config, const std::string& conf_path);
 /// broker_id, else the host name.

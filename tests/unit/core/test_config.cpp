@@ -161,6 +161,16 @@ TEST_CASE("config: CRL URLs") {
     o.pop_back();
     o.push_back({"crl_distribution_points", "yes"});
     CHECK_THAT(error_of(o), Catch::Contains("plugin_opt_crl_distribution_points"));
+    o.pop_back();
+    CHECK(c.crl_max_bytes == 64u << 20);
+    CHECK(c.crl_retry == 30s);
+    o.push_back({"crl_max_bytes", "1048576"});
+    o.push_back({"crl_retry", "2s"});
+    c = parse_plugin_config(o);
+    CHECK(c.crl_max_bytes == 1048576);
+    CHECK(c.crl_retry == 2s);
+    o.push_back({"crl_max_bytes", "1000"});
+    CHECK_THAT(error_of(o), Catch::Contains("plugin_opt_crl_max_bytes: \"1000\" is not an integer between 1024 and"));
 }
 
 TEST_CASE("config: OCSP options") {

@@ -81,7 +81,6 @@ TEST_CASE("crl watcher: reloads, keeps the last good CRL, and asks for kicks") {
             {"malformed PEM CRL", content("subca-a.crl.pem").substr(0, 200)},
             {"none of the configured", content("subca-b.crl.pem")},
             {"signature does not verify", content("subca-a-forged.crl.pem")},
-            {"older than the one in force", content("subca-a-stale.crl.pem")},
         };
         for (const auto& [cause, data] : bad) {
             INFO(cause);
@@ -91,8 +90,16 @@ TEST_CASE("crl watcher: reloads, keeps the last good CRL, and asks for kicks") {
             CHECK(log.contains("crl_rejected file=" + crl));
         }
         CHECK(log.contains("neither PEM nor valid DER CRL"));
+        // A genuine but older CRL: refused; the CRL in force stays, stale from now on because
+        // its only source no longer delivers it (a new snapshot says so).
+        replace(crl, content("subca-a-stale.crl.pem"));
+        watcher.poll_once();
         CHECK(log.contains("older than the one in force"));
         CHECK(watcher.rejected() == 5);
+        REQUIRE(slot.load()->generation() == generation + 1);
+        const std::time_t now = std::time(nullptr);
+        CHECK(slot.load()->check(serial_of("dev-001"), now, 1h, stale_policy::deny).why == reason::ok);
+        CHECK(slot.load()->check(serial_of("dev-001"), now + 3602, 1h, stale_policy::deny).why == reason::crl_stale);
         std::filesystem::remove(crl);
         watcher.poll_once();
         CHECK(log.contains("cannot stat"));

@@ -28,11 +28,13 @@ option_list base_options(const std::string& crl = pki("subca-a.crl.pem")) {
 
 struct fixture {
     std::vector<std::string> lines;
+    temp_dir state;  // the gate's state_dir (persisted CRLs), not the system's /var/lib/mosquitto
     gate g;
     int client_a = 0, client_b = 0;  // stand-ins for mosquitto's client handles
 
     explicit fixture(option_list extra = {}, option_list base = base_options())
-        : g(with(std::move(base), std::move(extra)), "", [this](log_level, std::string_view line) {
+        : g(with(with(std::move(base), {{"state_dir", state.path().string()}}), std::move(extra)), "",
+            [this](log_level, std::string_view line) {
               lines.emplace_back(line);
           }) {}
     static option_list with(option_list base, option_list extra) {

@@ -60,6 +60,24 @@ TEST_CASE("ocsp: untrustworthy answers are refused with their cause") {
     CHECK_THROWS_WITH(f.verify(q, ""), Catch::Contains("not an OCSP response"));
 }
 
+TEST_CASE("ocsp: an answer signed by an expired delegated responder is refused; the skew is honoured") {
+    fixture f;
+    auto leaf = load_cert(device_cert("dev-001"));
+    auto q = make_ocsp_query(leaf.get(), f.trust->certificate(ca_role::sub_ca), false);
+    const std::string der = craft(q, {.signer = "ocsp-expired"});  // expired 2021-01-01
+    CHECK_THROWS_WITH(f.verify(q, der), Catch::Contains("the responder certificate") && Catch::Contains("expired"));
+    // Within the clock skew of its expiry it still counts: verified as of 2021-01-01 00:00:30.
+    const std::time_t just_after = 1609459230;
+    const std::string then = craft(q, {.this_update = just_after - 60, .next_update = just_after + 3600,
+                                       .signer = "ocsp-expired"});
+    auto answer = verify_ocsp_response(then, q, f.trust->certificate(ca_role::sub_ca), f.chain.get(), f.trust->store(),
+                                       just_after, 60s);
+    CHECK(answer.status == ocsp_status::good);
+    CHECK_THROWS_WITH(verify_ocsp_response(then, q, f.trust->certificate(ca_role::sub_ca), f.chain.get(),
+                                           f.trust->store(), just_after + 61, 60s),
+                      Catch::Contains("expired"));
+}
+
 TEST_CASE("ocsp: the responder URL from the Authority Information Access") {
     CHECK(ocsp_responder_url(load_cert(device_cert("dev-001")).get()).empty());
 }
