@@ -314,3 +314,27 @@ TEST_CASE("finding 6: a service identity reads device data by its own rules, get
     CHECK(service()->connect(b.port()) == 135);
     CHECK(b.wait_for_log("devicegate: deny client=svc-telemetry reason=revoked_denylist"));
 }
+
+TEST_CASE("finding 6: a separate service CA issues services only", "[integration][broker_edges]") {
+    // Tenant B's Sub-CA (also under the provider ICA) stands in for a service CA.
+    auto dir = test_dir();
+    devicegate::test::cert_factory service_ca(pki("subca-b.crt"), pki("subca-b.key"));
+    service_ca.issue(dir, "svc-unnamed");
+    // mosquitto's TLS check trusts the tenant A chain: the client sends its Sub-CA along.
+    write_text(dir / "svc-unnamed-chain.crt", slurp(dir / "svc-unnamed.crt") + slurp(pki("subca-b.crt")));
+    broker_options o = with_acl({});
+    o.plugin_opts.push_back({"service", "tenant-b-dev read devices/+/telemetry"});
+    o.plugin_opts.push_back({"service_ca_file", pki("subca-b.crt")});
+    broker b(o);
+    REQUIRE(b.start());
+    auto svc = device("tenant-b-dev", "", pki("devices/tenant-b-dev-chain.crt"));
+    REQUIRE(svc->connect(b.port()) == 0);
+    CHECK(b.wait_for_log("devicegate: allow service=tenant-b-dev"));
+    CHECK(svc->subscribe("devices/+/telemetry") == 1);
+    CHECK(svc->subscribe("devices/tenant-b-dev/#") == 135);
+    client unnamed("svc-unnamed", (dir / "svc-unnamed-chain.crt").string(), (dir / "svc-unnamed.key").string());
+    CHECK(unnamed.connect(b.port()) == 135);
+    CHECK(b.wait_for_log("deny client=svc-unnamed reason=wrong_issuer"));
+    CHECK(b.log_contains("is not a configured service (plugin_opt_service)"));
+    CHECK(device("dev-001")->connect(b.port()) == 0);  // devices still come from the tenant Sub-CA
+}
