@@ -60,6 +60,22 @@ struct fixture {
 
 const std::string sys = "$SYS/broker/devicegate/";
 
+// dev-001 and dev-002 admitted, with a CRL file the test can replace (polled every 100 ms).
+struct crl_fixture {
+    temp_dir dir;
+    std::string crl = dir.file("subca-a.crl");
+    fixture f{option_list{{"crl_poll_interval", "100ms"}}, base_options(written(crl))};
+
+    crl_fixture() {
+        f.connect(&f.client_a, "dev-001", "dev-001");
+        f.connect(&f.client_b, "dev-002", "dev-002");
+    }
+    static const std::string& written(const std::string& path) {
+        write_file(path, read_file(pki("subca-a.crl.pem"), max_crl_file_bytes));
+        return path;
+    }
+};
+
 }  // namespace
 
 TEST_CASE("gate: admits a device of this tenant, refuses others with their reason, and counts both") {
@@ -122,12 +138,9 @@ TEST_CASE("gate: the topic rules apply to admitted devices only") {
 }
 
 TEST_CASE("gate: an offline persistent session keeps its identity and re-checks revocation") {
-    temp_dir dir;
-    const std::string crl = dir.file("subca-a.crl");
-    write_file(crl, read_file(pki("subca-a.crl.pem"), max_crl_file_bytes));
-    fixture f(option_list{{"crl_poll_interval", "100ms"}}, base_options(crl));
-    f.connect(&f.client_a, "dev-001", "dev-001");
-    f.connect(&f.client_b, "dev-002", "dev-002");
+    crl_fixture cf;
+    fixture& f = cf.f;
+    const std::string& crl = cf.crl;
     f.g.disconnected(&f.client_a, "dev-001", true);
     f.g.disconnected(&f.client_b, "dev-002", true);
     f.g.tick(std::chrono::steady_clock::now());
@@ -285,12 +298,9 @@ TEST_CASE("gate: kick requests resolve to the client ids holding the session") {
 }
 
 TEST_CASE("gate: a CRL that revokes a connected device yields its kick on the next tick") {
-    temp_dir dir;
-    const std::string crl = dir.file("subca-a.crl");
-    write_file(crl, read_file(pki("subca-a.crl.pem"), max_crl_file_bytes));
-    fixture f(option_list{{"crl_poll_interval", "100ms"}}, base_options(crl));
-    f.connect(&f.client_a, "dev-001", "dev-001");
-    f.connect(&f.client_b, "dev-002", "dev-002");
+    crl_fixture cf;
+    fixture& f = cf.f;
+    const std::string& crl = cf.crl;
     f.g.start();
     write_file(crl, read_file(pki("subca-a-revokes-dev-002.crl.pem"), max_crl_file_bytes));
     f.g.reload();
