@@ -172,3 +172,38 @@ TEST_CASE("authorizer: the Redis deny-list and its staleness policy") {
     state.stale_since = now - 61;
     CHECK(auth.authorize(dev1.get(), "dev-001", now).why == reason::denylist_stale);
 }
+
+TEST_CASE("authorizer: a service identity ignores deny-list staleness but not deny-list entries or the CRL") {
+    plugin_config c;
+    c.denylist_grace = std::chrono::seconds(60);
+    c.service_names = {"dev-001", "dev-002"};  // stand-ins: Sub-CA certificates named as services
+    auto config = std::make_shared<const plugin_config>(c);
+    auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    snapshot_slot<crl_set> crls;
+    crls.store(std::make_shared<const crl_set>(load_crl_file(pki("subca-a-revokes-dev-002.crl.pem"), *trust), *trust, 1));
+    denylist_state state;
+    state.list.store(std::make_shared<const denylist>());
+    authorizer auth(config, trust, crls, &state);
+    auto svc = load_cert(device_cert("dev-001"));
+    auto revoked_svc = load_cert(device_cert("dev-002"));
+    auto dev = load_cert(device_cert("dev-003"));
+    const std::time_t now = std::time(nullptr);
+    auto admitted = auth.authorize(svc.get(), "dev-001", now);
+    CHECK(admitted.why == reason::ok);
+    CHECK(admitted.kind == identity_kind::service);
+    CHECK(auth.authorize(dev.get(), "dev-003", now).kind == identity_kind::device);
+
+    state.stale_since = now - 61;
+    CHECK(auth.authorize(dev.get(), "dev-003", now).why == reason::denylist_stale);
+    CHECK(auth.authorize(svc.get(), "dev-001", now).why == reason::ok);
+    CHECK(auth.authorize(revoked_svc.get(), "dev-002", now).why == reason::revoked_crl);
+    auto list = std::make_shared<denylist>();
+    list->devices.insert("dev-001");
+    state.list.store(list);
+    CHECK(auth.authorize(svc.get(), "dev-001", now).why == reason::revoked_denylist);
+    // The offline re-check (wills, queued messages) sees the same revocations.
+    CHECK(auth.revocation(admitted.serial, "dev-001", admitted.serial_hex, admitted.fingerprint, now) ==
+          reason::revoked_denylist);
+    state.list.store(std::make_shared<const denylist>());
+    CHECK(auth.revocation(admitted.serial, "dev-001", admitted.serial_hex, admitted.fingerprint, now) == reason::ok);
+}
