@@ -34,6 +34,23 @@ struct fixture {
     }
 };
 
+// An authorizer with a deny-list (denylist_grace 60s) and one CRL file.
+struct denylist_fixture {
+    std::shared_ptr<const tenant_trust> trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    snapshot_slot<crl_set> crls;
+    denylist_state state;
+    std::unique_ptr<authorizer> auth;
+
+    denylist_fixture(std::set<std::string> services, const std::string& crl) {
+        plugin_config c;
+        c.denylist_grace = std::chrono::seconds(60);
+        c.service_names = std::move(services);
+        crls.store(std::make_shared<const crl_set>(load_crl_file(pki(crl), *trust), *trust, 1));
+        state.list.store(std::make_shared<const denylist>());
+        auth = std::make_unique<authorizer>(std::make_shared<const plugin_config>(std::move(c)), trust, crls, &state);
+    }
+};
+
 }  // namespace
 
 TEST_CASE("authorizer: a device of this tenant is admitted, then served from the cache") {
@@ -141,15 +158,9 @@ TEST_CASE("tenant trust: refuses a misconfigured chain") {
 }
 
 TEST_CASE("authorizer: the Redis deny-list and its staleness policy") {
-    plugin_config c;
-    c.denylist_grace = std::chrono::seconds(60);
-    auto config = std::make_shared<const plugin_config>(c);
-    auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
-    snapshot_slot<crl_set> crls;
-    crls.store(std::make_shared<const crl_set>(load_crl_file(pki("subca-a.crl.pem"), *trust), *trust, 1));
-    denylist_state state;
-    state.list.store(std::make_shared<const denylist>());
-    authorizer auth(config, trust, crls, &state);
+    denylist_fixture fx({}, "subca-a.crl.pem");
+    denylist_state& state = fx.state;
+    authorizer& auth = *fx.auth;
     auto dev1 = load_cert(device_cert("dev-001"));
     auto dev3 = load_cert(device_cert("dev-003"));
     const std::time_t now = std::time(nullptr);
@@ -174,16 +185,10 @@ TEST_CASE("authorizer: the Redis deny-list and its staleness policy") {
 }
 
 TEST_CASE("authorizer: a service identity ignores deny-list staleness but not deny-list entries or the CRL") {
-    plugin_config c;
-    c.denylist_grace = std::chrono::seconds(60);
-    c.service_names = {"dev-001", "dev-002"};  // stand-ins: Sub-CA certificates named as services
-    auto config = std::make_shared<const plugin_config>(c);
-    auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
-    snapshot_slot<crl_set> crls;
-    crls.store(std::make_shared<const crl_set>(load_crl_file(pki("subca-a-revokes-dev-002.crl.pem"), *trust), *trust, 1));
-    denylist_state state;
-    state.list.store(std::make_shared<const denylist>());
-    authorizer auth(config, trust, crls, &state);
+    // dev-001 and dev-002 stand in for Sub-CA certificates named as services.
+    denylist_fixture fx({"dev-001", "dev-002"}, "subca-a-revokes-dev-002.crl.pem");
+    denylist_state& state = fx.state;
+    authorizer& auth = *fx.auth;
     auto svc = load_cert(device_cert("dev-001"));
     auto revoked_svc = load_cert(device_cert("dev-002"));
     auto dev = load_cert(device_cert("dev-003"));
