@@ -71,6 +71,7 @@ int plugin::on_basic_auth(mosquitto_evt_basic_auth& event) {
     struct mosquitto* client = event.client;
     const char* client_id = mosquitto_client_id(client);
     x509_ptr leaf(static_cast<X509*>(mosquitto_client_certificate(client)));
+    if (gate_.keeps_offline_session(leaf.get())) return MOSQ_ERR_SUCCESS;  // SIGHUP: see gate.hpp
     admission a = gate_.admit(leaf.get(), client_id != nullptr ? client_id : "", std::time(nullptr));
     if (a.admitted()) {
         int rc = mosquitto_set_username(client, a.verdict.device_id.c_str());
@@ -102,7 +103,11 @@ int plugin::on_tick(mosquitto_evt_tick&) {
 }
 
 int plugin::on_disconnect(mosquitto_evt_disconnect& event) {
-    gate_.disconnected(event.client, mosquitto_client_id(event.client));
+    // A session may outlive its connection unless it is MQTT 3.1(.1) with clean session
+    // (a v5 session's expiry interval is not exposed to plugins in 2.0.11).
+    const bool persists = mosquitto_client_protocol_version(event.client) == 5 ||
+                          !mosquitto_client_clean_session(event.client);
+    gate_.disconnected(event.client, mosquitto_client_id(event.client), persists);
     return MOSQ_ERR_SUCCESS;
 }
 

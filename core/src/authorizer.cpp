@@ -6,9 +6,11 @@ namespace devicegate {
 
 authorizer::authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
                        const snapshot_slot<crl_set>& revocations, const denylist_state* denylist,
-                       const ocsp_cache* ocsp, const sha256_digest* sub_ca_fingerprint)
+                       const ocsp_cache* ocsp, const sha256_digest* sub_ca_fingerprint,
+                       std::shared_ptr<const tenant_trust> service_trust)
     : config_(std::move(config)),
       trust_(std::move(trust)),
+      service_trust_(std::move(service_trust)),
       revocations_(revocations),
       denylist_(denylist),
       ocsp_(ocsp) {
@@ -50,6 +52,7 @@ decision authorizer::decide(X509* leaf, std::string_view client_id, std::time_t 
     d.device_id = cert->device_id;
     d.serial_hex = cert->serial_hex;
     d.serial = cert->serial;
+    if (config_->service_names.count(cert->device_id) > 0) d.kind = identity_kind::service;
     // The steps in order of cost and of precedence of their reason codes.
     if ((d.why = trust_->check_times(*cert, now, config_->clock_skew, d.detail)) != reason::ok) return d;
     if (!crl_allows(*cert, now, d) || !denylist_allows(*cert, now, d) || !sub_ca_ocsp_allows(now, d) ||
@@ -65,6 +68,26 @@ decision authorizer::decide(X509* leaf, std::string_view client_id, std::time_t 
     return d;
 }
 
+reason authorizer::revocation(const serial_key& serial, const std::string& device_id, const std::string& serial_hex,
+                              const sha256_digest& fingerprint, std::time_t now) const noexcept {
+    try {
+        auto snapshot = revocations_.load();
+        if (!snapshot) return reason::internal_error;
+        auto status = snapshot->check(serial, now, config_->crl_grace, config_->crl_stale_policy);
+        if (status.why != reason::ok) return status.why;
+        if (denylist_ != nullptr) {
+            auto list = denylist_->list.load();
+            if (list && list->revokes(device_id, serial_hex)) return reason::revoked_denylist;
+        }
+        if (ocsp_ != nullptr && config_->ocsp != ocsp_mode::off && ocsp_->lookup(fingerprint, now) == ocsp_status::revoked) {
+            return reason::revoked_ocsp;
+        }
+        return reason::ok;
+    } catch (...) {
+        return reason::internal_error;  // fail closed
+    }
+}
+
 const verified_certificate* authorizer::verified(X509* leaf, decision& d) {
     d.fingerprint = certificate_sha256(leaf);
     if (auto hit = cache_.find(d.fingerprint); hit != cache_.end()) {
@@ -72,6 +95,7 @@ const verified_certificate* authorizer::verified(X509* leaf, decision& d) {
         return &hit->second;
     }
     verify_outcome outcome = trust_->verify(leaf);
+    if (outcome.why == reason::wrong_issuer && service_trust_) return verified_service(leaf, outcome, d);
     d.serial_hex = outcome.serial_hex;
     if (outcome.why != reason::ok) {
         refuse(d, outcome.why, std::move(outcome.detail));
@@ -81,6 +105,28 @@ const verified_certificate* authorizer::verified(X509* leaf, decision& d) {
         cache_.clear();  // bounded; a full refill costs one cold verify per device
     }
     return &cache_.emplace(d.fingerprint, std::move(*outcome.cert)).first->second;
+}
+
+const verified_certificate* authorizer::verified_service(X509* leaf, verify_outcome& outcome, decision& d) {
+    verify_outcome service = service_trust_->verify(leaf);
+    if (service.why == reason::wrong_issuer) {  // neither the tenant Sub-CA nor the service CA
+        d.serial_hex = outcome.serial_hex;
+        refuse(d, outcome.why, std::move(outcome.detail));
+        return nullptr;
+    }
+    d.serial_hex = service.serial_hex;
+    if (service.why != reason::ok) {
+        refuse(d, service.why, "service CA: " + service.detail);
+        return nullptr;
+    }
+    if (config_->service_names.count(service.cert->device_id) == 0) {
+        refuse(d, reason::wrong_issuer,
+               "issued by the service CA, but \"" + log_safe(service.cert->device_id) +
+                   "\" is not a configured service (plugin_opt_service)");
+        return nullptr;
+    }
+    if (cache_.size() >= config_->verify_cache_size) cache_.clear();
+    return &cache_.emplace(d.fingerprint, std::move(*service.cert)).first->second;
 }
 
 bool authorizer::crl_allows(const verified_certificate& cert, std::time_t now, decision& d) const {
@@ -110,6 +156,9 @@ bool authorizer::denylist_allows(const verified_certificate& cert, std::time_t n
                       list->devices.find(cert.device_id) != list->devices.end() ? "device id is on the Redis deny-list"
                                                                                  : "serial is on the Redis deny-list");
     }
+    // Services (monitoring, backends) are not subject to the staleness policy: monitoring
+    // must stay up exactly when Redis is unreachable (issue 12, finding 6).
+    if (config_->service_names.count(cert.device_id) > 0) return true;
     const std::int64_t stale_since = denylist_->stale_since.load();
     if (stale_since != 0 && config_->denylist_stale_policy == stale_policy::deny &&
         now - stale_since > config_->denylist_grace.count()) {

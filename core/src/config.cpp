@@ -93,6 +93,18 @@ std::string broker_id_option(const B& b, V v) {
     return v;
 }
 
+// "N/interval" (e.g. 100/10s) or off.
+void deny_disconnect_option(B& b, V v) {
+    if (v == "off") {
+        b.config.deny_limit.disconnect_after = 0;
+        return;
+    }
+    const auto slash = v.find('/');
+    if (slash == std::string::npos) b.fail(v, "is not off or <count>/<interval> such as 100/10s");
+    b.config.deny_limit.disconnect_after = b.count(v.substr(0, slash), 1, 1'000'000);
+    b.config.deny_limit.disconnect_interval = b.duration(v.substr(slash + 1), milliseconds(100), hours(1));
+}
+
 void acl_pattern_option(B& b, V v) {
     if (!b.custom_acl) b.config.acl_rules.clear();
     b.custom_acl = true;
@@ -181,6 +193,28 @@ const std::vector<plugin_option> options_table = {
      "Written into jobs and the device hash."},
     {"stats_interval", [](B& b, V v) { b.config.stats_interval = b.duration(v, milliseconds(0), hours(1)); }, "10s",
      "How often the counters are published under $SYS/broker/devicegate/ (0s = off)."},
+    {"service",
+     [](B& b, V v) {
+         b.config.service_rules.push_back(b.rule(v, parse_client_acl_rule));
+         b.config.service_names.insert(b.config.service_rules.back().only_for);
+     },
+     "none",
+     "<name> <read|write|readwrite> <topic filter>, repeatable: a service identity (CN = client id = name) and "
+     "one of its rules."},
+    {"service_ca_file", [](B& b, V v) { b.config.service_ca_file = b.path(v); }, "none",
+     "A CA (issued by the ICA) whose certificates may be services only; without it services come from the Sub-CA."},
+    {"offline_session_retention",
+     [](B& b, V v) { b.config.offline_session_retention = b.duration(v, seconds(1), hours(24 * 3650)); }, "720h",
+     "How long an offline session's identity is kept for its will and queued messages (1s-10 years)."},
+    {"max_offline_sessions", [](B& b, V v) { b.config.max_offline_sessions = b.count(v, 0, 100'000'000); },
+     "1000000", "Offline session identities kept at most; the oldest is forgotten first (0-100,000,000)."},
+    {"deny_log_burst", [](B& b, V v) { b.config.deny_limit.log_burst = b.count(v, 0, 1'000'000); }, "5",
+     "Deny lines logged in full per client and deny_log_interval; the rest are counted in one summary line."},
+    {"deny_log_interval",
+     [](B& b, V v) { b.config.deny_limit.log_interval = b.duration(v, milliseconds(100), hours(24)); }, "10s",
+     "The window of deny_log_burst (100ms-24h)."},
+    {"deny_disconnect_after", deny_disconnect_option, "off",
+     "<count>/<interval> (e.g. 100/10s): disconnect a client after that many denials within the interval."},
 };
 
 std::string known_options() {
@@ -213,6 +247,9 @@ plugin_config parse_plugin_config(const option_list& options) {
     }
     b.config.acl_rules.insert(b.config.acl_rules.end(), b.client_rules.begin(), b.client_rules.end());
     check_required(b.config);
+    if (!b.config.service_ca_file.empty() && b.config.service_names.empty()) {
+        throw config_error("service_ca_file", "is set but no plugin_opt_service names a service");
+    }
     return std::move(b.config);
 }
 

@@ -23,6 +23,10 @@ const char* to_string(acl_action action) {
     return "receive";
 }
 
+std::string format_duration(std::chrono::milliseconds d) {
+    return d.count() % 1000 == 0 ? std::to_string(d.count() / 1000) + "s" : std::to_string(d.count()) + "ms";
+}
+
 const char* to_string(ocsp_mode mode) {
     return mode == ocsp_mode::off ? "off" : mode == ocsp_mode::soft ? "soft" : "hard";
 }
@@ -69,15 +73,23 @@ gate::gate(const option_list& options, std::string conf_path, log_sink sink)
     trust_ = tenant_trust::load(config_->tenant_ca_file, config_->ica_file, config_->root_ca_file);
     start_crl_and_ocsp();
     if (config_->redis) start_redis();
+    std::shared_ptr<const tenant_trust> service_trust;
+    if (!config_->service_ca_file.empty()) {
+        service_trust = tenant_trust::load(config_->service_ca_file, config_->ica_file, config_->root_ca_file);
+    }
     authorizer_ = std::make_unique<authorizer>(
         config_, trust_, revocations_, config_->redis ? &denylist_ : nullptr, ocsp_cache_.get(),
-        ocsp_fetcher_ && config_->ocsp_sub_ca ? &ocsp_fetcher_->sub_ca_fingerprint() : nullptr);
+        ocsp_fetcher_ && config_->ocsp_sub_ca ? &ocsp_fetcher_->sub_ca_fingerprint() : nullptr,
+        std::move(service_trust));
     acl_ = std::make_unique<acl_policy>(config_->acl_rules);
+    service_acl_ = std::make_unique<acl_policy>(config_->service_rules);
+    deny_limits_ = config_->deny_limit;
     log_.notice("devicegate: started tenant_ca=\"" + log_safe(subject_line(trust_->certificate(ca_role::sub_ca)), 200) +
                 "\" crl_files=" + std::to_string(config_->crl_files.size()) +
                 " crl_urls=" + std::to_string(config_->crl_urls.size()) + " acl=" + acl_summary(config_->acl_rules) +
                 " redis=" + (config_->redis ? config_->redis->describe() : std::string("off")) +
-                " first_connect_jobs=" + (jobs_ ? "on" : "off") + " ocsp=" + to_string(config_->ocsp));
+                " first_connect_jobs=" + (jobs_ ? "on" : "off") + " ocsp=" + to_string(config_->ocsp) +
+                " services=" + std::to_string(config_->service_names.size()));
 }
 
 gate::~gate() { stop(); }
@@ -178,7 +190,8 @@ admission gate::admit(X509* leaf, std::string_view client_id, std::time_t now) {
     a.verdict = authorizer_->authorize(leaf, client_id, now);
     a.ocsp_fetch = a.verdict.ocsp_fetch && ocsp_fetcher_ != nullptr;
     if (!a.admitted()) return a;
-    a.job = plan_job(leaf, a.verdict);
+    // A service is never registered as a device (issue 12, finding 6).
+    if (a.verdict.kind == identity_kind::device) a.job = plan_job(leaf, a.verdict);
     a.learned_crl_urls = plan_crl_urls(leaf, a.verdict);
     return a;
 }
@@ -229,7 +242,7 @@ void gate::settle(const void* client, X509* leaf, const admission& a, const char
                     " address=" + or_dash(address) + " detail=\"" + log_safe(d.detail, 300) + "\"");
         return;
     }
-    sessions_.admit(client, d.device_id, d.serial, d.fingerprint);
+    sessions_.admit(client, d.device_id, d.serial, d.fingerprint, d.serial_hex, d.kind);
     if (ocsp_cache_) ocsp_cache_->set_active(d.fingerprint, true, leaf);
     ++admits_;
     if (a.job && jobs_) {
@@ -240,14 +253,16 @@ void gate::settle(const void* client, X509* leaf, const admission& a, const char
     for (const auto& url : a.learned_crl_urls) {
         if (cdp_urls_.size() < max_learned_crl_urls && cdp_urls_.insert(url).second) watcher_->add_url(url);
     }
-    log_.info("devicegate: allow client=" + d.device_id + " serial=" + d.serial_hex +
+    log_.info(std::string("devicegate: allow ") + (d.kind == identity_kind::service ? "service=" : "client=") +
+              d.device_id + " serial=" + d.serial_hex +
               " cache=" + (d.cache_hit ? "hit" : "miss"));
 }
 
-reason gate::check_acl(const void* client, const char* client_id, const char* topic, acl_action action) {
+reason gate::check_acl(const void* client, const char* client_id, const char* topic, acl_action action,
+                       std::chrono::steady_clock::time_point now) {
     broker_.assert_on_thread("gate::check_acl");
-    const std::string* device = client_id != nullptr ? sessions_.device_of(client, client_id) : nullptr;
-    if (device == nullptr) {
+    session_record* record = client_id != nullptr ? sessions_.find(client, client_id) : nullptr;
+    if (record == nullptr) {
         count_deny(reason::not_authenticated);
         log_.error("devicegate: deny client=" + or_dash(client_id) + " reason=not_authenticated access=" +
                    to_string(action) + " topic=\"" + or_dash(topic) +
@@ -255,23 +270,87 @@ reason gate::check_acl(const void* client, const char* client_id, const char* to
                    "(use_identity_as_username, password_file)?\"");
         return reason::not_authenticated;
     }
-    const topic_access wanted = action == acl_action::publish ? topic_access::write : topic_access::read;
-    if (topic != nullptr && acl_->allows(*device, topic, wanted)) return reason::ok;
-    count_deny(reason::acl_denied);
-    log_.notice("devicegate: deny client=" + *device + " reason=acl_denied access=" + to_string(action) + " topic=\"" +
-                or_dash(topic) + "\"");
-    return reason::acl_denied;
+    const std::string id = client_id;
+    reason why = record->online ? reason::ok : check_offline(*record, id);
+    if (why == reason::ok) {
+        const topic_access wanted = action == acl_action::publish ? topic_access::write : topic_access::read;
+        // A service has its own rules only; device rules (%c) never apply to it, nor its to devices.
+        const acl_policy& rules = record->kind == identity_kind::service ? *service_acl_ : *acl_;
+        if (topic != nullptr && rules.allows(id, topic, wanted)) return reason::ok;
+        why = reason::acl_denied;
+    }
+    count_deny(why);
+    log_deny(*record, id, why, action, topic, now);
+    return why;
 }
 
-void gate::disconnected(const void* client, const char* client_id) {
+// An offline session's will (src/context.c:184) or queued message (src/subs.c:72): the
+// device is not there to present its certificate, so its revocation is re-checked here.
+reason gate::check_offline(const session_record& record, const std::string& id) {
+    return authorizer_->revocation(record.serial, id, record.serial_hex, record.fingerprint, std::time(nullptr));
+}
+
+void gate::log_deny(session_record& record, const std::string& id, reason why, acl_action action, const char* topic,
+                    std::chrono::steady_clock::time_point now) {
+    deny_note note = note_deny(record.denies, deny_limits_, topic != nullptr ? topic : "", now);
+    if (note.summary > 0) {
+        log_.notice("devicegate: deny_summary client=" + id + " suppressed=" + std::to_string(note.summary) +
+                    " interval=" + format_duration(deny_limits_.log_interval) + " last_topic=\"" +
+                    log_safe(note.summary_topic) + "\"");
+    }
+    if (note.log_line) {
+        log_.notice("devicegate: deny client=" + id + " reason=" + std::string(to_string(why)) + " access=" +
+                    to_string(action) + " topic=\"" + or_dash(topic) + "\"" +
+                    (record.online ? "" : " session=offline"));
+    } else if (record.denies.suppressed == 1) {
+        summaries_due_.push_back(id);
+    }
+    if (note.kick && record.online) {
+        log_.notice("devicegate: kick client=" + id + " reason=too_many_denials count=" +
+                    std::to_string(deny_limits_.disconnect_after) +
+                    " interval=" + format_duration(deny_limits_.disconnect_interval));
+        sessions_.request_kick(id);
+    }
+}
+
+void gate::disconnected(const void* client, const char* client_id, bool persists) {
     if (client_id == nullptr) return;
-    auto fingerprint = sessions_.remove(client, client_id);
+    auto fingerprint = sessions_.disconnected(client, client_id, persists, std::chrono::steady_clock::now());
     if (fingerprint && ocsp_cache_) ocsp_cache_->set_active(*fingerprint, false);
 }
 
 void gate::reload() {
     log(log_level::notice, "devicegate: reload requested (SIGHUP): re-reading CRL files");
+    reauthenticating_ = true;
     watcher_->request_reload();
+}
+
+bool gate::keeps_offline_session(const void* leaf) {
+    if (!reauthenticating_ || leaf != nullptr) return false;
+    ++offline_reauths_;
+    return true;
+}
+
+void gate::sweep_sessions(std::chrono::steady_clock::time_point now) {
+    sessions_.sweep_disconnected();
+    for (const auto& id : sessions_.sweep_offline(now, config_->offline_session_retention,
+                                                  config_->max_offline_sessions)) {
+        log_.info("devicegate: forget offline session client=" + id);
+    }
+    std::vector<std::string> still_due;
+    for (auto& id : summaries_due_) {
+        session_record* r = sessions_.find(id);
+        if (r == nullptr) continue;
+        std::string topic;
+        if (auto n = flush_deny_summary(r->denies, deny_limits_, now, topic); n > 0) {
+            log_.notice("devicegate: deny_summary client=" + id + " suppressed=" + std::to_string(n) +
+                        " interval=" + format_duration(deny_limits_.log_interval) + " last_topic=\"" +
+                        log_safe(topic) + "\"");
+        } else if (r->denies.suppressed > 0) {
+            still_due.push_back(std::move(id));
+        }
+    }
+    summaries_due_ = std::move(still_due);
 }
 
 tick_work gate::tick(std::chrono::steady_clock::time_point now) {
@@ -282,8 +361,20 @@ tick_work gate::tick(std::chrono::steady_clock::time_point now) {
         log(log_level::warning, "devicegate: " + std::to_string(batch.dropped_logs) +
                                     " log lines from background threads were dropped (queue full)");
     }
+    if (reauthenticating_ && offline_reauths_ > 0) {
+        log(log_level::notice, "devicegate: reload: kept " + std::to_string(offline_reauths_) +
+                                   " offline sessions (no certificate to re-check; revocation is re-checked on "
+                                   "their ACL checks and their devices' next CONNECT)");
+    }
+    reauthenticating_ = false;
+    offline_reauths_ = 0;
+    sweep_sessions(now);
     tick_work work;
     work.kicks = resolve(batch.kicks);
+    for (auto& id : sessions_.take_pending_kicks()) {
+        ++kicks_;
+        work.kicks.push_back({std::move(id), reason::acl_denied});
+    }
     if (config_->stats_interval.count() > 0 && now >= next_stats_) {
         next_stats_ = now + config_->stats_interval;
         work.stats = stats(static_cast<std::int64_t>(std::time(nullptr)));
@@ -322,7 +413,8 @@ std::vector<std::pair<std::string, std::string>> gate::stats(std::int64_t now) c
         out.emplace_back("denies/" + std::string(to_string(static_cast<reason>(r))), std::to_string(denies_[r]));
     }
     out.emplace_back("kicks", std::to_string(kicks_));
-    out.emplace_back("sessions", std::to_string(sessions_.size()));
+    out.emplace_back("sessions", std::to_string(sessions_.online()));
+    out.emplace_back("sessions_offline", std::to_string(sessions_.offline()));
     out.emplace_back("verify_cache", std::to_string(authorizer_->cache_size()));
     if (ocsp_cache_) {
         out.emplace_back("ocsp/cache", std::to_string(ocsp_cache_->size()));

@@ -9,6 +9,7 @@
 #include "devicegate/ocsp.hpp"
 #include "devicegate/pki.hpp"
 #include "devicegate/reason.hpp"
+#include "devicegate/session_registry.hpp"
 #include "devicegate/crl_set.hpp"
 #include "devicegate/tenant_trust.hpp"
 
@@ -29,6 +30,7 @@ struct decision {
     std::string detail;          // human-readable cause for the log line
     bool cache_hit = false;
     bool ocsp_fetch = false;     // no OCSP answer cached: the caller should start a fetch
+    identity_kind kind = identity_kind::device;  // service: a configured service identity
 };
 
 class authorizer {
@@ -36,10 +38,18 @@ public:
     /// `denylist` may be null (Redis not configured).
     authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
                const snapshot_slot<crl_set>& revocations, const denylist_state* denylist = nullptr,
-               const ocsp_cache* ocsp = nullptr, const sha256_digest* sub_ca_fingerprint = nullptr);
+               const ocsp_cache* ocsp = nullptr, const sha256_digest* sub_ca_fingerprint = nullptr,
+               std::shared_ptr<const tenant_trust> service_trust = nullptr);
 
     /// `leaf` may be null (no client certificate). Never throws.
     decision authorize(X509* leaf, std::string_view client_id, std::time_t now) noexcept;
+
+    /// Whether an admitted certificate is still not revoked (CRL, deny-list entry, cached
+    /// OCSP answer): asked for offline sessions, whose ACL checks (will, queued messages)
+    /// come without a certificate. ok, or the revocation reason. The deny-list staleness
+    /// policy does not apply here: it governs new connections.
+    reason revocation(const serial_key& serial, const std::string& device_id, const std::string& serial_hex,
+                      const sha256_digest& fingerprint, std::time_t now) const noexcept;
 
     std::size_t cache_size() const noexcept { return cache_.size(); }
 
@@ -49,11 +59,14 @@ private:
     const verified_certificate* verified(X509* leaf, decision& d);  // the chain, or the cache
     bool crl_allows(const verified_certificate& cert, std::time_t now, decision& d) const;
     bool denylist_allows(const verified_certificate& cert, std::time_t now, decision& d) const;
+    /// Only when the certificate was issued by the service CA: it must name a configured service.
+    const verified_certificate* verified_service(X509* leaf, verify_outcome& outcome, decision& d);
     bool sub_ca_ocsp_allows(std::time_t now, decision& d) const;
     bool ocsp_allows(const sha256_digest& fingerprint, std::time_t now, decision& d) const;
 
     std::shared_ptr<const plugin_config> config_;
     std::shared_ptr<const tenant_trust> trust_;
+    std::shared_ptr<const tenant_trust> service_trust_;  // plugin_opt_service_ca_file, or null
     const snapshot_slot<crl_set>& revocations_;
     const denylist_state* denylist_;
     const ocsp_cache* ocsp_;

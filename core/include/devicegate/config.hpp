@@ -4,10 +4,12 @@
 #include "devicegate/acl.hpp"
 #include "devicegate/duration.hpp"  // parse_duration, formerly declared here
 #include "devicegate/redis.hpp"
+#include "devicegate/session_registry.hpp"
 
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
@@ -73,6 +75,18 @@ struct plugin_config {
     std::string state_dir;  // journal and deny-list cache; "" = mosquitto's persistence_location
     std::string broker_id;  // "" = the host name
     std::chrono::milliseconds stats_interval{std::chrono::seconds(10)};  // 0 = no $SYS stats
+
+    // Offline sessions (issue 12, finding 2): how long an offline identity is kept for its
+    // will and queued messages, and how many at most.
+    // Service identities (issue 12, finding 6): not devices; their own topic rules only.
+    std::string service_ca_file;                 // optional separate CA for services
+    std::vector<acl_rule> service_rules;         // each with only_for = the service name
+    std::set<std::string> service_names;
+
+    std::chrono::milliseconds offline_session_retention{std::chrono::hours(24 * 30)};
+    std::size_t max_offline_sessions = 1'000'000;
+    // Deny log rate limit and disconnect after too many denials (finding 4).
+    deny_limits deny_limit;
 };
 
 using option_list = std::vector<std::pair<std::string, std::string>>;

@@ -100,11 +100,23 @@ public:
     /// the OCSP fetch and the learned URLs to the background threads.
     void settle(const void* client, X509* leaf, const admission& a, const char* client_id, const char* address);
 
-    /// Broker thread: ok, not_authenticated or acl_denied (logged and counted).
-    reason check_acl(const void* client, const char* client_id, const char* topic, acl_action action);
-    void disconnected(const void* client, const char* client_id);
-    /// SIGHUP: re-read the CRL files now.
+    /// Broker thread: ok, not_authenticated, acl_denied, or for an offline session the
+    /// revocation reason (logged, rate-limited per client, and counted exactly).
+    reason check_acl(const void* client, const char* client_id, const char* topic, acl_action action,
+                     std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+    /// MOSQ_EVT_DISCONNECT. `persists`: the session may outlive the connection (MQTT v5, or
+    /// clean session false); the identity stays for the will and the offline queue.
+    void disconnected(const void* client, const char* client_id, bool persists = false);
+    /// SIGHUP: re-read the CRL files now, and accept the re-authentication of offline
+    /// sessions until the next tick (see keeps_offline_session).
     void reload();
+    /// BASIC_AUTH during a SIGHUP reload for a client without a certificate: an offline
+    /// session (every listener requires a certificate). Refusing it makes mosquitto 2.0.11
+    /// add it to the session expiry list twice and later read freed memory
+    /// (src/security_default.c:1254-1256, src/session_expiry.c:77; issue 12, finding 3).
+    /// Answering success admits nothing: the session cannot act until its device reconnects
+    /// through a full BASIC_AUTH, and its ACL checks re-check revocation.
+    bool keeps_offline_session(const void* leaf);
     /// Broker thread: writes the queued log lines, returns the kicks to perform (already
     /// logged and counted) and, every stats_interval, the $SYS statistics to publish.
     tick_work tick(std::chrono::steady_clock::time_point now);
@@ -124,6 +136,10 @@ private:
     std::optional<device_certificate> plan_job(X509* leaf, const decision& d);
     std::vector<std::string> plan_crl_urls(X509* leaf, const decision& d) const;
     void count_deny(reason why) { ++denies_[static_cast<std::size_t>(why)]; }
+    reason check_offline(const session_record& record, const std::string& id);
+    void log_deny(session_record& record, const std::string& id, reason why, acl_action action, const char* topic,
+                  std::chrono::steady_clock::time_point now);
+    void sweep_sessions(std::chrono::steady_clock::time_point now);
     std::vector<client_kick> resolve(const std::vector<kick_request>& requests);
     void crl_stats(std::vector<std::pair<std::string, std::string>>& out, std::int64_t now) const;
     void redis_stats(std::vector<std::pair<std::string, std::string>>& out, std::int64_t now) const;
@@ -141,6 +157,7 @@ private:
     std::unique_ptr<ocsp_fetcher> ocsp_fetcher_;
     std::unique_ptr<authorizer> authorizer_;
     std::unique_ptr<acl_policy> acl_;
+    std::unique_ptr<acl_policy> service_acl_;
     denylist_state denylist_;
     std::unique_ptr<denylist_sync> denylist_sync_;
     std::unique_ptr<job_producer> jobs_;
@@ -151,6 +168,10 @@ private:
     std::unordered_set<std::string> cdp_urls_;                   // CDP URLs handed to watcher_
     std::chrono::steady_clock::time_point next_stats_{};
     session_registry sessions_;
+    deny_limits deny_limits_;
+    std::vector<std::string> summaries_due_;  // clients with suppressed deny lines
+    bool reauthenticating_ = false;           // between MOSQ_EVT_RELOAD and the next tick
+    std::uint64_t offline_reauths_ = 0;
     std::array<std::uint64_t, static_cast<std::size_t>(reason::count_)> denies_{};
     std::uint64_t admits_ = 0;
     std::uint64_t kicks_ = 0;

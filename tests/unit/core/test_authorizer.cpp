@@ -1,4 +1,5 @@
 #include "devicegate/authorizer.hpp"
+#include "cert_factory.hpp"
 #include "test_pki.hpp"
 
 #include <catch2/catch.hpp>
@@ -30,6 +31,23 @@ struct fixture {
     decision check(const std::string& device, const std::string& client_id, std::time_t now = std::time(nullptr)) {
         auto cert = load_cert(device_cert(device));
         return auth->authorize(cert.get(), client_id, now);
+    }
+};
+
+// An authorizer with a deny-list (denylist_grace 60s) and one CRL file.
+struct denylist_fixture {
+    std::shared_ptr<const tenant_trust> trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    snapshot_slot<crl_set> crls;
+    denylist_state state;
+    std::unique_ptr<authorizer> auth;
+
+    denylist_fixture(std::set<std::string> services, const std::string& crl) {
+        plugin_config c;
+        c.denylist_grace = std::chrono::seconds(60);
+        c.service_names = std::move(services);
+        crls.store(std::make_shared<const crl_set>(load_crl_file(pki(crl), *trust), *trust, 1));
+        state.list.store(std::make_shared<const denylist>());
+        auth = std::make_unique<authorizer>(std::make_shared<const plugin_config>(std::move(c)), trust, crls, &state);
     }
 };
 
@@ -84,13 +102,19 @@ TEST_CASE("authorizer: validity uses the configured clock skew, also on cache hi
     plugin_config c;
     c.clock_skew = 120s;
     fixture f(c);
-    auto cert = load_cert(device_cert("dev-001"));
-    const std::time_t not_before = to_time_t(X509_get0_notBefore(cert.get()));
-    const std::time_t not_after = to_time_t(X509_get0_notAfter(cert.get()));
+    auto dev = load_cert(device_cert("dev-001"));
+    const std::time_t not_before = to_time_t(X509_get0_notBefore(dev.get()));
     CHECK(f.check("dev-001", "dev-001", not_before - 119).why == reason::ok);
     CHECK(f.check("dev-001", "dev-001", not_before - 121).why == reason::not_yet_valid);
-    CHECK(f.check("dev-001", "dev-001", not_after + 119).why == reason::ok);
-    auto late = f.check("dev-001", "dev-001", not_after + 121);
+    // Expiry on a 7-day certificate: the test PKI's devices may outlive their CA by the
+    // seconds the PKI script took, and then the CA's expiry would decide first.
+    temp_dir dir;
+    cert_factory factory(pki("subca-a.crt"), pki("subca-a.key"));
+    auto cert = factory.issue(dir.path(), "dev-skew");
+    auto at = [&](std::time_t now) { return f.auth->authorize(cert.get(), "dev-skew", now); };
+    const std::time_t not_after = to_time_t(X509_get0_notAfter(cert.get()));
+    CHECK(at(not_after + 119).why == reason::ok);
+    auto late = at(not_after + 121);
     CHECK(late.why == reason::expired);
     CHECK(late.cache_hit);
 }
@@ -134,15 +158,9 @@ TEST_CASE("tenant trust: refuses a misconfigured chain") {
 }
 
 TEST_CASE("authorizer: the Redis deny-list and its staleness policy") {
-    plugin_config c;
-    c.denylist_grace = std::chrono::seconds(60);
-    auto config = std::make_shared<const plugin_config>(c);
-    auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
-    snapshot_slot<crl_set> crls;
-    crls.store(std::make_shared<const crl_set>(load_crl_file(pki("subca-a.crl.pem"), *trust), *trust, 1));
-    denylist_state state;
-    state.list.store(std::make_shared<const denylist>());
-    authorizer auth(config, trust, crls, &state);
+    denylist_fixture fx({}, "subca-a.crl.pem");
+    denylist_state& state = fx.state;
+    authorizer& auth = *fx.auth;
     auto dev1 = load_cert(device_cert("dev-001"));
     auto dev3 = load_cert(device_cert("dev-003"));
     const std::time_t now = std::time(nullptr);
@@ -164,4 +182,33 @@ TEST_CASE("authorizer: the Redis deny-list and its staleness policy") {
     CHECK(auth.authorize(dev1.get(), "dev-001", now).why == reason::ok);  // within the grace
     state.stale_since = now - 61;
     CHECK(auth.authorize(dev1.get(), "dev-001", now).why == reason::denylist_stale);
+}
+
+TEST_CASE("authorizer: a service identity ignores deny-list staleness but not deny-list entries or the CRL") {
+    // dev-001 and dev-002 stand in for Sub-CA certificates named as services.
+    denylist_fixture fx({"dev-001", "dev-002"}, "subca-a-revokes-dev-002.crl.pem");
+    denylist_state& state = fx.state;
+    authorizer& auth = *fx.auth;
+    auto svc = load_cert(device_cert("dev-001"));
+    auto revoked_svc = load_cert(device_cert("dev-002"));
+    auto dev = load_cert(device_cert("dev-003"));
+    const std::time_t now = std::time(nullptr);
+    auto admitted = auth.authorize(svc.get(), "dev-001", now);
+    CHECK(admitted.why == reason::ok);
+    CHECK(admitted.kind == identity_kind::service);
+    CHECK(auth.authorize(dev.get(), "dev-003", now).kind == identity_kind::device);
+
+    state.stale_since = now - 61;
+    CHECK(auth.authorize(dev.get(), "dev-003", now).why == reason::denylist_stale);
+    CHECK(auth.authorize(svc.get(), "dev-001", now).why == reason::ok);
+    CHECK(auth.authorize(revoked_svc.get(), "dev-002", now).why == reason::revoked_crl);
+    auto list = std::make_shared<denylist>();
+    list->devices.insert("dev-001");
+    state.list.store(list);
+    CHECK(auth.authorize(svc.get(), "dev-001", now).why == reason::revoked_denylist);
+    // The offline re-check (wills, queued messages) sees the same revocations.
+    CHECK(auth.revocation(admitted.serial, "dev-001", admitted.serial_hex, admitted.fingerprint, now) ==
+          reason::revoked_denylist);
+    state.list.store(std::make_shared<const denylist>());
+    CHECK(auth.revocation(admitted.serial, "dev-001", admitted.serial_hex, admitted.fingerprint, now) == reason::ok);
 }

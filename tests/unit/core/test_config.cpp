@@ -223,3 +223,48 @@ TEST_CASE("config: every plugin option is documented", "[config]") {
         CHECK_THAT(doc, Catch::Contains("`" + std::string(o.name) + "`"));
     }
 }
+
+TEST_CASE("config: offline sessions, deny limits and services (issue 12)") {
+    auto with = [](option_list extra) {
+        auto o = required();
+        o.insert(o.end(), extra.begin(), extra.end());
+        return o;
+    };
+    auto defaults = parse_plugin_config(required());
+    CHECK(defaults.offline_session_retention == std::chrono::hours(720));
+    CHECK(defaults.max_offline_sessions == 1'000'000);
+    CHECK(defaults.deny_limit.log_burst == 5);
+    CHECK(defaults.deny_limit.log_interval == std::chrono::seconds(10));
+    CHECK(defaults.deny_limit.disconnect_after == 0);
+    CHECK(defaults.service_names.empty());
+
+    auto c = parse_plugin_config(with({{"deny_log_burst", "2"},
+                                       {"deny_log_interval", "1m"},
+                                       {"deny_disconnect_after", "100/10s"},
+                                       {"offline_session_retention", "336h"},
+                                       {"service", "svc-a read devices/+/telemetry"},
+                                       {"service", "svc-a read $SYS/broker/devicegate/#"},
+                                       {"service", "svc-b write devices/+/cmd"}}));
+    CHECK(c.deny_limit.log_burst == 2);
+    CHECK(c.deny_limit.log_interval == std::chrono::minutes(1));
+    CHECK(c.deny_limit.disconnect_after == 100);
+    CHECK(c.deny_limit.disconnect_interval == std::chrono::seconds(10));
+    CHECK(c.offline_session_retention == std::chrono::hours(336));
+    CHECK(c.service_names == std::set<std::string>{"svc-a", "svc-b"});
+    REQUIRE(c.service_rules.size() == 3);
+    CHECK(c.service_rules[2].only_for == "svc-b");
+    CHECK(c.service_rules[2].access == topic_access::write);
+    CHECK(c.acl_rules.size() == default_acl_rules().size());  // services add no device rule
+
+    CHECK(parse_plugin_config(with({{"deny_disconnect_after", "off"}})).deny_limit.disconnect_after == 0);
+    CHECK_THAT(error_of(with({{"deny_disconnect_after", "100"}})),
+               Catch::StartsWith("plugin_opt_deny_disconnect_after: \"100\" is not off or <count>/<interval>"));
+    CHECK_THAT(error_of(with({{"deny_disconnect_after", "0/10s"}})), Catch::StartsWith("plugin_opt_deny_disconnect_after"));
+    CHECK_THAT(error_of(with({{"deny_disconnect_after", "5/forever"}})),
+               Catch::StartsWith("plugin_opt_deny_disconnect_after"));
+    CHECK_THAT(error_of(with({{"service", "svc-a readwrite"}})), Catch::StartsWith("plugin_opt_service:"));
+    CHECK_THAT(error_of(with({{"service", "bad/name read x"}})), Catch::Contains("is not a safe device id"));
+    CHECK_THAT(error_of(with({{"service_ca_file", "/pki/services.crt"}})),
+               Catch::StartsWith("plugin_opt_service_ca_file: is set but no plugin_opt_service names a service"));
+    CHECK_THAT(error_of(with({{"service_ca_file", "services.crt"}})), Catch::Contains("is not an absolute file path"));
+}

@@ -62,6 +62,22 @@ struct fixture {
 
 const std::string sys = "$SYS/broker/devicegate/";
 
+// dev-001 and dev-002 admitted, with a CRL file the test can replace (polled every 100 ms).
+struct crl_fixture {
+    temp_dir dir;
+    std::string crl = dir.file("subca-a.crl");
+    fixture f{option_list{{"crl_poll_interval", "100ms"}}, base_options(written(crl))};
+
+    crl_fixture() {
+        f.connect(&f.client_a, "dev-001", "dev-001");
+        f.connect(&f.client_b, "dev-002", "dev-002");
+    }
+    static const std::string& written(const std::string& path) {
+        write_file(path, read_file(pki("subca-a.crl.pem"), max_crl_file_bytes));
+        return path;
+    }
+};
+
 }  // namespace
 
 TEST_CASE("gate: admits a device of this tenant, refuses others with their reason, and counts both") {
@@ -108,14 +124,90 @@ TEST_CASE("gate: the topic rules apply to admitted devices only") {
     CHECK(f.g.check_acl(&f.client_b, "dev-001", "devices/dev-001/telemetry", acl_action::publish) ==
           reason::not_authenticated);
     CHECK(f.g.check_acl(&f.client_b, nullptr, "x", acl_action::receive) == reason::not_authenticated);
+    // mosquitto checks the will after MOSQ_EVT_DISCONNECT: the identity is still there...
     f.g.disconnected(&f.client_a, "dev-001");
+    CHECK(f.g.check_acl(&f.client_a, "dev-001", "devices/dev-001/status", acl_action::publish) == reason::ok);
+    CHECK(f.g.check_acl(&f.client_a, "dev-001", "devices/dev-002/status", acl_action::publish) == reason::acl_denied);
+    // ...until the next tick, for a session that cannot outlive its connection.
+    f.g.tick(std::chrono::steady_clock::now());
     CHECK(f.g.check_acl(&f.client_a, "dev-001", "devices/dev-001/telemetry", acl_action::publish) ==
           reason::not_authenticated);
     auto s = f.stats();
-    CHECK(s[sys + "denies/acl_denied"] == "1");
+    CHECK(s[sys + "denies/acl_denied"] == "2");
     CHECK(s[sys + "denies/not_authenticated"] == "3");
     CHECK(s[sys + "sessions"] == "0");
     CHECK(f.logged("reason=acl_denied access=publish topic=\"devices/dev-002/telemetry\""));
+}
+
+TEST_CASE("gate: an offline persistent session keeps its identity and re-checks revocation") {
+    crl_fixture cf;
+    fixture& f = cf.f;
+    const std::string& crl = cf.crl;
+    f.g.disconnected(&f.client_a, "dev-001", true);
+    f.g.disconnected(&f.client_b, "dev-002", true);
+    f.g.tick(std::chrono::steady_clock::now());
+    // Queued messages for the offline sessions: allowed by their own rules.
+    CHECK(f.g.check_acl(&f.client_a, "dev-001", "devices/dev-001/inbox", acl_action::receive) == reason::ok);
+    CHECK(f.g.check_acl(&f.client_b, "dev-002", "devices/dev-002/inbox", acl_action::receive) == reason::ok);
+    CHECK(f.stats()[sys + "sessions_offline"] == "2");
+    // dev-002 is revoked while offline: nothing more is queued for it, and it is never kicked.
+    f.g.start();
+    write_file(crl, read_file(pki("subca-a-revokes-dev-002.crl.pem"), max_crl_file_bytes));
+    REQUIRE(eventually([&] {
+        return f.g.check_acl(&f.client_b, "dev-002", "devices/dev-002/inbox", acl_action::receive) ==
+               reason::revoked_crl;
+    }));
+    CHECK(f.g.tick(std::chrono::steady_clock::now()).kicks.empty());
+    CHECK(f.g.check_acl(&f.client_a, "dev-001", "devices/dev-001/inbox", acl_action::receive) == reason::ok);
+    CHECK(f.logged("deny client=dev-002 reason=revoked_crl access=receive topic=\"devices/dev-002/inbox\" session=offline"));
+    // A late DISCONNECT of a taken-over connection does not touch the new session.
+    int newer = 0;
+    f.connect(&newer, "dev-001", "dev-001");
+    f.g.disconnected(&f.client_a, "dev-001", true);
+    CHECK(f.stats()[sys + "sessions"] == "1");
+    f.g.stop();
+}
+
+TEST_CASE("gate: SIGHUP re-authentication keeps offline sessions until the next tick") {
+    fixture f;
+    int certificate = 0;
+    CHECK_FALSE(f.g.keeps_offline_session(nullptr));  // no reload: a client without certificate is refused
+    f.g.reload();
+    CHECK_FALSE(f.g.keeps_offline_session(&certificate));  // online clients are re-checked in full
+    CHECK(f.g.keeps_offline_session(nullptr));
+    f.g.tick(std::chrono::steady_clock::now());
+    CHECK(f.logged("devicegate: reload: kept 1 offline sessions"));
+    CHECK_FALSE(f.g.keeps_offline_session(nullptr));
+}
+
+TEST_CASE("gate: deny lines are rate-limited per client, counted exactly, and can disconnect") {
+    fixture f({{"deny_log_burst", "3"}, {"deny_log_interval", "10s"}, {"deny_disconnect_after", "50/10s"}});
+    f.connect(&f.client_a, "dev-001", "dev-001");
+    f.connect(&f.client_b, "dev-002", "dev-002");
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 40; ++i) {
+        CHECK(f.g.check_acl(&f.client_a, "dev-001", "devices/x/y", acl_action::publish, t0) == reason::acl_denied);
+    }
+    CHECK(f.g.check_acl(&f.client_b, "dev-002", "devices/x/z", acl_action::publish, t0) == reason::acl_denied);
+    auto count = [&](const std::string& text) {
+        return std::count_if(f.lines.begin(), f.lines.end(), [&](auto& l) { return l.find(text) != std::string::npos; });
+    };
+    CHECK(count("deny client=dev-001 reason=acl_denied") == 3);
+    CHECK(count("deny client=dev-002 reason=acl_denied") == 1);  // another client has its own budget
+    CHECK(f.stats()[sys + "denies/acl_denied"] == "41");
+    CHECK(f.g.tick(t0 + 1s).kicks.empty());
+    CHECK(count("deny_summary") == 0);
+    // The window ends while the client is quiet: one summary line on tick.
+    f.g.tick(t0 + 11s);
+    CHECK(count("deny_summary client=dev-001 suppressed=37 interval=10s last_topic=\"devices/x/y\"") == 1);
+    // 50 denials within 10 s: a kick on the next tick, never inside the ACL check.
+    const auto t1 = t0 + 12s;
+    for (int i = 0; i < 60; ++i) f.g.check_acl(&f.client_a, "dev-001", "devices/x/y", acl_action::publish, t1);
+    CHECK(count("kick client=dev-001 reason=too_many_denials count=50 interval=10s") == 1);
+    auto kicks = f.g.tick(t1).kicks;
+    REQUIRE(kicks.size() == 1);
+    CHECK(kicks[0].client_id == "dev-001");
+    CHECK(f.g.tick(t1).kicks.empty());
 }
 
 TEST_CASE("gate: a first-connect job is planned once per certificate, only with Redis and jobs on") {
@@ -208,12 +300,9 @@ TEST_CASE("gate: kick requests resolve to the client ids holding the session") {
 }
 
 TEST_CASE("gate: a CRL that revokes a connected device yields its kick on the next tick") {
-    temp_dir dir;
-    const std::string crl = dir.file("subca-a.crl");
-    write_file(crl, read_file(pki("subca-a.crl.pem"), max_crl_file_bytes));
-    fixture f(option_list{{"crl_poll_interval", "100ms"}}, base_options(crl));
-    f.connect(&f.client_a, "dev-001", "dev-001");
-    f.connect(&f.client_b, "dev-002", "dev-002");
+    crl_fixture cf;
+    fixture& f = cf.f;
+    const std::string& crl = cf.crl;
     f.g.start();
     write_file(crl, read_file(pki("subca-a-revokes-dev-002.crl.pem"), max_crl_file_bytes));
     f.g.reload();
