@@ -26,7 +26,9 @@ inline void write_big_crl(const std::string& ca_cert_file, const std::string& ca
     std::unique_ptr<X509_CRL, c_deleter<X509_CRL_free>> crl(X509_CRL_new());
     X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2);
     X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca.get()));
-    asn1_time_ptr now(ASN1_TIME_set(nullptr, std::time(nullptr) - 60));
+    // thisUpdate = now: a CRL is in force only if it is not older than the one it replaces,
+    // and the test PKI's CRLs may have been made seconds ago.
+    asn1_time_ptr now(ASN1_TIME_set(nullptr, std::time(nullptr)));
     asn1_time_ptr next(ASN1_TIME_set(nullptr, std::time(nullptr) + 7 * 86400));
     X509_CRL_set1_lastUpdate(crl.get(), now.get());
     X509_CRL_set1_nextUpdate(crl.get(), next.get());

@@ -2,12 +2,14 @@
 # Runs the local tenant stack: installs what is missing, builds, creates a dev PKI under
 # run/pki, writes run/mosquitto.conf from config/mosquitto.conf.example, and starts
 # redis-server, the fake ThingsBoard and hawkBit (devicegate-fakes), devicegate-worker
-# (config/devicegate-worker.conf.example, pointed at the fakes through environment variables)
-# and mosquitto with the DeviceGate plugin. Then it connects device-001 once and shows it
-# registered. Logs in run/*.log; Ctrl-C stops everything.
+# (config/devicegate-worker.conf.example, pointed at the fakes through environment variables),
+# devicegate-bridge (the enrollment API over HTTPS, with the embedded CA: the dev Sub-CA) and
+# mosquitto with the DeviceGate plugin. Then it runs the enrollment guide's flow: a one-time
+# token, enrollment of device-100 (key and CSR made on the device), its first mTLS connect,
+# and shows it registered. Logs in run/*.log; Ctrl-C stops everything.
 # Ports (127.0.0.1 only): DEVICEGATE_PORT (MQTT, 8883), DEVICEGATE_REDIS_PORT (16379, not to
 # collide with a system Redis), DEVICEGATE_TB_PORT (18080), DEVICEGATE_HAWKBIT_PORT (18081),
-# DEVICEGATE_METRICS_PORT (9464).
+# DEVICEGATE_METRICS_PORT (9464), DEVICEGATE_BRIDGE_PORT (8443).
 set -euo pipefail
 root="$(dirname "$(readlink -f "$0")")/.."
 cd "$root"
@@ -17,11 +19,12 @@ redis_port=${DEVICEGATE_REDIS_PORT:-16379}
 tb_port=${DEVICEGATE_TB_PORT:-18080}
 hb_port=${DEVICEGATE_HAWKBIT_PORT:-18081}
 metrics_port=${DEVICEGATE_METRICS_PORT:-9464}
+bridge_port=${DEVICEGATE_BRIDGE_PORT:-8443}
 scripts/setup-debian.sh
 cmake -S . -B build >/dev/null
-cmake --build build -j"$(nproc)" --target devicegate_plugin devicegate-ctl devicegate-worker devicegate-fakes
+cmake --build build -j"$(nproc)" --target devicegate_plugin devicegate-ctl devicegate-worker devicegate-bridge devicegate-fakes
 run=$root/run
-mkdir -p "$run/data" "$run/redis"
+mkdir -p "$run/data" "$run/redis" "$run/bridge"
 scripts/make-dev-pki.sh "$run/pki"
 
 # The example config with this machine's paths: what is tested here is what operators copy.
@@ -36,7 +39,7 @@ sed -e "s|/etc/devicegate/pki|$run/pki|g" \
 
 ctl="build/ctl/devicegate-ctl --redis redis://127.0.0.1:$redis_port"
 pids=()
-stop_all() {  # last started first: mosquitto, the worker, the fakes, then Redis
+stop_all() {  # last started first: the bridge, mosquitto, the worker, the fakes, then Redis
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null; wait "${pids[i]}" 2>/dev/null; done
 }
 trap stop_all EXIT
@@ -64,6 +67,42 @@ if ! kill -0 "${pids[3]}" 2>/dev/null; then
   cat "$run/mosquitto.log" >&2
   exit 1
 fi
+# The enrollment API: the shipped example with this machine's paths from the environment. The
+# embedded CA signs with the dev Sub-CA; its TLS certificate is the broker's (CN localhost).
+DEVICEGATE_BRIDGE_LISTEN="127.0.0.1:$bridge_port" DEVICEGATE_BRIDGE_TLS_CERT="$run/pki/server-chain.crt" \
+DEVICEGATE_BRIDGE_TLS_KEY="$run/pki/server.key" DEVICEGATE_BRIDGE_SUB_CA_FILE="$run/pki/subca.crt" \
+DEVICEGATE_BRIDGE_ICA_FILE="$run/pki/ica.crt" DEVICEGATE_BRIDGE_ROOT_FILE="$run/pki/root.crt" \
+DEVICEGATE_BRIDGE_CA_KEY_FILE="$run/pki/subca.key" DEVICEGATE_BRIDGE_STATE_DIR="$run/bridge" \
+DEVICEGATE_BRIDGE_REDIS_URL="redis://127.0.0.1:$redis_port" \
+DEVICEGATE_BRIDGE_WG_GATEWAY_PUBLIC_KEY="$(wg genkey | wg pubkey)" DEVICEGATE_BRIDGE_WG_ENDPOINT="localhost:51820" \
+  build/bridge/devicegate-bridge -c bridge/devicegate-bridge.conf.example > "$run/bridge.log" 2>&1 &
+pids+=($!)
+api="https://localhost:$bridge_port"
+for _ in $(seq 100); do
+  curl -s --cacert "$run/pki/tenant-chain.crt" -o /dev/null "$api/.well-known/est/cacerts" && break
+  sleep 0.1
+done
+
+echo
+echo "The enrollment guide, step by step, against the local stack:"
+echo "\$ devicegate-ctl enroll-token device-100      (the operator makes a one-time token)"
+$ctl enroll-token device-100 > "$run/device-100.token"
+echo "dgt_…(secret: shown to nobody else, stored in Redis only as a hash)"
+echo "\$ scripts/enroll-device.sh --api $api --id device-100 --out run/device-100 ..."
+echo "  (the device makes its key and CSR with openssl; POST {api}/devices/device-100/enroll)"
+rm -rf "$run/device-100"
+scripts/enroll-device.sh --api "$api" --id device-100 --out "$run/device-100" --cacert "$run/pki/tenant-chain.crt" \
+  --token-file "$run/device-100.token"
+echo "\$ mosquitto_pub -i device-100 --cert device.crt --key device.key --cafile ca-chain.crt ..."
+mosquitto_pub --host localhost --port "$port" --cafile "$run/device-100/ca-chain.crt" \
+  --cert "$run/device-100/device.crt" --key "$run/device-100/device.key" \
+  -i device-100 -t v1/devices/me/telemetry -m '{"enrolled": 1}'
+for _ in $(seq 50); do
+  $ctl status device-100 2>/dev/null | grep -q "hawkbit:      registered" && break
+  sleep 0.1
+done
+echo "\$ devicegate-ctl status device-100"
+$ctl status device-100 || true
 
 echo
 echo "First connect of device-001 (mosquitto_pub over mTLS with its dev certificate):"
@@ -99,9 +138,15 @@ Revoke device-001 at once through Redis (disconnected within ~100 ms), see it, u
 Revoke device-002 with a new CRL (the plugin loads it within a second and kicks the device):
   scripts/dev-revoke.sh device-002
 
+Enroll another device (the guide's steps 1-4; the key never leaves run/device-101):
+  build/ctl/devicegate-ctl --redis redis://127.0.0.1:$redis_port enroll-token device-101 > run/t
+  scripts/enroll-device.sh --api $api --id device-101 --out run/device-101 \\
+    --cacert run/pki/tenant-chain.crt --token-file run/t
+
 Running: redis-server :$redis_port, fake ThingsBoard :$tb_port, fake hawkBit :$hb_port,
-devicegate-worker (metrics http://127.0.0.1:$metrics_port/metrics), mosquitto :$port.
-Logs: run/{mosquitto,worker,fakes,redis}.log   Dead letters: $ctl dlq list
+devicegate-worker (metrics http://127.0.0.1:$metrics_port/metrics), mosquitto :$port,
+devicegate-bridge $api (embedded CA; CRL at $api/crl).
+Logs: run/{mosquitto,worker,fakes,redis,bridge}.log   Dead letters: $ctl dlq list
 Ctrl-C stops everything.
 MSG
 wait "${pids[3]}"

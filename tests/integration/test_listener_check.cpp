@@ -18,11 +18,22 @@ public:
     config_broker() : dir_(test_dir()), log_(dir_ / "mosquitto.log") {}
 
     std::string path(const std::string& name) const { return (dir_ / name).string(); }
+    // One state directory for this test process (mosquitto's persistence stays off by default).
+    static const std::string& state_dir() {
+        static const std::string dir = [] {
+            auto d = std::filesystem::temp_directory_path() / ("devicegate-listener-state-" + std::to_string(::getpid()));
+            std::filesystem::create_directories(d);
+            return d.string();
+        }();
+        return dir;
+    }
     int port(int i) const { return ports_[static_cast<std::size_t>(i)]; }
 
-    // The lines every file set starts with: logging, and no privilege drop in the test directory.
+    // The lines every file set starts with: logging, a persistence_location (which the plugin
+    // takes as its state_dir, so no test writes into /var/lib/mosquitto), and no privilege
+    // drop in the test directory.
     static std::string head() {
-        std::string h = "log_dest stderr\nlog_type all\npersistence false\n";
+        std::string h = "log_dest stderr\nlog_type all\npersistence_location " + state_dir() + "/\n";
         if (::geteuid() == 0) h += "user root\n";
         return h;
     }
