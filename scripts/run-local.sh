@@ -24,6 +24,8 @@ scripts/setup-debian.sh
 cmake -S . -B build >/dev/null
 cmake --build build -j"$(nproc)" --target devicegate_plugin devicegate-ctl devicegate-worker devicegate-bridge devicegate-fakes
 run=$root/run
+# Each run starts empty, like the fakes: no Redis state or CA index from an earlier run.
+rm -rf "$run/redis" "$run/bridge" "$run/data"
 mkdir -p "$run/data" "$run/redis" "$run/bridge"
 scripts/make-dev-pki.sh "$run/pki"
 
@@ -54,6 +56,8 @@ DEVICEGATE_REDIS_URL="redis://127.0.0.1:$redis_port" \
 DEVICEGATE_THINGSBOARD_URL="http://127.0.0.1:$tb_port" DEVICEGATE_THINGSBOARD_PASSWORD=tenant \
 DEVICEGATE_HAWKBIT_URL="http://127.0.0.1:$hb_port" DEVICEGATE_HAWKBIT_PASSWORD=admin \
 DEVICEGATE_METRICS_LISTEN="127.0.0.1:$metrics_port" DEVICEGATE_CONSUMER_NAME=local-worker \
+DEVICEGATE_TENANT_CA_FILE="$run/pki/subca.crt" DEVICEGATE_ICA_FILE="$run/pki/ica.crt" \
+DEVICEGATE_ROOT_CA_FILE="$run/pki/root.crt" \
   build/worker/devicegate-worker -c config/devicegate-worker.conf.example > "$run/worker.log" 2>&1 &
 pids+=($!)
 mosquitto -c "$run/mosquitto.conf" > "$run/mosquitto.log" 2>&1 &
@@ -81,6 +85,14 @@ api="https://localhost:$bridge_port"
 for _ in $(seq 100); do
   curl -s --cacert "$run/pki/tenant-chain.crt" -o /dev/null "$api/.well-known/est/cacerts" && break
   sleep 0.1
+done
+for i in 2 4; do  # the worker and the bridge: stop here, with their log, if one did not start
+  if ! kill -0 "${pids[i]}" 2>/dev/null; then
+    log=$([[ $i -eq 2 ]] && echo worker || echo bridge)
+    echo "devicegate-$log did not start; run/$log.log:" >&2
+    cat "$run/$log.log" >&2
+    exit 1
+  fi
 done
 
 echo
