@@ -3,15 +3,12 @@
 #include "http_api.hpp"
 #include "signer_factory.hpp"
 
+#include "devicegate/daemon.hpp"
 #include "devicegate/pki.hpp"
 
 #include <csignal>
-#include <ctime>
 #include <iostream>
-#include <mutex>
 #include <thread>
-
-extern char** environ;
 
 namespace {
 
@@ -21,31 +18,50 @@ constexpr const char* usage = R"(usage: devicegate-bridge [-c FILE] [--check]
   --check   validate the settings, load the CA material, print the settings (no secrets), exit
 )";
 
-std::map<std::string, std::string> environment() {
-    std::map<std::string, std::string> out;
-    for (char** e = environ; *e != nullptr; ++e) {
-        std::string kv = *e;
-        auto eq = kv.find('=');
-        if (eq != std::string::npos) out[kv.substr(0, eq)] = kv.substr(eq + 1);
-    }
-    return out;
+/// Binds host:port (the part after the last colon is the port); false if it cannot.
+bool bind_listen(httplib::Server& server, const std::string& listen) {
+    const auto colon = listen.rfind(':');
+    return server.bind_to_port(listen.substr(0, colon), std::stoi(listen.substr(colon + 1)));
 }
 
-devicegate::logger make_logger(const std::string& level_name) {
-    using devicegate::log_level;
-    const log_level min = level_name == "warning" ? log_level::warning : level_name == "notice" ? log_level::notice : log_level::info;
-    static std::mutex mutex;
-    return devicegate::logger([min](log_level level, std::string_view line) {
-        if (level < min) return;
-        static const char* names[] = {"debug", "info", "notice", "warning", "error"};
-        std::time_t t = std::time(nullptr);
-        std::tm tm{};
-        gmtime_r(&t, &tm);
-        char stamp[32];
-        std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        std::lock_guard lock(mutex);
-        std::cerr << stamp << " " << names[static_cast<int>(level)] << " " << line << "\n" << std::flush;
+/// Serves the API (and the plain-HTTP CRL, if configured) until SIGINT/SIGTERM; exit code.
+int serve(const devicegate::bridge::bridge_config& config, devicegate::bridge::bridge_service& service,
+          httplib::SSLServer& server, const sigset_t& signals, const devicegate::logger& log) {
+    using namespace devicegate::bridge;
+    install_routes(server, service, log);
+    server.new_task_queue = [threads = config.threads] { return new httplib::ThreadPool(threads); };
+    if (!bind_listen(server, config.listen)) {
+        std::cerr << "devicegate-bridge: listen: cannot bind " << config.listen << "\n";
+        return 1;
+    }
+    httplib::Server crl_server;
+    std::thread crl_thread;
+    if (!config.crl_listen.empty()) {
+        install_crl_route(crl_server, service);
+        if (!bind_listen(crl_server, config.crl_listen)) {
+            std::cerr << "devicegate-bridge: crl_listen: cannot bind " << config.crl_listen << "\n";
+            return 1;
+        }
+        crl_thread = std::thread([&] { crl_server.listen_after_bind(); });
+    }
+    std::thread stopper([&] {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        log.notice("devicegate-bridge: signal " + std::to_string(sig) + ", stopping");
+        // httplib's stop() before its listener runs is lost (is_running_ is still false).
+        for (int i = 0; i < 200 && !server.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        server.stop();
+        crl_server.stop();
     });
+    log.notice("devicegate-bridge: listening on https://" + config.listen + " " + config.describe());
+    server.listen_after_bind();
+    crl_server.stop();
+    if (crl_thread.joinable()) crl_thread.join();
+    if (stopper.joinable()) {
+        pthread_kill(stopper.native_handle(), SIGTERM);
+        stopper.join();
+    }
+    return 0;
 }
 
 }  // namespace
@@ -68,7 +84,7 @@ int main(int argc, char** argv) {
     std::shared_ptr<const tenant_trust> trust;
     std::shared_ptr<signer> ca;
     try {
-        config = parse_bridge_config(file.empty() ? "" : read_file(file, 1 << 20), environment());
+        config = parse_bridge_config(file.empty() ? "" : read_file(file, 1 << 20), environment_variables());
         trust = tenant_trust::load(config.sub_ca_file, config.ica_file, config.root_file);
         ca = make_signer(config);
     } catch (const std::exception& e) {
@@ -80,13 +96,8 @@ int main(int argc, char** argv) {
         std::cout << "devicegate-bridge: configuration ok: " << config.describe() << "\n";
         return 0;
     }
-    logger log = make_logger(config.log_level);
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // every thread started below inherits it
-
+    const logger log = stderr_logger(log_threshold(config.log_level));
+    const sigset_t signals = block_stop_signals();  // every thread started below inherits it
     bridge_service service(config, trust, ca, log);
     std::unique_ptr<httplib::SSLServer> server;
     try {
@@ -95,42 +106,5 @@ int main(int argc, char** argv) {
         std::cerr << "devicegate-bridge: " << e.what() << "\n";
         return 1;
     }
-    install_routes(*server, service, log);
-    server->new_task_queue = [threads = config.threads] { return new httplib::ThreadPool(threads); };
-    const auto colon = config.listen.rfind(':');
-    const std::string host = config.listen.substr(0, colon);
-    const int port = std::stoi(config.listen.substr(colon + 1));
-    if (!server->bind_to_port(host, port)) {
-        std::cerr << "devicegate-bridge: listen: cannot bind " << config.listen << "\n";
-        return 1;
-    }
-    httplib::Server crl_server;
-    std::thread crl_thread;
-    if (!config.crl_listen.empty()) {
-        install_crl_route(crl_server, service);
-        const auto c = config.crl_listen.rfind(':');
-        if (!crl_server.bind_to_port(config.crl_listen.substr(0, c), std::stoi(config.crl_listen.substr(c + 1)))) {
-            std::cerr << "devicegate-bridge: crl_listen: cannot bind " << config.crl_listen << "\n";
-            return 1;
-        }
-        crl_thread = std::thread([&] { crl_server.listen_after_bind(); });
-    }
-    std::thread stopper([&] {
-        int sig = 0;
-        sigwait(&signals, &sig);
-        log.notice("devicegate-bridge: signal " + std::to_string(sig) + ", stopping");
-        // httplib's stop() before its listener runs is lost (is_running_ is still false).
-        for (int i = 0; i < 200 && !server->is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        server->stop();
-        crl_server.stop();
-    });
-    log.notice("devicegate-bridge: listening on https://" + config.listen + " " + config.describe());
-    server->listen_after_bind();
-    crl_server.stop();
-    if (crl_thread.joinable()) crl_thread.join();
-    if (stopper.joinable()) {
-        pthread_kill(stopper.native_handle(), SIGTERM);
-        stopper.join();
-    }
-    return 0;
+    return serve(config, service, *server, signals, log);
 }

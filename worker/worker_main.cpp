@@ -1,6 +1,7 @@
 // devicegate-worker [-c FILE] [--check]: see README.md "Registration worker".
 #include "worker.hpp"
 
+#include "devicegate/daemon.hpp"
 #include "devicegate/pki.hpp"
 
 #include <httplib.h>
@@ -13,8 +14,6 @@
 #include <optional>
 #include <thread>
 
-extern char** environ;
-
 namespace {
 
 constexpr const char* usage = R"(usage: devicegate-worker [-c FILE] [--check]
@@ -22,53 +21,6 @@ constexpr const char* usage = R"(usage: devicegate-worker [-c FILE] [--check]
             every key can also come from the environment as DEVICEGATE_<KEY> (which wins)
   --check   validate the settings, print them (without secrets) and exit
 )";
-
-std::map<std::string, std::string> environment() {
-    std::map<std::string, std::string> out;
-    for (char** e = environ; *e != nullptr; ++e) {
-        std::string kv = *e;
-        auto eq = kv.find('=');
-        if (eq != std::string::npos) out[kv.substr(0, eq)] = kv.substr(eq + 1);
-    }
-    return out;
-}
-
-devicegate::log_level threshold(const std::string& name) {
-    if (name == "warning") return devicegate::log_level::warning;
-    if (name == "notice") return devicegate::log_level::notice;
-    return devicegate::log_level::info;
-}
-
-/// Timestamped lines on stderr at or above the configured level.
-devicegate::logger make_logger(const std::string& level) {
-    auto mutex = std::make_shared<std::mutex>();
-    return devicegate::logger([mutex, min_level = threshold(level)](devicegate::log_level l, std::string_view line) {
-        if (l < min_level) return;
-        static const char* names[] = {"debug", "info", "notice", "warning", "error"};
-        std::time_t t = std::time(nullptr);
-        std::tm tm{};
-        gmtime_r(&t, &tm);
-        char stamp[32];
-        std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        std::lock_guard lock(*mutex);
-        std::cerr << stamp << " " << names[static_cast<int>(l)] << " " << line << "\n" << std::flush;
-    });
-}
-
-/// SIGINT and SIGTERM, blocked in every thread so that one thread takes them with sigwait.
-sigset_t block_stop_signals() {
-    // A shell starts background jobs with SIGINT ignored, and an ignored signal never reaches
-    // sigwait: take the default disposition back first.
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // every thread inherits it; one waits below
-    std::signal(SIGPIPE, SIG_IGN);
-    return signals;
-}
 
 /// The /metrics endpoint on its own thread (metrics_listen; "off": none).
 class metrics_endpoint {
@@ -140,7 +92,7 @@ int main(int argc, char** argv) {
     }
     worker_config config;
     try {
-        config = parse_worker_config(args->file.empty() ? "" : read_file(args->file, 1 << 20), environment());
+        config = parse_worker_config(args->file.empty() ? "" : read_file(args->file, 1 << 20), environment_variables());
     } catch (const std::exception& e) {
         std::cerr << "devicegate-worker: configuration " << (args->file.empty() ? "" : "(" + args->file + ") ")
                   << "error: " << e.what() << "\n";
@@ -150,7 +102,7 @@ int main(int argc, char** argv) {
         std::cout << "devicegate-worker: configuration ok: " << config.describe() << "\n";
         return 0;
     }
-    const logger log = make_logger(config.log_level);
+    const logger log = stderr_logger(log_threshold(config.log_level));
     sigset_t signals = block_stop_signals();
     worker_metrics metrics;
     metrics_endpoint endpoint(metrics);

@@ -1,5 +1,6 @@
 // devicegate-fakes: the fake ThingsBoard and fake hawkBit as one process, for the
 // integration tests and the README's local stack. Runs until SIGTERM/SIGINT.
+#include "devicegate/daemon.hpp"
 #include "fake_backends.hpp"
 
 #include <csignal>
@@ -84,15 +85,7 @@ int main(int argc, char** argv) {
         std::cerr << "devicegate-fakes: " << e.what() << "\n" << usage;
         return 1;
     }
-    // A shell starts background jobs with SIGINT ignored, and an ignored signal never reaches
-    // sigwait: take the default disposition back first.
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // the servers' threads inherit the mask
+    sigset_t signals = devicegate::block_stop_signals();  // the servers' threads inherit the mask
 
     fake_thingsboard thingsboard(tb);
     fake_hawkbit hawkbit(hb);
