@@ -159,6 +159,7 @@ storm_result storm_client::run(std::vector<storm_device>& devices, const storm_o
             c->ssl = SSL_new(ctx_);
             SSL_use_certificate(c->ssl, c->device->cert.get());
             SSL_use_PrivateKey(c->ssl, c->device->key.get());
+            for (const auto& ca : c->device->chain) SSL_add1_chain_cert(c->ssl, ca.get());
             SSL_set1_host(c->ssl, "localhost");
             if (o.resume && c->device->session) SSL_set_session(c->ssl, c->device->session.get());
             SSL_set_fd(c->ssl, c->fd);
