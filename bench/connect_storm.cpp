@@ -16,6 +16,7 @@
 #include "storm_client.hpp"
 
 #include <openssl/crypto.h>
+#include <csignal>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -119,6 +120,25 @@ broker_options options_for(const std::string& config, const setup& s) {
 
 using results_map = std::map<std::string, std::vector<pass_stats>>;  // "config|pass" -> rounds
 
+/// DEVICEGATE_STORM_PERF="perf record -F 1999 -o /tmp/storm-%c.data -p %p": started against the
+/// broker (%p its pid, %c the configuration) for each first-connect pass, stopped with SIGINT.
+std::unique_ptr<process> start_profiler(const std::string& config, pid_t broker_pid) {
+    const char* command = std::getenv("DEVICEGATE_STORM_PERF");
+    if (command == nullptr) return nullptr;
+    std::string name = config;
+    std::replace(name.begin(), name.end(), ' ', '-');
+    std::vector<std::string> argv;
+    std::istringstream words(command);
+    for (std::string w; words >> w;) {
+        for (auto at = w.find("%p"); at != std::string::npos; at = w.find("%p")) w.replace(at, 2, std::to_string(broker_pid));
+        for (auto at = w.find("%c"); at != std::string::npos; at = w.find("%c")) w.replace(at, 2, name);
+        argv.push_back(w);
+    }
+    auto p = std::make_unique<process>(argv, std::filesystem::temp_directory_path() / ("storm-perf-" + name + ".log"));
+    std::this_thread::sleep_for(1s);  // let it attach
+    return p;
+}
+
 /// One round of one configuration on a fresh broker (and Redis): three passes. False on failure.
 bool run_config(const std::string& config, const std::string& crl, std::vector<storm_device>& devices,
                 storm_client& client, results_map& results) {
@@ -132,9 +152,14 @@ bool run_config(const std::string& config, const std::string& crl, std::vector<s
     for (auto& d : devices) d.session.reset();
     const bool uses_redis = config == devicegate_full;
     for (int p = 0; p < 3; ++p) {
+        auto profiler = p == 0 ? start_profiler(config, b.pid()) : nullptr;
         const double cpu0 = cpu_seconds(b.pid());
         const double redis0 = uses_redis ? redis_cpu_seconds(redis) : 0;
         auto r = client.run(devices, {.port = b.port(), .concurrency = 32, .resume = p == 2});
+        if (profiler) {
+            profiler->signal(SIGINT);
+            profiler->wait_exit(60s);
+        }
         pass_stats s{r.connects_per_second(), percentile(r.connack_ms, 0.5), percentile(r.connack_ms, 0.99),
                      percentile(r.connack_ms, 0.999)};
         const double n = std::max(1, r.accepted);
@@ -229,13 +254,21 @@ int main(int argc, char** argv) {
     std::vector<storm_device> hold(std::make_move_iterator(all.begin() + devices_n), std::make_move_iterator(all.end()));
     storm_client client(pki("root.crt"));
 
+    // DEVICEGATE_STORM_ONLY=<configuration>: only its rounds, no memory run and no report
+    // (for profiling one broker: perf record -a ... then perf report --comm mosquitto).
+    const char* only = std::getenv("DEVICEGATE_STORM_ONLY");
+    const std::vector<std::string> run = only ? std::vector<std::string>{only} : configs;
     results_map results;
     for (int round = 0; round < rounds; ++round) {
-        for (std::size_t k = 0; k < configs.size(); ++k) {
-            const std::string& config = configs[(k + static_cast<std::size_t>(round)) % configs.size()];
+        for (std::size_t k = 0; k < run.size(); ++k) {
+            const std::string& config = run[(k + static_cast<std::size_t>(round)) % run.size()];
             std::fprintf(stderr, "round %d: %s\n", round + 1, config.c_str());
             if (!run_config(config, crl, devices, client, results)) return 1;
         }
+    }
+    if (only) {
+        std::filesystem::remove_all(dir);
+        return 0;
     }
     std::map<std::string, memory_stats> memory;
     for (const auto& config : configs) {
