@@ -254,6 +254,20 @@ int main(int argc, char** argv) {
     std::vector<storm_device> hold(std::make_move_iterator(all.begin() + devices_n), std::make_move_iterator(all.end()));
     storm_client client(pki("root.crt"));
 
+    // DEVICEGATE_STORM_PORT=<port>: the three passes against a broker started elsewhere (e.g.
+    // under valgrind --tool=callgrind, with callgrind_control -z / -d around a pass).
+    if (const char* port = std::getenv("DEVICEGATE_STORM_PORT")) {
+        for (int p = 0; p < 3; ++p) {
+            std::fprintf(stderr, "pass: %s (press Enter)\n", passes[p]);
+            std::getchar();
+            auto r = client.run(devices, {.port = std::atoi(port), .concurrency = 4, .resume = p == 2,
+                                          .timeout = std::chrono::milliseconds(60000)});
+            std::fprintf(stderr, "  %d accepted, %d refused, %d failed, %d resumed\n", r.accepted, r.refused, r.failed,
+                         r.resumed);
+        }
+        std::filesystem::remove_all(dir);
+        return 0;
+    }
     // DEVICEGATE_STORM_ONLY=<configuration>: only its rounds, no memory run and no report
     // (for profiling one broker: perf record -a ... then perf report --comm mosquitto).
     const char* only = std::getenv("DEVICEGATE_STORM_ONLY");
