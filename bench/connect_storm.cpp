@@ -120,9 +120,9 @@ broker_options options_for(const std::string& config, const setup& s) {
 
 using results_map = std::map<std::string, std::vector<pass_stats>>;  // "config|pass" -> rounds
 
-/// DEVICEGATE_STORM_PERF="perf record -F 1999 -o /tmp/storm-%c.data -p %p": started against the
-/// broker (%p its pid, %c the configuration) for each first-connect pass, stopped with SIGINT.
-std::unique_ptr<process> start_profiler(const std::string& config, pid_t broker_pid) {
+/// DEVICEGATE_STORM_PERF="perf record -F 1999 -o /tmp/storm-%c-%s.data -p %p": started against
+/// the broker (%p its pid, %c the configuration, %s the pass 0..2) for each pass, stopped with SIGINT.
+std::unique_ptr<process> start_profiler(const std::string& config, int pass, pid_t broker_pid) {
     const char* command = std::getenv("DEVICEGATE_STORM_PERF");
     if (command == nullptr) return nullptr;
     std::string name = config;
@@ -132,9 +132,11 @@ std::unique_ptr<process> start_profiler(const std::string& config, pid_t broker_
     for (std::string w; words >> w;) {
         for (auto at = w.find("%p"); at != std::string::npos; at = w.find("%p")) w.replace(at, 2, std::to_string(broker_pid));
         for (auto at = w.find("%c"); at != std::string::npos; at = w.find("%c")) w.replace(at, 2, name);
+        for (auto at = w.find("%s"); at != std::string::npos; at = w.find("%s")) w.replace(at, 2, std::to_string(pass));
         argv.push_back(w);
     }
-    auto p = std::make_unique<process>(argv, std::filesystem::temp_directory_path() / ("storm-perf-" + name + ".log"));
+    auto p = std::make_unique<process>(argv, std::filesystem::temp_directory_path() /
+                                                 ("storm-perf-" + name + "-" + std::to_string(pass) + ".log"));
     std::this_thread::sleep_for(1s);  // let it attach
     return p;
 }
@@ -152,7 +154,7 @@ bool run_config(const std::string& config, const std::string& crl, std::vector<s
     for (auto& d : devices) d.session.reset();
     const bool uses_redis = config == devicegate_full;
     for (int p = 0; p < 3; ++p) {
-        auto profiler = p == 0 ? start_profiler(config, b.pid()) : nullptr;
+        auto profiler = start_profiler(config, p, b.pid());
         const double cpu0 = cpu_seconds(b.pid());
         const double redis0 = uses_redis ? redis_cpu_seconds(redis) : 0;
         auto r = client.run(devices, {.port = b.port(), .concurrency = 32, .resume = p == 2});
