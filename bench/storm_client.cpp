@@ -159,6 +159,7 @@ storm_result storm_client::run(std::vector<storm_device>& devices, const storm_o
             c->ssl = SSL_new(ctx_);
             SSL_use_certificate(c->ssl, c->device->cert.get());
             SSL_use_PrivateKey(c->ssl, c->device->key.get());
+            for (const auto& ca : c->device->chain) SSL_add1_chain_cert(c->ssl, ca.get());
             SSL_set1_host(c->ssl, "localhost");
             if (o.resume && c->device->session) SSL_set_session(c->ssl, c->device->session.get());
             SSL_set_fd(c->ssl, c->fd);
@@ -168,15 +169,15 @@ storm_result storm_client::run(std::vector<storm_device>& devices, const storm_o
         }
         if (c->st == conn::state::tls) return handshake(c);
         char buf[4096];
+        bool closed = false;  // a refusal's CONNACK often arrives together with the close
         for (;;) {
             int n = SSL_read(c->ssl, buf, sizeof buf);
             if (n > 0) {
                 c->in.append(buf, static_cast<std::size_t>(n));
                 continue;
             }
-            int err = SSL_get_error(c->ssl, n);
-            if (err == SSL_ERROR_WANT_READ) break;
-            return finish(c, false);  // closed or error
+            closed = SSL_get_error(c->ssl, n) != SSL_ERROR_WANT_READ;
+            break;
         }
         while (c->in.size() >= 2) {
             auto type = static_cast<unsigned char>(c->in[0]);
@@ -215,6 +216,7 @@ storm_result storm_client::run(std::vector<storm_device>& devices, const storm_o
             }
             c->in.erase(0, 2 + len);
         }
+        if (closed) finish(c, false);
     };
 
     epoll_event events[256];

@@ -19,6 +19,7 @@ struct storm_device {
     std::string id;
     x509_ptr cert;
     evp_pkey_ptr key;
+    std::vector<x509_ptr> chain;           // intermediates sent after the leaf (may be empty)
     std::shared_ptr<SSL_SESSION> session;  // from the last connect, for resumption
 };
 

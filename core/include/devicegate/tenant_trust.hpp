@@ -1,6 +1,10 @@
 #pragma once
-// The tenant's fixed chain (Sub-CA -> ICA -> Root), loaded once, and the cold-path check
-// of one device certificate against it.
+// The tenant's fixed chain (Sub-CA -> ICA -> Root), loaded and verified once, and the
+// cold-path check of one device certificate against it: the constant part of the chain
+// (Sub-CA by ICA by Root, CA constraints, path lengths) is verified at load; per device
+// only the leaf is checked (its signature with the pinned Sub-CA's key, extensions, name
+// constraints, identity). docs/PERFORMANCE-notes.md argues why this equals X509_verify_cert
+// for this fixed chain.
 #include "devicegate/pki.hpp"
 #include "devicegate/reason.hpp"
 
@@ -9,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace devicegate {
 
@@ -39,10 +44,17 @@ public:
     static std::shared_ptr<const tenant_trust> load(const std::string& sub_ca_file, const std::string& ica_file,
                                                     const std::string& root_file);
 
-    /// Full check of a leaf: issuer pinning, X509_verify_cert (no partial chains),
-    /// end-entity, EKU, device id. Validity times are checked by check_times() so that a
-    /// cached result is re-checked; this call does not look at the clock.
+    /// Full check of a leaf against the pinned chain: issuer pinning (name, key id, the
+    /// Sub-CA's keyUsage), end-entity, EKU, unhandled critical extensions, proxy, key,
+    /// signature with the Sub-CA's public key, the CAs' name constraints, device id.
+    /// Validity times are checked by check_times() so that a cached result is re-checked;
+    /// this call does not look at the clock.
     verify_outcome verify(X509* leaf) const;
+
+    /// The same decision made by X509_verify_cert over leaf -> Sub-CA -> ICA -> Root (all
+    /// three signatures, chain building, pinning). Used by verify() for chains or leaves
+    /// with RFC 3779 resources, and by the tests as the reference.
+    verify_outcome verify_full(X509* leaf) const;
 
     /// Leaf validity with skew, and the configured CAs' own validity.
     reason check_times(const verified_certificate& cert, std::time_t now, std::chrono::seconds skew,
@@ -54,11 +66,21 @@ public:
     const serial_key& serial(ca_role role) const noexcept;
 
 private:
+    using name_constraints_ptr = std::unique_ptr<NAME_CONSTRAINTS, c_deleter<NAME_CONSTRAINTS_free>>;
     tenant_trust() = default;
+    void check_constant_chain(const std::string& sub_ca_file, const std::string& ica_file,
+                              const std::string& root_file);
+    reason check_pinning(X509* leaf, std::string& detail) const;
+    reason check_leaf(X509* leaf, std::string& detail) const;
+    reason check_chain_full(X509* leaf, std::string& detail) const;
+    void finish(X509* leaf, verify_outcome& out) const;
     x509_ptr sub_ca_, ica_, root_;
     serial_key serial_[3];
     x509_store_ptr store_;
     x509_stack_ptr untrusted_;
+    EVP_PKEY* sub_ca_key_ = nullptr;                    // owned by sub_ca_
+    std::vector<name_constraints_ptr> constraints_;     // of Root, ICA, Sub-CA (those that have them)
+    bool chain_has_resources_ = false;                  // RFC 3779 extensions in a CA: verify_full()
     std::time_t chain_not_before_ = 0;  // the latest notBefore of the three CAs
     std::time_t chain_not_after_ = 0;   // the earliest notAfter of the three CAs
 };
