@@ -78,7 +78,7 @@ struct environment {
         t0 = steady::now();
         auto crls = load_crl_file(big_file, *trust);
         auto parsed = steady::now();
-        auto snapshot = std::make_shared<const revocation_snapshot>(crls, *trust, 1);
+        auto snapshot = std::make_shared<const crl_set>(crls, *trust, 1);
         auto built = steady::now();
         facts["crl_parse_verify_s"] = std::chrono::duration<double>(parsed - t0).count();
         facts["snapshot_build_s"] = std::chrono::duration<double>(built - parsed).count();
@@ -90,10 +90,10 @@ struct environment {
         facts["rss_retained_mib"] = static_cast<double>(rss_kib("VmRSS:") - before) / 1024;
     }
 
-    std::shared_ptr<const revocation_snapshot> snapshot(bool loaded) const {
+    std::shared_ptr<const crl_set> snapshot(bool loaded) const {
         std::vector<verified_crl> crls;
         if (loaded) crls.push_back(big);
-        return std::make_shared<const revocation_snapshot>(std::move(crls), *trust, 1);
+        return std::make_shared<const crl_set>(std::move(crls), *trust, 1);
     }
 };
 
@@ -121,7 +121,7 @@ void timed(benchmark::State& state, const std::string& name, F&& decide) {
 void BM_decision_cached(benchmark::State& state) {
     auto& env = environment::get();
     const bool loaded = state.range(0) != 0;
-    snapshot_slot<revocation_snapshot> slot;
+    snapshot_slot<crl_set> slot;
     slot.store(env.snapshot(loaded));
     authorizer auth(std::make_shared<const plugin_config>(), env.trust, slot);
     auto leaf = load_cert(pki("devices/dev-001.crt"));
@@ -136,7 +136,7 @@ BENCHMARK(BM_decision_cached)->Arg(0)->Arg(1'000'000)->Iterations(300'000)->Unit
 // 100,000 other answers in the cache, beside the same decision without OCSP.
 void BM_decision_cached_ocsp(benchmark::State& state) {
     auto& env = environment::get();
-    snapshot_slot<revocation_snapshot> slot;
+    snapshot_slot<crl_set> slot;
     slot.store(env.snapshot(true));
     plugin_config config;
     config.ocsp = ocsp_mode::soft;
@@ -159,7 +159,7 @@ BENCHMARK(BM_decision_cached_ocsp)->Iterations(300'000)->Unit(benchmark::kMicros
 // A revoked device is found in the 1M array.
 void BM_decision_revoked(benchmark::State& state) {
     auto& env = environment::get();
-    snapshot_slot<revocation_snapshot> slot;
+    snapshot_slot<crl_set> slot;
     slot.store(env.snapshot(true));
     authorizer auth(std::make_shared<const plugin_config>(), env.trust, slot);
     auto leaf = load_cert(pki("devices/dev-revoked.crt"));
@@ -173,7 +173,7 @@ BENCHMARK(BM_decision_revoked)->Iterations(300'000)->Unit(benchmark::kMicrosecon
 // verified at load (one signature check).
 void BM_decision_first_connect(benchmark::State& state) {
     auto& env = environment::get();
-    snapshot_slot<revocation_snapshot> slot;
+    snapshot_slot<crl_set> slot;
     slot.store(env.snapshot(true));
     plugin_config config;
     config.verify_cache_size = 1;  // alternating two devices: every call misses
@@ -211,7 +211,7 @@ BENCHMARK_CAPTURE(BM_tenant_verify, full_chain, true)->Iterations(20'000)->Unit(
 // watcher does: the broker thread must never wait on a swap (target: no stall > 1 ms).
 void BM_decision_during_swaps(benchmark::State& state) {
     auto& env = environment::get();
-    snapshot_slot<revocation_snapshot> slot;
+    snapshot_slot<crl_set> slot;
     slot.store(env.snapshot(true));
     authorizer auth(std::make_shared<const plugin_config>(), env.trust, slot);
     auto leaf = load_cert(pki("devices/dev-001.crt"));
@@ -220,7 +220,7 @@ void BM_decision_during_swaps(benchmark::State& state) {
     std::atomic<bool> stop{false};
     std::atomic<int> swaps{0};
     std::thread swapper([&] {
-        std::shared_ptr<const revocation_snapshot> retired;
+        std::shared_ptr<const crl_set> retired;
         while (!stop) {
             auto next = env.snapshot(true);
             retired = slot.load();

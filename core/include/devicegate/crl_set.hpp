@@ -78,8 +78,4 @@ private:
 /// Serials revoked in `next` but not in `prev` (both sorted): the devices to disconnect.
 std::vector<serial_key> newly_revoked(const std::vector<serial_key>& prev, const std::vector<serial_key>& next);
 
-/// Former names (bench/ still uses them).
-using revocation_snapshot = crl_set;
-using revocation_status = crl_status;
-
 }  // namespace devicegate

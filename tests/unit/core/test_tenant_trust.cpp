@@ -3,7 +3,7 @@
 // verify_full() (X509_verify_cert over the whole chain, the code before the change) so that
 // the two agree: the per-device path must refuse exactly what X509_verify_cert refused.
 #include "chain_factory.hpp"
-#include "devicegate/revocation.hpp"
+#include "devicegate/crl_set.hpp"
 #include "devicegate/tenant_trust.hpp"
 #include "test_pki.hpp"
 
@@ -308,7 +308,7 @@ TEST_CASE("tenant trust: a Sub-CA or ICA revoked while the broker runs refuses i
     auto snapshot = [&](ca_role issuer, ca_role revoked) {
         verified_crl crl{"test", issuer, now - 60, now + 3600, {}};
         if (issuer != revoked) crl.revoked.push_back(trust->serial(revoked));
-        return revocation_snapshot({crl}, *trust, 1);
+        return crl_set({crl}, *trust, 1);
     };
     using namespace std::chrono_literals;
     CHECK(snapshot(ca_role::ica, ca_role::ica).check(out.cert->serial, now, 60s, stale_policy::deny).why == reason::ok);
