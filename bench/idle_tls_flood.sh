@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures the idle-TLS flood of issue 12 finding 5 and the defences of docs/operations-hardening.md:
+# Measures the idle-TLS flood of issue 12 finding 5 and the defences of docs/operations.md (idle TLS connections):
 # a real mosquitto 2.0.11 with the DeviceGate plugin, in a private network namespace (so the
 # nftables rules touch nothing else), with 256 file descriptors. The attacker (127.0.0.2) holds
 # TLS connections with the revoked device's certificate and never sends CONNECT; good devices

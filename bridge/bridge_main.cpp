@@ -1,4 +1,4 @@
-// devicegate-bridge [-c FILE] [--check]: the enrollment API (see bridge/README.md).
+// devicegate-bridge [-c FILE] [--check]: the enrollment API (see docs/enrollment.md).
 #include "embedded_ca.hpp"
 #include "http_api.hpp"
 #include "signer_factory.hpp"

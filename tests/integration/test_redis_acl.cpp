@@ -1,6 +1,6 @@
 // The shipped Redis ACL users (config/redis-users.acl.example) with the real redis-server,
 // broker, worker and devicegate-ctl: the normal flow works with each component's own user,
-// and each user is refused what it does not need (docs/security-redis.md).
+// and each user is refused what it does not need (docs/security.md, Redis ACL users).
 #include "harness.hpp"
 
 #include "devicegate/redis.hpp"

@@ -145,7 +145,7 @@ TEST_CASE("crl integrity: a broker restarted with an older Sub-CA CRL keeps the 
         second.stop();
     }
 
-    // The operator's way to go back deliberately (docs/security-revocation.md): with the
+    // The operator's way to go back deliberately (docs/security.md, accepting a deliberate CRL rollback): with the
     // broker stopped, remove the persisted CRL of that CA.
     std::filesystem::remove(state / "devicegate-crl-subca.der");
     broker third(options());
