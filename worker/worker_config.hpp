@@ -22,7 +22,9 @@ struct thingsboard_settings {
     std::string username;
     std::string password;  // secret
     std::string device_type = "default";  // the device profile, found or created by name
-    bool rule_engine = true;              // notify the Rule Engine of each registration
+    /// Also send a Rule Engine REST message per registration. Off: the stock root chain has no
+    /// "rest call reply" node, so each call would hold a thread for the whole timeout (408).
+    bool rule_engine = false;
     std::chrono::milliseconds rule_engine_timeout{5000};
 };
 
@@ -44,6 +46,9 @@ struct worker_config {
     std::chrono::milliseconds retry_initial{500};
     std::chrono::milliseconds retry_max{std::chrono::seconds(30)};
     std::chrono::milliseconds http_timeout{std::chrono::seconds(10)};
+    /// After a refused login: no login (and no job) before this, doubling up to auth_retry_max.
+    std::chrono::milliseconds auth_retry_initial{std::chrono::seconds(30)};
+    std::chrono::milliseconds auth_retry_max{std::chrono::minutes(10)};
     thingsboard_settings thingsboard;
     hawkbit_settings hawkbit;
     std::string metrics_listen = "127.0.0.1:9464";  // "off" = no metrics endpoint

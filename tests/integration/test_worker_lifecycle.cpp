@@ -1,0 +1,129 @@
+// Issue 14 through the real processes: redis-server, devicegate-worker and devicegate-fakes in
+// their stock mode (ThingsBoard's root rule chain without a reply node). Jobs are injected into
+// the stream as the plugin writes them.
+#include "devicegate/http.hpp"
+#include "harness.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <csignal>
+
+#include <nlohmann/json.hpp>
+
+using namespace devicegate::itest;
+using nlohmann::json;
+
+namespace {
+
+long long dead(const redis_server& redis) { return redis.integer({"XLEN", "devicegate:jobs:dead"}); }
+long long count(const json& state, const char* name) { return state.at(name).get<long long>(); }
+
+std::vector<std::string> payloads(const std::vector<injected_job>& jobs) {
+    std::vector<std::string> out;
+    for (const auto& j : jobs) out.push_back(j.payload);
+    return out;
+}
+
+std::size_t occurrences(const std::string& text, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+}
+
+void delete_in_thingsboard(const fake_backends& fakes, const std::string& name) {
+    devicegate::http_client http;
+    auto r = http.post(fakes.thingsboard_url() + "/_fake/devices/" + name + "/delete", "", "application/json", {});
+    REQUIRE(r);
+    REQUIRE(r.status == 200);
+}
+
+}  // namespace
+
+TEST_CASE("A refused ThingsBoard login pauses consumption: one login per interval, nothing dead-lettered",
+          "[integration][worker][auth]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes({"--tb-password", "the-right-one"});
+    REQUIRE(fakes.start());
+    worker_options wrong;
+    wrong.extra = {{"auth_retry_initial", "400ms"}, {"auth_retry_max", "400ms"}};
+    worker_process worker(redis, fakes, wrong);  // logs in as tenant/tenant: refused
+    REQUIRE(worker.start());
+    inject(redis, payloads(make_jobs("paused-", 5)));
+
+    REQUIRE(worker.wait_for_log("thingsboard refused the login"));
+    REQUIRE(eventually([&] { return worker.metric("devicegate_worker_auth_paused{target=\"thingsboard\"}") == 1; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // ~4 intervals
+    const double refusals = worker.metric("devicegate_worker_login_refusals_total");
+    CHECK(refusals >= 2);
+    CHECK(refusals <= 6);  // one per 400 ms interval, not one per job or per thread
+    CHECK(count(fakes.thingsboard_state(), "auth_failures") == static_cast<long long>(refusals));
+    CHECK(dead(redis) == 0);
+    CHECK(worker.metric("devicegate_worker_jobs_done_total") == 0);
+    CHECK(occurrences(worker.log(), "refused the login") == 1);  // one line per transition
+    CHECK(worker.log().find("the-right-one") == std::string::npos);
+
+    // Stopped while paused: its jobs go back to the stream; a worker with the right password
+    // registers every one of them.
+    worker.signal(SIGTERM);
+    REQUIRE(worker.wait_exit(std::chrono::seconds(10)).has_value());
+    worker_options right;
+    right.consumer_name = "worker-b";
+    right.extra = {{"thingsboard_password", "the-right-one"}};
+    worker_process fixed(redis, fakes, right);
+    REQUIRE(fixed.start());
+    REQUIRE(eventually([&] { return count(fakes.thingsboard_state(), "devices") == 5 &&
+                                    count(fakes.hawkbit_state(), "targets") == 5; }, 10s));
+    CHECK(dead(redis) == 0);
+    CHECK(fixed.metric("devicegate_worker_auth_paused{target=\"thingsboard\"}") == 0);
+}
+
+TEST_CASE("Deleted devices are created again and a credentials version conflict is retried, not dead-lettered",
+          "[integration][worker]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes;
+    REQUIRE(fakes.start());
+    worker_process worker(redis, fakes);
+    REQUIRE(worker.start());
+
+    inject(redis, payloads(make_jobs("life-", 1)));
+    REQUIRE(worker.wait_for_log("registered device=life-0"));
+    delete_in_thingsboard(fakes, "life-0");
+
+    // The next certificate of the device (a new job with a new fingerprint): created again.
+    inject(redis, payloads(make_jobs("life-", 1)));
+    REQUIRE(eventually([&] { return count(fakes.thingsboard_state(), "creates") == 2; }, 10s));
+    REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_done_total") == 2; }, 10s));
+    json d = fakes.thingsboard_device("life-0");
+    CHECK(d["server_attributes"].contains("certificateSerial"));
+
+    // 409 errorCode 35 (stale credentials version) on the next renewal: read again, retried.
+    fakes.thingsboard_faults({{"path", "/api/device/credentials"}, {"fail_next", 1}, {"status", 409}});
+    const auto third = make_jobs("life-", 1);
+    inject(redis, payloads(third));
+    REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_done_total") == 3; }, 10s));
+    CHECK(worker.metric("devicegate_worker_thingsboard_credentials_conflicts_total") == 1);
+    CHECK(worker.log().find("thingsboard=credentials_updated") != std::string::npos);
+    CHECK(dead(redis) == 0);
+    CHECK(count(fakes.thingsboard_state(), "version_conflicts") == 0);  // the injected 409 is the fault's
+}
+
+TEST_CASE("The optional Rule Engine message against the stock root chain: 408 is 'queued', warned once",
+          "[integration][worker]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes;  // stock: 408 after the request's timeout
+    REQUIRE(fakes.start());
+    worker_options o;
+    o.extra = {{"thingsboard_rule_engine", "on"}, {"thingsboard_rule_engine_timeout", "200ms"}};
+    worker_process worker(redis, fakes, o);
+    REQUIRE(worker.start());
+    inject(redis, payloads(make_jobs("re-", 3)));
+    REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_done_total") == 3; }, 10s));
+    CHECK(worker.metric("devicegate_worker_rule_engine_unanswered_total") == 3);
+    CHECK(count(fakes.thingsboard_state(), "rule_engine_timeouts") == 3);
+    CHECK(occurrences(worker.log(), "answered 408") == 1);
+    CHECK(occurrences(worker.log(), "notified=queued") == 3);
+    CHECK(count(fakes.thingsboard_state(), "attribute_writes") == 3);  // the notification did not depend on it
+}
