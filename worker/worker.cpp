@@ -146,6 +146,7 @@ void registration_worker::consume(std::size_t index) {
         try {
             job_queue queue(config_.redis, redis_model{config_.redis_prefix}, config_.consumer_group, consumer);
             queue.ensure_group();
+            queue.set_dead_letter_max(config_.dead_letter_max);
             redis_state(true, "");
             reconnect = std::chrono::milliseconds(200);
             thingsboard_client thingsboard(config_.thingsboard, config_.http_timeout, session_, metrics_);
@@ -264,6 +265,9 @@ void registration_worker::finish(job_run& run, const job& j, const registration&
     auto fields = registration_fields(state);
     fields[device_field::registered_at] = now_text();
     fields[device_field::last_error] = "";
+    // Public data; lets `devicegate-ctl reregister` enqueue the device again without a reconnect
+    // (the broker plans a job once per certificate and run: gate::plan_job).
+    fields[device_field::certificate] = j.cert.certificate_pem;
     run.queue.done(run.entry.id, id, fields);
     const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - run.started);
     ++metrics_.jobs_done;

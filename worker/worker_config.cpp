@@ -62,6 +62,8 @@ const std::vector<setting>& settings() {
          [](worker_config& c, const std::string& v) { c.max_deliveries = count(v, 1, 100); }},
         {"max_attempts", "a number 1..100", false,
          [](worker_config& c, const std::string& v) { c.max_attempts = count(v, 1, 100); }},
+        {"dead_letter_max", "a number of dead-lettered jobs to keep, 0..100000000 (0 = unbounded)", false,
+         [](worker_config& c, const std::string& v) { c.dead_letter_max = count(v, 0, 100000000); }},
         {"retry_initial", "a duration such as 500ms", false,
          [](worker_config& c, const std::string& v) { c.retry_initial = duration(v); }},
         {"retry_max", "a duration such as 30s", false,

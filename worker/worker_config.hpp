@@ -43,6 +43,7 @@ struct worker_config {
     std::chrono::milliseconds claim_idle{std::chrono::seconds(60)};
     std::size_t max_deliveries = 5;  // a job whose worker died this often is dead-lettered
     std::size_t max_attempts = 8;
+    std::size_t dead_letter_max = 100000;  // the dead-letter stream's bound (MAXLEN ~), 0 = none
     std::chrono::milliseconds retry_initial{500};
     std::chrono::milliseconds retry_max{std::chrono::seconds(30)};
     std::chrono::milliseconds http_timeout{std::chrono::seconds(10)};

@@ -78,7 +78,7 @@ struct thingsboard_options {
     std::string password = "tenant";
     std::chrono::seconds access_ttl{9000};    // thingsboard.yml defaults
     std::chrono::seconds refresh_ttl{604800};
-    /// What POST /api/rule-engine/... does (docs/integrations-backends.md):
+    /// What POST /api/rule-engine/... does (docs/integrations.md §E):
     ///   "stock"  ThingsBoard's own root rule chain (root_rule_chain.json) has no "rest call reply"
     ///            node: the message goes to "Log Other" and the call answers 408 with an empty body
     ///            once its timeout runs out (DefaultRuleEngineCallService.scheduleTimeout); the

@@ -127,3 +127,52 @@ TEST_CASE("The optional Rule Engine message against the stock root chain: 408 is
     CHECK(occurrences(worker.log(), "notified=queued") == 3);
     CHECK(count(fakes.thingsboard_state(), "attribute_writes") == 3);  // the notification did not depend on it
 }
+
+TEST_CASE("devicegate-ctl reregister: a device deleted in ThingsBoard is registered again",
+          "[integration][worker][ctl]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes;
+    REQUIRE(fakes.start());
+    worker_process worker(redis, fakes);
+    REQUIRE(worker.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+
+    REQUIRE(device("dev-001")->connect(b.port()) == 0);
+    REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_done_total") == 1; }, 10s));
+    delete_in_thingsboard(fakes, "dev-001");
+    // A reconnect enqueues nothing: Redis records the registration, the broker planned its job.
+    REQUIRE(device("dev-001")->connect(b.port()) == 0);
+    auto r = ctl({"reregister", "dev-001"}, redis.url());
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("registration job enqueued") != std::string::npos);
+    CHECK(ctl({"reregister", "dev-never"}, redis.url()).exit_code == 3);
+
+    REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_done_total") == 2; }, 10s));
+    CHECK(count(fakes.thingsboard_state(), "creates") == 2);
+    CHECK(fakes.thingsboard_device("dev-001")["server_attributes"]["devicegateEvent"]["value"] == "firstConnect");
+    CHECK(count(fakes.hawkbit_state(), "creates") == 1);  // the target was still there: 409 = exists
+    REQUIRE(eventually([&] { return ctl({"status", "dev-001"}, redis.url()).out.find("hawkbit:      registered") != std::string::npos; }));
+}
+
+TEST_CASE("The dead-letter stream is bounded (dead_letter_max, MAXLEN ~) and can be trimmed by hand",
+          "[integration][worker][ctl]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes;
+    REQUIRE(fakes.start());
+    worker_options o;
+    o.extra = {{"dead_letter_max", "10"}};
+    worker_process worker(redis, fakes, o);
+    REQUIRE(worker.start());
+    inject(redis, std::vector<std::string>(400, "not json"));  // dead-lettered at once (malformed)
+    REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_dead_total{reason=\"malformed\"}") == 400; }, 20s));
+    // Redis trims whole stream nodes (stream-node-max-entries 100): at most 10 + one node's worth.
+    const long long kept = dead(redis);
+    CHECK(kept >= 10);
+    CHECK(kept <= 110);
+    auto trimmed = ctl({"dlq", "trim", "--max", "3"}, redis.url());
+    CHECK(trimmed.exit_code == 0);
+    CHECK(dead(redis) == 3);
+}

@@ -1,5 +1,5 @@
 // The fakes themselves (tests/fakes): each behaviour the worker will be written against is the
-// real server's, as docs/integrations-backends.md describes it with its upstream source.
+// real server's, as docs/integrations.md §E describes it with its upstream source.
 #include "fake_backends.hpp"
 
 #include <catch2/catch.hpp>
