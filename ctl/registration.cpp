@@ -16,8 +16,8 @@
 namespace devicegate::ctl {
 
 const char* const registration_usage =
-    R"(  reregister ID                                forget the device's registration: its next connect
-                                               enqueues a first-connect job (both targets again)
+    R"(  reregister ID                                register the device again in ThingsBoard and hawkBit
+                                               (e.g. after it was deleted there by hand)
 )";
 
 namespace {
