@@ -1,6 +1,5 @@
 #include "thingsboard_client.hpp"
 
-#include "devicegate/ossl.hpp"
 #include "devicegate/pki.hpp"
 
 #include <openssl/evp.h>
@@ -61,15 +60,6 @@ int error_code(const std::string& body) {
     json j = json_or_null(body);
     if (!j.is_object() || !j.contains("errorCode") || !j["errorCode"].is_number_integer()) return -1;
     return j["errorCode"].get<int>();
-}
-
-std::string issuer_line(X509* cert) {
-    bio_ptr bio(BIO_new(BIO_s_mem()));
-    if (!bio) return "";
-    X509_NAME_print_ex(bio.get(), X509_get_issuer_name(cert), 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
-    char* data = nullptr;
-    long len = BIO_get_mem_data(bio.get(), &data);
-    return std::string(data, static_cast<std::size_t>(len));
 }
 
 [[noreturn]] void bad_answer(const std::string& call, const std::string& what) {
@@ -320,7 +310,7 @@ json thingsboard_attributes(const job& j) {
     const auto ms = [](std::int64_t seconds) { return seconds * 1000; };
     json out{{"certificateSerial", j.cert.serial_hex},
              {"certificateNotAfter", ms(static_cast<std::int64_t>(to_time_t(X509_get0_notAfter(leaf))))},
-             {"certificateIssuer", issuer_line(leaf)},
+             {"certificateIssuer", name_line(X509_get_issuer_name(leaf))},
              {"certificateFingerprintSha256", j.cert.fingerprint_sha256},
              {"certificateFirstSeen", ms(j.cert.first_seen)},
              {"devicegateBrokerId", j.cert.broker_id},

@@ -37,18 +37,29 @@ void delete_in_thingsboard(const fake_backends& fakes, const std::string& name) 
     REQUIRE(r.status == 200);
 }
 
+/// redis-server, the fakes (stock mode unless `fake_args` say otherwise) and one worker, started.
+struct stack {
+    redis_server redis;
+    fake_backends fakes;
+    std::unique_ptr<worker_process> worker;
+    explicit stack(const worker_options& o = {}, std::vector<std::string> fake_args = {}) : fakes(std::move(fake_args)) {
+        REQUIRE(redis.start());
+        REQUIRE(fakes.start());
+        worker = std::make_unique<worker_process>(redis, fakes, o);
+        REQUIRE(worker->start());
+    }
+};
+
 }  // namespace
 
 TEST_CASE("A refused ThingsBoard login pauses consumption: one login per interval, nothing dead-lettered",
           "[integration][worker][auth]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    fake_backends fakes({"--tb-password", "the-right-one"});
-    REQUIRE(fakes.start());
     worker_options wrong;
     wrong.extra = {{"auth_retry_initial", "400ms"}, {"auth_retry_max", "400ms"}};
-    worker_process worker(redis, fakes, wrong);  // logs in as tenant/tenant: refused
-    REQUIRE(worker.start());
+    stack s(wrong, {"--tb-password", "the-right-one"});  // the worker logs in as tenant/tenant: refused
+    auto& redis = s.redis;
+    auto& fakes = s.fakes;
+    auto& worker = *s.worker;
     inject(redis, payloads(make_jobs("paused-", 5)));
 
     REQUIRE(worker.wait_for_log("thingsboard refused the login"));
@@ -80,12 +91,10 @@ TEST_CASE("A refused ThingsBoard login pauses consumption: one login per interva
 
 TEST_CASE("Deleted devices are created again and a credentials version conflict is retried, not dead-lettered",
           "[integration][worker]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    fake_backends fakes;
-    REQUIRE(fakes.start());
-    worker_process worker(redis, fakes);
-    REQUIRE(worker.start());
+    stack s;
+    auto& redis = s.redis;
+    auto& fakes = s.fakes;
+    auto& worker = *s.worker;
 
     inject(redis, payloads(make_jobs("life-", 1)));
     REQUIRE(worker.wait_for_log("registered device=life-0"));
@@ -111,14 +120,12 @@ TEST_CASE("Deleted devices are created again and a credentials version conflict 
 
 TEST_CASE("The optional Rule Engine message against the stock root chain: 408 is 'queued', warned once",
           "[integration][worker]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    fake_backends fakes;  // stock: 408 after the request's timeout
-    REQUIRE(fakes.start());
     worker_options o;
     o.extra = {{"thingsboard_rule_engine", "on"}, {"thingsboard_rule_engine_timeout", "200ms"}};
-    worker_process worker(redis, fakes, o);
-    REQUIRE(worker.start());
+    stack s(o);  // the fakes' stock rule chain: 408 after the request's timeout
+    auto& redis = s.redis;
+    auto& fakes = s.fakes;
+    auto& worker = *s.worker;
     inject(redis, payloads(make_jobs("re-", 3)));
     REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_done_total") == 3; }, 10s));
     CHECK(worker.metric("devicegate_worker_rule_engine_unanswered_total") == 3);
@@ -130,12 +137,10 @@ TEST_CASE("The optional Rule Engine message against the stock root chain: 408 is
 
 TEST_CASE("devicegate-ctl reregister: a device deleted in ThingsBoard is registered again",
           "[integration][worker][ctl]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    fake_backends fakes;
-    REQUIRE(fakes.start());
-    worker_process worker(redis, fakes);
-    REQUIRE(worker.start());
+    stack s;
+    auto& redis = s.redis;
+    auto& fakes = s.fakes;
+    auto& worker = *s.worker;
     broker b({.redis = &redis});
     REQUIRE(b.start());
 
@@ -158,14 +163,11 @@ TEST_CASE("devicegate-ctl reregister: a device deleted in ThingsBoard is registe
 
 TEST_CASE("The dead-letter stream is bounded (dead_letter_max, MAXLEN ~) and can be trimmed by hand",
           "[integration][worker][ctl]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    fake_backends fakes;
-    REQUIRE(fakes.start());
     worker_options o;
     o.extra = {{"dead_letter_max", "10"}};
-    worker_process worker(redis, fakes, o);
-    REQUIRE(worker.start());
+    stack s(o);
+    auto& redis = s.redis;
+    auto& worker = *s.worker;
     inject(redis, std::vector<std::string>(400, "not json"));  // dead-lettered at once (malformed)
     REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_dead_total{reason=\"malformed\"}") == 400; }, 20s));
     // Redis trims whole stream nodes (stream-node-max-entries 100): at most 10 + one node's worth.
