@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <ctime>
 
 namespace devicegate::worker {
@@ -200,8 +201,11 @@ bool thingsboard_client::find_or_create(const job& j, result& out) {
         return true;
     }
     if (!(r && r.status == 404)) fail(target::thingsboard, r, "GET /api/tenant/devices", metrics_);
+    json device{{"name", id}};
+    if (device_profile_id_.empty()) device["type"] = settings_.device_type;
+    else device["deviceProfileId"] = {{"entityType", "DEVICE_PROFILE"}, {"id", device_profile_id_}};
     const std::string body =
-        json{{"device", {{"name", id}, {"type", settings_.device_type}}},
+        json{{"device", device},
              {"credentials", {{"credentialsType", "X509_CERTIFICATE"}, {"credentialsValue", j.cert.certificate_pem}}}}
             .dump();
     auto c = call("POST", "/api/device-with-credentials", &body, timeout_);
@@ -301,6 +305,29 @@ std::string thingsboard_client::notify(const std::string& uuid, const job& j) {
         return "unsupported";
     }
     fail(target::thingsboard, r, "POST /api/rule-engine/DEVICE/{id}", metrics_);
+}
+
+std::string thingsboard_client::find_device_profile(const std::string& name) {
+    std::string query;
+    for (unsigned char c : name) {
+        static const char* hex = "0123456789ABCDEF";
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.') query += static_cast<char>(c);
+        else query += std::string("%") + hex[c >> 4] + hex[c & 15];
+    }
+    for (int page = 0; page < 1000; ++page) {
+        auto r = call("GET", "/api/deviceProfileInfos?pageSize=100&page=" + std::to_string(page) + "&textSearch=" + query,
+                      nullptr, timeout_);
+        if (!(r && r.status == 200)) fail(target::thingsboard, r, "GET /api/deviceProfileInfos", metrics_);
+        json infos = json_or_null(r.body);
+        if (!infos.is_object() || !infos.contains("data") || !infos["data"].is_array()) {
+            bad_answer("GET /api/deviceProfileInfos", "200 without a data array");
+        }
+        for (const json& p : infos["data"]) {
+            if (p.is_object() && p.value("name", "") == name) return entity_id(p);
+        }
+        if (!infos.value("hasNext", false)) break;
+    }
+    return "";
 }
 
 json thingsboard_attributes(const job& j) {

@@ -61,6 +61,14 @@ public:
     /// deleted meanwhile is created again. Throws target_failure.
     result register_device(const job& j);
 
+    /// The id of the device profile named exactly `name` (GET /api/deviceProfileInfos, paged;
+    /// its textSearch is a case-insensitive substring match), or "" if there is none. Throws
+    /// target_failure.
+    std::string find_device_profile(const std::string& name);
+    /// Create devices with this deviceProfileId instead of a bare `type`: ThingsBoard finds *or
+    /// creates* a profile by type (DeviceServiceImpl.saveDevice), so a typo would make an empty one.
+    void use_device_profile(std::string id) { device_profile_id_ = std::move(id); }
+
 private:
     http_response call(const char* method, const std::string& path, const std::string* body,
                        std::chrono::milliseconds timeout, bool fresh_connection = false);
@@ -78,6 +86,7 @@ private:
     thingsboard_session& session_;
     worker_metrics& metrics_;
     http_client http_;
+    std::string device_profile_id_;
 };
 
 /// The server-scope attributes written for a job (docs/integrations.md "Notification"): times

@@ -480,3 +480,20 @@ TEST_CASE("Worker metrics in the Prometheus text format", "[worker][metrics]") {
     CHECK(text.find("devicegate_worker_registration_seconds_bucket{le=\"+Inf\"} 1\n") != std::string::npos);
     CHECK(text.find("devicegate_worker_registration_seconds_count 1\n") != std::string::npos);
 }
+
+TEST_CASE("ThingsBoard client: the configured device profile is looked up by its exact name and used by id",
+          "[worker][thingsboard]") {
+    backends b({.device_profiles = {"sensor", "sensor v2"}});
+    auto tb = b.thingsboard();
+    const std::string id = tb.find_device_profile("sensor v2");
+    CHECK_FALSE(id.empty());
+    CHECK(tb.find_device_profile("sensor") != id);   // textSearch matches both: exact name wins
+    CHECK(tb.find_device_profile("sensr").empty());  // a typo is not found (and not created)
+    CHECK(tb.find_device_profile("Sensor").empty());
+    tb.use_device_profile(id);
+    tb.register_device(make_job("d1"));
+    json d = b.tb.device("d1");
+    CHECK(d["deviceProfileId"]["id"] == id);
+    CHECK(d["type"] == "sensor v2");
+    CHECK(b.tb.state()["profiles_created"] == 0);
+}
