@@ -73,9 +73,12 @@ std::string iso_time_text(const std::string& unix_seconds);
 // revocation.cpp: revoke, unrevoke, status, list-revoked.
 extern const char* const revocation_usage;
 extern const command revocation_commands[4];
-// dead_letters.cpp: dlq list, dlq replay.
+// dead_letters.cpp: dlq list, dlq replay, dlq delete, dlq trim.
 extern const char* const dead_letters_usage;
 extern const command dead_letter_commands[1];
+// registration.cpp: reregister.
+extern const char* const registration_usage;
+extern const command registration_commands[1];
 // enrollment.cpp: enroll-token, wg-peers (the enrollment API's operator side, bridge/).
 extern const char* const enrollment_usage;
 extern const command enrollment_commands[2];

@@ -21,10 +21,14 @@ exit codes: 0 ok, 1 bad arguments, 2 Redis unreachable, 3 unknown device, not re
             4 unexpected data in Redis
 )";
 
-std::string usage_text() { return std::string(usage_head) + revocation_usage + dead_letters_usage + enrollment_usage + usage_tail; }
+std::string usage_text() {
+    return std::string(usage_head) + revocation_usage + dead_letters_usage + registration_usage + enrollment_usage +
+           usage_tail;
+}
 
 /// Every command group's table.
-const std::span<const command> command_groups[] = {revocation_commands, dead_letter_commands, enrollment_commands};
+const std::span<const command> command_groups[] = {revocation_commands, dead_letter_commands, registration_commands,
+                                                   enrollment_commands};
 
 const command* find_command(const std::string& name) {
     for (auto group : command_groups) {
@@ -35,7 +39,7 @@ const command* find_command(const std::string& name) {
 }
 
 // Options that take a value, and switches; any other "-..." is refused.
-constexpr const char* value_options[] = {"--redis", "--prefix", "--reason", "--serial", "--count", "--ttl"};
+constexpr const char* value_options[] = {"--redis", "--prefix", "--reason", "--serial", "--count", "--max", "--ttl"};
 constexpr const char* switch_options[] = {"--force", "--all"};
 
 arguments parse_arguments(const std::vector<std::string>& args) {

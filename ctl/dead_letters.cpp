@@ -8,6 +8,8 @@ const char* const dead_letters_usage =
     R"(  dlq list [--count N]                         dead-lettered registration jobs (oldest first,
                                                default 100) with their last error
   dlq replay ID | --all                        put dead-lettered jobs back on the job stream
+  dlq delete ID                                drop one dead-lettered job
+  dlq trim --max N                             keep only the newest N dead-lettered jobs
 )";
 
 namespace {
@@ -81,12 +83,38 @@ int replay(const arguments& args, session& s) {
     return 0;
 }
 
-int dlq(const arguments& args, session& s) {
-    if (args.words.size() < 2 || (args.words[1] != "list" && args.words[1] != "replay")) {
-        throw usage_error("dlq needs list or replay");
+int remove(const arguments& args, session& s) {
+    if (args.words.size() != 3) throw usage_error("dlq delete needs an entry id");
+    const std::string key = s.model().dead_jobs();
+    auto r = s.redis().command({"XDEL", key, args.words[2]});
+    if (reply_integer(r.get(), "XDEL " + key) == 0) {
+        throw not_found_error("no dead-lettered job " + args.words[2] + " (devicegate-ctl dlq list shows them)");
     }
+    s.out() << "deleted dead-lettered job " << args.words[2] << "\n";
+    return 0;
+}
+
+int trim(const arguments& args, session& s) {
+    if (args.words.size() != 2 || args.value("--max") == nullptr) throw usage_error("dlq trim needs --max N");
+    const std::string& v = *args.value("--max");
+    if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos || v.size() > 12) {
+        throw usage_error("--max needs a number (0 empties the stream)");
+    }
+    const std::string key = s.model().dead_jobs();
+    auto r = s.redis().command({"XTRIM", key, "MAXLEN", v});  // exact: an operator asked for N
+    s.out() << "trimmed " << reply_integer(r.get(), "XTRIM " + key) << " dead-lettered job(s); at most " << v
+            << " kept\n";
+    return 0;
+}
+
+int dlq(const arguments& args, session& s) {
+    const std::string sub = args.words.size() >= 2 ? args.words[1] : "";
     if (args.words.size() > 3) throw usage_error("too many arguments");
-    return args.words[1] == "list" ? list(args, s) : replay(args, s);
+    if (sub == "list") return list(args, s);
+    if (sub == "replay") return replay(args, s);
+    if (sub == "delete") return remove(args, s);
+    if (sub == "trim") return trim(args, s);
+    throw usage_error("dlq needs list, replay, delete or trim");
 }
 
 }  // namespace

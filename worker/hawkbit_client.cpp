@@ -7,8 +7,8 @@
 namespace devicegate::worker {
 
 hawkbit_client::hawkbit_client(const hawkbit_settings& settings, std::chrono::milliseconds timeout,
-                               worker_metrics& metrics)
-    : settings_(settings), timeout_(timeout), metrics_(metrics),
+                               worker_metrics& metrics, login_gate& gate)
+    : settings_(settings), timeout_(timeout), metrics_(metrics), gate_(gate),
       authorization_("Authorization: Basic " + base64_encode(settings.username + ":" + settings.password)) {}
 
 std::string hawkbit_client::ensure_target(const std::string& device_id) {
@@ -17,7 +17,9 @@ std::string hawkbit_client::ensure_target(const std::string& device_id) {
     o.timeout = timeout_;
     // Without Accept, Spring answers hal+json; the body is the same, but be explicit.
     o.headers = {authorization_, "Accept: application/json"};
+    gate_.before_login();
     auto r = http_.post(settings_.url + "/rest/v1/targets", body, "application/json", o);
+    if (r && r.status != 401) gate_.accepted();
     if (r && r.status == 201) {
         ++metrics_.created[static_cast<std::size_t>(target::hawkbit)];
         return "created";
@@ -25,9 +27,8 @@ std::string hawkbit_client::ensure_target(const std::string& device_id) {
     if (r && r.status == 409) return "exists";  // EntityAlreadyExistsException: already registered
     if (r && r.status == 401) {
         metrics_.error(target::hawkbit, error_kind::auth);
-        throw target_failure(target::hawkbit, false, 401, excerpt(r.body),
-                             "hawkbit: POST /rest/v1/targets: HTTP 401: credentials refused for user " +
-                                 log_safe(settings_.username) + " (check hawkbit_username / hawkbit_password)");
+        gate_.refused("POST /rest/v1/targets: HTTP 401: credentials refused for user " + log_safe(settings_.username) +
+                      "; check hawkbit_username / hawkbit_password");
     }
     fail(target::hawkbit, r, "POST /rest/v1/targets", metrics_);
 }

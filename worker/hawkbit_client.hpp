@@ -12,7 +12,9 @@ namespace devicegate::worker {
 
 class hawkbit_client {
 public:
-    hawkbit_client(const hawkbit_settings& settings, std::chrono::milliseconds timeout, worker_metrics& metrics);
+    /// Basic authentication on every call: a 401 goes to `gate` (consumption pauses).
+    hawkbit_client(const hawkbit_settings& settings, std::chrono::milliseconds timeout, worker_metrics& metrics,
+                   login_gate& gate);
     /// "created" (201) or "exists" (409, either errorCode spelling); throws target_failure.
     std::string ensure_target(const std::string& device_id);
 
@@ -20,6 +22,7 @@ private:
     const hawkbit_settings& settings_;
     std::chrono::milliseconds timeout_;
     worker_metrics& metrics_;
+    login_gate& gate_;
     std::string authorization_;  // "Authorization: Basic ..." (a secret: never logged)
     http_client http_;
 };

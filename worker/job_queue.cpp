@@ -72,7 +72,9 @@ void job_queue::done(const std::string& id, const std::string& device_id, const 
 
 void job_queue::dead_letter(const stream_entry& e, const std::map<std::string, std::string>& info,
                             const std::string& device_id, const std::map<std::string, std::string>& state) {
-    std::vector<std::string> xadd{"XADD", model_.dead_jobs(), "*", job_field::source_id, e.id};
+    std::vector<std::string> xadd{"XADD", model_.dead_jobs()};
+    if (dead_letter_max_ > 0) xadd.insert(xadd.end(), {"MAXLEN", "~", std::to_string(dead_letter_max_)});
+    xadd.insert(xadd.end(), {"*", job_field::source_id, e.id});
     for (const auto& [k, v] : e.fields) {
         if (k == job_field::job || k == job_field::type) xadd.insert(xadd.end(), {k, v});
     }

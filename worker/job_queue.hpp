@@ -20,6 +20,9 @@ namespace devicegate::worker {
 class job_queue {
 public:
     job_queue(const redis_options& options, redis_model model, std::string group, std::string consumer);
+    /// Bound of the dead-letter stream (XADD MAXLEN ~ N: Redis trims whole macro nodes, so it
+    /// may hold a little more). 0 = unbounded.
+    void set_dead_letter_max(std::size_t n) { dead_letter_max_ = n; }
 
     /// XGROUP CREATE ... 0 MKSTREAM (an existing group is fine).
     void ensure_group();
@@ -56,6 +59,7 @@ private:
     std::string group_;
     std::string consumer_;
     std::string claim_cursor_ = "0-0";
+    std::size_t dead_letter_max_ = 0;
 };
 
 }  // namespace devicegate::worker

@@ -83,6 +83,23 @@ std::string worker_metrics::render() const {
     simple("devicegate_worker_rule_engine_unsupported_total", "counter",
            "Rule Engine notifications skipped: ThingsBoard answered 404 (older than 3.8).",
            rule_engine_unsupported.load());
+    simple("devicegate_worker_rule_engine_unanswered_total", "counter",
+           "Rule Engine messages answered 408 (queued; no reply node in the rule chain).",
+           rule_engine_unanswered.load());
+    simple("devicegate_worker_thingsboard_attribute_writes_total", "counter",
+           "Server-scope attribute writes (the first-connect and renewal notification).", attribute_writes.load());
+    simple("devicegate_worker_thingsboard_credentials_conflicts_total", "counter",
+           "Credentials saves refused with 409 errorCode 35 (stale version), read again and retried.",
+           credentials_version_conflicts.load());
+    simple("devicegate_worker_login_refusals_total", "counter",
+           "Refused logins (ThingsBoard /api/auth/login 401, hawkBit 401): at most one per login interval.",
+           login_refusals.load());
+    o << "# HELP devicegate_worker_auth_paused 1 while consumption is paused because the target refused the login.\n"
+         "# TYPE devicegate_worker_auth_paused gauge\n";
+    for (auto t : {target::thingsboard, target::hawkbit}) {
+        o << "devicegate_worker_auth_paused{target=\"" << to_string(t) << "\"} "
+          << auth_paused[static_cast<std::size_t>(t)].load() << "\n";
+    }
     simple("devicegate_worker_jobs_in_flight", "gauge", "Jobs being processed now.", in_flight.load());
     simple("devicegate_worker_redis_up", "gauge", "1 while the worker's Redis connections work.", redis_up.load());
     o << "# HELP devicegate_worker_registration_seconds Time from a job's first attempt to its registration.\n"

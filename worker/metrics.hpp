@@ -35,7 +35,12 @@ public:
     counter credentials_updated;     // ThingsBoard credentials replaced (re-enrolled device)
     counter thingsboard_logins;
     counter thingsboard_refreshes;
-    counter rule_engine_unsupported;  // 404 on /api/rule-engine (ThingsBoard < 3.8)
+    counter rule_engine_unsupported;  // JSON 404 on /api/rule-engine (ThingsBoard < 3.8)
+    counter rule_engine_unanswered;   // 408: queued, no reply node answered (the stock root chain)
+    counter attribute_writes;         // server-scope attribute writes (the notification)
+    counter credentials_version_conflicts;  // 409 errorCode 35 on a credentials save, re-read
+    counter login_refusals;           // refused logins (401 on /api/auth/login, or hawkBit 401)
+    std::array<std::atomic<int>, 2> auth_paused{};  // [target] 1 while consumption waits for a login
     std::atomic<std::int64_t> in_flight{0};
     std::atomic<int> redis_up{0};
 

@@ -1,10 +1,14 @@
 #include "thingsboard_client.hpp"
 
+#include "devicegate/pki.hpp"
+
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <ctime>
 
 namespace devicegate::worker {
@@ -47,6 +51,18 @@ std::string entity_id(const json& j) {
     return "";
 }
 
+/// ThingsBoard's JSON error body ({"status","message","errorCode",...}); plain text is not.
+bool is_json_error(const std::string& body) {
+    json j = json_or_null(body);
+    return j.is_object() && j.contains("errorCode");
+}
+
+int error_code(const std::string& body) {
+    json j = json_or_null(body);
+    if (!j.is_object() || !j.contains("errorCode") || !j["errorCode"].is_number_integer()) return -1;
+    return j["errorCode"].get<int>();
+}
+
 [[noreturn]] void bad_answer(const std::string& call, const std::string& what) {
     throw target_failure(target::thingsboard, true, 200, "", "thingsboard: " + call + ": " + what);
 }
@@ -64,8 +80,8 @@ std::string thingsboard_certificate_value(const std::string& pem) {
 
 // ---------------------------------------------------------------------------------------------
 thingsboard_session::thingsboard_session(const thingsboard_settings& settings, std::chrono::milliseconds timeout,
-                                         worker_metrics& metrics)
-    : settings_(settings), timeout_(timeout), metrics_(metrics) {}
+                                         worker_metrics& metrics, login_gate& gate)
+    : settings_(settings), timeout_(timeout), metrics_(metrics), gate_(gate) {}
 
 std::string thingsboard_session::token(http_client& http) {
     std::lock_guard lock(mutex_);
@@ -85,18 +101,22 @@ void thingsboard_session::expired(http_client& http, const std::string& stale) {
 
 void thingsboard_session::login(http_client& http) {
     token_.clear();
+    gate_.before_login();  // paused after a refusal: no request until the interval runs out
     const std::string body = json{{"username", settings_.username}, {"password", settings_.password}}.dump();
     http_get_options o;
     o.timeout = timeout_;
     auto r = http.post(settings_.url + "/api/auth/login", body, "application/json", o);
     if (r && r.status == 401) {
+        // Wrong password, "User account is locked due to security policy" or "not active"
+        // (DefaultSystemSecurityService): every one of them, repeated, makes things worse.
         metrics_.error(target::thingsboard, error_kind::auth);
-        throw target_failure(target::thingsboard, false, 401, excerpt(r.body),
-                             "thingsboard: login refused for user " + log_safe(settings_.username) +
-                                 " (check thingsboard_username / thingsboard_password)");
+        gate_.refused("POST /api/auth/login: HTTP 401 for user " + log_safe(settings_.username) + ": " +
+                      excerpt(json_or_null(r.body).is_object() ? json_or_null(r.body).value("message", "") : r.body) +
+                      "; check thingsboard_username / thingsboard_password, and whether the account is locked");
     }
     if (!r || r.status != 200) fail(target::thingsboard, r, "POST /api/auth/login", metrics_);
     take(r, "POST /api/auth/login");
+    gate_.accepted();
     ++metrics_.thingsboard_logins;
 }
 
@@ -133,12 +153,13 @@ thingsboard_client::thingsboard_client(const thingsboard_settings& settings, std
     : settings_(settings), timeout_(timeout), session_(session), metrics_(metrics) {}
 
 http_response thingsboard_client::call(const char* method, const std::string& path, const std::string* body,
-                                       std::chrono::milliseconds timeout) {
+                                       std::chrono::milliseconds timeout, bool fresh_connection) {
     http_response r;
     for (int attempt = 0; attempt < 2; ++attempt) {
         const std::string token = session_.token(http_);
         http_get_options o;
         o.timeout = timeout;
+        o.fresh_connection = fresh_connection;
         o.headers = {"X-Authorization: Bearer " + token, "Accept: application/json"};
         const std::string url = settings_.url + path;
         r = std::string_view(method) == "GET" ? http_.get(url, o) : http_.post(url, *body, "application/json", o);
@@ -151,61 +172,106 @@ http_response thingsboard_client::call(const char* method, const std::string& pa
 }
 
 thingsboard_client::result thingsboard_client::register_device(const job& j) {
-    const std::string& id = j.cert.device_id;  // safe alphabet: no escaping needed in the query
-    result out;
-    for (int round = 0; round < 3 && out.device_uuid.empty(); ++round) {
-        const std::string lookup = "/api/tenant/devices?deviceName=" + id;
-        auto r = call("GET", lookup, nullptr, timeout_);
-        if (r && r.status == 200) {
-            out.device_uuid = entity_id(json_or_null(r.body));
-            if (out.device_uuid.empty()) bad_answer("GET " + lookup, "200 without id.id");
+    // Each round starts from the lookup: a lost name race, or a device deleted between our
+    // lookup and a later call (a 404 from its uuid), sends us back to find or create it.
+    for (int round = 0; round < 4; ++round) {
+        result out;
+        if (!find_or_create(j, out)) continue;
+        if (out.action.empty()) {
             out.action = ensure_credentials(out.device_uuid, j.cert.certificate_pem);
-            break;
+            if (out.action.empty()) continue;
         }
-        if (!(r && r.status == 404)) fail(target::thingsboard, r, "GET /api/tenant/devices", metrics_);
-        const std::string body =
-            json{{"device", {{"name", id}, {"type", settings_.device_type}}},
-                 {"credentials", {{"credentialsType", "X509_CERTIFICATE"}, {"credentialsValue", j.cert.certificate_pem}}}}
-                .dump();
-        auto c = call("POST", "/api/device-with-credentials", &body, timeout_);
-        if (c && c.status == 200) {
-            out.device_uuid = entity_id(json_or_null(c.body));
-            if (out.device_uuid.empty()) bad_answer("POST /api/device-with-credentials", "200 without id.id");
-            out.action = "created";
-            ++metrics_.created[static_cast<std::size_t>(target::thingsboard)];
-            break;
-        }
-        // "Device with such name already exists!" (400, errorCode 31): another worker created
-        // it between our lookup and our create; look it up again.
-        if (c && c.status == 400 && c.body.find("such name already exists") != std::string::npos) continue;
-        fail(target::thingsboard, c, "POST /api/device-with-credentials", metrics_);
+        if (!write_attributes(out.device_uuid, j)) continue;
+        out.notified = notify(out.device_uuid, j);
+        if (out.notified.empty()) continue;
+        return out;
     }
-    if (out.device_uuid.empty()) {
-        throw target_failure(target::thingsboard, true, 400, "",
-                             "thingsboard: device " + id + " exists by name but cannot be looked up; will retry");
+    throw target_failure(target::thingsboard, true, 404, "",
+                         "thingsboard: device " + j.cert.device_id +
+                             " vanished or could not be looked up four times in a row; will retry");
+}
+
+bool thingsboard_client::find_or_create(const job& j, result& out) {
+    const std::string& id = j.cert.device_id;  // safe alphabet: no escaping needed in the query
+    const std::string lookup = "/api/tenant/devices?deviceName=" + id;
+    auto r = call("GET", lookup, nullptr, timeout_);
+    if (r && r.status == 200) {
+        out.device_uuid = entity_id(json_or_null(r.body));
+        if (out.device_uuid.empty()) bad_answer("GET " + lookup, "200 without id.id");
+        return true;
     }
-    out.notified = notify(out.device_uuid, j);
-    return out;
+    if (!(r && r.status == 404)) fail(target::thingsboard, r, "GET /api/tenant/devices", metrics_);
+    json device{{"name", id}};
+    if (device_profile_id_.empty()) device["type"] = settings_.device_type;
+    else device["deviceProfileId"] = {{"entityType", "DEVICE_PROFILE"}, {"id", device_profile_id_}};
+    const std::string body =
+        json{{"device", device},
+             {"credentials", {{"credentialsType", "X509_CERTIFICATE"}, {"credentialsValue", j.cert.certificate_pem}}}}
+            .dump();
+    auto c = call("POST", "/api/device-with-credentials", &body, timeout_);
+    if (c && c.status == 200) {
+        out.device_uuid = entity_id(json_or_null(c.body));
+        if (out.device_uuid.empty()) bad_answer("POST /api/device-with-credentials", "200 without id.id");
+        out.action = "created";
+        ++metrics_.created[static_cast<std::size_t>(target::thingsboard)];
+        return true;
+    }
+    // "Device with such name already exists!" (400, errorCode 31): another worker created
+    // it between our lookup and our create; look it up again.
+    if (c && c.status == 400 && c.body.find("such name already exists") != std::string::npos) return false;
+    fail(target::thingsboard, c, "POST /api/device-with-credentials", metrics_);
 }
 
 std::string thingsboard_client::ensure_credentials(const std::string& uuid, const std::string& pem) {
     const std::string path = "/api/device/" + uuid + "/credentials";
-    auto r = call("GET", path, nullptr, timeout_);
-    if (!(r && r.status == 200)) fail(target::thingsboard, r, "GET /api/device/{id}/credentials", metrics_);
-    json creds = json_or_null(r.body);
-    if (!creds.is_object()) bad_answer("GET /api/device/{id}/credentials", "200 without a JSON object");
-    if (creds.value("credentialsType", "") == "X509_CERTIFICATE" &&
-        creds.value("credentialsValue", "") == thingsboard_certificate_value(pem)) {
-        return "unchanged";
+    // DeviceCredentials is versioned (HasVersion): a save with a stale version is 409 with
+    // errorCode 35 (EntityVersionMismatchException). Someone saved in between: read again.
+    for (int round = 0; round < 3; ++round) {
+        auto r = call("GET", path, nullptr, timeout_);
+        if (r && r.status == 404) return "";  // BaseController.checkEntityId: deleted meanwhile
+        if (!(r && r.status == 200)) fail(target::thingsboard, r, "GET /api/device/{id}/credentials", metrics_);
+        json creds = json_or_null(r.body);
+        if (!creds.is_object()) bad_answer("GET /api/device/{id}/credentials", "200 without a JSON object");
+        if (creds.value("credentialsType", "") == "X509_CERTIFICATE" &&
+            creds.value("credentialsValue", "") == thingsboard_certificate_value(pem)) {
+            return "unchanged";
+        }
+        creds["credentialsType"] = "X509_CERTIFICATE";
+        creds["credentialsValue"] = pem;
+        creds.erase("credentialsId");  // recomputed by the server
+        const std::string body = creds.dump();
+        auto u = call("POST", "/api/device/credentials", &body, timeout_);
+        if (u && u.status == 200) {
+            ++metrics_.credentials_updated;
+            return "credentials_updated";
+        }
+        if (u && u.status == 404) return "";
+        if (u && u.status == 409 && error_code(u.body) == 35) {
+            ++metrics_.credentials_version_conflicts;
+            continue;
+        }
+        fail(target::thingsboard, u, "POST /api/device/credentials", metrics_);
     }
-    creds["credentialsType"] = "X509_CERTIFICATE";
-    creds["credentialsValue"] = pem;
-    creds.erase("credentialsId");  // recomputed by the server
-    const std::string body = creds.dump();
-    auto u = call("POST", "/api/device/credentials", &body, timeout_);
-    if (!(u && u.status == 200)) fail(target::thingsboard, u, "POST /api/device/credentials", metrics_);
-    ++metrics_.credentials_updated;
-    return "credentials_updated";
+    throw target_failure(target::thingsboard, true, 409, "",
+                         "thingsboard: POST /api/device/credentials: version conflict (409, errorCode 35) three "
+                         "times in a row; will retry");
+}
+
+bool thingsboard_client::write_attributes(const std::string& uuid, const job& j) {
+    json attributes;
+    try {
+        attributes = thingsboard_attributes(j);
+    } catch (const std::invalid_argument& e) {
+        throw target_failure(target::thingsboard, false, 0, "", std::string("thingsboard: ") + e.what());
+    }
+    const std::string body = attributes.dump();
+    auto r = call("POST", "/api/plugins/telemetry/DEVICE/" + uuid + "/attributes/SERVER_SCOPE", &body, timeout_);
+    if (r && r.status == 200) {
+        ++metrics_.attribute_writes;
+        return true;
+    }
+    if (r && r.status == 404 && !is_json_error(r.body)) return false;  // AccessValidator: device gone
+    fail(target::thingsboard, r, "POST /api/plugins/telemetry/DEVICE/{id}/attributes/SERVER_SCOPE", metrics_);
 }
 
 std::string thingsboard_client::notify(const std::string& uuid, const job& j) {
@@ -218,16 +284,67 @@ std::string thingsboard_client::notify(const std::string& uuid, const job& j) {
                        {"brokerId", j.cert.broker_id}};
     const std::string body = message.dump();
     const auto wait = settings_.rule_engine_timeout;
+    // A fresh connection: libcurl re-sends a request on a new connection when a reused one
+    // dies before any answer (lib/transfer.c Curl_retry_request), and this message is not
+    // idempotent (each one is a new Rule Engine message). A fresh connection is never retried.
     auto r = call("POST", "/api/rule-engine/DEVICE/" + uuid + "/" + std::to_string(wait.count()), &body,
-                  wait + timeout_);
-    // 200: a "rest call reply" node answered; 408: the message entered the rule chain and no
-    // reply node answered in time (the default root chain has none). Both are delivered.
-    if (r && (r.status == 200 || r.status == 408)) return "delivered";
+                  wait + timeout_, true);
+    // 200: a "rest call reply" node answered. 408: the message was queued and no reply node
+    // answered in time (the stock root chain has none: DefaultRuleEngineCallService); that
+    // does not mean a rule node processed it.
+    if (r && r.status == 200) return "delivered";
+    if (r && r.status == 408) {
+        ++metrics_.rule_engine_unanswered;
+        return "queued";
+    }
     if (r && r.status == 404) {
+        // AccessValidator answers a deleted device with plain text; only a JSON error body means
+        // there is no RuleEngineController (ThingsBoard older than 3.8).
+        if (!is_json_error(r.body)) return "";
         ++metrics_.rule_engine_unsupported;
         return "unsupported";
     }
     fail(target::thingsboard, r, "POST /api/rule-engine/DEVICE/{id}", metrics_);
+}
+
+std::string thingsboard_client::find_device_profile(const std::string& name) {
+    std::string query;
+    for (unsigned char c : name) {
+        static const char* hex = "0123456789ABCDEF";
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.') query += static_cast<char>(c);
+        else query += std::string("%") + hex[c >> 4] + hex[c & 15];
+    }
+    for (int page = 0; page < 1000; ++page) {
+        auto r = call("GET", "/api/deviceProfileInfos?pageSize=100&page=" + std::to_string(page) + "&textSearch=" + query,
+                      nullptr, timeout_);
+        if (!(r && r.status == 200)) fail(target::thingsboard, r, "GET /api/deviceProfileInfos", metrics_);
+        json infos = json_or_null(r.body);
+        if (!infos.is_object() || !infos.contains("data") || !infos["data"].is_array()) {
+            bad_answer("GET /api/deviceProfileInfos", "200 without a data array");
+        }
+        for (const json& p : infos["data"]) {
+            if (p.is_object() && p.value("name", "") == name) return entity_id(p);
+        }
+        if (!infos.value("hasNext", false)) break;
+    }
+    return "";
+}
+
+json thingsboard_attributes(const job& j) {
+    auto certs = parse_certificates(j.cert.certificate_pem, "job certificate");
+    if (certs.empty()) throw std::invalid_argument("the job's certificate_pem holds no certificate");
+    X509* leaf = certs.front().get();
+    const auto ms = [](std::int64_t seconds) { return seconds * 1000; };
+    json out{{"certificateSerial", j.cert.serial_hex},
+             {"certificateNotAfter", ms(static_cast<std::int64_t>(to_time_t(X509_get0_notAfter(leaf))))},
+             {"certificateIssuer", name_line(X509_get_issuer_name(leaf))},
+             {"certificateFingerprintSha256", j.cert.fingerprint_sha256},
+             {"certificateFirstSeen", ms(j.cert.first_seen)},
+             {"devicegateBrokerId", j.cert.broker_id},
+             {"devicegateEvent", j.type == job_type::first_connect ? "firstConnect" : "certificateChanged"}};
+    // A renewal must not move the first connect: only a first-connect job writes it.
+    if (j.type == job_type::first_connect) out["firstConnectTime"] = ms(j.cert.first_seen);
+    return out;
 }
 
 }  // namespace devicegate::worker

@@ -1,12 +1,16 @@
 #pragma once
 // ThingsBoard CE REST (docs/integrations.md §A, §D): one device per device id holding the device's
-// leaf certificate as X.509 credentials, and a Rule Engine message per registration.
+// leaf certificate as X.509 credentials, server-scope attributes describing the certificate (the
+// notification: persistent, idempotent, ATTRIBUTES_UPDATED in the Rule Engine), and optionally a
+// Rule Engine REST message (off by default: the stock root chain never answers it).
 #include "backend.hpp"
 #include "devicegate/log.hpp"
 #include "devicegate/http.hpp"
 #include "devicegate/job.hpp"
 #include "metrics.hpp"
 #include "worker_config.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <mutex>
@@ -19,7 +23,9 @@ namespace devicegate::worker {
 /// Tokens and the password never reach a log line.
 class thingsboard_session {
 public:
-    thingsboard_session(const thingsboard_settings& settings, std::chrono::milliseconds timeout, worker_metrics& metrics);
+    /// A refused login (401) goes to `gate`: consumption pauses, one probe per interval.
+    thingsboard_session(const thingsboard_settings& settings, std::chrono::milliseconds timeout, worker_metrics& metrics,
+                        login_gate& gate);
     /// A token valid for a while; logs in or refreshes through `http` if needed.
     std::string token(http_client& http);
     /// The server said `stale` has expired: refresh (once, whichever thread comes first).
@@ -33,6 +39,7 @@ private:
     const thingsboard_settings& settings_;
     std::chrono::milliseconds timeout_;
     worker_metrics& metrics_;
+    login_gate& gate_;
     std::mutex mutex_;
     std::string token_;
     std::string refresh_token_;
@@ -46,17 +53,32 @@ public:
 
     struct result {
         std::string device_uuid;
-        std::string action;  // created | credentials_updated | unchanged
-        std::string notified;  // delivered | unsupported | off
+        std::string action;    // created | credentials_updated | unchanged
+        std::string notified;  // delivered (200) | queued (408: no reply node) | unsupported | off
     };
-    /// Idempotent: finds or creates the device, makes its credentials this certificate,
-    /// then notifies the Rule Engine. Throws target_failure.
+    /// Idempotent: finds or creates the device, makes its credentials this certificate, writes
+    /// its server-scope attributes, then (if configured) sends the Rule Engine message. A device
+    /// deleted meanwhile is created again. Throws target_failure.
     result register_device(const job& j);
+
+    /// The id of the device profile named exactly `name` (GET /api/deviceProfileInfos, paged;
+    /// its textSearch is a case-insensitive substring match), or "" if there is none. Throws
+    /// target_failure.
+    std::string find_device_profile(const std::string& name);
+    /// Create devices with this deviceProfileId instead of a bare `type`: ThingsBoard finds *or
+    /// creates* a profile by type (DeviceServiceImpl.saveDevice), so a typo would make an empty one.
+    void use_device_profile(std::string id) { device_profile_id_ = std::move(id); }
 
 private:
     http_response call(const char* method, const std::string& path, const std::string* body,
-                       std::chrono::milliseconds timeout);
+                       std::chrono::milliseconds timeout, bool fresh_connection = false);
+    /// Looks the device up by name or creates it; false when another worker won the name race.
+    bool find_or_create(const job& j, result& out);
+    /// The credentials' new state, or "" when the device is gone (deleted meanwhile).
     std::string ensure_credentials(const std::string& uuid, const std::string& pem);
+    /// false when the device is gone (AccessValidator's plain-text 404).
+    bool write_attributes(const std::string& uuid, const job& j);
+    /// "" when the device is gone.
     std::string notify(const std::string& uuid, const job& j);
 
     const thingsboard_settings& settings_;
@@ -64,7 +86,13 @@ private:
     thingsboard_session& session_;
     worker_metrics& metrics_;
     http_client http_;
+    std::string device_profile_id_;
 };
+
+/// The server-scope attributes written for a job (docs/integrations.md "Notification"): times
+/// in milliseconds since the epoch, as ThingsBoard keeps them. Throws std::invalid_argument if
+/// the job's certificate cannot be read.
+nlohmann::json thingsboard_attributes(const job& j);
 
 /// The bare base64 DER ThingsBoard stores for a PEM (DeviceCredentialsServiceImpl.formatCertData).
 std::string thingsboard_certificate_value(const std::string& pem);

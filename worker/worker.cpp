@@ -72,7 +72,36 @@ registration register_job(const job& j, std::map<std::string, std::string>& stat
 }
 
 registration_worker::registration_worker(const worker_config& config, worker_metrics& metrics, const logger& log)
-    : config_(config), metrics_(metrics), log_(log), session_(config.thingsboard, config.http_timeout, metrics) {}
+    : config_(config), metrics_(metrics), log_(log),
+      thingsboard_gate_(target::thingsboard, config.auth_retry_initial, config.auth_retry_max, metrics,
+                        [this](bool paused, const std::string& why) { auth_transition(target::thingsboard, paused, why); }),
+      hawkbit_gate_(target::hawkbit, config.auth_retry_initial, config.auth_retry_max, metrics,
+                    [this](bool paused, const std::string& why) { auth_transition(target::hawkbit, paused, why); }),
+      session_(config.thingsboard, config.http_timeout, metrics, thingsboard_gate_) {}
+
+void registration_worker::auth_transition(target t, bool paused, const std::string& why) {
+    if (paused) {
+        log_.error("devicegate-worker: " + std::string(to_string(t)) + " refused the login: " + why +
+                   "; consumption paused, one login every " + std::to_string(config_.auth_retry_initial.count()) +
+                   " ms (doubling up to " + std::to_string(config_.auth_retry_max.count()) +
+                   " ms); jobs wait in the stream");
+    } else {
+        log_.notice("devicegate-worker: " + std::string(to_string(t)) + " accepted the login again; consumption resumed");
+    }
+}
+
+std::chrono::milliseconds registration_worker::auth_pause() const {
+    return std::max(thingsboard_gate_.remaining(), hawkbit_gate_.remaining());
+}
+
+bool registration_worker::wait_while_paused(job_run& run) {
+    --run.attempts;  // the target never looked at the job: not an attempt
+    const auto delay = std::max(auth_pause(), std::chrono::milliseconds(50));
+    if (wait_for_retry(run.queue, run.entry.id, delay)) return true;
+    run.queue.requeue(run.entry, run.attempts);
+    ++metrics_.jobs_requeued;
+    return false;
+}
 
 void registration_worker::run() {
     std::vector<std::thread> threads;
@@ -119,15 +148,22 @@ void registration_worker::consume(std::size_t index) {
         try {
             job_queue queue(config_.redis, redis_model{config_.redis_prefix}, config_.consumer_group, consumer);
             queue.ensure_group();
+            queue.set_dead_letter_max(config_.dead_letter_max);
             redis_state(true, "");
             reconnect = std::chrono::milliseconds(200);
             thingsboard_client thingsboard(config_.thingsboard, config_.http_timeout, session_, metrics_);
-            hawkbit_client hawkbit(config_.hawkbit, config_.http_timeout, metrics_);
+            hawkbit_client hawkbit(config_.hawkbit, config_.http_timeout, metrics_, hawkbit_gate_);
             // Jobs this consumer took before a restart (or a lost Redis link) come first.
             for (const auto& e : queue.own_pending(1000)) process(queue, thingsboard, hawkbit, e, origin::own_pending);
             // Consumers claim idle jobs at staggered times.
             auto next_claim = std::chrono::steady_clock::now() + config_.claim_idle * index / config_.concurrency / 2;
             while (!stopping_) {
+                // A refused login pauses consumption: no new job while a probe is not due
+                // (the threads holding a job probe; see login_gate).
+                if (const auto pause = auth_pause(); pause.count() > 0) {
+                    sleep(std::min(pause, std::chrono::milliseconds(1000)));
+                    continue;
+                }
                 if (std::chrono::steady_clock::now() >= next_claim) {
                     for (const auto& e : queue.claim_idle(config_.claim_idle, 10)) process(queue, thingsboard, hawkbit, e, origin::reclaimed);
                     next_claim = std::chrono::steady_clock::now() + std::max(config_.claim_idle / 2, std::chrono::milliseconds(200));
@@ -184,7 +220,7 @@ void registration_worker::process(job_queue& queue, thingsboard_client& thingsbo
             finish(run, j, r, state);
             return;
         } catch (const target_failure& f) {
-            if (!retry_after(run, j, f, state)) return;
+            if (f.paused ? !wait_while_paused(run) : !retry_after(run, j, f, state)) return;
         }
     }
 }
@@ -244,14 +280,22 @@ void registration_worker::finish(job_run& run, const job& j, const registration&
     auto fields = registration_fields(state);
     fields[device_field::registered_at] = now_text();
     fields[device_field::last_error] = "";
+    // Public data; lets `devicegate-ctl reregister` enqueue the device again without a reconnect
+    // (the broker plans a job once per certificate and run: gate::plan_job).
+    fields[device_field::certificate] = j.cert.certificate_pem;
     run.queue.done(run.entry.id, id, fields);
     const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - run.started);
     ++metrics_.jobs_done;
     metrics_.observe_registration(took);
     if (r.notified == "unsupported" && !rule_engine_warned_.exchange(true)) {
-        log_.warning("devicegate-worker: ThingsBoard has no Rule Engine REST API (404: older than 3.8); "
-                     "registrations continue without the notification (counted in "
+        log_.warning("devicegate-worker: ThingsBoard has no Rule Engine REST API (JSON 404: older than 3.8); "
+                     "registrations continue with the server-scope attributes only (counted in "
                      "devicegate_worker_rule_engine_unsupported_total; set thingsboard_rule_engine off)");
+    }
+    if (r.notified == "queued" && !rule_engine_unanswered_warned_.exchange(true)) {
+        log_.warning("devicegate-worker: the Rule Engine answered 408: no \"rest call reply\" node in the rule chain, "
+                     "so every registration waits thingsboard_rule_engine_timeout; add the node "
+                     "(docs/integrations.md) or set thingsboard_rule_engine off");
     }
     log_.info("devicegate-worker: registered device=" + id + " job=" + run.entry.id + " type=" +
               std::string(to_string(j.type)) + " thingsboard=" + r.thingsboard +

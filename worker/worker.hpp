@@ -68,6 +68,12 @@ private:
     bool retry_after(job_run& run, const job& j, const target_failure& f, const std::map<std::string, std::string>& state);
     /// Waits `delay` while keeping the job claimed; false if the worker is stopping.
     bool wait_for_retry(job_queue& queue, const std::string& id, std::chrono::milliseconds delay);
+    /// A target refused our login: keep the job (not an attempt) until the next probe may go
+    /// out; false (job handed back) if the worker is stopping.
+    bool wait_while_paused(job_run& run);
+    /// The longest wait before a paused target may be probed again (0: none paused).
+    std::chrono::milliseconds auth_pause() const;
+    void auth_transition(target t, bool paused, const std::string& why);
     bool sleep(std::chrono::milliseconds d);
     std::chrono::milliseconds backoff(std::size_t attempt) const;
     void redis_state(bool up, const std::string& why);
@@ -75,11 +81,14 @@ private:
     const worker_config& config_;
     worker_metrics& metrics_;
     const logger& log_;
+    login_gate thingsboard_gate_;
+    login_gate hawkbit_gate_;
     thingsboard_session session_;
     std::atomic<bool> stopping_{false};
     std::mutex mutex_;
     std::condition_variable wake_;
     std::atomic<bool> rule_engine_warned_{false};
+    std::atomic<bool> rule_engine_unanswered_warned_{false};
 };
 
 }  // namespace devicegate::worker

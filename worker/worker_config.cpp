@@ -67,12 +67,18 @@ const std::vector<setting>& settings() {
          [](worker_config& c, const std::string& v) { c.max_deliveries = count(v, 1, 100); }},
         {"max_attempts", "a number 1..100", false,
          [](worker_config& c, const std::string& v) { c.max_attempts = count(v, 1, 100); }},
+        {"dead_letter_max", "a number of dead-lettered jobs to keep, 0..100000000 (0 = unbounded)", false,
+         [](worker_config& c, const std::string& v) { c.dead_letter_max = count(v, 0, 100000000); }},
         {"retry_initial", "a duration such as 500ms", false,
          [](worker_config& c, const std::string& v) { c.retry_initial = duration(v); }},
         {"retry_max", "a duration such as 30s", false,
          [](worker_config& c, const std::string& v) { c.retry_max = duration(v); }},
         {"http_timeout", "a duration such as 10s", false,
          [](worker_config& c, const std::string& v) { c.http_timeout = duration(v); }},
+        {"auth_retry_initial", "a duration such as 30s", false,
+         [](worker_config& c, const std::string& v) { c.auth_retry_initial = duration(v); }},
+        {"auth_retry_max", "a duration such as 10m", false,
+         [](worker_config& c, const std::string& v) { c.auth_retry_max = duration(v); }},
         {"thingsboard_url", "http(s)://host[:port]", false,
          [](worker_config& c, const std::string& v) { c.thingsboard.url = http_url(v); }},
         {"thingsboard_username", "the tenant administrator's login", false,
@@ -188,6 +194,9 @@ worker_config parse_worker_config(const std::string& file_text, const std::map<s
     } catch (const std::exception& e) {
         throw worker_config_error(std::string("tenant_ca_file, ica_file, root_ca_file: ") + e.what());
     }
+    if (c.auth_retry_max < c.auth_retry_initial) {
+        throw worker_config_error("auth_retry_max: must not be shorter than auth_retry_initial");
+    }
     return c;
 }
 
@@ -197,7 +206,8 @@ std::string worker_config::describe() const {
         << " group=" << consumer_group << " consumer=" << consumer_name << " concurrency=" << concurrency
         << " claim_idle=" << claim_idle.count() << "ms max_deliveries=" << max_deliveries
         << " max_attempts=" << max_attempts << " retry=" << retry_initial.count() << ".." << retry_max.count()
-        << "ms http_timeout=" << http_timeout.count() << "ms thingsboard=" << thingsboard.url
+        << "ms http_timeout=" << http_timeout.count() << "ms auth_retry=" << auth_retry_initial.count() << ".."
+        << auth_retry_max.count() << "ms thingsboard=" << thingsboard.url
         << " (user " << thingsboard.username << ", password set, type " << thingsboard.device_type
         << ", rule engine " << (thingsboard.rule_engine ? "on" : "off") << ") hawkbit=" << hawkbit.url << " (user "
         << hawkbit.username << ", password set) tenant_ca=" << tenant_ca_file << " ica=" << ica_file

@@ -24,7 +24,9 @@ struct thingsboard_settings {
     std::string username;
     std::string password;  // secret
     std::string device_type = "default";  // the device profile, found or created by name
-    bool rule_engine = true;              // notify the Rule Engine of each registration
+    /// Also send a Rule Engine REST message per registration. Off: the stock root chain has no
+    /// "rest call reply" node, so each call would hold a thread for the whole timeout (408).
+    bool rule_engine = false;
     std::chrono::milliseconds rule_engine_timeout{5000};
 };
 
@@ -43,9 +45,13 @@ struct worker_config {
     std::chrono::milliseconds claim_idle{std::chrono::seconds(60)};
     std::size_t max_deliveries = 5;  // a job whose worker died this often is dead-lettered
     std::size_t max_attempts = 8;
+    std::size_t dead_letter_max = 100000;  // the dead-letter stream's bound (MAXLEN ~), 0 = none
     std::chrono::milliseconds retry_initial{500};
     std::chrono::milliseconds retry_max{std::chrono::seconds(30)};
     std::chrono::milliseconds http_timeout{std::chrono::seconds(10)};
+    /// After a refused login: no login (and no job) before this, doubling up to auth_retry_max.
+    std::chrono::milliseconds auth_retry_initial{std::chrono::seconds(30)};
+    std::chrono::milliseconds auth_retry_max{std::chrono::minutes(10)};
     thingsboard_settings thingsboard;
     hawkbit_settings hawkbit;
     // The tenant's chain, as the brokers' plugin_opt_*_file: every job's certificate must verify

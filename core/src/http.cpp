@@ -90,6 +90,8 @@ http_response http_client::perform(const std::string& url, const http_get_option
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, options.fresh_connection ? 1L : 0L);
+    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, options.fresh_connection ? 1L : 0L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options.timeout.count()));
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.timeout.count()));
     // A Content-Length above the limit is refused before the body is read; the write

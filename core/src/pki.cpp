@@ -256,10 +256,12 @@ std::vector<std::string> crl_distribution_point_urls(X509* cert) {
     return out;
 }
 
-std::string subject_line(X509* cert) {
+std::string subject_line(X509* cert) { return name_line(X509_get_subject_name(cert)); }
+
+std::string name_line(const X509_NAME* name) {
     bio_ptr bio(BIO_new(BIO_s_mem()));
     if (!bio) return "?";
-    X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert), 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
+    X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
     char* data = nullptr;
     long len = BIO_get_mem_data(bio.get(), &data);
     return std::string(data, static_cast<std::size_t>(len));

@@ -312,12 +312,24 @@ void fake_thingsboard::add_device_routes() {
         if (!authorized(req, res)) return;
         device_record* d = find_or_404(req.matches[1].str(), res);
         if (d == nullptr) return;
-        credentials_owner_.erase(d->credentials_hash);
-        names_by_id_.erase(d->id);
-        devices_.erase(d->name);
-        ++deletes_;
+        erase_device(*d);
         res.status = 200;  // DeviceController.deleteDevice: 200, empty body
     });
+}
+
+void fake_thingsboard::erase_device(const device_record& d) {
+    credentials_owner_.erase(d.credentials_hash);
+    names_by_id_.erase(d.id);
+    ++deletes_;
+    devices_.erase(d.name);  // last: `d` is gone after this
+}
+
+bool fake_thingsboard::delete_device(const std::string& name) {
+    std::lock_guard lock(mutex_);
+    auto it = devices_.find(name);
+    if (it == devices_.end()) return false;
+    erase_device(it->second);
+    return true;
 }
 
 void fake_thingsboard::handle_create(const Request& req, Response& res) {
@@ -576,6 +588,10 @@ void fake_thingsboard::add_control_routes() {
         json d = device(req.matches[1].str());
         if (d.is_null()) res.status = 404;
         res.set_content(d.dump(), "application/json");
+    });
+    server_.Post(R"(/_fake/devices/([^/]+)/delete)", [this](const Request& req, Response& res) {
+        res.status = delete_device(req.matches[1].str()) ? 200 : 404;
+        res.set_content("{}", "application/json");
     });
 }
 

@@ -78,17 +78,16 @@ struct thingsboard_options {
     std::string password = "tenant";
     std::chrono::seconds access_ttl{9000};    // thingsboard.yml defaults
     std::chrono::seconds refresh_ttl{604800};
-    /// What POST /api/rule-engine/... does (docs/integrations-backends.md):
+    /// What POST /api/rule-engine/... does (docs/integrations.md §E):
     ///   "stock"  ThingsBoard's own root rule chain (root_rule_chain.json) has no "rest call reply"
     ///            node: the message goes to "Log Other" and the call answers 408 with an empty body
     ///            once its timeout runs out (DefaultRuleEngineCallService.scheduleTimeout); the
     ///            timeout is the request's {timeout} segment, 10 s without one
     ///            (RuleEngineController.DEFAULT_TIMEOUT). "timeout" is the old name of this mode.
-    ///   "reply"  a tenant chain with a reply node: 200 {"ack":true} at once.
-    ///   "absent" ThingsBoard older than 3.8 (no RuleEngineController): 404.
-    /// TODO(issue 14): the default becomes "stock" once the worker no longer calls the Rule Engine
-    /// on every registration; it stays "reply" until then so the worker's tests keep their meaning.
-    std::string rule_engine = "reply";
+    ///   "reply"  a tenant chain with a reply node: 200 {"ack":true} at once (the fast path:
+    ///            tests that want it say so).
+    ///   "absent" ThingsBoard older than 3.8 (no RuleEngineController): JSON 404.
+    std::string rule_engine = "stock";
     /// 0: wait the request's whole timeout, as ThingsBoard does. > 0: wait at most this long
     /// (tests that want the 408 without the real wait).
     std::chrono::milliseconds rule_engine_max_wait{0};
@@ -106,7 +105,7 @@ struct thingsboard_options {
 /// /api/deviceProfileInfos, /api/deviceProfile/names, /api/deviceProfileInfo/default,
 /// /api/tenant/customers?customerTitle=, /api/customer/{customerId}/device/{deviceId}.
 /// Extra control: POST /_fake/expire_tokens, POST /_fake/rotate_signing_key, POST /_fake/unlock,
-/// GET /_fake/devices/NAME.
+/// GET /_fake/devices/NAME, POST /_fake/devices/NAME/delete.
 class fake_thingsboard : public fake_server {
 public:
     explicit fake_thingsboard(thingsboard_options options = {});
@@ -117,6 +116,8 @@ public:
     /// As if ThingsBoard restarted with a new JWT signing key: every token issued so far now
     /// fails its signature check (401, errorCode 11, JwtTokenFactory.parseTokenClaims).
     void rotate_signing_key();
+    /// As if a tenant administrator deleted the device in the UI; false if there is none.
+    bool delete_device(const std::string& name);
     /// The device named `name` with its stored credentials value, messages and server-scope
     /// attributes; null if none.
     nlohmann::json device(const std::string& name) const;
@@ -136,6 +137,7 @@ private:
     void error(httplib::Response& res, int status, const std::string& message, const httplib::Request& req) override;
     void reset_state() override;
     void tb_error(httplib::Response& res, int status, int code, const std::string& message) const;
+    void erase_device(const device_record& d);
     /// Checks X-Authorization / Authorization; writes the 401 and returns false if refused.
     bool authorized(const httplib::Request& req, httplib::Response& res);
     nlohmann::json issue_pair(const std::string& user);

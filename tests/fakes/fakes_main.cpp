@@ -13,7 +13,7 @@ namespace {
 constexpr const char* usage = R"(usage: devicegate-fakes --thingsboard HOST:PORT --hawkbit HOST:PORT [options]
   --tb-user EMAIL --tb-password PW     ThingsBoard tenant login (tenant@thingsboard.org / tenant)
   --tb-token-ttl SECONDS               access token lifetime (9000)
-  --tb-rule-engine reply|stock|absent  rule engine behaviour (reply; stock = no reply node: 408
+  --tb-rule-engine stock|reply|absent  rule engine behaviour (stock = no reply node: 408
                                        after the request's timeout; "timeout" = stock)
   --tb-rule-engine-max-wait MS         stock mode waits at most MS (0 = the whole timeout, as TB)
   --tb-max-failed-logins N             lock the account after N failed logins (0 = never, stock)
@@ -27,7 +27,7 @@ constexpr const char* usage = R"(usage: devicegate-fakes --thingsboard HOST:PORT
 Control (both): POST /_fake/faults {"fail_next":N,"status":503,"drop_next":N,"latency_ms":M,
   "fail_always":STATUS,"path":PREFIX}, DELETE /_fake/faults, GET /_fake/state, POST /_fake/reset;
   ThingsBoard also POST /_fake/expire_tokens, POST /_fake/rotate_signing_key, POST /_fake/unlock,
-  GET /_fake/devices/NAME; hawkBit also GET /_fake/targets/ID, POST /_fake/targets/ID/actions
+  GET /_fake/devices/NAME, POST /_fake/devices/NAME/delete; hawkBit also GET /_fake/targets/ID, POST /_fake/targets/ID/actions
   {"status":"pending"}, POST /_fake/dos {"max_write":N,"max_read":N}, DELETE /_fake/dos.
 )";
 

@@ -78,13 +78,17 @@ TEST_CASE("A device's first connect registers it in ThingsBoard (with its certif
     REQUIRE(c->connect(b.port()) == 0);
     REQUIRE(registered(fakes, 1, 10s));
 
+    // The notification is the server-scope attributes; no Rule Engine call (the fake's stock
+    // root chain would hold it for the whole timeout).
+    REQUIRE(eventually([&] { return fakes.thingsboard_device("dev-001")["server_attributes"].contains("firstConnectTime"); }, 10s));
     json tb = fakes.thingsboard_device("dev-001");
     REQUIRE(tb.is_object());
     CHECK(tb["credentials"]["credentialsType"] == "X509_CERTIFICATE");
     CHECK(tb["credentials"]["credentialsValue"] == bare_base64(first_pem(pki("devices/dev-001.crt"))));
-    REQUIRE(tb["messages"].size() == 1);
-    CHECK(tb["messages"][0]["event"] == "firstConnect");
-    CHECK(tb["messages"][0]["deviceId"] == "dev-001");
+    CHECK(tb["messages"].empty());
+    CHECK(tb["server_attributes"]["devicegateEvent"]["value"] == "firstConnect");
+    CHECK(tb["server_attributes"]["certificateFingerprintSha256"]["value"].get<std::string>().size() >= 64);
+    CHECK(tb["server_attributes"]["certificateNotAfter"]["value"].get<std::int64_t>() > 0);
     CHECK(count(fakes.hawkbit_state(), "creates") == 1);
 
     REQUIRE(eventually([&] { return ctl({"status", "dev-001"}, redis.url()).out.find("hawkbit:      registered") != std::string::npos; }));
@@ -107,7 +111,8 @@ TEST_CASE("A device's first connect registers it in ThingsBoard (with its certif
     }));
     std::this_thread::sleep_for(300ms);
     CHECK(count(fakes.thingsboard_state(), "creates") == 1);
-    CHECK(count(fakes.thingsboard_state(), "rule_engine_messages") == 1);
+    CHECK(count(fakes.thingsboard_state(), "attribute_writes") == 1);
+    CHECK(count(fakes.thingsboard_state(), "rule_engine_messages") == 0);
     CHECK(xlen(redis, "devicegate:jobs") == 0);  // acknowledged jobs are deleted
 }
 
@@ -210,7 +215,7 @@ TEST_CASE("10,000 first-connect jobs yield exactly 10,000 devices and 10,000 tar
     CHECK(count(tb, "devices") == 10000);
     CHECK(count(tb, "creates") == 10000);
     CHECK(count(tb, "name_conflicts") == 0);
-    CHECK(count(tb, "rule_engine_messages") == 10000);
+    CHECK(count(tb, "attribute_writes") == 10000);
     CHECK(count(hb, "targets") == 10000);
     CHECK(count(hb, "creates") == 10000);
     CHECK(count(hb, "conflicts") == 0);
@@ -262,7 +267,7 @@ TEST_CASE("A permanent 4xx is dead-lettered, listed, and succeeds on replay once
     REQUIRE(eventually([&] { return ctl({"status", "refused-1"}, redis.url()).out.find("hawkbit:      registered") != std::string::npos; }));
     CHECK(dead(redis) == 0);
     CHECK(count(fakes.thingsboard_state(), "creates") == 2);
-    CHECK(count(fakes.thingsboard_state(), "rule_engine_messages") == 2);  // ThingsBoard was not redone
+    CHECK(count(fakes.thingsboard_state(), "attribute_writes") == 2);  // ThingsBoard was not redone
     CHECK(ctl({"dlq", "list"}, redis.url()).out.find("empty") != std::string::npos);
 }
 
@@ -372,10 +377,14 @@ TEST_CASE("A renewed certificate replaces the device's ThingsBoard credentials, 
     client renewed("dev-001", pki("devices/dev-001-renewed.crt"), pki("devices/dev-001-renewed.key"));
     REQUIRE(renewed.connect(b.port()) == 0);
     const std::string expected = bare_base64(first_pem(pki("devices/dev-001-renewed.crt")));
-    REQUIRE(eventually([&] { return fakes.thingsboard_device("dev-001")["credentials"]["credentialsValue"] == expected; }, 10s));
+    REQUIRE(eventually([&] {
+        json d = fakes.thingsboard_device("dev-001");
+        return d["credentials"]["credentialsValue"] == expected &&
+               d["server_attributes"]["devicegateEvent"]["value"] == "certificateChanged";
+    }, 10s));
     json tb = fakes.thingsboard_device("dev-001");
-    CHECK(tb["messages"].size() == 2);
-    CHECK(tb["messages"][1]["event"] == "certificateChanged");
+    CHECK(tb["server_attributes"]["certificateSerial"]["value"] != "");
+    CHECK(count(fakes.thingsboard_state(), "attribute_writes") == 2);
     auto state = fakes.thingsboard_state();
     CHECK(count(state, "devices") == 1);
     CHECK(count(state, "creates") == 1);

@@ -31,6 +31,10 @@ struct http_get_options {
     std::string if_none_match;       // ETag of the copy we have
     std::string if_modified_since;   // Last-Modified of the copy we have
     std::vector<std::string> headers;  // extra "Name: value" lines (may carry secrets: never log them)
+    /// A new connection for this request, closed after it. libcurl re-sends a request when a
+    /// reused keep-alive connection dies before any answer (Curl_retry_request); a fresh one is
+    /// never re-sent, so a non-idempotent POST goes out at most once.
+    bool fresh_connection = false;
 };
 
 /// A reusable client (keeps the connection alive between calls to the same host).

@@ -85,5 +85,7 @@ std::vector<std::string> crl_distribution_point_urls(X509* cert);
 
 /// The subject's single line form ("CN=..., O=...") for log lines.
 std::string subject_line(X509* cert);
+/// A distinguished name on one line, as subject_line prints it (e.g. a certificate's issuer).
+std::string name_line(const X509_NAME* name);
 
 }  // namespace devicegate

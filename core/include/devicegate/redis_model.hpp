@@ -45,6 +45,7 @@ inline constexpr const char* thingsboard_fingerprint = "thingsboard_fingerprint"
 inline constexpr const char* hawkbit = "hawkbit";                  // registered | retrying | failed
 inline constexpr const char* registered_at = "registered_at";      // unix seconds
 inline constexpr const char* last_error = "last_error";
+inline constexpr const char* certificate = "certificate";          // PEM the worker registered (public)
 }  // namespace device_field
 /// The values of the thingsboard and hawkbit fields.
 namespace registration_state {

@@ -2,6 +2,8 @@
 // redis-server: output, exit codes, and what they leave in Redis.
 #include "ctl.hpp"
 #include "devicegate/denylist.hpp"
+#include "devicegate/job.hpp"
+#include "devicegate/pki.hpp"
 #include "devicegate/revocation_store.hpp"
 #include "redis_process.hpp"
 
@@ -62,7 +64,7 @@ TEST_CASE("ctl: arguments are checked before Redis is asked", "[ctl]") {
              {{"revoke", "dev-1", "dev-2"}, "too many arguments"},
              {{"status"}, "status needs a device id"},
              {{"status", "--serial", "0A"}, "status needs a device id"},
-             {{"dlq"}, "dlq needs list or replay"},
+             {{"dlq"}, "dlq needs list, replay, delete or trim"},
              {{"dlq", "list", "--count", "0"}, "--count needs a positive number"},
              {{"dlq", "list", "--count", "many"}, "--count needs a number"},
              {{"dlq", "replay"}, "dlq replay needs an entry id or --all"},
@@ -185,4 +187,77 @@ TEST_CASE("ctl: dlq list and replay", "[ctl]") {
     CHECK(reply_integer(f.server.command({"XLEN", "devicegate:jobs:dead"}).get(), "XLEN") == 0);
     CHECK(reply_integer(f.server.command({"XLEN", "devicegate:jobs"}).get(), "XLEN") == 3);
     CHECK(f.ctl({"dlq", "list"}).out == "the dead-letter stream is empty\n");
+}
+
+TEST_CASE("ctl: reregister enqueues a first-connect job from the stored certificate", "[ctl]") {
+    fixture f;
+    const std::string pem = read_file(std::string(DEVICEGATE_TEST_PKI) + "/devices/dev-001.crt", 1 << 20);
+    auto certs = parse_certificates(pem, "test");
+    const std::string leaf_pem = pem.substr(0, pem.find("-----END CERTIFICATE-----") + 25) + "\n";
+    const std::string fp = fingerprint_hex(certificate_sha256(certs.at(0).get()));
+    const std::map<std::string, std::string> registered{{device_field::first_seen, "1795000000"},
+                                                        {device_field::fingerprint, fp},
+                                                        {device_field::thingsboard, "registered"},
+                                                        {device_field::thingsboard_id, "uuid-1"},
+                                                        {device_field::thingsboard_fingerprint, fp},
+                                                        {device_field::hawkbit, "registered"},
+                                                        {device_field::registered_at, "1795000001"}};
+    CHECK(f.ctl({"reregister"}).code == ctl::usage);
+    CHECK(f.ctl({"reregister", "a b"}).code == ctl::usage);
+    auto unknown = f.ctl({"reregister", "dev-never"});
+    CHECK(unknown.code == ctl::not_found);
+    CHECK_THAT(unknown.err, Catch::Contains("unknown device dev-never"));
+    auto hash_of = [&](const std::string& id) {
+        return reply_hash(f.server.command({"HGETALL", redis_model{}.device(id)}).get(), "HGETALL");
+    };
+
+    SECTION("with the certificate the worker stored: a job now") {
+        auto fields = registered;
+        fields[device_field::certificate] = leaf_pem;
+        f.device("dev-001", fields);
+        auto r = f.ctl({"reregister", "dev-001"});
+        CHECK(r.code == ctl::ok);
+        CHECK_THAT(r.out, Catch::Contains("registration job enqueued"));
+        auto hash = hash_of("dev-001");
+        CHECK(hash.count(device_field::thingsboard) == 0);
+        CHECK(hash.count(device_field::hawkbit) == 0);
+        CHECK(hash.at(device_field::fingerprint) == fp);
+        auto jobs = reply_stream_entries(f.server.command({"XRANGE", redis_model{}.jobs(), "-", "+"}).get(), "jobs");
+        REQUIRE(jobs.size() == 1);
+        job j = parse_job(jobs[0].fields.at(job_field::job));  // checks the fingerprint against the PEM
+        CHECK(j.type == job_type::first_connect);
+        CHECK(j.cert.device_id == "dev-001");
+        CHECK(j.cert.first_seen == 1795000000);
+    }
+    SECTION("registered by an older worker (no certificate): forgotten, enqueued on a later connect") {
+        f.device("dev-001", registered);
+        auto r = f.ctl({"reregister", "dev-001"});
+        CHECK(r.code == ctl::ok);
+        CHECK_THAT(r.out, Catch::Contains("registration forgotten"));
+        auto hash = hash_of("dev-001");
+        CHECK(hash.count(device_field::fingerprint) == 0);  // job_producer's first-connect condition
+        CHECK(hash.count(device_field::thingsboard) == 0);
+        CHECK(hash.at(device_field::last_error) == "reregister requested by operator");
+        CHECK(reply_integer(f.server.command({"XLEN", redis_model{}.jobs()}).get(), "XLEN") == 0);
+    }
+}
+
+TEST_CASE("ctl: dlq delete and dlq trim", "[ctl]") {
+    fixture f;
+    const std::string one = f.dead_letter("dev-1", "e1");
+    f.dead_letter("dev-2", "e2");
+    f.dead_letter("dev-3", "e3");
+    auto del = f.ctl({"dlq", "delete", one});
+    CHECK(del.code == ctl::ok);
+    CHECK(del.out == "deleted dead-lettered job " + one + "\n");
+    CHECK(f.ctl({"dlq", "delete", one}).code == ctl::not_found);
+    CHECK(f.ctl({"dlq", "delete"}).code == ctl::usage);
+    CHECK(f.ctl({"dlq", "trim"}).code == ctl::usage);
+    CHECK(f.ctl({"dlq", "trim", "--max", "-1"}).code == ctl::usage);
+    auto trimmed = f.ctl({"dlq", "trim", "--max", "1"});
+    CHECK(trimmed.code == ctl::ok);
+    CHECK(trimmed.out == "trimmed 1 dead-lettered job(s); at most 1 kept\n");
+    auto list = f.ctl({"dlq", "list"}).out;
+    CHECK_THAT(list, Catch::Contains("device=dev-3"));
+    CHECK(list.find("device=dev-2") == std::string::npos);
 }

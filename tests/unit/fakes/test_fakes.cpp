@@ -1,5 +1,5 @@
 // The fakes themselves (tests/fakes): each behaviour the worker will be written against is the
-// real server's, as docs/integrations-backends.md describes it with its upstream source.
+// real server's, as docs/integrations.md §E describes it with its upstream source.
 #include "fake_backends.hpp"
 
 #include <catch2/catch.hpp>
@@ -105,7 +105,7 @@ TEST_CASE("fake ThingsBoard: the stock root rule chain has no reply node: 408 on
 }
 
 TEST_CASE("fake ThingsBoard: reply mode answers 200 at once, absent mode 404 (ThingsBoard < 3.8)", "[fakes]") {
-    tb_with_device reply_fixture;  // the default until the worker stops calling the Rule Engine per registration
+    tb_with_device reply_fixture({.rule_engine = "reply"});  // the fast path, asked for explicitly
     tb_client& c = reply_fixture.c;
     const std::string id = reply_fixture.id;
     auto r = c.post("/api/rule-engine/DEVICE/" + id + "/5000", json::object());

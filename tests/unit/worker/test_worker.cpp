@@ -48,6 +48,8 @@ struct backends {
     fakes::fake_hawkbit hb;
     worker_config config;
     worker_metrics metrics;
+    login_gate tb_gate{target::thingsboard, std::chrono::milliseconds(200), std::chrono::milliseconds(800), metrics};
+    login_gate hb_gate{target::hawkbit, std::chrono::milliseconds(200), std::chrono::milliseconds(800), metrics};
     std::unique_ptr<thingsboard_session> session;
 
     explicit backends(fakes::thingsboard_options tbo = {}, fakes::hawkbit_options hbo = {}) : tb(tbo), hb(hbo) {
@@ -62,10 +64,10 @@ struct backends {
         config.hawkbit.username = hbo.username;
         config.hawkbit.password = hbo.password;
         config.http_timeout = std::chrono::seconds(5);
-        session = std::make_unique<thingsboard_session>(config.thingsboard, config.http_timeout, metrics);
+        session = std::make_unique<thingsboard_session>(config.thingsboard, config.http_timeout, metrics, tb_gate);
     }
     thingsboard_client thingsboard() { return {config.thingsboard, config.http_timeout, *session, metrics}; }
-    hawkbit_client hawkbit() { return {config.hawkbit, config.http_timeout, metrics}; }
+    hawkbit_client hawkbit() { return {config.hawkbit, config.http_timeout, metrics, hb_gate}; }
 };
 
 target_failure failure_of(const std::function<void()>& f) {
@@ -169,21 +171,32 @@ TEST_CASE("Jobs from the stream are checked before anything is registered", "[wo
                       "fingerprint_sha256 does not match certificate_pem");
 }
 
-TEST_CASE("ThingsBoard client: idempotent device with X.509 credentials and a Rule Engine message",
+TEST_CASE("ThingsBoard client: idempotent device with X.509 credentials and server-scope attributes",
           "[worker][thingsboard]") {
-    backends b;
+    backends b;  // the fake's stock rule chain: a Rule Engine call would wait for its timeout
     auto tb = b.thingsboard();
     const job j = make_job("dev-1");
 
     auto first = tb.register_device(j);
     CHECK(first.action == "created");
-    CHECK(first.notified == "delivered");
+    CHECK(first.notified == "off");  // the Rule Engine message is off by default
     json d = b.tb.device("dev-1");
     CHECK(d["id"]["id"] == first.device_uuid);
     CHECK(d["credentials"]["credentialsValue"] == thingsboard_certificate_value(j.cert.certificate_pem));
-    CHECK(d["messages"][0] == json({{"event", "firstConnect"}, {"deviceId", "dev-1"}, {"serial", j.cert.serial_hex},
-                                    {"fingerprintSha256", j.cert.fingerprint_sha256}, {"firstSeen", 1795000000},
-                                    {"brokerId", "b1"}}));
+    CHECK(d["messages"].empty());
+    CHECK(b.tb.state()["rule_engine_messages"] == 0);
+    const json& a = d["server_attributes"];
+    auto leaf = parse_certificates(j.cert.certificate_pem, "test");
+    CHECK(a["firstConnectTime"]["value"] == 1795000000000LL);
+    CHECK(a["certificateFirstSeen"]["value"] == 1795000000000LL);
+    CHECK(a["certificateSerial"]["value"] == j.cert.serial_hex);
+    CHECK(a["certificateFingerprintSha256"]["value"] == j.cert.fingerprint_sha256);
+    CHECK(a["certificateNotAfter"]["value"] ==
+          static_cast<std::int64_t>(to_time_t(X509_get0_notAfter(leaf.at(0).get()))) * 1000);
+    CHECK(a["certificateIssuer"]["value"].get<std::string>().find("CN") != std::string::npos);
+    CHECK(a["devicegateBrokerId"]["value"] == "b1");
+    CHECK(a["devicegateEvent"]["value"] == "firstConnect");
+    CHECK(b.metrics.attribute_writes == 1);
 
     SECTION("running the same job again creates nothing") {
         auto again = tb.register_device(j);
@@ -199,8 +212,13 @@ TEST_CASE("ThingsBoard client: idempotent device with X.509 credentials and a Ru
         CHECK(r.action == "credentials_updated");
         CHECK(b.tb.device("dev-1")["credentials"]["credentialsValue"] ==
               thingsboard_certificate_value(renewed.cert.certificate_pem));
-        CHECK(b.tb.device("dev-1")["messages"][1]["event"] == "certificateChanged");
+        const json a2 = b.tb.device("dev-1")["server_attributes"];
+        CHECK(a2["devicegateEvent"]["value"] == "certificateChanged");
+        CHECK(a2["certificateSerial"]["value"] == renewed.cert.serial_hex);
+        CHECK(a2["certificateFingerprintSha256"]["value"] == renewed.cert.fingerprint_sha256);
+        CHECK(a2["firstConnectTime"] == a["firstConnectTime"]);  // a renewal does not move the first connect
         CHECK(b.metrics.credentials_updated == 1);
+        CHECK(b.metrics.attribute_writes == 2);
     }
     SECTION("an expired token is refreshed once, not re-logged in") {
         b.tb.expire_tokens();
@@ -257,26 +275,145 @@ TEST_CASE("ThingsBoard client: failures are classified per the contract", "[work
         CHECK(b.metrics.target_errors[0][static_cast<int>(error_kind::http_5xx)] == 1);
         CHECK(b.metrics.target_errors[0][static_cast<int>(error_kind::transport)] == 1);
     }
-    SECTION("a refused login is permanent and names the user, not the password") {
+    SECTION("a ThingsBoard without the Rule Engine API (older than 3.8): JSON 404") {
+        backends b({.rule_engine = "absent"});
+        b.config.thingsboard.rule_engine = true;
+        auto tb = b.thingsboard();
+        CHECK(tb.register_device(make_job("d1")).notified == "unsupported");
+        CHECK(b.metrics.rule_engine_unsupported == 1);
+        CHECK(b.tb.state()["creates"] == 1);
+    }
+    SECTION("the stock root chain answers 408 after the timeout: queued, not delivered") {
+        backends b({.rule_engine = "stock"});
+        b.config.thingsboard.rule_engine = true;
+        auto tb = b.thingsboard();
+        CHECK(tb.register_device(make_job("d1")).notified == "queued");
+        CHECK(b.tb.state()["rule_engine_messages"] == 1);
+        CHECK(b.metrics.rule_engine_unanswered == 1);
+    }
+    SECTION("a chain with a reply node answers 200: delivered, with the message") {
+        backends b({.rule_engine = "reply"});
+        b.config.thingsboard.rule_engine = true;
+        auto tb = b.thingsboard();
+        const job j = make_job("d1");
+        CHECK(tb.register_device(j).notified == "delivered");
+        CHECK(b.tb.device("d1")["messages"][0] ==
+              json({{"event", "firstConnect"}, {"deviceId", "d1"}, {"serial", j.cert.serial_hex},
+                    {"fingerprintSha256", j.cert.fingerprint_sha256}, {"firstSeen", 1795000000}, {"brokerId", "b1"}}));
+    }
+}
+
+TEST_CASE("ThingsBoard client: statuses as ThingsBoard 3.9 means them", "[worker][thingsboard]") {
+    SECTION("409 errorCode 35 on a credentials save: read again and retry") {
+        backends b;
+        auto tb = b.thingsboard();
+        tb.register_device(make_job("d1"));
+        b.tb.set_faults({.path = "/api/device/credentials", .fail_next = 1, .fail_status = 409});
+        job renewed = make_job("d1", job_type::certificate_changed);
+        CHECK(tb.register_device(renewed).action == "credentials_updated");
+        CHECK(b.tb.device("d1")["credentials"]["credentialsValue"] ==
+              thingsboard_certificate_value(renewed.cert.certificate_pem));
+        CHECK(b.metrics.credentials_version_conflicts == 1);
+    }
+    SECTION("409/35 every time: retryable, not permanent") {
+        backends b;
+        auto tb = b.thingsboard();
+        tb.register_device(make_job("d1"));
+        b.tb.set_faults({.path = "/api/device/credentials", .fail_always = 409});
+        auto f = failure_of([&] { tb.register_device(make_job("d1", job_type::certificate_changed)); });
+        CHECK(f.retryable);
+        CHECK(std::string(f.what()).find("version conflict") != std::string::npos);
+        CHECK(b.metrics.credentials_version_conflicts == 3);
+    }
+    SECTION("a device deleted in ThingsBoard is created again") {
+        backends b;
+        auto tb = b.thingsboard();
+        const auto before = tb.register_device(make_job("d1")).device_uuid;
+        REQUIRE(b.tb.delete_device("d1"));
+        auto again = tb.register_device(make_job("d1", job_type::certificate_changed));
+        CHECK(again.action == "created");
+        CHECK(again.device_uuid != before);
+        CHECK(b.tb.device("d1")["server_attributes"].contains("certificateSerial"));
+    }
+    SECTION("deleted between the lookup and the attribute write: the plain-text 404 re-creates it") {
+        backends b;
+        auto tb = b.thingsboard();
+        tb.register_device(make_job("d1"));
+        b.tb.set_faults({.path = "/api/plugins/telemetry", .latency_ms = 300});
+        auto pending = std::async(std::launch::async, [&] { return tb.register_device(make_job("d1", job_type::certificate_changed)); });
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // inside the attribute write's latency
+        REQUIRE(b.tb.delete_device("d1"));
+        auto r = pending.get();
+        CHECK(r.action == "created");
+        CHECK(b.tb.state()["creates"] == 2);
+        CHECK(b.tb.device("d1")["id"]["id"] == r.device_uuid);
+        CHECK(b.tb.device("d1")["server_attributes"]["devicegateEvent"]["value"] == "certificateChanged");
+    }
+    SECTION("a deleted device's Rule Engine 404 (plain text) is not 'older than 3.8'") {
+        backends b({.rule_engine = "reply"});
+        b.config.thingsboard.rule_engine = true;
+        auto tb = b.thingsboard();
+        tb.register_device(make_job("d1"));
+        b.tb.set_faults({.path = "/api/rule-engine", .latency_ms = 300});
+        auto pending = std::async(std::launch::async, [&] { return tb.register_device(make_job("d1")); });
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        REQUIRE(b.tb.delete_device("d1"));
+        auto r = pending.get();
+        CHECK(r.notified == "delivered");
+        CHECK(r.action == "created");
+        CHECK(b.metrics.rule_engine_unsupported == 0);
+    }
+}
+
+TEST_CASE("A refused login pauses: one probe per interval, no job failure", "[worker][auth]") {
+    SECTION("ThingsBoard: wrong password") {
         backends b({.password = "right"});
         b.config.thingsboard.password = "Wr0ng-pass";
         auto tb = b.thingsboard();
         auto f = failure_of([&] { tb.register_device(make_job("d1")); });
-        CHECK_FALSE(f.retryable);
-        CHECK(std::string(f.what()) ==
-              "thingsboard: login refused for user tenant@thingsboard.org (check thingsboard_username / thingsboard_password)");
+        CHECK(f.paused);
+        CHECK(std::string(f.what()).find("tenant@thingsboard.org") != std::string::npos);
+        CHECK(std::string(f.what()).find("Wr0ng-pass") == std::string::npos);
+        CHECK(b.tb_gate.paused());
+        CHECK(b.metrics.auth_paused[0] == 1);
+        // Inside the interval: refused without a request.
+        for (int i = 0; i < 5; ++i) CHECK(failure_of([&] { tb.register_device(make_job("d1")); }).paused);
+        CHECK(b.tb.state()["auth_failures"] == 1);
+        CHECK(b.metrics.login_refusals == 1);
+        // After the interval one probe goes out; fixed password: resumed.
+        b.config.thingsboard.password = "right";
+        std::this_thread::sleep_for(b.tb_gate.remaining() + std::chrono::milliseconds(20));
+        CHECK(tb.register_device(make_job("d1")).action == "created");
+        CHECK_FALSE(b.tb_gate.paused());
+        CHECK(b.metrics.auth_paused[0] == 0);
     }
-    SECTION("a ThingsBoard without the Rule Engine API (older than 3.8)") {
-        backends b({.rule_engine = "absent"});
+    SECTION("ThingsBoard lockout: the account is never locked by the worker") {
+        backends b({.password = "right", .max_failed_login_attempts = 3});
+        b.config.thingsboard.password = "Wr0ng-pass";
         auto tb = b.thingsboard();
-        CHECK(tb.register_device(make_job("d1")).notified == "unsupported");
-        CHECK(b.metrics.rule_engine_unsupported == 1);
+        const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(700);
+        int probes = 0;
+        while (std::chrono::steady_clock::now() < until) {
+            CHECK(failure_of([&] { tb.register_device(make_job("d1")); }).paused);
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        probes = static_cast<int>(b.metrics.login_refusals.load());
+        CHECK(probes >= 2);   // 0 ms, 200 ms, then 400 ms later: 600 ms
+        CHECK(probes <= 3);   // never one per job
+        b.config.thingsboard.password = "right";
+        std::this_thread::sleep_for(b.tb_gate.remaining() + std::chrono::milliseconds(20));
+        CHECK(tb.register_device(make_job("d1")).action == "created");  // not locked
     }
-    SECTION("a rule chain without a reply node answers 408: delivered") {
-        backends b({.rule_engine = "timeout"});
-        auto tb = b.thingsboard();
-        CHECK(tb.register_device(make_job("d1")).notified == "delivered");
-        CHECK(b.tb.state()["rule_engine_messages"] == 1);
+    SECTION("hawkBit: refused credentials pause too, the password is not shown") {
+        backends b({}, {.password = "right"});
+        b.config.hawkbit.password = "Wr0ng-hb";
+        auto hb = b.hawkbit();
+        auto f = failure_of([&] { hb.ensure_target("d1"); });
+        CHECK(f.paused);
+        CHECK(std::string(f.what()).find("Wr0ng-hb") == std::string::npos);
+        CHECK(std::string(f.what()).find("user admin") != std::string::npos);
+        CHECK(failure_of([&] { hb.ensure_target("d1"); }).paused);
+        CHECK(b.hb.state()["auth_failures"] == 1);
     }
 }
 
@@ -294,16 +431,6 @@ TEST_CASE("hawkBit client: one target per device, 409 is success", "[worker][haw
         auto hb = b.hawkbit();
         hb.ensure_target("dev-1");
         CHECK(hb.ensure_target("dev-1") == "exists");
-    }
-    SECTION("refused credentials are permanent and the password is not shown") {
-        backends b({}, {.password = "right"});
-        b.config.hawkbit.password = "Wr0ng-pass";
-        auto hb = b.hawkbit();
-        auto f = failure_of([&] { hb.ensure_target("dev-1"); });
-        CHECK_FALSE(f.retryable);
-        CHECK(f.status == 401);
-        CHECK(std::string(f.what()).find("Wr0ng") == std::string::npos);
-        CHECK(std::string(f.what()).find("user admin") != std::string::npos);
     }
     SECTION("5xx is retryable") {
         backends b;
@@ -353,4 +480,21 @@ TEST_CASE("Worker metrics in the Prometheus text format", "[worker][metrics]") {
     CHECK(text.find("devicegate_worker_registration_seconds_bucket{le=\"0.05\"} 1\n") != std::string::npos);
     CHECK(text.find("devicegate_worker_registration_seconds_bucket{le=\"+Inf\"} 1\n") != std::string::npos);
     CHECK(text.find("devicegate_worker_registration_seconds_count 1\n") != std::string::npos);
+}
+
+TEST_CASE("ThingsBoard client: the configured device profile is looked up by its exact name and used by id",
+          "[worker][thingsboard]") {
+    backends b({.device_profiles = {"sensor", "sensor v2"}});
+    auto tb = b.thingsboard();
+    const std::string id = tb.find_device_profile("sensor v2");
+    CHECK_FALSE(id.empty());
+    CHECK(tb.find_device_profile("sensor") != id);   // textSearch matches both: exact name wins
+    CHECK(tb.find_device_profile("sensr").empty());  // a typo is not found (and not created)
+    CHECK(tb.find_device_profile("Sensor").empty());
+    tb.use_device_profile(id);
+    tb.register_device(make_job("d1"));
+    json d = b.tb.device("d1");
+    CHECK(d["deviceProfileId"]["id"] == id);
+    CHECK(d["type"] == "sensor v2");
+    CHECK(b.tb.state()["profiles_created"] == 0);
 }
