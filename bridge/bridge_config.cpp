@@ -1,5 +1,7 @@
 #include "bridge_config.hpp"
 
+#include "devicegate/settings_file.hpp"
+
 #include "devicegate/config.hpp"
 #include "wireguard.hpp"
 
@@ -143,12 +145,6 @@ void apply(bridge_config& c, const setting& s, const std::string& value, const s
     }
 }
 
-std::string trim(const std::string& s) {
-    auto b = s.find_first_not_of(" \t\r");
-    if (b == std::string::npos) return "";
-    return s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
-}
-
 void require(const std::string& value, const char* key) {
     if (value.empty()) throw bridge_config_error(std::string(key) + ": required (or " + bridge_env_name(key) + ")");
 }
@@ -176,31 +172,18 @@ void check_required(const bridge_config& c) {
 
 }  // namespace
 
-std::string bridge_env_name(const std::string& key) {
-    std::string out = "DEVICEGATE_BRIDGE_";
-    for (char ch : key) out += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-    return out;
-}
+std::string bridge_env_name(const std::string& key) { return settings_env_name("DEVICEGATE_BRIDGE_", key); }
 
 bridge_config parse_bridge_config(const std::string& file_text, const std::map<std::string, std::string>& env) {
     bridge_config c;
-    std::istringstream in(file_text);
-    std::string line;
-    for (int number = 1; std::getline(in, line); ++number) {
-        line = trim(line);
-        if (line.empty() || line[0] == '#') continue;
-        auto space = line.find_first_of(" \t");
-        const std::string key = line.substr(0, space);
-        const std::string value = space == std::string::npos ? "" : trim(line.substr(space));
-        auto it = std::find_if(settings().begin(), settings().end(), [&](const setting& s) { return key == s.key; });
-        const std::string where = "line " + std::to_string(number) + ": " + key;
-        if (it == settings().end()) throw bridge_config_error(where + ": unknown setting");
-        apply(c, *it, value, where);
-    }
-    for (const setting& s : settings()) {
-        auto e = env.find(bridge_env_name(s.key));
-        if (e != env.end()) apply(c, s, e->second, bridge_env_name(s.key));
-    }
+    std::vector<std::string> keys;
+    for (const setting& s : settings()) keys.push_back(s.key);
+    read_settings(file_text, env, keys, "DEVICEGATE_BRIDGE_",
+                  [&](const std::string& key, const std::string& value, const std::string& where) {
+                      auto it = std::find_if(settings().begin(), settings().end(), [&](const setting& s) { return key == s.key; });
+                      if (it == settings().end()) throw bridge_config_error(where + ": unknown setting");
+                      apply(c, *it, value, where);
+                  });
     check_required(c);
     return c;
 }

@@ -1,6 +1,7 @@
 #include "worker_config.hpp"
 
 #include "devicegate/duration.hpp"
+#include "devicegate/settings_file.hpp"
 
 #include <unistd.h>
 
@@ -129,11 +130,7 @@ const std::vector<setting>& settings() {
     return all;
 }
 
-std::string env_name(const char* key) {
-    std::string out = "DEVICEGATE_";
-    for (const char* p = key; *p; ++p) out += static_cast<char>(std::toupper(static_cast<unsigned char>(*p)));
-    return out;
-}
+std::string env_name(const char* key) { return settings_env_name("DEVICEGATE_", key); }
 
 void apply(worker_config& c, const setting& s, const std::string& value, const std::string& where) {
     try {
@@ -144,33 +141,17 @@ void apply(worker_config& c, const setting& s, const std::string& value, const s
     }
 }
 
-std::string trim(const std::string& s) {
-    auto b = s.find_first_not_of(" \t\r");
-    if (b == std::string::npos) return "";
-    return s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
-}
-
 }  // namespace
 
 worker_config parse_worker_config(const std::string& file_text, const std::map<std::string, std::string>& env) {
     worker_config c;
-    std::istringstream in(file_text);
-    std::string line;
-    for (int number = 1; std::getline(in, line); ++number) {
-        line = trim(line);
-        if (line.empty() || line[0] == '#') continue;
-        auto space = line.find_first_of(" \t");
-        const std::string key = line.substr(0, space);
-        const std::string value = space == std::string::npos ? "" : trim(line.substr(space));
+    std::vector<std::string> keys;
+    for (const setting& s : settings()) keys.push_back(s.key);
+    read_settings(file_text, env, keys, "DEVICEGATE_", [&](const std::string& key, const std::string& value, const std::string& where) {
         auto it = std::find_if(settings().begin(), settings().end(), [&](const setting& s) { return key == s.key; });
-        const std::string where = "line " + std::to_string(number) + ": " + key;
         if (it == settings().end()) throw worker_config_error(where + ": unknown setting");
         apply(c, *it, value, where);
-    }
-    for (const setting& s : settings()) {
-        auto e = env.find(env_name(s.key));
-        if (e != env.end()) apply(c, s, e->second, env_name(s.key));
-    }
+    });
     if (c.consumer_name.empty()) {
         char host[256] = {};
         gethostname(host, sizeof host - 1);
