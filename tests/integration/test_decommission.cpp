@@ -1,0 +1,87 @@
+// Decommission end to end: real mosquitto with the plugin, real redis-server, the
+// devicegate-worker process, devicegate-ctl and the fake ThingsBoard / hawkBit.
+#include "harness.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace devicegate::itest;
+using nlohmann::json;
+
+namespace {
+
+long long count(const json& state, const char* name) { return state.at(name).get<long long>(); }
+
+bool status_says(const redis_server& redis, const std::string& id, const std::string& text) {
+    return eventually([&] { return ctl({"status", id}, redis.url()).out.find(text) != std::string::npos; }, 10s);
+}
+
+}  // namespace
+
+TEST_CASE("revoke --decommission kicks the device and removes it from both targets; only reregister brings it back",
+          "[integration][worker][decommission]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes;
+    REQUIRE(fakes.start());
+    worker_process worker(redis, fakes);
+    REQUIRE(worker.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+
+    auto c = device("dev-001");
+    REQUIRE(c->connect(b.port()) == 0);
+    REQUIRE(eventually([&] { return count(fakes.thingsboard_state(), "devices") == 1 && count(fakes.hawkbit_state(), "targets") == 1; }, 10s));
+    REQUIRE(status_says(redis, "dev-001", "hawkbit:      registered"));
+
+    auto revoked = ctl({"revoke", "dev-001", "--decommission", "--reason", "stolen"}, redis.url());
+    REQUIRE(revoked.exit_code == 0);
+    CHECK(revoked.out.find("decommission of dev-001 enqueued") != std::string::npos);
+    CHECK(c->wait_disconnected(5000ms));
+    REQUIRE(eventually([&] { return count(fakes.thingsboard_state(), "devices") == 0 && count(fakes.hawkbit_state(), "targets") == 0; }, 10s));
+    CHECK(fakes.thingsboard_device("dev-001").is_null());
+    REQUIRE(status_says(redis, "dev-001", "decommissioned: "));
+    CHECK(ctl({"status", "dev-001"}, redis.url()).out.find("hawkbit:      decommissioned") != std::string::npos);
+    CHECK(worker.metric("devicegate_worker_jobs_decommissioned_total") == 1);
+
+    // Unrevoked and connecting again (a new broker: it plans a job again): not resurrected.
+    REQUIRE(ctl({"unrevoke", "dev-001"}, redis.url()).exit_code == 0);
+    b.stop();
+    broker b2({.redis = &redis});
+    REQUIRE(b2.start());
+    auto again = device("dev-001");
+    REQUIRE(again->connect(b2.port()) == 0);
+    REQUIRE(eventually([&] { return b2.log().find("allow client=dev-001") != std::string::npos; }));
+    std::this_thread::sleep_for(500ms);  // a job would reach the fakes in milliseconds
+    CHECK(count(fakes.thingsboard_state(), "devices") == 0);
+    CHECK(count(fakes.hawkbit_state(), "targets") == 0);
+
+    // The documented way back.
+    auto rereg = ctl({"reregister", "dev-001"}, redis.url());
+    REQUIRE(rereg.exit_code == 0);
+    REQUIRE(eventually([&] { return count(fakes.thingsboard_state(), "devices") == 1 && count(fakes.hawkbit_state(), "targets") == 1; }, 10s));
+    REQUIRE(status_says(redis, "dev-001", "hawkbit:      registered"));
+    CHECK(ctl({"status", "dev-001"}, redis.url()).out.find("decommissioned:") == std::string::npos);
+}
+
+TEST_CASE("A decommission job for a device that is not revoked is dead-lettered as not_revoked",
+          "[integration][worker][decommission]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes;
+    REQUIRE(fakes.start());
+    worker_process worker(redis, fakes);
+    REQUIRE(worker.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+    auto c = device("dev-002");
+    REQUIRE(c->connect(b.port()) == 0);
+    REQUIRE(eventually([&] { return count(fakes.hawkbit_state(), "targets") == 1; }, 10s));
+
+    // Whoever can write the stream can claim anything: without a revocation nothing is deleted.
+    redis.command({"XADD", "devicegate:jobs", "*", "type", "decommission", "job",
+                  R"({"schema":1,"type":"decommission","device_id":"dev-002","serial":"","fingerprint_sha256":"","reason":"x","requested_at":1})"});
+    REQUIRE(eventually([&] { return redis.integer({"XLEN", "devicegate:jobs:dead"}) == 1; }, 10s));
+    CHECK(worker.metric("devicegate_worker_jobs_dead_total{reason=\"not_revoked\"}") == 1);
+    CHECK(count(fakes.thingsboard_state(), "devices") == 1);
+    CHECK(count(fakes.hawkbit_state(), "targets") == 1);
+}
