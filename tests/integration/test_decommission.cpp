@@ -15,22 +15,35 @@ bool status_says(const redis_server& redis, const std::string& id, const std::st
     return eventually([&] { return ctl({"status", id}, redis.url()).out.find(text) != std::string::npos; }, 10s);
 }
 
+/// Redis, the fakes, a worker and a broker, with `id` connected and registered in both fakes.
+struct registered_device {
+    redis_server redis;
+    fake_backends fakes;
+    std::unique_ptr<worker_process> worker;  // after the servers: its configuration names their ports
+    std::unique_ptr<broker> b;
+    std::unique_ptr<client> c;
+
+    explicit registered_device(const std::string& id) {
+        REQUIRE(redis.start());
+        REQUIRE(fakes.start());
+        worker = std::make_unique<worker_process>(redis, fakes);
+        REQUIRE(worker->start());
+        b = std::make_unique<broker>(broker_options{.redis = &redis});
+        REQUIRE(b->start());
+        c = device(id);
+        REQUIRE(c->connect(b->port()) == 0);
+        REQUIRE(eventually([&] { return count(fakes.thingsboard_state(), "devices") == 1 && count(fakes.hawkbit_state(), "targets") == 1; }, 10s));
+    }
+};
+
 }  // namespace
 
 TEST_CASE("revoke --decommission kicks the device and removes it from both targets; only reregister brings it back",
           "[integration][worker][decommission]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    fake_backends fakes;
-    REQUIRE(fakes.start());
-    worker_process worker(redis, fakes);
-    REQUIRE(worker.start());
-    broker b({.redis = &redis});
-    REQUIRE(b.start());
-
-    auto c = device("dev-001");
-    REQUIRE(c->connect(b.port()) == 0);
-    REQUIRE(eventually([&] { return count(fakes.thingsboard_state(), "devices") == 1 && count(fakes.hawkbit_state(), "targets") == 1; }, 10s));
+    registered_device s("dev-001");
+    auto& [redis, fakes, worker_ptr, broker_ptr, c] = s;
+    worker_process& worker = *worker_ptr;
+    broker& b = *broker_ptr;
     REQUIRE(status_says(redis, "dev-001", "hawkbit:      registered"));
 
     auto revoked = ctl({"revoke", "dev-001", "--decommission", "--reason", "stolen"}, redis.url());
@@ -65,17 +78,9 @@ TEST_CASE("revoke --decommission kicks the device and removes it from both targe
 
 TEST_CASE("A decommission job for a device that is not revoked is dead-lettered as not_revoked",
           "[integration][worker][decommission]") {
-    redis_server redis;
-    REQUIRE(redis.start());
-    fake_backends fakes;
-    REQUIRE(fakes.start());
-    worker_process worker(redis, fakes);
-    REQUIRE(worker.start());
-    broker b({.redis = &redis});
-    REQUIRE(b.start());
-    auto c = device("dev-002");
-    REQUIRE(c->connect(b.port()) == 0);
-    REQUIRE(eventually([&] { return count(fakes.hawkbit_state(), "targets") == 1; }, 10s));
+    registered_device s("dev-002");
+    auto& [redis, fakes, worker_ptr, broker_ptr, c] = s;
+    worker_process& worker = *worker_ptr;
 
     // Whoever can write the stream can claim anything: without a revocation nothing is deleted.
     redis.command({"XADD", "devicegate:jobs", "*", "type", "decommission", "job",
