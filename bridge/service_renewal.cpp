@@ -1,5 +1,6 @@
 // Renewal over mTLS, revocation by the operator, and the CRL.
 #include "devicegate/device_id.hpp"
+#include "devicegate/revocation_store.hpp"
 #include "devicegate/pki.hpp"
 #include "service.hpp"
 
@@ -64,6 +65,7 @@ api_response bridge_service::revoke(const api_request& r) {
     if (!operator_key_ok(r.api_key)) return refuse(op, r, r.device_id, 401, "bad_api_key", "an operator API key (X-Api-Key) is required");
     std::string why = "revoked by operator";
     int code = 0;  // unspecified (RFC 5280 5.3.1)
+    bool decommission = false;  // also remove it from ThingsBoard and hawkBit (the worker's job)
     if (!r.body.empty()) {
         auto j = nlohmann::json::parse(r.body, nullptr, false);
         if (!j.is_object()) return refuse(op, r, r.device_id, 400, "bad_request", "the body must be a JSON object");
@@ -74,6 +76,10 @@ api_response bridge_service::revoke(const api_request& r) {
                 return refuse(op, r, r.device_id, 400, "bad_request", "reason_code must be an RFC 5280 CRLReason 0..10 (not 7)");
             }
             code = j["reason_code"].get<int>();
+        }
+        if (j.contains("decommission")) {
+            if (!j["decommission"].is_boolean()) return refuse(op, r, r.device_id, 400, "bad_request", "decommission must be true or false");
+            decommission = j["decommission"].get<bool>();
         }
     }
     try {
@@ -91,8 +97,19 @@ api_response bridge_service::revoke(const api_request& r) {
                 // already revoked at the CA (step-ca says so): nothing left to do for it
             }
         }
-        audit(op, r, r.device_id, "ok", "serials=" + std::to_string(revoked.size()) + " brokers=" + std::to_string(brokers));
-        return json_response(200, nlohmann::ordered_json{{"device_id", r.device_id}, {"revoked_serials", revoked}, {"brokers_notified", brokers}});
+        // After the deny-list: the worker acts on a decommission only for a revoked device.
+        std::string job_id;
+        if (decommission) {
+            job_id = redis_.with([&](redis_connection& c) {
+                return revocation_store(c, model_).enqueue_decommission(r.device_id, why, static_cast<std::int64_t>(std::time(nullptr)));
+            });
+        }
+        audit(op, r, r.device_id, "ok", "serials=" + std::to_string(revoked.size()) + " brokers=" + std::to_string(brokers) +
+                                            (decommission ? " decommission=" + job_id : ""));
+        nlohmann::ordered_json answer{{"device_id", r.device_id}, {"revoked_serials", revoked}, {"brokers_notified", brokers},
+                                      {"decommission_enqueued", decommission}};
+        if (decommission) answer["decommission_job"] = job_id;
+        return json_response(200, answer);
     } catch (const signer_error& e) {
         log_.error(std::string("devicegate-bridge: CA: ") + log_safe(e.what(), 300));
         return refuse(op, r, r.device_id, 502, "ca_failed", "the device is on the deny-list, but the CA did not revoke its certificates; retry");

@@ -40,7 +40,7 @@ const command* find_command(const std::string& name) {
 
 // Options that take a value, and switches; any other "-..." is refused.
 constexpr const char* value_options[] = {"--redis", "--prefix", "--reason", "--serial", "--count", "--max", "--ttl"};
-constexpr const char* switch_options[] = {"--force", "--all"};
+constexpr const char* switch_options[] = {"--force", "--all", "--decommission"};
 
 arguments parse_arguments(const std::vector<std::string>& args) {
     arguments out;

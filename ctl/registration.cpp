@@ -34,7 +34,7 @@ int reregister(const arguments& args, session& s) {
     auto device = reply_hash(s.redis().command({"HGETALL", key}).get(), key);
     const std::vector<std::string> forget{"HDEL", key, device_field::thingsboard, device_field::thingsboard_id,
                                           device_field::thingsboard_fingerprint, device_field::hawkbit,
-                                          device_field::registered_at};
+                                          device_field::registered_at, device_field::decommissioned};
     const std::vector<std::string> note{"HSET", key, device_field::last_error, "reregister requested by operator"};
     auto pem = device.find(device_field::certificate);
     if (pem == device.end() || pem->second.empty()) {

@@ -9,8 +9,10 @@
 namespace devicegate::ctl {
 
 const char* const revocation_usage =
-    R"(  revoke DEVICE-ID [--reason TEXT] [--force]   refuse and disconnect a device (--force: even one
-                                               that never connected)
+    R"(  revoke DEVICE-ID [--reason TEXT] [--force] [--decommission]
+                                               refuse and disconnect a device (--force: even one
+                                               that never connected; --decommission: the worker
+                                               also deletes it in ThingsBoard and hawkBit)
   revoke --serial HEX [--reason TEXT]          refuse and disconnect one certificate
   unrevoke DEVICE-ID | --serial HEX            admit it again
   status DEVICE-ID                             revocation, first seen, registration state
@@ -61,6 +63,7 @@ void report(session& s, const std::string& done, const revocation_target& t, lon
 
 int revoke(const arguments& args, session& s) {
     const revocation_target t = required_subject(args);
+    if (t.serial && args.has("--decommission")) throw usage_error("--decommission needs a device id, not --serial");
     const std::string* reason = args.value("--reason");
     if (!t.serial && !args.has("--force")) {
         auto known = s.redis().command({"EXISTS", s.model().device(t.value)});
@@ -74,6 +77,13 @@ int revoke(const arguments& args, session& s) {
     const revocation_entry entry{reason == nullptr || reason->empty() ? "revoked by operator" : *reason,
                                  static_cast<std::int64_t>(std::time(nullptr))};
     report(s, "revoked", t, store.revoke(t, entry));
+    if (args.has("--decommission")) {
+        // After the revocation: the worker refuses a decommission for a device the deny-list
+        // does not hold. If this fails the device stays revoked; running the command again is safe.
+        store.enqueue_decommission(t.value, entry.reason, entry.at.value_or(0));
+        s.out() << "decommission of " << t.value << " enqueued (devicegate-ctl status " << t.value
+                << " shows it when the worker is done)\n";
+    }
     return 0;
 }
 
@@ -118,6 +128,10 @@ int status(const arguments& args, session& s) {
     out << "hawkbit:      " << field(device_field::hawkbit) << "\n";
     out << "registered:   " << iso_time_text(field(device_field::registered_at)) << "\n";
     out << "last error:   " << field(device_field::last_error) << "\n";
+    if (field(device_field::decommissioned) != "-") {
+        out << "decommissioned: " << iso_time_text(field(device_field::decommissioned))
+            << " (devicegate-ctl reregister " << id << " brings it back after an unrevoke)\n";
+    }
     return 0;
 }
 

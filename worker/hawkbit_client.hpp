@@ -17,8 +17,14 @@ public:
                    login_gate& gate);
     /// "created" (201) or "exists" (409, either errorCode spelling); throws target_failure.
     std::string ensure_target(const std::string& device_id);
+    /// Decommission (delete mode): DELETE /rest/v1/targets/{id}; "deleted" (200 in 0.9.0, 204
+    /// later) or "absent" (404: already gone). Throws target_failure.
+    std::string delete_target(const std::string& device_id);
 
 private:
+    http_get_options options() const;
+    /// A 401 pauses the target (login_gate); anything else is accepted as a login.
+    void check_login(const http_response& r, const char* call);
     const hawkbit_settings& settings_;
     std::chrono::milliseconds timeout_;
     worker_metrics& metrics_;

@@ -96,6 +96,14 @@ std::map<std::string, std::string> job_queue::device(const std::string& device_i
     return reply_hash(redis_.command({"HGETALL", key}).get(), key);
 }
 
+bool job_queue::revoked(const std::string& device_id, const std::string& serial_hex) {
+    auto by_id = redis_.command({"HEXISTS", model_.revoked_devices(), device_id});
+    if (reply_integer(by_id.get(), "HEXISTS") != 0) return true;
+    if (serial_hex.empty()) return false;
+    auto by_serial = redis_.command({"HEXISTS", model_.revoked_serials(), serial_hex});
+    return reply_integer(by_serial.get(), "HEXISTS") != 0;
+}
+
 void job_queue::update_device(const std::string& device_id, const std::map<std::string, std::string>& fields) {
     std::vector<std::string> argv{"HSET", model_.device(device_id)};
     for (const auto& [k, v] : fields) argv.insert(argv.end(), {k, v});

@@ -47,6 +47,8 @@ public:
     void requeue(const stream_entry& e, std::size_t attempts);
 
     std::map<std::string, std::string> device(const std::string& device_id);
+    /// Whether the deny-list holds the device id, or `serial_hex` (normalized; "" = not asked).
+    bool revoked(const std::string& device_id, const std::string& serial_hex);
     void update_device(const std::string& device_id, const std::map<std::string, std::string>& fields);
 
 private:

@@ -24,6 +24,7 @@ const char* to_string(dead_reason r) noexcept {
         case dead_reason::malformed: return "malformed";
         case dead_reason::poison: return "poison";
         case dead_reason::untrusted: return "untrusted";
+        case dead_reason::not_revoked: return "not_revoked";
     }
     return "unknown";
 }
@@ -44,6 +45,8 @@ std::string worker_metrics::render() const {
     };
     simple("devicegate_worker_jobs_done_total", "counter", "Jobs whose device is registered in ThingsBoard and hawkBit.",
            jobs_done.load());
+    simple("devicegate_worker_jobs_decommissioned_total", "counter",
+           "Decommission jobs carried out (removed from both targets, or already gone).", jobs_decommissioned.load());
     simple("devicegate_worker_jobs_superseded_total", "counter",
            "Jobs skipped because the device already presents a newer certificate.", jobs_superseded.load());
     simple("devicegate_worker_jobs_failed_total", "counter", "Job attempts that failed.", attempts_failed.load());
@@ -56,7 +59,7 @@ std::string worker_metrics::render() const {
     o << "# HELP devicegate_worker_jobs_dead_total Jobs moved to the dead-letter stream, by reason.\n"
          "# TYPE devicegate_worker_jobs_dead_total counter\n";
     for (auto r : {dead_reason::exhausted, dead_reason::permanent, dead_reason::malformed, dead_reason::poison,
-                   dead_reason::untrusted}) {
+                   dead_reason::untrusted, dead_reason::not_revoked}) {
         o << "devicegate_worker_jobs_dead_total{reason=\"" << to_string(r) << "\"} "
           << jobs_dead[static_cast<std::size_t>(r)].load() << "\n";
     }

@@ -16,7 +16,7 @@ const char* to_string(target t) noexcept;
 enum class error_kind { transport, http_429, http_4xx, http_5xx, auth };
 const char* to_string(error_kind k) noexcept;
 
-enum class dead_reason { exhausted, permanent, malformed, poison, untrusted };
+enum class dead_reason { exhausted, permanent, malformed, poison, untrusted, not_revoked };
 const char* to_string(dead_reason r) noexcept;
 
 class worker_metrics {
@@ -24,12 +24,13 @@ public:
     using counter = std::atomic<std::uint64_t>;
 
     counter jobs_done;         // both targets registered (or already were)
+    counter jobs_decommissioned;  // decommission jobs carried out (removed, or already gone)
     counter jobs_superseded;   // a newer certificate's job exists: nothing to do
     counter attempts_failed;   // one attempt of a job failed (retried or dead-lettered)
     counter jobs_retried;      // an attempt is scheduled again after a backoff
     counter jobs_reclaimed;    // taken over from a consumer that went idle (crashed worker)
     counter jobs_requeued;     // handed back at shutdown while waiting for a retry
-    std::array<counter, 5> jobs_dead{};                   // by dead_reason
+    std::array<counter, 6> jobs_dead{};                   // by dead_reason
     std::array<std::array<counter, 5>, 2> target_errors{};  // [target][error_kind]
     std::array<counter, 2> created{};                     // [target]: new device / new target
     counter credentials_updated;     // ThingsBoard credentials replaced (re-enrolled device)

@@ -162,7 +162,8 @@ http_response thingsboard_client::call(const char* method, const std::string& pa
         o.fresh_connection = fresh_connection;
         o.headers = {"X-Authorization: Bearer " + token, "Accept: application/json"};
         const std::string url = settings_.url + path;
-        r = std::string_view(method) == "GET" ? http_.get(url, o) : http_.post(url, *body, "application/json", o);
+        const std::string_view m(method);
+        r = m == "GET" ? http_.get(url, o) : m == "DELETE" ? http_.del(url, o) : http_.post(url, *body, "application/json", o);
         // 401: expired (errorCode 11) or no longer valid (10, e.g. a restarted server with a
         // new signing key): refresh or log in again, then repeat the call once.
         if (!(r && r.status == 401)) break;
@@ -189,6 +190,20 @@ thingsboard_client::result thingsboard_client::register_device(const job& j) {
     throw target_failure(target::thingsboard, true, 404, "",
                          "thingsboard: device " + j.cert.device_id +
                              " vanished or could not be looked up four times in a row; will retry");
+}
+
+std::string thingsboard_client::delete_device(const std::string& device_id) {
+    const std::string lookup = "/api/tenant/devices?deviceName=" + device_id;  // safe alphabet
+    auto r = call("GET", lookup, nullptr, timeout_);
+    if (r && r.status == 404) return "absent";
+    if (!(r && r.status == 200)) fail(target::thingsboard, r, "GET /api/tenant/devices", metrics_);
+    const std::string uuid = entity_id(json_or_null(r.body));
+    if (uuid.empty()) bad_answer("GET " + lookup, "200 without id.id");
+    // DeviceController.deleteDevice: 200 with an empty body; 404 if deleted meanwhile.
+    auto d = call("DELETE", "/api/device/" + uuid, nullptr, timeout_);
+    if (d && d.status == 200) return "deleted";
+    if (d && d.status == 404) return "absent";
+    fail(target::thingsboard, d, "DELETE /api/device/{id}", metrics_);
 }
 
 bool thingsboard_client::find_or_create(const job& j, result& out) {

@@ -65,6 +65,10 @@ public:
     /// its textSearch is a case-insensitive substring match), or "" if there is none. Throws
     /// target_failure.
     std::string find_device_profile(const std::string& name);
+    /// Decommission (delete mode): DELETE /api/device/{uuid} of the device named `device_id`.
+    /// "deleted", or "absent" when the lookup or the delete answers 404 (already gone).
+    /// Throws target_failure.
+    std::string delete_device(const std::string& device_id);
     /// Create devices with this deviceProfileId instead of a bare `type`: ThingsBoard finds *or
     /// creates* a profile by type (DeviceServiceImpl.saveDevice), so a typo would make an empty one.
     void use_device_profile(std::string id) { device_profile_id_ = std::move(id); }

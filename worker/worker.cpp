@@ -1,6 +1,7 @@
 #include "worker.hpp"
 
 #include "devicegate/job_verifier.hpp"
+#include "devicegate/pki.hpp"
 
 #include <algorithm>
 #include <ctime>
@@ -44,6 +45,12 @@ std::map<std::string, std::string> registration_fields(const std::map<std::strin
 registration register_job(const job& j, std::map<std::string, std::string>& state, thingsboard_client& thingsboard,
                           hawkbit_client& hawkbit) {
     registration out;
+    // A decommissioned device stays out of the targets even if it is unrevoked and connects
+    // again: `devicegate-ctl reregister` clears the marker (docs/worker.md "Decommission").
+    if (!field(state, device_field::decommissioned).empty()) {
+        out.decommissioned = true;
+        return out;
+    }
     // The plugin writes the device's current fingerprint before it enqueues a job; a job for an
     // older certificate must not put that certificate back into ThingsBoard.
     const std::string current = field(state, device_field::fingerprint);
@@ -67,6 +74,27 @@ registration register_job(const job& j, std::map<std::string, std::string>& stat
     } else {
         out.hawkbit = hawkbit.ensure_target(j.cert.device_id);
         state[device_field::hawkbit] = registration_state::registered;
+    }
+    return out;
+}
+
+decommissioning decommission_job(const job& j, std::map<std::string, std::string>& state,
+                                 thingsboard_client& thingsboard, hawkbit_client& hawkbit) {
+    decommissioning out;
+    const std::string& id = j.cert.device_id;
+    if (field(state, device_field::thingsboard) == registration_state::decommissioned) {
+        out.thingsboard = "already";
+    } else {
+        out.thingsboard = thingsboard.delete_device(id);
+        state[device_field::thingsboard] = registration_state::decommissioned;
+        state[device_field::thingsboard_id] = "";
+        state[device_field::thingsboard_fingerprint] = "";
+    }
+    if (field(state, device_field::hawkbit) == registration_state::decommissioned) {
+        out.hawkbit = "already";
+    } else {
+        out.hawkbit = hawkbit.delete_target(id);
+        state[device_field::hawkbit] = registration_state::decommissioned;
     }
     return out;
 }
@@ -211,18 +239,53 @@ void registration_worker::process(job_queue& queue, thingsboard_client& thingsbo
     }
     // Before any backend call, and before the device's hash is read or written: the device id
     // is only a claim until the certificate proves it.
-    if (!trusted(run, j)) return;
+    if (j.type == job_type::decommission ? !revoked(run, j) : !trusted(run, j)) return;
     std::map<std::string, std::string> state = queue.device(j.cert.device_id);
     for (;;) {
         ++run.attempts;
         try {
-            registration r = register_job(j, state, thingsboard, hawkbit);
-            finish(run, j, r, state);
-            return;
+            if (attempt(run, j, state, thingsboard, hawkbit)) return;
         } catch (const target_failure& f) {
             if (f.paused ? !wait_while_paused(run) : !retry_after(run, j, f, state)) return;
         }
     }
+}
+
+bool registration_worker::attempt(job_run& run, const job& j, std::map<std::string, std::string>& state,
+                                  thingsboard_client& thingsboard, hawkbit_client& hawkbit) {
+    if (j.type == job_type::decommission) {
+        finish_decommission(run, j, decommission_job(j, state, thingsboard, hawkbit), state);
+    } else {
+        finish(run, j, register_job(j, state, thingsboard, hawkbit), state);
+    }
+    return true;
+}
+
+bool registration_worker::revoked(job_run& run, const job& j) {
+    // A revoked device's certificate may be expired, re-issued or unknown, so the worker does
+    // not verify one; the job is only acted on while the operator's revocation stands (the
+    // deny-list is written by devicegate-ctl and the bridge, as the job is).
+    auto serial = normalize_serial_hex(j.cert.serial_hex);
+    if (run.queue.revoked(j.cert.device_id, serial ? *serial : std::string())) return true;
+    dead_letter(run, dead_reason::not_revoked,
+                "decommission of device " + j.cert.device_id + " refused: it is not on the deny-list "
+                "(revoke it first: devicegate-ctl revoke " + j.cert.device_id + " --decommission)",
+                j.cert.device_id, {}, {});
+    return false;
+}
+
+void registration_worker::finish_decommission(job_run& run, const job& j, const decommissioning& d,
+                                              const std::map<std::string, std::string>& state) {
+    const std::string& id = j.cert.device_id;
+    auto fields = registration_fields(state);
+    fields[device_field::decommissioned] = now_text();
+    fields[device_field::registered_at] = "";
+    fields[device_field::last_error] = "";
+    run.queue.done(run.entry.id, id, fields);
+    ++metrics_.jobs_decommissioned;
+    log_.notice("devicegate-worker: decommissioned device=" + id + " job=" + run.entry.id +
+                " thingsboard=" + d.thingsboard + " hawkbit=" + d.hawkbit + " reason=\"" + log_safe(j.reason) +
+                "\" attempts=" + std::to_string(run.attempts));
 }
 
 bool registration_worker::trusted(job_run& run, const job& j) {
@@ -270,6 +333,12 @@ void registration_worker::dead_letter(job_run& run, dead_reason reason, const st
 void registration_worker::finish(job_run& run, const job& j, const registration& r,
                                  const std::map<std::string, std::string>& state) {
     const std::string& id = j.cert.device_id;
+    if (r.decommissioned) {
+        run.queue.done(run.entry.id, "", {});
+        log_.notice("devicegate-worker: skipped job=" + run.entry.id + " device=" + id +
+                    ": the device was decommissioned; devicegate-ctl reregister " + id + " brings it back");
+        return;
+    }
     if (r.superseded) {
         run.queue.done(run.entry.id, "", {});
         ++metrics_.jobs_superseded;

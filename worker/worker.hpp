@@ -24,6 +24,7 @@ namespace devicegate::worker {
 /// is updated with each target that succeeds, so a retry skips it.
 struct registration {
     bool superseded = false;  // the device presents a newer certificate: its own job will run
+    bool decommissioned = false;  // decommissioned: only `devicegate-ctl reregister` brings it back
     std::string thingsboard;  // created | credentials_updated | unchanged | already (skipped)
     std::string notified;     // delivered | unsupported | off | ""
     std::string hawkbit;      // created | exists | already
@@ -31,6 +32,17 @@ struct registration {
 /// Throws target_failure.
 registration register_job(const job& j, std::map<std::string, std::string>& state, thingsboard_client& thingsboard,
                           hawkbit_client& hawkbit);
+
+/// What one decommission attempt did, per target: deleted | absent (already gone) | already
+/// (an earlier attempt removed it: `state` says so).
+struct decommissioning {
+    std::string thingsboard;
+    std::string hawkbit;
+};
+/// Removes the device from both targets (delete mode), recording each in `state` as it
+/// succeeds so a retry skips it. Throws target_failure.
+decommissioning decommission_job(const job& j, std::map<std::string, std::string>& state,
+                                 thingsboard_client& thingsboard, hawkbit_client& hawkbit);
 
 class registration_worker {
 public:
@@ -58,6 +70,14 @@ private:
     /// Verifies the job's certificate against the tenant chain (core job_verifier, as the
     /// plugin does); dead-letters it as `untrusted` (false) when it fails.
     bool trusted(job_run& run, const job& j);
+    /// A decommission carries no certificate: it is trusted only for a device the deny-list
+    /// holds (by id, or by the job's serial); dead-letters it as `not_revoked` otherwise.
+    bool revoked(job_run& run, const job& j);
+    /// One attempt of the job; true when it is finished (acknowledged).
+    bool attempt(job_run& run, const job& j, std::map<std::string, std::string>& state,
+                 thingsboard_client& thingsboard, hawkbit_client& hawkbit);
+    void finish_decommission(job_run& run, const job& j, const decommissioning& d,
+                             const std::map<std::string, std::string>& state);
     /// Counts a reclaimed job; dead-letters it (true) past max_deliveries.
     bool delivered_too_often(job_run& run, origin from);
     void dead_letter(job_run& run, dead_reason reason, const std::string& error, const std::string& device_id,

@@ -76,8 +76,12 @@ http_response http_client::post(const std::string& url, const std::string& body,
     return perform(url, options, &body, content_type);
 }
 
+http_response http_client::del(const std::string& url, const http_get_options& options) {
+    return perform(url, options, nullptr, "", "DELETE");
+}
+
 http_response http_client::perform(const std::string& url, const http_get_options& options, const std::string* body,
-                                   const std::string& content_type) {
+                                   const std::string& content_type, const char* method) {
     http_response r;
     if (!curl_) {
         r.error = "cannot create a curl handle";
@@ -111,6 +115,7 @@ http_response http_client::perform(const std::string& url, const http_get_option
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data());
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
     }
+    if (method != nullptr) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
     CURLcode rc = curl_easy_perform(c);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);  // the list is freed below; the handle is reused

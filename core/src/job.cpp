@@ -19,7 +19,12 @@ bool same_fingerprint(std::string_view a, std::string_view b) noexcept {
 }
 
 std::string_view to_string(job_type t) noexcept {
-    return t == job_type::first_connect ? "first_connect" : "certificate_changed";
+    switch (t) {
+    case job_type::first_connect: return "first_connect";
+    case job_type::certificate_changed: return "certificate_changed";
+    case job_type::decommission: return "decommission";
+    }
+    return "unknown";
 }
 
 namespace {
@@ -34,6 +39,19 @@ std::string encode_job(const device_certificate& cert, job_type type) {
     j["schema"] = job_schema_version;
     j["type"] = std::string(to_string(type));
     return j.dump();
+}
+
+std::string encode_decommission_job(const std::string& device_id, const std::string& serial_hex,
+                                    const std::string& fingerprint_sha256, const std::string& reason,
+                                    std::int64_t requested_at) {
+    return nlohmann::json{{"schema", job_schema_version},
+                          {"type", std::string(to_string(job_type::decommission))},
+                          {"device_id", device_id},
+                          {"serial", serial_hex},
+                          {"fingerprint_sha256", fingerprint_sha256},
+                          {"reason", reason},
+                          {"requested_at", requested_at}}
+        .dump();
 }
 
 std::string encode_journal_line(const device_certificate& cert) { return to_json(cert).dump(); }
@@ -58,6 +76,22 @@ device_certificate certificate_from(const nlohmann::json& j) {
 
 device_certificate parse_journal_line(std::string_view line) { return certificate_from(parse_json_object(line)); }
 
+namespace {
+job decommission_from(const nlohmann::json& j) {
+    job out;
+    out.type = job_type::decommission;
+    out.cert.device_id = string_field(j, "device_id");
+    if (!is_safe_device_id(out.cert.device_id)) throw std::invalid_argument("device_id is not a safe device id");
+    out.cert.serial_hex = string_field(j, "serial");
+    out.cert.fingerprint_sha256 = string_field(j, "fingerprint_sha256");
+    out.reason = string_field(j, "reason");
+    auto at = j.find("requested_at");
+    if (at == j.end() || !at->is_number_integer()) throw std::invalid_argument("missing integer field requested_at");
+    out.requested_at = at->get<std::int64_t>();
+    return out;
+}
+}  // namespace
+
 job parse_job(std::string_view payload) {
     const nlohmann::json j = parse_json_object(payload);
     auto schema = j.find("schema");
@@ -68,6 +102,7 @@ job parse_job(std::string_view payload) {
     const std::string type = string_field(j, "type");
     if (type == to_string(job_type::first_connect)) out.type = job_type::first_connect;
     else if (type == to_string(job_type::certificate_changed)) out.type = job_type::certificate_changed;
+    else if (type == to_string(job_type::decommission)) return decommission_from(j);
     else throw std::invalid_argument("unknown job type");
     out.cert = certificate_from(j);
     std::vector<x509_ptr> certs;

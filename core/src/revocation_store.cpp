@@ -1,5 +1,7 @@
 #include "devicegate/revocation_store.hpp"
 
+#include "devicegate/job.hpp"
+
 #include <nlohmann/json.hpp>
 
 namespace devicegate {
@@ -40,6 +42,21 @@ std::optional<long long> revocation_store::unrevoke(const revocation_target& tar
     const std::string key = key_of(target);
     if (reply_integer(redis_.command({"HDEL", key, target.value}).get(), "HDEL " + key) == 0) return std::nullopt;
     return announce({false, target.serial, target.value});
+}
+
+std::string revocation_store::enqueue_decommission(const std::string& device_id, const std::string& reason,
+                                                   std::int64_t at) {
+    const std::string key = model_.device(device_id);
+    auto device = reply_hash(redis_.command({"HGETALL", key}).get(), key);
+    auto known = [&](const char* name) {
+        auto it = device.find(name);
+        return it == device.end() ? std::string() : it->second;
+    };
+    const std::string job =
+        encode_decommission_job(device_id, known(device_field::serial), known(device_field::fingerprint), reason, at);
+    auto added = redis_.command({"XADD", model_.jobs(), "*", job_field::type,
+                                 std::string(to_string(job_type::decommission)), job_field::job, job});
+    return reply_string(added.get(), "XADD " + model_.jobs());
 }
 
 std::optional<std::string> revocation_store::entry(const revocation_target& target) {

@@ -4,6 +4,7 @@
 #include "csr_factory.hpp"
 #include "ctl.hpp"
 #include "devicegate/pki.hpp"
+#include "devicegate/redis.hpp"
 #include "embedded_ca.hpp"
 #include "enroll_tokens.hpp"
 #include "fake_stepca.hpp"
@@ -441,6 +442,7 @@ TEST_CASE("revocation: kicked at once, refused on reconnect, listed in the CRL t
     REQUIRE(r.status == 200);
     CHECK(r.j()["revoked_serials"] == json::array({serial}));
     CHECK(r.j()["brokers_notified"] == 1);
+    CHECK(r.j()["decommission_enqueued"] == false);
     CHECK(dev.wait_disconnected(5s));
     CHECK(b.wait_for_log("devicegate: kick client=dev-v reason="));
     client again("dev-v", (dir / "dev-v.crt").string(), (dir / "dev-v.key").string());
@@ -458,6 +460,35 @@ TEST_CASE("revocation: kicked at once, refused on reconnect, listed in the CRL t
         client retry("dev-v", (dir / "dev-v.crt").string(), (dir / "dev-v.key").string());
         return retry.connect(b.port()) == not_authorized && b.log_contains("devicegate: deny client=dev-v reason=revoked_crl");
     }, 10s));
+}
+
+TEST_CASE("revocation with {\"decommission\": true} also enqueues the decommission job for the worker",
+          "[integration][bridge][decommission]") {
+    stack s;
+    auto& [redis, bridge, broker_ptr, dir] = s;
+    enroll_device(bridge, redis, dir, "dev-d");
+    const std::string base = "-X POST -H 'X-Api-Key: " + api_key + "' --data-binary ";
+    auto bad = curl(bridge.url() + "/devices/dev-d/revoke", base + "'{\"decommission\":\"yes\"}'");
+    CHECK(bad.status == 400);
+    CHECK(redis.integer({"HEXISTS", "devicegate:revoked:device", "dev-d"}) == 0);  // refused before the deny-list
+    const long long before = redis.integer({"XLEN", "devicegate:jobs"});
+    auto r = curl(bridge.url() + "/devices/dev-d/revoke", base + "'{\"reason\":\"lost\",\"decommission\":true}'");
+    REQUIRE(r.status == 200);
+    CHECK(r.j()["decommission_enqueued"] == true);
+    const std::string job_id = r.j()["decommission_job"].get<std::string>();
+    CHECK(redis.integer({"XLEN", "devicegate:jobs"}) == before + 1);
+    devicegate::redis_options o;
+    o.port = redis.port();
+    devicegate::redis_connection conn(o);
+    auto range = conn.command({"XRANGE", "devicegate:jobs", job_id, job_id});
+    REQUIRE(range->type == REDIS_REPLY_ARRAY);
+    REQUIRE(range->elements == 1);
+    std::string entry;
+    const redisReply* fields = range->element[0]->element[1];
+    for (std::size_t i = 0; i < fields->elements; ++i) entry += std::string(fields->element[i]->str, fields->element[i]->len) + "\n";
+    CHECK_THAT(entry, Catch::Contains("\"type\":\"decommission\"") && Catch::Contains("\"device_id\":\"dev-d\"") &&
+                          Catch::Contains("\"reason\":\"lost\""));
+    CHECK(redis.integer({"HEXISTS", "devicegate:revoked:device", "dev-d"}) == 1);
 }
 
 TEST_CASE("EST (RFC 7030) with curl and openssl: cacerts, simpleenroll with a token, simplereenroll over mTLS",

@@ -45,10 +45,12 @@ public:
     /// POSTs `body` with the given content type (OCSP: application/ocsp-request).
     http_response post(const std::string& url, const std::string& body, const std::string& content_type,
                        const http_get_options& options);
+    /// DELETE without a body (decommission: ThingsBoard devices, hawkBit targets).
+    http_response del(const std::string& url, const http_get_options& options);
 
 private:
     http_response perform(const std::string& url, const http_get_options& options, const std::string* body,
-                          const std::string& content_type);
+                          const std::string& content_type, const char* method = nullptr);
     curl_ptr curl_;
 };
 

@@ -18,7 +18,10 @@ struct device_certificate {
     std::string broker_id;
 };
 
-enum class job_type { first_connect, certificate_changed };
+/// decommission: the device was revoked and an operator asked to remove it from ThingsBoard
+/// and hawkBit (docs/worker.md "Decommission"). It carries no certificate: a revoked device's
+/// certificate may be anything, so the worker checks the deny-list instead.
+enum class job_type { first_connect, certificate_changed, decommission };
 std::string_view to_string(job_type t) noexcept;
 
 /// {"schema":1,"type":..,"device_id":..,"serial":..,"fingerprint_sha256":..,
@@ -28,9 +31,18 @@ std::string encode_job(const device_certificate& cert, job_type type);
 /// A job as the worker reads it from the stream.
 struct job {
     job_type type = job_type::first_connect;
-    device_certificate cert;
+    device_certificate cert;  // decommission: device_id, serial_hex and fingerprint_sha256 ("" if unknown)
+    std::string reason;              // decommission only: the revocation's reason
+    std::int64_t requested_at = 0;   // decommission only: unix seconds
 };
-/// Parses and checks a job payload: schema 1, a known type, a safe device id, exactly one
+
+/// {"schema":1,"type":"decommission","device_id":..,"serial":..,"fingerprint_sha256":..,
+///  "reason":..,"requested_at":..}. The mode (delete or keep) is the worker's configuration.
+std::string encode_decommission_job(const std::string& device_id, const std::string& serial_hex,
+                                    const std::string& fingerprint_sha256, const std::string& reason,
+                                    std::int64_t requested_at);
+/// Parses and checks a job payload: schema 1, a known type, a safe device id, and (except for
+/// decommission, which carries no certificate) exactly one
 /// PEM certificate whose SHA-256 is fingerprint_sha256 (in either letter case; the job
 /// returned carries fingerprint_hex's). Throws std::invalid_argument naming the problem
 /// (never repeating the payload).

@@ -46,12 +46,16 @@ inline constexpr const char* hawkbit = "hawkbit";                  // registered
 inline constexpr const char* registered_at = "registered_at";      // unix seconds
 inline constexpr const char* last_error = "last_error";
 inline constexpr const char* certificate = "certificate";          // PEM the worker registered (public)
+// unix seconds: removed from ThingsBoard and hawkBit by a decommission job; the worker does not
+// register the device again until `devicegate-ctl reregister` clears it
+inline constexpr const char* decommissioned = "decommissioned";
 }  // namespace device_field
 /// The values of the thingsboard and hawkbit fields.
 namespace registration_state {
 inline constexpr const char* registered = "registered";
 inline constexpr const char* retrying = "retrying";
 inline constexpr const char* failed = "failed";
+inline constexpr const char* decommissioned = "decommissioned";
 }  // namespace registration_state
 
 /// The fields of a job stream entry (<p>jobs and <p>jobs:dead).

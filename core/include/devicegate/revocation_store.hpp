@@ -43,6 +43,10 @@ public:
     long long revoke(const revocation_target& target, const revocation_entry& entry);
     /// HDEL, then PUBLISH; nullopt if it was not revoked (nothing is published then).
     std::optional<long long> unrevoke(const revocation_target& target);
+    /// After revoke(): XADD of a decommission job (job.hpp) for the device, with the serial and
+    /// fingerprint its hash holds (if any). Returns the stream entry id. The worker acts on it
+    /// only while the device stays revoked (docs/worker.md "Decommission").
+    std::string enqueue_decommission(const std::string& device_id, const std::string& reason, std::int64_t at);
 
     // ---- reading
     /// The stored entry (JSON), nullopt if it is not revoked.

@@ -498,3 +498,89 @@ TEST_CASE("ThingsBoard client: the configured device profile is looked up by its
     CHECK(d["type"] == "sensor v2");
     CHECK(b.tb.state()["profiles_created"] == 0);
 }
+
+TEST_CASE("Decommission jobs: parsed without a certificate, checked otherwise", "[worker][job][decommission]") {
+    const std::string payload = encode_decommission_job("dev-7", "4F2A", std::string(64, 'a'), "stolen", 1795000100);
+    const job j = parse_job(payload);
+    CHECK(j.type == job_type::decommission);
+    CHECK(j.cert.device_id == "dev-7");
+    CHECK(j.cert.serial_hex == "4F2A");
+    CHECK(j.cert.certificate_pem.empty());
+    CHECK(j.reason == "stolen");
+    CHECK(j.requested_at == 1795000100);
+    CHECK(std::string(to_string(j.type)) == "decommission");
+    auto with = [&](const char* field, json value) {
+        json o = json::parse(payload);
+        o[field] = std::move(value);
+        return o.dump();
+    };
+    CHECK_THROWS_WITH(parse_job(with("device_id", "a/b")), "device_id is not a safe device id");
+    CHECK_THROWS_WITH(parse_job(with("requested_at", "now")), "missing integer field requested_at");
+    CHECK_THROWS_WITH(parse_job(with("reason", 3)), Catch::Contains("reason"));
+    CHECK_THROWS_WITH(parse_job(with("schema", 2)), "unsupported schema (expected 1)");
+}
+
+TEST_CASE("decommission_job: deletes in both targets, idempotently", "[worker][decommission]") {
+    backends b;
+    auto tb = b.thingsboard();
+    auto hb = b.hawkbit();
+    const job reg = make_job("dev-5");
+    std::map<std::string, std::string> state{{"fingerprint", reg.cert.fingerprint_sha256}};
+    register_job(reg, state, tb, hb);
+    REQUIRE_FALSE(b.tb.device("dev-5").is_null());
+    REQUIRE(b.hb.state()["targets"] == 1);
+    const job d = parse_job(encode_decommission_job("dev-5", reg.cert.serial_hex, reg.cert.fingerprint_sha256, "lost", 1));
+
+    SECTION("delete mode: the device and the target are gone; state says so") {
+        auto r = decommission_job(d, state, tb, hb);
+        CHECK(r.thingsboard == "deleted");
+        CHECK(r.hawkbit == "deleted");
+        CHECK(b.tb.device("dev-5").is_null());
+        CHECK(b.hb.state()["targets"] == 0);
+        CHECK(state["thingsboard"] == "decommissioned");
+        CHECK(state["hawkbit"] == "decommissioned");
+        CHECK(state["thingsboard_id"].empty());
+        SECTION("a second run with the recorded state makes no request") {
+            const auto tb_requests = b.tb.state()["requests"].get<int>();
+            const auto hb_requests = b.hb.state()["requests"].get<int>();
+            auto again = decommission_job(d, state, tb, hb);
+            CHECK(again.thingsboard == "already");
+            CHECK(again.hawkbit == "already");
+            CHECK(b.tb.state()["requests"] == tb_requests);
+            CHECK(b.hb.state()["requests"] == hb_requests);
+        }
+        SECTION("a run without the state (replayed job): 404 = already gone = success") {
+            std::map<std::string, std::string> fresh;
+            auto again = decommission_job(d, fresh, tb, hb);
+            CHECK(again.thingsboard == "absent");
+            CHECK(again.hawkbit == "absent");
+        }
+    }
+    SECTION("a 5xx is retryable and a retry finishes what is left") {
+        b.hb.set_faults({.fail_next = 1, .fail_status = 503});
+        auto f = failure_of([&] { decommission_job(d, state, tb, hb); });
+        CHECK(f.retryable);
+        CHECK(f.status == 503);
+        CHECK(f.which == target::hawkbit);
+        CHECK(state["thingsboard"] == "decommissioned");  // done before the failure: skipped on retry
+        CHECK(b.tb.device("dev-5").is_null());
+        auto r = decommission_job(d, state, tb, hb);
+        CHECK(r.thingsboard == "already");
+        CHECK(r.hawkbit == "deleted");
+        CHECK(b.hb.state()["targets"] == 0);
+    }
+    SECTION("a ThingsBoard 5xx on the delete is retryable; other 4xx are not") {
+        b.tb.set_faults({.fail_next = 1, .fail_status = 500});
+        CHECK(failure_of([&] { decommission_job(d, state, tb, hb); }).retryable);
+        b.tb.set_faults({.fail_next = 1, .fail_status = 400});
+        CHECK_FALSE(failure_of([&] { decommission_job(d, state, tb, hb); }).retryable);
+        CHECK_FALSE(b.tb.device("dev-5").is_null());
+    }
+    SECTION("a decommissioned device is not registered again by a later first-connect job") {
+        decommission_job(d, state, tb, hb);
+        state["decommissioned"] = "1795000200";
+        CHECK(register_job(reg, state, tb, hb).decommissioned);
+        CHECK(b.tb.device("dev-5").is_null());
+        CHECK(b.hb.state()["targets"] == 0);
+    }
+}
