@@ -16,7 +16,7 @@ mkdir -p "$corpus/crl_state"
 i=0
 for f in build-fuzz/test-pki/*.crl.*; do
   n=$(stat -c %s "$f")
-  { printf "\\x%02x\\x05\\x%02x\\x%02x" $((i % 4)) $((n >> 8 & 255)) $((n & 255)) | xargs -0 printf; cat "$f"; } >> "$corpus/crl_state/1"
+  { printf '\\x%02x\\x05\\x%02x\\x%02x' $((i % 4)) $((n >> 8 & 255)) $((n & 255)) | xargs -0 printf; cat "$f"; } >> "$corpus/crl_state/1"
   i=$((i + 1))
 done
 # A real response from `openssl ocsp` (issuer-signed) as the OCSP seed.
