@@ -74,10 +74,13 @@ TEST_CASE("denylist_sync: full load at start, then each change within moments", 
     REQUIRE(revocation_store(redis, redis_model{}).unrevoke({false, "dev-new"}));
     REQUIRE(eventually([&] { return !f.listed_device("dev-new"); }));
 
-    // The cache file holds what was synced last.
+    // The cache file holds what was synced last (written after the in-memory copy is published).
     std::int64_t synced_at = 0;
-    auto cached = load_denylist_file(f.dir.file("denylist.json"), synced_at);
-    CHECK(cached.devices == string_set{"dev-old"});
+    denylist cached;
+    CHECK(eventually([&] {
+        cached = load_denylist_file(f.dir.file("denylist.json"), synced_at);
+        return cached.devices == string_set{"dev-old"};
+    }));
     CHECK(cached.serials == string_set{"0A7A"});
     CHECK(synced_at > 0);
     sync.stop();
