@@ -1,6 +1,5 @@
 #include "bridge_store.hpp"
 
-#include "devicegate/denylist.hpp"
 #include "devicegate/job_producer.hpp"
 #include "devicegate/pki.hpp"
 
@@ -28,25 +27,6 @@ std::unique_ptr<redis_connection> redis_pool::acquire() {
 void redis_pool::release(std::unique_ptr<redis_connection> c) {
     std::lock_guard lock(mutex_);
     if (idle_.size() < max_idle_) idle_.push_back(std::move(c));
-}
-
-long long publish_revocation(redis_connection& redis, const redis_model& model, bool serial, const std::string& value,
-                             const std::string& reason) {
-    const std::string list = serial ? model.revoked_serials() : model.revoked_devices();
-    nlohmann::json entry{{"reason", reason},
-                         {"at", static_cast<std::int64_t>(std::time(nullptr))},
-                         {"by", "devicegate-bridge"}};
-    auto set = redis.command({"HSET", list, value, entry.dump()});
-    reply_integer(set.get(), "HSET " + list);
-    auto notified = redis.command({"PUBLISH", model.revocations_channel(), encode_denylist_change({true, serial, value})});
-    return reply_integer(notified.get(), "PUBLISH");
-}
-
-bool is_denied(redis_connection& redis, const redis_model& model, const std::string& device_id,
-               const std::string& serial_hex) {
-    auto by_device = redis.command({"HEXISTS", model.revoked_devices(), device_id});
-    auto by_serial = redis.command({"HEXISTS", model.revoked_serials(), serial_hex});
-    return reply_integer(by_device.get(), "HEXISTS") != 0 || reply_integer(by_serial.get(), "HEXISTS") != 0;
 }
 
 long long enqueue_registration(redis_connection& redis, const redis_model& model, const device_certificate& cert) {

@@ -45,15 +45,6 @@ private:
     std::vector<std::unique_ptr<redis_connection>> idle_;
 };
 
-/// Puts `value` (a device id, or a normalized serial when `serial`) on the Redis deny-list and
-/// tells the brokers, which kick its sessions at once: HSET <p>revoked:device|serial value
-/// {"reason","at","by"} and PUBLISH <p>revocations. Returns the number of brokers notified.
-/// Kept in one function: it moves to a core revocation store shared with devicegate-ctl.
-long long publish_revocation(redis_connection& redis, const redis_model& model, bool serial, const std::string& value,
-                             const std::string& reason);
-/// True when the device id or the serial is on the deny-list.
-bool is_denied(redis_connection& redis, const redis_model& model, const std::string& device_id,
-               const std::string& serial_hex);
 
 /// Runs the plugin's first-connect script for a just-issued certificate: 1 = registration job
 /// enqueued, 2 = certificate-changed job enqueued (renewal), 0 = known already.

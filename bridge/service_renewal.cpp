@@ -30,7 +30,7 @@ std::optional<api_response> bridge_service::authenticate_renewal(const api_reque
     }
     try {
         const bool denied = ca_->is_revoked(v.cert->serial_hex) ||
-                            redis_.with([&](redis_connection& c) { return is_denied(c, model_, device_id, v.cert->serial_hex); });
+                            redis_.with([&](redis_connection& c) { return revocation_store(c, model_).denies(device_id, v.cert->serial_hex); });
         if (denied) return refuse(op, r, device_id, 403, "certificate_revoked", "the client certificate is revoked");
     } catch (const std::exception& e) {
         log_.error(std::string("devicegate-bridge: Redis: ") + log_safe(e.what(), 200));
@@ -85,7 +85,10 @@ api_response bridge_service::revoke(const api_request& r) {
     try {
         // The deny-list first: connected sessions are kicked even if the CA is slow or down.
         const long long brokers =
-            redis_.with([&](redis_connection& c) { return publish_revocation(c, model_, false, r.device_id, why); });
+            redis_.with([&](redis_connection& c) {
+                return revocation_store(c, model_).revoke({false, r.device_id},
+                                                          {why, static_cast<std::int64_t>(std::time(nullptr)), "devicegate-bridge"});
+            });
         auto serials = redis_.with([&](redis_connection& c) { return serials_of(c, model_, r.device_id); });
         nlohmann::json revoked = nlohmann::json::array();
         for (const auto& s : serials) {

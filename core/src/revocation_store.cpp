@@ -9,6 +9,7 @@ namespace devicegate {
 std::string encode_revocation_entry(const revocation_entry& entry) {
     nlohmann::json j{{"reason", entry.reason}};
     if (entry.at) j["at"] = *entry.at;
+    if (!entry.by.empty()) j["by"] = entry.by;
     return j.dump();
 }
 
@@ -18,6 +19,7 @@ std::optional<revocation_entry> parse_revocation_entry(std::string_view json) {
     revocation_entry out;
     if (auto it = j.find("reason"); it != j.end() && it->is_string()) out.reason = it->get<std::string>();
     if (auto it = j.find("at"); it != j.end() && it->is_number_integer()) out.at = it->get<std::int64_t>();
+    if (auto it = j.find("by"); it != j.end() && it->is_string()) out.by = it->get<std::string>();
     return out;
 }
 
@@ -62,6 +64,10 @@ std::string revocation_store::enqueue_decommission(const std::string& device_id,
 std::optional<std::string> revocation_store::entry(const revocation_target& target) {
     const std::string key = key_of(target);
     return reply_optional_string(redis_.command({"HGET", key, target.value}).get(), key);
+}
+
+bool revocation_store::denies(const std::string& device_id, const std::string& serial_hex) {
+    return entry({false, device_id}).has_value() || entry({true, serial_hex}).has_value();
 }
 
 std::map<std::string, std::string> revocation_store::entries(bool serials) {

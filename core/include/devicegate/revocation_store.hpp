@@ -25,10 +25,11 @@ struct revocation_target {
     std::string describe() const { return (serial ? "serial " : "device ") + value; }
 };
 
-/// The value stored under a revoked serial or device: {"reason":..,"at":unix}.
+/// The value stored under a revoked serial or device: {"reason":..,"at":unix,"by":..}.
 struct revocation_entry {
     std::string reason;
     std::optional<std::int64_t> at;  // unix seconds
+    std::string by;                  // who revoked it, e.g. "devicegate-bridge"; empty: not written
 };
 std::string encode_revocation_entry(const revocation_entry& entry);
 /// nullopt if it is not a JSON object (DeviceGate did not write it).
@@ -38,7 +39,7 @@ class revocation_store {
 public:
     revocation_store(redis_connection& redis, redis_model model);
 
-    // ---- writing (devicegate-ctl)
+    // ---- writing (devicegate-ctl, devicegate-bridge)
     /// HSET, then PUBLISH; returns how many subscribers (brokers) got the message.
     long long revoke(const revocation_target& target, const revocation_entry& entry);
     /// HDEL, then PUBLISH; nullopt if it was not revoked (nothing is published then).
@@ -51,6 +52,8 @@ public:
     // ---- reading
     /// The stored entry (JSON), nullopt if it is not revoked.
     std::optional<std::string> entry(const revocation_target& target);
+    /// True when the device id or the certificate serial (normalized hex) is revoked.
+    bool denies(const std::string& device_id, const std::string& serial_hex);
     /// Every revoked value of one kind with its entry (JSON).
     std::map<std::string, std::string> entries(bool serials);
 

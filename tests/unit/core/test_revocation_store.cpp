@@ -41,10 +41,14 @@ TEST_CASE("revocation_store: revoke and unrevoke write the hash and announce the
     CHECK(store.entry({false, "dev-1"}) == stored);
     CHECK_FALSE(store.entry({false, "dev-2"}));
 
-    CHECK(store.revoke({true, "0A7A"}, {"superseded", 200}) == 1);
+    CHECK(store.revoke({true, "0A7A"}, {"superseded", 200, "devicegate-bridge"}) == 1);
     REQUIRE(sub.next_change(std::chrono::milliseconds(1000)));
     CHECK(store.entries(true).count("0A7A") == 1);
     CHECK(store.entries(false).count("dev-1") == 1);
+    CHECK(parse_revocation_entry(*store.entry({true, "0A7A"}))->by == "devicegate-bridge");
+    CHECK(store.denies("dev-1", "FFFF"));
+    CHECK(store.denies("dev-9", "0A7A"));
+    CHECK_FALSE(store.denies("dev-9", "FFFF"));
 
     CHECK(store.unrevoke({false, "dev-1"}) == 1);
     auto undo = parse_denylist_change(*sub.next_change(std::chrono::milliseconds(1000)));
