@@ -45,6 +45,23 @@ MOSQ_FUNC_generic_callback callback_of(int event) {
     }
 }
 
+// mosquitto 2.0 calls every tick once per loop iteration, and its loop never sleeps longer than
+// 100 ms (v2.0.11 src/mux_epoll.c:189). 2.1 sleeps until the earliest event anything asked for
+// (src/loop.c:203, src/mux_epoll.c:167; with clients connected, keepalive asks for <= 5 s,
+// src/keepalive.c:160) and calls a plugin's tick only once the time it requested has passed
+// (src/plugin_tick.c:39-48). Asking for the next tick in 100 ms keeps kicks and deny-list
+// changes as fast as under 2.0. 2.0's struct has no next_ms (its next_ns is never read), so
+// built against 2.0 headers this does nothing.
+constexpr long next_tick_ms = 100;
+
+template <class Tick>
+void request_next_tick(Tick& event) {
+    if constexpr (requires { event.next_ms; }) {
+        event.next_s = 0;
+        event.next_ms = next_tick_ms;
+    }
+}
+
 }  // namespace
 
 plugin::plugin(mosquitto_plugin_id_t* id, const option_list& options)
@@ -92,7 +109,8 @@ int plugin::on_acl_check(mosquitto_evt_acl_check& event) {
     return why == reason::ok ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
-int plugin::on_tick(mosquitto_evt_tick&) {
+int plugin::on_tick(mosquitto_evt_tick& event) {
+    request_next_tick(event);
     tick_work work = gate_.tick(std::chrono::steady_clock::now());
     for (const auto& k : work.kicks) mosquitto_kick_client_by_clientid(k.client_id.c_str(), false);
     for (const auto& [topic, value] : work.stats) {
