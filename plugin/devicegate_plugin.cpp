@@ -47,18 +47,22 @@ MOSQ_FUNC_generic_callback callback_of(int event) {
 
 // mosquitto 2.0 calls every tick once per loop iteration, and its loop never sleeps longer than
 // 100 ms (v2.0.11 src/mux_epoll.c:189). 2.1 sleeps until the earliest event anything asked for
-// (src/loop.c:203, src/mux_epoll.c:167; with clients connected, keepalive asks for <= 5 s,
-// src/keepalive.c:160) and calls a plugin's tick only once the time it requested has passed
-// (src/plugin_tick.c:39-48). Asking for the next tick in 100 ms keeps kicks and deny-list
-// changes as fast as under 2.0. 2.0's struct has no next_ms (its next_ns is never read), so
-// built against 2.0 headers this does nothing.
+// (v2.1.2 src/loop.c:203, src/mux_epoll.c:167; with clients connected keepalive asks for up to
+// 5 s, src/keepalive.c:160, and $SYS for up to sys_interval) and calls a tick only once the
+// interval it requested has passed (src/plugin_tick.c:39-48); only a tick that runs asks for the
+// next wake-up (:45). Hence 100 ms: kicks and deny-list changes as fast as under 2.0. And after
+// a publish, 0: mosquitto_broker_publish wakes the loop 1 ms later (src/plugin_public.c:262),
+// before 100 ms are up, and that iteration would skip the tick and nobody would ask for a wake-up
+// in 100 ms, so kicks would wait seconds (measured: 2.5-3.5 s). With 0 that iteration runs the
+// tick, which asks for 100 ms again. 2.0's struct has no next_ms (its next_ns is never read), so
+// against 2.0 headers this compiles to nothing. See docs/design-broker-edges.md, "Mosquitto versions".
 constexpr long next_tick_ms = 100;
 
 template <class Tick>
-void request_next_tick(Tick& event) {
+void request_next_tick(Tick& event, long ms) {
     if constexpr (requires { event.next_ms; }) {
         event.next_s = 0;
-        event.next_ms = next_tick_ms;
+        event.next_ms = ms;
     }
 }
 
@@ -110,9 +114,10 @@ int plugin::on_acl_check(mosquitto_evt_acl_check& event) {
 }
 
 int plugin::on_tick(mosquitto_evt_tick& event) {
-    request_next_tick(event);
+    request_next_tick(event, next_tick_ms);  // first: a throw below must not leave 2.1's loop asleep
     tick_work work = gate_.tick(std::chrono::steady_clock::now());
     for (const auto& k : work.kicks) mosquitto_kick_client_by_clientid(k.client_id.c_str(), false);
+    if (!work.stats.empty()) request_next_tick(event, 0);
     for (const auto& [topic, value] : work.stats) {
         mosquitto_broker_publish_copy(nullptr, topic.c_str(), static_cast<int>(value.size()), value.data(), 0, true,
                                       nullptr);
