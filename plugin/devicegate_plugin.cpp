@@ -46,16 +46,15 @@ MOSQ_FUNC_generic_callback callback_of(int event) {
 }
 
 // mosquitto 2.0 calls every tick once per loop iteration, and its loop never sleeps longer than
-// 100 ms (v2.0.11 src/mux_epoll.c:189). 2.1 sleeps until the earliest event anything asked for
-// (v2.1.2 src/loop.c:203, src/mux_epoll.c:167; with clients connected keepalive asks for up to
-// 5 s, src/keepalive.c:160, and $SYS for up to sys_interval) and calls a tick only once the
-// interval it requested has passed (src/plugin_tick.c:39-48); only a tick that runs asks for the
-// next wake-up (:45). Hence 100 ms: kicks and deny-list changes as fast as under 2.0. And after
-// a publish, 0: mosquitto_broker_publish wakes the loop 1 ms later (src/plugin_public.c:262),
-// before 100 ms are up, and that iteration would skip the tick and nobody would ask for a wake-up
-// in 100 ms, so kicks would wait seconds (measured: 2.5-3.5 s). With 0 that iteration runs the
-// tick, which asks for 100 ms again. 2.0's struct has no next_ms (its next_ns is never read), so
-// against 2.0 headers this compiles to nothing. See docs/design-broker-edges.md, "Mosquitto versions".
+// 100 ms (v2.0.11 src/mux_epoll.c:189). 2.1 sleeps until the earliest wake-up anything asked
+// for (v2.1.2 src/loop.c:203, src/mux_epoll.c:167: keepalive up to 5 s, src/keepalive.c:160;
+// $SYS up to sys_interval) and calls a tick only once the interval it asked for has passed; only
+// a tick that runs asks for the next wake-up (src/plugin_tick.c:39-48). So: 100 ms, as under 2.0.
+// After a publish, 0: mosquitto_broker_publish wakes the loop 1 ms later (src/plugin_public.c:262),
+// an iteration that would skip a 100 ms tick and leave the loop asleep for seconds; with 0 it
+// runs the tick, which asks for 100 ms again. Client traffic inside the 100 ms skips the tick the
+// same way, and asking cannot prevent that: docs/design-broker-edges.md, "Mosquitto versions". 2.0's
+// struct has no next_ms (its next_ns is never read): against 2.0 headers this is no code at all.
 constexpr long next_tick_ms = 100;
 
 template <class Tick>
