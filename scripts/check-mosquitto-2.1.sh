@@ -88,7 +88,11 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$run" --save '' --appe
 pids+=($!)
 "$broker" -c "$run/mosquitto.conf" > "$run/mosquitto.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do grep -q "running" "$run/mosquitto.log" && break; sleep 0.1; done
+for _ in $(seq 300); do
+  grep -q "mosquitto version .* running" "$run/mosquitto.log" && break
+  kill -0 "${pids[-1]}" 2>/dev/null || break
+  sleep 0.1
+done
 grep -q "devicegate: started" "$run/mosquitto.log" || { echo "FAIL: the plugin did not start:" >&2; cat "$run/mosquitto.log" >&2; exit 1; }
 for _ in $(seq 100); do grep -q "devicegate: redis link up" "$run/mosquitto.log" && break; sleep 0.1; done
 
