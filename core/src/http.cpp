@@ -76,6 +76,11 @@ http_response http_client::post(const std::string& url, const std::string& body,
     return perform(url, options, &body, content_type);
 }
 
+http_response http_client::put(const std::string& url, const std::string& body, const std::string& content_type,
+                               const http_get_options& options) {
+    return perform(url, options, &body, content_type, "PUT");
+}
+
 http_response http_client::del(const std::string& url, const http_get_options& options) {
     return perform(url, options, nullptr, "", "DELETE");
 }

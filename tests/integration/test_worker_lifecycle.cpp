@@ -7,6 +7,13 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include <sys/wait.h>
 
 #include <nlohmann/json.hpp>
 
@@ -28,6 +35,19 @@ std::size_t occurrences(const std::string& text, const std::string& needle) {
     std::size_t n = 0;
     for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
     return n;
+}
+
+/// devicegate-worker -c FILE --check: its exit code and output (stdout and stderr).
+ctl_result check_worker(const std::filesystem::path& config) {
+    ctl_result r;
+    FILE* p = ::popen((std::string(DEVICEGATE_WORKER_PATH) + " -c '" + config.string() + "' --check 2>&1").c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    const int status = ::pclose(p);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
 }
 
 void delete_in_thingsboard(const fake_backends& fakes, const std::string& name) {
@@ -177,4 +197,104 @@ TEST_CASE("The dead-letter stream is bounded (dead_letter_max, MAXLEN ~) and can
     auto trimmed = ctl({"dlq", "trim", "--max", "3"}, redis.url());
     CHECK(trimmed.exit_code == 0);
     CHECK(dead(redis) == 3);
+}
+
+TEST_CASE("A configured device profile that does not exist pauses registrations until it is created; never created "
+          "by the worker",
+          "[integration][worker][setup]") {
+    worker_options o;
+    o.extra = {{"thingsboard_device_profile", "sensor"}, {"auth_retry_initial", "300ms"}, {"auth_retry_max", "300ms"}};
+    stack s(o);
+    auto& redis = s.redis;
+    auto& fakes = s.fakes;
+    auto& worker = *s.worker;
+    inject(redis, payloads(make_jobs("prof-", 4)));
+
+    REQUIRE(worker.wait_for_log("device profile 'sensor' not found in ThingsBoard: registrations paused; create it or "
+                                "fix thingsboard_device_profile"));
+    REQUIRE(eventually([&] { return worker.metric("devicegate_worker_setup_paused{target=\"thingsboard\"}") == 1; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // ~3 probe intervals
+    CHECK(count(fakes.thingsboard_state(), "devices") == 0);
+    CHECK(count(fakes.thingsboard_state(), "profiles_created") == 0);
+    const double probes = worker.metric("devicegate_worker_setup_missing_total");
+    CHECK(probes >= 2);
+    CHECK(probes <= 6);  // one lookup per interval, not one per job or thread
+    CHECK(dead(redis) == 0);
+    CHECK(occurrences(worker.log(), "not found in ThingsBoard") == 1);  // one line per transition
+
+    devicegate::http_client http;
+    auto created = http.post(fakes.thingsboard_url() + "/_fake/device_profiles", R"({"name":"sensor"})", "application/json", {});
+    REQUIRE(created);
+    REQUIRE(created.status == 200);
+    const std::string profile_id = json::parse(created.body)["id"];
+    REQUIRE(eventually([&] { return count(fakes.thingsboard_state(), "devices") == 4 && count(fakes.hawkbit_state(), "targets") == 4; }, 10s));
+    CHECK(fakes.thingsboard_device("prof-0")["deviceProfileId"]["id"] == profile_id);
+    CHECK(fakes.thingsboard_device("prof-0")["type"] == "sensor");
+    REQUIRE(worker.wait_for_log("registrations resumed"));
+    CHECK(worker.metric("devicegate_worker_setup_paused{target=\"thingsboard\"}") == 0);
+    CHECK(dead(redis) == 0);
+}
+
+TEST_CASE("devicegate-worker --check names a missing device profile when ThingsBoard answers; only notes an "
+          "unreachable one",
+          "[integration][worker][setup]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes({"--tb-device-profile", "sensor", "--tb-customer", "ACME"});
+    REQUIRE(fakes.start());
+    worker_options o;
+    o.extra = {{"thingsboard_device_profile", "sensr"}, {"thingsboard_customer", "ACME"}};
+    worker_process worker(redis, fakes, o);
+    auto missing = check_worker(worker.config_file());
+    CHECK(missing.exit_code == 1);
+    CHECK(missing.out.find("check failed: device profile 'sensr' not found in ThingsBoard (thingsboard_device_profile)") != std::string::npos);
+    CHECK(missing.out.find("customer 'ACME' not found") == std::string::npos);  // ACME exists
+
+    worker_options good;
+    good.extra = {{"thingsboard_device_profile", "sensor"}, {"thingsboard_customer", "ACME"}};
+    worker_process fine(redis, fakes, good);
+    auto ok = check_worker(fine.config_file());
+    CHECK(ok.exit_code == 0);
+    CHECK(ok.out.find("thingsboard: login and configured names ok") != std::string::npos);
+    CHECK(count(fakes.thingsboard_state(), "profiles_created") == 0);
+
+    // Nothing answers: the names are not checked, and that is no failure (CI checks the example).
+    std::ifstream in(worker.config_file());
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const std::string& url : {fakes.thingsboard_url(), fakes.hawkbit_url()}) {
+        text.replace(text.find(url), url.size(), "http://127.0.0.1:1");  // nothing listens on port 1
+    }
+    const auto offline = worker.config_file().parent_path() / "offline.conf";
+    std::ofstream(offline) << text;
+    auto unreachable = check_worker(offline);
+    CHECK(unreachable.exit_code == 0);
+    CHECK(unreachable.out.find("thingsboard not checked") != std::string::npos);
+}
+
+TEST_CASE("hawkBit's DosFilter 429 is retried with backoff; a quota 403 is dead-lettered as quota",
+          "[integration][worker][hawkbit]") {
+    SECTION("429") {
+        worker_options o;
+        o.max_attempts = "30";
+        stack s(o, {"--hb-dos-filter", "1,1000"});  // two writes per second for every client IP
+        auto& redis = s.redis;
+        auto& fakes = s.fakes;
+        auto& worker = *s.worker;
+        inject(redis, payloads(make_jobs("dos-", 3)));
+        REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_done_total") == 3; }, 20s));
+        CHECK(count(fakes.hawkbit_state(), "dos_refusals") >= 1);
+        CHECK(worker.metric("devicegate_worker_target_errors_total{target=\"hawkbit\",kind=\"http_429\"}") >= 1);
+        CHECK(dead(redis) == 0);
+    }
+    SECTION("403 quota") {
+        stack s({}, {"--hb-max-metadata", "2"});  // the worker writes three entries per target
+        auto& redis = s.redis;
+        auto& worker = *s.worker;
+        inject(redis, payloads(make_jobs("quota-", 1)));
+        REQUIRE(eventually([&] { return dead(redis) == 1; }, 10s));
+        CHECK(worker.metric("devicegate_worker_jobs_dead_total{reason=\"quota\"}") == 1);
+        CHECK(worker.log().find("reason=quota") != std::string::npos);
+        CHECK(worker.log().find("hawkBit quota exceeded (hawkbit.server.error.quota.tooManyEntries)") != std::string::npos);
+        CHECK(worker.metric("devicegate_worker_jobs_retried_total") == 0);  // permanent: not retried
+    }
 }

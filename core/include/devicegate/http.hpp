@@ -45,6 +45,9 @@ public:
     /// POSTs `body` with the given content type (OCSP: application/ocsp-request).
     http_response post(const std::string& url, const std::string& body, const std::string& content_type,
                        const http_get_options& options);
+    /// PUTs `body` (hawkBit: an existing target metadata entry).
+    http_response put(const std::string& url, const std::string& body, const std::string& content_type,
+                      const http_get_options& options);
     /// DELETE without a body (decommission: ThingsBoard devices, hawkBit targets).
     http_response del(const std::string& url, const http_get_options& options);
 
