@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 
 namespace devicegate::worker {
 
@@ -38,14 +39,28 @@ void fail(target t, const http_response& r, std::string_view call, worker_metric
 }
 
 std::string quota_code(const std::string& body) {
+    const auto j = json_or_null(body);
+    if (!j.is_object() || !j.contains("errorCode") || !j["errorCode"].is_string()) return "";
+    const std::string code = j["errorCode"].get<std::string>();
+    return code.rfind("hawkbit.server.error.quota.", 0) == 0 ? log_safe(code, 120) : "";
+}
+
+nlohmann::json json_or_null(const std::string& body) {
     try {
-        auto j = nlohmann::json::parse(body);
-        if (!j.is_object() || !j.contains("errorCode") || !j["errorCode"].is_string()) return "";
-        const std::string code = j["errorCode"].get<std::string>();
-        return code.rfind("hawkbit.server.error.quota.", 0) == 0 ? log_safe(code, 120) : "";
+        return nlohmann::json::parse(body);
     } catch (const nlohmann::json::exception&) {
-        return "";
+        return nullptr;
     }
+}
+
+std::string url_encode(const std::string& text) {
+    static const char* hex = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : text) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
+        else out += std::string("%") + hex[c >> 4] + hex[c & 15];
+    }
+    return out;
 }
 
 login_gate::login_gate(target which, std::chrono::milliseconds initial, std::chrono::milliseconds max,

@@ -5,6 +5,8 @@
 #include "devicegate/http.hpp"
 #include "metrics.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <functional>
 #include <map>
@@ -92,6 +94,12 @@ private:
 
 /// Counts the failure and throws it. `call` is "POST /api/..." (no secrets).
 [[noreturn]] void fail(target t, const http_response& r, std::string_view call, worker_metrics& metrics);
+
+/// The body as JSON, or null when it is not JSON.
+nlohmann::json json_or_null(const std::string& body);
+
+/// Percent-encodes a query parameter value (RFC 3986 unreserved characters stay).
+std::string url_encode(const std::string& text);
 
 /// hawkBit's quota errorCode ("hawkbit.server.error.quota.*") in an error body, or "".
 std::string quota_code(const std::string& body);

@@ -14,14 +14,6 @@ using json = nlohmann::json;
 
 namespace {
 
-json json_or_null(const std::string& body) {
-    try {
-        return json::parse(body);
-    } catch (const json::exception&) {
-        return nullptr;
-    }
-}
-
 /// A FIQL `name==...` query, percent-encoded; a name with other characters than these is
 /// quoted (hawkBit's RSQL parser reads a quoted argument verbatim).
 std::string name_query(const std::string& name) {
@@ -37,13 +29,7 @@ std::string name_query(const std::string& name) {
         }
         quoted = "\"" + escaped + "\"";
     }
-    static const char* hex = "0123456789ABCDEF";
-    std::string out = "name%3D%3D";
-    for (unsigned char c : quoted) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
-        else out += std::string("%") + hex[c >> 4] + hex[c & 15];
-    }
-    return out;
+    return "name%3D%3D" + url_encode(quoted);
 }
 
 /// The id of the entry named exactly `name` in a PagedList body ({"content":[...]}), or "".

@@ -11,20 +11,13 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
+#include <functional>
 
 namespace devicegate::worker {
 
 using json = nlohmann::json;
 
 namespace {
-
-json json_or_null(const std::string& body) {
-    try {
-        return json::parse(body);
-    } catch (const json::exception&) {
-        return nullptr;
-    }
-}
 
 /// The `exp` claim of a JWT (not verified: only to refresh early); 0 if unreadable.
 std::int64_t jwt_exp(const std::string& token) {
@@ -62,17 +55,6 @@ int error_code(const std::string& body) {
     json j = json_or_null(body);
     if (!j.is_object() || !j.contains("errorCode") || !j["errorCode"].is_number_integer()) return -1;
     return j["errorCode"].get<int>();
-}
-
-/// Percent-encodes a query parameter value (RFC 3986 unreserved characters stay).
-std::string url_encode(const std::string& text) {
-    static const char* hex = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : text) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
-        else out += std::string("%") + hex[c >> 4] + hex[c & 15];
-    }
-    return out;
 }
 
 bool is_uuid(const std::string& s) {
@@ -297,7 +279,7 @@ bool thingsboard_client::find_or_create(const job& j, result& out) {
     fail(target::thingsboard, c, "POST /api/device-with-credentials", metrics_);
 }
 
-std::string thingsboard_client::ensure_credentials(const std::string& uuid, const std::string& pem) {
+std::string thingsboard_client::save_credentials(const std::string& uuid, const std::function<bool(json&)>& change) {
     const std::string path = "/api/device/" + uuid + "/credentials";
     // DeviceCredentials is versioned (HasVersion): a save with a stale version is 409 with
     // errorCode 35 (EntityVersionMismatchException). Someone saved in between: read again.
@@ -307,19 +289,10 @@ std::string thingsboard_client::ensure_credentials(const std::string& uuid, cons
         if (!(r && r.status == 200)) fail(target::thingsboard, r, "GET /api/device/{id}/credentials", metrics_);
         json creds = json_or_null(r.body);
         if (!creds.is_object()) bad_answer("GET /api/device/{id}/credentials", "200 without a JSON object");
-        if (creds.value("credentialsType", "") == "X509_CERTIFICATE" &&
-            creds.value("credentialsValue", "") == thingsboard_certificate_value(pem)) {
-            return "unchanged";
-        }
-        creds["credentialsType"] = "X509_CERTIFICATE";
-        creds["credentialsValue"] = pem;
-        creds.erase("credentialsId");  // recomputed by the server
-        const std::string body = creds.dump();
+        if (!change(creds)) return "unchanged";
+        const std::string body = creds.dump();  // may hold a secret (a token): never logged
         auto u = call("POST", "/api/device/credentials", &body, timeout_);
-        if (u && u.status == 200) {
-            ++metrics_.credentials_updated;
-            return "credentials_updated";
-        }
+        if (u && u.status == 200) return "saved";
         if (u && u.status == 404) return "";
         if (u && u.status == 409 && error_code(u.body) == 35) {
             ++metrics_.credentials_version_conflicts;
@@ -330,6 +303,23 @@ std::string thingsboard_client::ensure_credentials(const std::string& uuid, cons
     throw target_failure(target::thingsboard, true, 409, "",
                          "thingsboard: POST /api/device/credentials: version conflict (409, errorCode 35) three "
                          "times in a row; will retry");
+}
+
+std::string thingsboard_client::ensure_credentials(const std::string& uuid, const std::string& pem) {
+    const std::string saved = save_credentials(uuid, [&](json& creds) {
+        const json& value = creds["credentialsValue"];
+        if (creds.value("credentialsType", "") == "X509_CERTIFICATE" && value.is_string() &&
+            value.get<std::string>() == thingsboard_certificate_value(pem)) {
+            return false;
+        }
+        creds["credentialsType"] = "X509_CERTIFICATE";
+        creds["credentialsValue"] = pem;
+        creds.erase("credentialsId");  // recomputed by the server
+        return true;
+    });
+    if (saved != "saved") return saved;
+    ++metrics_.credentials_updated;
+    return "credentials_updated";
 }
 
 bool thingsboard_client::write_attributes(const std::string& uuid, const job& j) {
@@ -472,36 +462,19 @@ std::string thingsboard_client::revoke_device(const std::string& device_id, cons
 }
 
 std::string thingsboard_client::replace_credentials(const std::string& uuid) {
-    const std::string path = "/api/device/" + uuid + "/credentials";
-    for (int round = 0; round < 3; ++round) {
-        auto r = call("GET", path, nullptr, timeout_);
-        if (r && r.status == 404) return "";
-        if (!(r && r.status == 200)) fail(target::thingsboard, r, "GET /api/device/{id}/credentials", metrics_);
-        json creds = json_or_null(r.body);
-        if (!creds.is_object()) bad_answer("GET /api/device/{id}/credentials", "200 without a JSON object");
+    const std::string saved = save_credentials(uuid, [](json& creds) {
         // Already replaced by an earlier attempt (this worker never gives a device a token).
-        if (creds.value("credentialsType", "") == "ACCESS_TOKEN") return "unchanged";
+        if (creds.value("credentialsType", "") == "ACCESS_TOKEN") return false;
         // ACCESS_TOKEN: the credentialsId is the token itself (DeviceCredentialsServiceImpl); no
         // DELETE exists for credentials (DeviceController), and a device always has one set.
         creds["credentialsType"] = "ACCESS_TOKEN";
         creds["credentialsId"] = unknown_token();
         creds["credentialsValue"] = nullptr;
-        const std::string body = creds.dump();  // holds the token: never logged
-        auto u = call("POST", "/api/device/credentials", &body, timeout_);
-        if (u && u.status == 200) {
-            ++metrics_.thingsboard_credentials_revoked;
-            return "replaced";
-        }
-        if (u && u.status == 404) return "";
-        if (u && u.status == 409 && error_code(u.body) == 35) {
-            ++metrics_.credentials_version_conflicts;
-            continue;
-        }
-        fail(target::thingsboard, u, "POST /api/device/credentials", metrics_);
-    }
-    throw target_failure(target::thingsboard, true, 409, "",
-                         "thingsboard: POST /api/device/credentials: version conflict (409, errorCode 35) three "
-                         "times in a row; will retry");
+        return true;
+    });
+    if (saved != "saved") return saved;
+    ++metrics_.thingsboard_credentials_revoked;
+    return "replaced";
 }
 
 json thingsboard_attributes(const job& j) {

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 
@@ -101,6 +102,9 @@ private:
     bool assign_customer(result& out);
     /// The device's uuid by name, or "" (404). Throws target_failure.
     std::string lookup(const std::string& device_id);
+    /// Reads the credentials, lets `change` edit them (false: nothing to do) and saves them; a
+    /// stale version (409/35) is read again. "saved", "unchanged", or "" when the device is gone.
+    std::string save_credentials(const std::string& uuid, const std::function<bool(nlohmann::json&)>& change);
     /// Keep mode: "" when gone, else replaced | unchanged (already not X.509).
     std::string replace_credentials(const std::string& uuid);
 

@@ -7,13 +7,10 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <thread>
-
-#include <sys/wait.h>
 
 #include <nlohmann/json.hpp>
 
@@ -39,14 +36,11 @@ std::size_t occurrences(const std::string& text, const std::string& needle) {
 
 /// devicegate-worker -c FILE --check: its exit code and output (stdout and stderr).
 ctl_result check_worker(const std::filesystem::path& config) {
+    const auto log = config.parent_path() / (config.stem().string() + "-check.log");
+    process p({DEVICEGATE_WORKER_PATH, "-c", config.string(), "--check"}, log);
     ctl_result r;
-    FILE* p = ::popen((std::string(DEVICEGATE_WORKER_PATH) + " -c '" + config.string() + "' --check 2>&1").c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    const int status = ::pclose(p);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.exit_code = p.wait_exit(20s).value_or(-1);
+    r.out = log_since(log, 0);
     return r;
 }
 

@@ -72,6 +72,18 @@ struct backends {
     hawkbit_client hawkbit() { return {config.hawkbit, config.http_timeout, metrics, hb_gate, hb_setup}; }
 };
 
+/// A device registered in both fakes by register_job, with the state it recorded.
+struct registered_device {
+    backends b;
+    thingsboard_client tb = b.thingsboard();
+    hawkbit_client hb = b.hawkbit();
+    job j;
+    std::map<std::string, std::string> state;
+    explicit registered_device(const std::string& id) : j(make_job(id)), state{{"fingerprint", j.cert.fingerprint_sha256}} {
+        register_job(j, state, tb, hb);
+    }
+};
+
 target_failure failure_of(const std::function<void()>& f) {
     try {
         f();
@@ -523,12 +535,8 @@ TEST_CASE("Decommission jobs: parsed without a certificate, checked otherwise", 
 }
 
 TEST_CASE("decommission_job: deletes in both targets, idempotently", "[worker][decommission]") {
-    backends b;
-    auto tb = b.thingsboard();
-    auto hb = b.hawkbit();
-    const job reg = make_job("dev-5");
-    std::map<std::string, std::string> state{{"fingerprint", reg.cert.fingerprint_sha256}};
-    register_job(reg, state, tb, hb);
+    registered_device fixture("dev-5");
+    auto& [b, tb, hb, reg, state] = fixture;
     REQUIRE_FALSE(b.tb.device("dev-5").is_null());
     REQUIRE(b.hb.state()["targets"] == 1);
     const job d = parse_job(encode_decommission_job("dev-5", reg.cert.serial_hex, reg.cert.fingerprint_sha256, "lost", 1));
@@ -725,12 +733,9 @@ TEST_CASE("hawkBit: the target type is looked up once by exact name; missing pau
 
 TEST_CASE("hawkBit: target metadata is created, a 409 becomes an update, a renewal updates it",
           "[worker][hawkbit][metadata]") {
-    backends b;
-    auto tb = b.thingsboard();
-    auto hb = b.hawkbit();
-    const job j = make_job("m1");
-    std::map<std::string, std::string> state{{"fingerprint", j.cert.fingerprint_sha256}};
-    CHECK(register_job(j, state, tb, hb).hawkbit == "created");
+    registered_device fixture("m1");
+    auto& [b, tb, hb, j, state] = fixture;
+    CHECK(b.hb.state()["creates"] == 1);
     json meta = b.hb.target("m1")["metadata"];
     CHECK(meta["devicegate.serial"] == j.cert.serial_hex);
     CHECK(meta["devicegate.fingerprintSha256"] == j.cert.fingerprint_sha256);
@@ -812,12 +817,8 @@ TEST_CASE("hawkBit: a DosFilter 429 is retryable; a quota 403 is permanent and n
 TEST_CASE("decommission_job keep mode: ThingsBoard credentials replaced and revoked attribute; hawkBit actions "
           "canceled and tagged; idempotent",
           "[worker][decommission][keep]") {
-    backends b;
-    auto tb = b.thingsboard();
-    auto hb = b.hawkbit();
-    const job reg = make_job("k1");
-    std::map<std::string, std::string> state{{"fingerprint", reg.cert.fingerprint_sha256}};
-    register_job(reg, state, tb, hb);
+    registered_device fixture("k1");
+    auto& [b, tb, hb, reg, state] = fixture;
     const std::string uuid = state["thingsboard_id"];
     const auto pending = add_action(b.hb, "k1");
     const auto finished = add_action(b.hb, "k1", "finished");
