@@ -65,7 +65,9 @@ std::string check_targets(const devicegate::worker::worker_config& config) {
     const auto& t = config.thingsboard;
     std::string problems = check_names("thingsboard", [&] {
         std::vector<std::pair<std::string, std::string>> out;
-        out.emplace_back("thingsboard_device_profile", !t.device_profile.empty() && tb.find_device_profile(t.device_profile).empty()
+        // Any call checks the login; the profile lookup is one (of "default" when none is set).
+        const std::string profile = tb.find_device_profile(t.device_profile.empty() ? "default" : t.device_profile);
+        out.emplace_back("thingsboard_device_profile", !t.device_profile.empty() && profile.empty()
                                                            ? "device profile '" + t.device_profile + "' not found in ThingsBoard" : "");
         out.emplace_back("thingsboard_customer", !t.customer.empty() && tb.find_customer(t.customer).empty()
                                                      ? "customer '" + t.customer + "' not found in ThingsBoard" : "");

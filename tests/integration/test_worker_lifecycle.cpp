@@ -252,6 +252,14 @@ TEST_CASE("devicegate-worker --check names a missing device profile when ThingsB
     CHECK(ok.out.find("thingsboard: login and configured names ok") != std::string::npos);
     CHECK(count(fakes.thingsboard_state(), "profiles_created") == 0);
 
+    worker_options wrong;
+    wrong.extra = {{"thingsboard_password", "Wr0ng-pass"}};
+    worker_process refused(redis, fakes, wrong);
+    auto login = check_worker(refused.config_file());
+    CHECK(login.exit_code == 1);
+    CHECK(login.out.find("check failed: thingsboard: login refused (POST /api/auth/login: HTTP 401") != std::string::npos);
+    CHECK(login.out.find("Wr0ng-pass") == std::string::npos);
+
     // Nothing answers: the names are not checked, and that is no failure (CI checks the example).
     std::ifstream in(worker.config_file());
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
