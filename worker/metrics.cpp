@@ -98,21 +98,20 @@ std::string worker_metrics::render() const {
     simple("devicegate_worker_login_refusals_total", "counter",
            "Refused logins (ThingsBoard /api/auth/login 401, hawkBit 401): at most one per login interval.",
            login_refusals.load());
-    o << "# HELP devicegate_worker_auth_paused 1 while consumption is paused because the target refused the login.\n"
-         "# TYPE devicegate_worker_auth_paused gauge\n";
-    for (auto t : {target::thingsboard, target::hawkbit}) {
-        o << "devicegate_worker_auth_paused{target=\"" << to_string(t) << "\"} "
-          << auth_paused[static_cast<std::size_t>(t)].load() << "\n";
-    }
+    auto gauge_by_target = [&](const char* name, const char* help, const std::array<std::atomic<int>, 2>& values) {
+        o << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n";
+        for (auto t : {target::thingsboard, target::hawkbit}) {
+            o << name << "{target=\"" << to_string(t) << "\"} " << values[static_cast<std::size_t>(t)].load() << "\n";
+        }
+    };
+    gauge_by_target("devicegate_worker_auth_paused", "1 while consumption is paused because the target refused the login.",
+                    auth_paused);
     simple("devicegate_worker_setup_missing_total", "counter",
            "Lookups of a configured name (device profile, customer, target type) the target does not have.",
            setup_missing.load());
-    o << "# HELP devicegate_worker_setup_paused 1 while consumption is paused because a configured name is missing.\n"
-         "# TYPE devicegate_worker_setup_paused gauge\n";
-    for (auto t : {target::thingsboard, target::hawkbit}) {
-        o << "devicegate_worker_setup_paused{target=\"" << to_string(t) << "\"} "
-          << setup_paused[static_cast<std::size_t>(t)].load() << "\n";
-    }
+    gauge_by_target("devicegate_worker_setup_paused",
+                    "1 while consumption is paused because a configured name (profile, customer, target type) is missing.",
+                    setup_paused);
     simple("devicegate_worker_thingsboard_customer_assignments_total", "counter",
            "Devices assigned to thingsboard_customer.", thingsboard_customer_assignments.load());
     simple("devicegate_worker_hawkbit_metadata_writes_total", "counter",

@@ -494,6 +494,13 @@ TEST_CASE("Worker metrics in the Prometheus text format", "[worker][metrics]") {
     CHECK(text.find("devicegate_worker_registration_seconds_bucket{le=\"0.05\"} 1\n") != std::string::npos);
     CHECK(text.find("devicegate_worker_registration_seconds_bucket{le=\"+Inf\"} 1\n") != std::string::npos);
     CHECK(text.find("devicegate_worker_registration_seconds_count 1\n") != std::string::npos);
+    m.setup_paused[1] = 1;
+    m.dead(dead_reason::quota);
+    const std::string more = m.render();
+    CHECK(more.find("# TYPE devicegate_worker_setup_paused gauge\ndevicegate_worker_setup_paused{target=\"thingsboard\"} 0\n"
+                    "devicegate_worker_setup_paused{target=\"hawkbit\"} 1\n") != std::string::npos);
+    CHECK(more.find("devicegate_worker_auth_paused{target=\"hawkbit\"} 0\n") != std::string::npos);
+    CHECK(more.find("devicegate_worker_jobs_dead_total{reason=\"quota\"} 1\n") != std::string::npos);
 }
 
 TEST_CASE("ThingsBoard client: the configured device profile is looked up by its exact name and used by id",
