@@ -909,3 +909,15 @@ TEST_CASE("decommission_job keep mode: ThingsBoard credentials replaced and revo
         CHECK(a.hawkbit == "absent");
     }
 }
+
+TEST_CASE("ThingsBoard restarted with a new signing key: 401/11 on the call and the refresh, one new login",
+          "[worker][thingsboard][auth]") {
+    backends b;
+    auto tb = b.thingsboard();
+    tb.register_device(make_job("s1"));
+    b.tb.rotate_signing_key();  // every token now fails its signature check: "expired" (JwtTokenFactory)
+    CHECK(tb.register_device(make_job("s2")).action == "created");
+    CHECK(b.tb.state()["logins"] == 2);
+    CHECK(b.tb.state()["refreshes"] == 0);  // the refresh token was refused as well
+    CHECK_FALSE(b.tb_gate.paused());  // a refused refresh is no refused login
+}
