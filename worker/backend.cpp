@@ -35,7 +35,15 @@ void fail(target t, const http_response& r, std::string_view call, worker_metric
         f.quota = true;
         throw f;
     }
-    throw target_failure(t, retry, s, body, where + "HTTP " + std::to_string(s) + (body.empty() ? "" : " " + body));
+    target_failure f(t, retry, s, body, where + "HTTP " + std::to_string(s) + (body.empty() ? "" : " " + body));
+    // Neither hawkBit's DosFilter nor ThingsBoard send Retry-After; a proxy in front may. Only
+    // the delta-seconds form is read (an HTTP-date: the worker's own backoff).
+    const std::string& ra = r.retry_after;
+    if ((s == 429 || s == 503) && !ra.empty() && ra.size() <= 6 &&
+        std::all_of(ra.begin(), ra.end(), [](unsigned char c) { return std::isdigit(c); })) {
+        f.retry_after = std::chrono::seconds(std::stol(ra));
+    }
+    throw f;
 }
 
 std::string quota_code(const std::string& body) {

@@ -25,6 +25,7 @@ struct target_failure : std::runtime_error {
     bool retryable;
     bool paused = false;       // the target refused our login, or lacks a configured name: consumption pauses
     bool quota = false;        // hawkBit refused a quota (403 hawkbit.server.error.quota.*): permanent
+    std::chrono::milliseconds retry_after{0};  // a Retry-After in seconds came with a 429 or 503
     long status;               // 0: transport error
     std::string body_excerpt;  // log-safe, bounded
 };

@@ -160,6 +160,20 @@ std::string hawkbit_client::revoke_target(const std::string& device_id) {
     fail(target::hawkbit, r, "POST /rest/v1/targettags/{id}/assigned", metrics_);
 }
 
+bool hawkbit_client::drop_revoked_tag(const std::string& device_id) {
+    auto r = send("GET", "/rest/v1/targets/" + device_id + "/tags", nullptr, "GET /rest/v1/targets/{id}/tags");
+    if (r && r.status == 404) return false;
+    if (!(r && r.status == 200)) fail(target::hawkbit, r, "GET /rest/v1/targets/{id}/tags", metrics_);
+    const json tags = json_or_null(r.body);  // MgmtTargetRestApi.getTags: a plain list of MgmtTag
+    const std::string tag = id_named(json{{"content", tags.is_array() ? tags : json::array()}}, revoked_tag);
+    if (tag.empty()) return false;
+    // MgmtTargetTagResource.unassignTarget: 200.
+    auto d = send("DELETE", "/rest/v1/targettags/" + tag + "/assigned/" + device_id, nullptr,
+                  "DELETE /rest/v1/targettags/{id}/assigned/{controllerId}");
+    if (d && (d.status == 200 || d.status == 204 || d.status == 404)) return d.status != 404;
+    fail(target::hawkbit, d, "DELETE /rest/v1/targettags/{id}/assigned/{controllerId}", metrics_);
+}
+
 // MgmtTargetResource.cancelAction -> JpaDeploymentManagement: cancel (DELETE) turns an active
 // action into CANCELING and waits for the device's confirmation; a canceling action is still
 // active ("pending") and refuses a second cancel (405). force=true (forceQuitAction) closes a

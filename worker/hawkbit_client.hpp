@@ -40,6 +40,11 @@ public:
     /// "revoked" or "absent". Idempotent. Throws target_failure.
     std::string revoke_target(const std::string& device_id);
 
+    /// A re-registered target loses the devicegate-revoked tag of a keep-mode decommission
+    /// (GET /rest/v1/targets/{id}/tags, then DELETE /rest/v1/targettags/{tagId}/assigned/{id}).
+    /// True if it had it. Throws target_failure.
+    bool drop_revoked_tag(const std::string& device_id);
+
 private:
     http_get_options options() const;
     /// A 401 pauses the target (login_gate); anything else is accepted as a login.

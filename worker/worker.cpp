@@ -82,6 +82,8 @@ registration register_job(const job& j, std::map<std::string, std::string>& stat
         }
         // Also for a renewal of a registered target (409: exists): it may have been deleted since.
         out.hawkbit = hawkbit.ensure_target(j.cert.device_id);
+        // An existing target may be one a keep-mode decommission tagged (then `reregister`).
+        if (out.hawkbit == "exists" && hawkbit.drop_revoked_tag(j.cert.device_id)) out.hawkbit = "exists_untagged";
         hawkbit.write_metadata(j.cert.device_id, metadata);
         state[device_field::hawkbit] = registration_state::registered;
         state[hawkbit_fingerprint_field] = j.cert.fingerprint_sha256;
@@ -424,7 +426,8 @@ bool registration_worker::retry_after(job_run& run, const job& j, const target_f
     }
     progress[which] = registration_state::retrying;
     run.queue.update_device(id, progress);
-    const auto delay = backoff(run.attempts);
+    // A Retry-After (capped by retry_max: the server does not get to stall the worker) is a floor.
+    const auto delay = std::max(backoff(run.attempts), std::min(f.retry_after, config_.retry_max));
     ++metrics_.jobs_retried;
     log_.notice("devicegate-worker: retry device=" + id + " job=" + run.entry.id + " attempt " +
                 std::to_string(run.attempts + 1) + "/" + std::to_string(config_.max_attempts) + " in " +

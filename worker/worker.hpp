@@ -31,7 +31,7 @@ struct registration {
     bool decommissioned = false;  // decommissioned: only `devicegate-ctl reregister` brings it back
     std::string thingsboard;  // created | credentials_updated | unchanged | already (skipped)
     std::string notified;     // delivered | unsupported | off | ""
-    std::string hawkbit;      // created | exists (metadata written in both cases) | already
+    std::string hawkbit;      // created | exists | exists_untagged (devicegate-revoked removed) | already
     bool assigned = false;    // assigned to thingsboard_customer now
 };
 /// Throws target_failure.

@@ -47,6 +47,7 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
         value.erase(value.find_last_not_of(" \t\r\n") + 1);
         if (name == "etag") t->response->etag = value;
         if (name == "last-modified") t->response->last_modified = value;
+        if (name == "retry-after") t->response->retry_after = value;
     }
     return size * count;
 }

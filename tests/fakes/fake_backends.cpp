@@ -150,6 +150,7 @@ fake_server::fake_server() {
         p.fail_always = j.value("fail_always", 0);
         p.drop_next = j.value("drop_next", 0);
         p.latency_ms = j.value("latency_ms", 0);
+        p.retry_after = j.value("retry_after", std::string());
         set_faults(p);
         res.set_content("{}", "application/json");
     });
@@ -218,6 +219,8 @@ httplib::Server::HandlerResponse fake_server::apply_faults(const Request& req, R
     }
     if (status != 0) {
         error(res, status, "injected fault", req);
+        std::lock_guard lock(mutex_);
+        if (!faults_.retry_after.empty()) res.set_header("Retry-After", faults_.retry_after);
         return R::Handled;
     }
     return R::Unhandled;
@@ -1110,6 +1113,17 @@ void fake_hawkbit::add_type_and_tag_routes() {
         if (t == nullptr) return;
         t->tags.insert(tag);  // assigning twice is no error
         ++tag_assignments_;
+        res.status = 200;
+    });
+    // MgmtTargetTagResource.unassignTarget: 200; an unknown tag or target is 404.
+    server_.Delete(R"(/rest/v1/targettags/(\d+)/assigned/([^/]+))", [this](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        const std::int64_t tag = std::stoll(req.matches[1].str());
+        if (tags_.count(tag) == 0) return not_found(res, "TargetTag", std::to_string(tag));
+        target_record* t = find_or_404(req.matches[2].str(), res);
+        if (t == nullptr) return;
+        t->tags.erase(tag);
         res.status = 200;
     });
     // MgmtTargetTagResource.assignTargets: [{"controllerId"}] in, the targets out; already

@@ -27,6 +27,8 @@ namespace devicegate::fakes {
 ///   {"drop_next":N}                the next N responses are cut off after the headers
 ///                                  (the client sees the connection close mid-response)
 ///   {"latency_ms":M}               every request waits M ms first
+///   {"retry_after":"S"}            injected statuses carry Retry-After: S (neither product sends
+///                                  one; a proxy in front of them may)
 struct fault_plan {
     std::string path;
     int fail_next = 0;
@@ -34,6 +36,7 @@ struct fault_plan {
     int fail_always = 0;
     int drop_next = 0;
     int latency_ms = 0;
+    std::string retry_after;
 };
 
 class fake_server {

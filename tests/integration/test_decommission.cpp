@@ -167,4 +167,6 @@ TEST_CASE("decommission_mode keep: the ThingsBoard device stays without its cert
     CHECK(back["server_attributes"]["revoked"]["value"] == false);
     CHECK(count(fakes.thingsboard_state(), "creates") == 1);  // the same device, never deleted
     REQUIRE(status_says(redis, "dev-001", "hawkbit:      registered"));
+    CHECK(hawkbit_target(fakes, "dev-001")["tags"].empty());  // eligible for rollouts again
+    CHECK(count(fakes.hawkbit_state(), "creates") == 1);
 }

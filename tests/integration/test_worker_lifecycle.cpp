@@ -288,6 +288,16 @@ TEST_CASE("hawkBit's DosFilter 429 is retried with backoff; a quota 403 is dead-
         CHECK(worker.metric("devicegate_worker_target_errors_total{target=\"hawkbit\",kind=\"http_429\"}") >= 1);
         CHECK(dead(redis) == 0);
     }
+    SECTION("a Retry-After (as a proxy in front may send) sets the wait, capped by retry_max") {
+        worker_options o;
+        o.retry_max = "5s";
+        stack s(o);
+        auto& worker = *s.worker;
+        s.fakes.hawkbit_faults({{"path", "/rest/v1/targets"}, {"fail_next", 1}, {"status", 429}, {"retry_after", "1"}});
+        inject(s.redis, payloads(make_jobs("later-", 1)));
+        REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_done_total") == 1; }, 10s));
+        CHECK(worker.log().find("attempt 2/8 in 1000 ms: hawkbit: POST /rest/v1/targets: HTTP 429") != std::string::npos);
+    }
     SECTION("403 quota") {
         stack s({}, {"--hb-max-metadata", "2"});  // the worker writes three entries per target
         auto& redis = s.redis;

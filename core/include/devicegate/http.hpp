@@ -22,6 +22,7 @@ struct http_response {
     std::string body;
     std::string etag;
     std::string last_modified;
+    std::string retry_after;     // the Retry-After header as sent ("" if none)
     explicit operator bool() const noexcept { return error.empty(); }
 };
 

@@ -798,6 +798,16 @@ TEST_CASE("hawkBit: a DosFilter 429 is retryable; a quota 403 is permanent and n
         CHECK(f.body_excerpt.empty());
         CHECK(b.metrics.target_errors[1][static_cast<std::size_t>(error_kind::http_429)] == 1);
     }
+    SECTION("a Retry-After in seconds (from a proxy: neither product sends one) is kept; a date is not") {
+        backends b;
+        auto hb = b.hawkbit();
+        b.hb.set_faults({.fail_next = 1, .fail_status = 429, .retry_after = "2"});
+        CHECK(failure_of([&] { hb.ensure_target("r1"); }).retry_after == std::chrono::seconds(2));
+        b.hb.set_faults({.fail_next = 1, .fail_status = 503, .retry_after = "Wed, 21 Oct 2026 07:28:00 GMT"});
+        CHECK(failure_of([&] { hb.ensure_target("r1"); }).retry_after.count() == 0);
+        b.hb.set_faults({.fail_next = 1, .fail_status = 400, .retry_after = "2"});
+        CHECK(failure_of([&] { hb.ensure_target("r1"); }).retry_after.count() == 0);  // only with 429 / 503
+    }
     SECTION("403 quota (too many metadata entries): permanent, the quota's errorCode in the message") {
         backends b({}, {.max_metadata_per_target = 2});
         auto tb = b.thingsboard();
@@ -897,6 +907,8 @@ TEST_CASE("decommission_job keep mode: ThingsBoard credentials replaced and revo
         std::map<std::string, std::string> cleared{{"fingerprint", reg.cert.fingerprint_sha256}};
         auto back = register_job(reg, cleared, tb, hb);
         CHECK(back.thingsboard == "credentials_updated");
+        CHECK(back.hawkbit == "exists_untagged");
+        CHECK(b.hb.target("k1")["tags"].empty());
         json again = b.tb.device("k1");
         CHECK(again["credentials"]["credentialsType"] == "X509_CERTIFICATE");
         CHECK(again["server_attributes"]["revoked"]["value"] == false);
