@@ -568,31 +568,36 @@ void fake_thingsboard::add_profile_and_customer_routes() {
         if (!authorized(req, res)) return;
         res.set_content(profile_info("default", profiles_.at("default")).dump(), "application/json");
     });
-    server_.Get("/api/tenant/customers", [this](const Request& req, Response& res) {
+    auto customer_json = [](const std::pair<const std::string, std::string>& c) {
+        return json{{"id", {{"entityType", "CUSTOMER"}, {"id", c.second}}}, {"title", c.first}}.dump();
+    };
+    // BaseController.checkCustomerId: JSON 404 when there is none; nullptr after writing it.
+    auto by_id = [this](const std::string& id, Response& res) -> const std::pair<const std::string, std::string>* {
+        auto it = std::find_if(customers_.begin(), customers_.end(), [&](const auto& c) { return c.second == id; });
+        if (it != customers_.end()) return &*it;
+        tb_error(res, 404, 32, "Customer with id [" + id + "] is not found");
+        return nullptr;
+    };
+    server_.Get("/api/tenant/customers", [this, customer_json](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
         auto it = customers_.find(req.get_param_value("customerTitle"));
         if (it == customers_.end()) return tb_error(res, 404, 32, "Requested item wasn't found!");
-        res.set_content(json{{"id", {{"entityType", "CUSTOMER"}, {"id", it->second}}}, {"title", it->first}}.dump(), "application/json");
+        res.set_content(customer_json(*it), "application/json");
     });
-    server_.Get(R"(/api/customer/([0-9a-fA-F-]{36}))", [this](const Request& req, Response& res) {
+    server_.Get(R"(/api/customer/([0-9a-fA-F-]{36}))", [this, customer_json, by_id](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
-        const std::string id = req.matches[1].str();
-        auto it = std::find_if(customers_.begin(), customers_.end(), [&](const auto& c) { return c.second == id; });
-        // BaseController.checkCustomerId: JSON 404 when there is none.
-        if (it == customers_.end()) return tb_error(res, 404, 32, "Customer with id [" + id + "] is not found");
-        res.set_content(json{{"id", {{"entityType", "CUSTOMER"}, {"id", it->second}}}, {"title", it->first}}.dump(), "application/json");
+        if (const auto* c = by_id(req.matches[1].str(), res)) res.set_content(customer_json(*c), "application/json");
     });
-    server_.Post(R"(/api/customer/([^/]+)/device/([^/]+))", [this](const Request& req, Response& res) {
+    server_.Post(R"(/api/customer/([^/]+)/device/([^/]+))", [this, by_id](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
-        const std::string customer = req.matches[1].str();
-        auto it = std::find_if(customers_.begin(), customers_.end(), [&](const auto& c) { return c.second == customer; });
-        if (it == customers_.end()) return tb_error(res, 404, 32, "Customer with id [" + customer + "] is not found");
+        const auto* c = by_id(req.matches[1].str(), res);
+        if (c == nullptr) return;
         device_record* d = find_or_404(req.matches[2].str(), res);
         if (d == nullptr) return;
-        d->customer_id = customer;
+        d->customer_id = c->second;
         ++customer_assignments_;
         res.set_content(device_json(*d).dump(), "application/json");
     });
@@ -1104,28 +1109,27 @@ void fake_hawkbit::add_type_and_tag_routes() {
     server_.Get("/rest/v1/targettypes", list(target_types_));
     server_.Post("/rest/v1/targettags", create(tags_, "TargetTag"));
     server_.Get("/rest/v1/targettags", list(tags_));
-    server_.Post(R"(/rest/v1/targettags/(\d+)/assigned/([^/]+))", [this](const Request& req, Response& res) {
-        std::lock_guard lock(mutex_);
-        if (!authorized(req, res)) return;
-        const std::int64_t tag = std::stoll(req.matches[1].str());
-        if (tags_.count(tag) == 0) return not_found(res, "TargetTag", std::to_string(tag));
-        target_record* t = find_or_404(req.matches[2].str(), res);
-        if (t == nullptr) return;
-        t->tags.insert(tag);  // assigning twice is no error
-        ++tag_assignments_;
-        res.status = 200;
-    });
-    // MgmtTargetTagResource.unassignTarget: 200; an unknown tag or target is 404.
-    server_.Delete(R"(/rest/v1/targettags/(\d+)/assigned/([^/]+))", [this](const Request& req, Response& res) {
-        std::lock_guard lock(mutex_);
-        if (!authorized(req, res)) return;
-        const std::int64_t tag = std::stoll(req.matches[1].str());
-        if (tags_.count(tag) == 0) return not_found(res, "TargetTag", std::to_string(tag));
-        target_record* t = find_or_404(req.matches[2].str(), res);
-        if (t == nullptr) return;
-        t->tags.erase(tag);
-        res.status = 200;
-    });
+    // MgmtTargetTagResource.assignTarget / unassignTarget (POST / DELETE …/assigned/{controllerId}):
+    // 200; an unknown tag or target is 404; assigning twice, or removing an absent tag, is no error.
+    auto one_target = [this](bool assign) {
+        return [this, assign](const Request& req, Response& res) {
+            std::lock_guard lock(mutex_);
+            if (!authorized(req, res)) return;
+            const std::int64_t tag = std::stoll(req.matches[1].str());
+            if (tags_.count(tag) == 0) return not_found(res, "TargetTag", std::to_string(tag));
+            target_record* t = find_or_404(req.matches[2].str(), res);
+            if (t == nullptr) return;
+            if (assign) {
+                t->tags.insert(tag);
+                ++tag_assignments_;
+            } else {
+                t->tags.erase(tag);
+            }
+            res.status = 200;
+        };
+    };
+    server_.Post(R"(/rest/v1/targettags/(\d+)/assigned/([^/]+))", one_target(true));
+    server_.Delete(R"(/rest/v1/targettags/(\d+)/assigned/([^/]+))", one_target(false));
     // MgmtTargetTagResource.assignTargets: [{"controllerId"}] in, the targets out; already
     // assigned targets are ignored.
     server_.Post(R"(/rest/v1/targettags/(\d+)/assigned)", [this](const Request& req, Response& res) {
