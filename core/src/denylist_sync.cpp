@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <optional>
 
 namespace devicegate {
 
@@ -81,6 +82,8 @@ void denylist_sync::session(background_loop& loop) {
         throw redis_io_error("the master moved while connecting (subscribed at " + sub.address().describe() +
                              ", commands at " + cmd.address().describe() + ")");
     }
+    std::optional<sentinel_watch> watch;
+    if (cmd.via_sentinel() && opts_.watch_sentinels) watch.emplace(opts_.redis);
     revocation_store store(cmd, opts_.model);
     publish(std::make_shared<const denylist>(full_resync(store)), "resync");
     state_.stale_since = 0;
@@ -102,6 +105,11 @@ void denylist_sync::session(background_loop& loop) {
         if (cmd.via_sentinel() && now() >= next_role_check) {
             cmd.expect_master();  // throws redis_io_error "... reports role slave": reconnect, rediscover
             next_role_check = now() + opts_.role_check_interval;
+        }
+        if (watch) {
+            if (auto moved = watch->poll(); moved && !(*moved == cmd.address())) {
+                throw redis_io_error("a sentinel announced +switch-master to " + moved->describe());
+            }
         }
         if (auto payload = sub.next_change(std::chrono::milliseconds(200))) apply_change(store, *payload);
     }

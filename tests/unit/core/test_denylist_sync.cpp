@@ -162,9 +162,11 @@ struct sentinel_fixture {
     broker_queue queue;
     test::log_capture logs;
 
-    denylist_sync::options options() {
+    denylist_sync::options options(std::chrono::milliseconds role_check = std::chrono::milliseconds(200),
+                                   bool watch_sentinels = true) {
         denylist_sync::options o{cluster.options(), redis_model{}, std::chrono::seconds(60), ""};
-        o.role_check_interval = std::chrono::milliseconds(200);
+        o.role_check_interval = role_check;
+        o.watch_sentinels = watch_sentinels;
         return o;
     }
     bool listed_device(const std::string& id) { return state.list.load()->devices.count(id) > 0; }
@@ -218,7 +220,8 @@ TEST_CASE("denylist_sync with Sentinel: a SIGKILLed master; the resync after red
 TEST_CASE("denylist_sync with Sentinel: a demoted master (SENTINEL FAILOVER) is noticed by ROLE and left",
           "[denylist_sync][redis_sentinel][failover]") {
     sentinel_fixture f;
-    denylist_sync sync(f.options(), f.state, f.queue, f.logs.sink());
+    // Without the +switch-master watch: only the ROLE check can notice.
+    denylist_sync sync(f.options(std::chrono::milliseconds(200), false), f.state, f.queue, f.logs.sink());
     sync.start();
     REQUIRE(eventually([&] { return sync.link_up(); }));
     const int old_master = f.cluster.master_port();
@@ -238,6 +241,25 @@ TEST_CASE("denylist_sync with Sentinel: a demoted master (SENTINEL FAILOVER) is 
     CHECK(f.logs.contains("127.0.0.1:" + std::to_string(old_master) + " reports role slave"));
     CHECK(sync.link_downs() == 1);
     CHECK(f.revoke("dev-new") == 1);  // the subscriber is on the new master
+    CHECK(eventually([&] { return f.listed_device("dev-new"); }, std::chrono::seconds(2)));
+    sync.stop();
+}
+
+TEST_CASE("denylist_sync with Sentinel: +switch-master moves the subscriber while the old master still says master",
+          "[denylist_sync][redis_sentinel][failover]") {
+    sentinel_fixture f;
+    // No ROLE check in this test's time: only the sentinels' announcement can move it.
+    denylist_sync sync(f.options(std::chrono::hours(1)), f.state, f.queue, f.logs.sink());
+    sync.start();
+    REQUIRE(eventually([&] { return sync.link_up(); }));
+    const int old_master = f.cluster.master_port();
+    f.cluster.failover();
+    const int promoted = f.cluster.wait_failover();
+    REQUIRE(eventually([&] { return f.logs.contains(f.link_up_at(promoted)); }, std::chrono::seconds(10)));
+    CHECK(f.logs.contains("a sentinel announced +switch-master to 127.0.0.1:" + std::to_string(promoted)));
+    CHECK(sync.link_downs() == 1);
+    CHECK(f.cluster.role_of(old_master) != "");  // it was not killed: the announcement moved the sync
+    CHECK(f.revoke("dev-new") == 1);
     CHECK(eventually([&] { return f.listed_device("dev-new"); }, std::chrono::seconds(2)));
     sync.stop();
 }
