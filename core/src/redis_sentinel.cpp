@@ -206,6 +206,7 @@ void sentinel_watch::connect() {
 }
 
 std::optional<redis_endpoint> sentinel_watch::poll() {
+    if (options_.sentinels.empty()) return std::nullopt;  // a plain URL: nobody to listen to
     if (!sub_ && std::chrono::steady_clock::now() >= retry_at_) connect();
     if (!sub_) return std::nullopt;
     std::optional<redis_endpoint> out;

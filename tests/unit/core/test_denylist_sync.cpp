@@ -198,14 +198,20 @@ TEST_CASE("denylist_sync with Sentinel: a SIGKILLed master; the resync after red
     }
     REQUIRE(eventually([&] { return f.listed_device("dev-before"); }));
 
+    const auto killed_at = std::chrono::steady_clock::now();
     f.cluster.kill_master();
     REQUIRE(eventually([&] { return !sync.link_up(); }));
     const int promoted = f.cluster.wait_failover();
+    const auto failed_over_at = std::chrono::steady_clock::now();
     // Right after the failover: the subscriber is most likely still backing off, so the
     // message is lost for it (Redis pub/sub keeps nothing); its resync must pick it up.
     const long long reached = f.revoke("dev-during");
     INFO("subscribers reached by the revocation made right after the failover: " << reached);
     REQUIRE(eventually([&] { return sync.link_up() && f.listed_device("dev-during"); }, std::chrono::seconds(15)));
+    const auto ms = [&](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+    WARN("SIGKILL -> sentinels agree on the new master: " << ms(failed_over_at - killed_at)
+                                                          << " ms; -> deny-list resynced there: "
+                                                          << ms(std::chrono::steady_clock::now() - killed_at) << " ms");
     CHECK(f.listed_device("dev-before"));
     CHECK(f.logs.contains(f.link_up_at(promoted)));
     CHECK(f.logs.contains("redis link down (sentinel master 'mymaster' via 127.0.0.1:"));
