@@ -14,6 +14,9 @@ struct device_certificate {
     std::string serial_hex;
     std::string fingerprint_sha256;  // fingerprint_hex (pki.hpp) of the leaf DER's SHA-256
     std::string certificate_pem;
+    /// The broker thread hands over the leaf's DER instead of certificate_pem; the job
+    /// producer's thread writes certificate_pem from it (pem_from_der) and clears it.
+    std::string certificate_der;
     std::int64_t first_seen = 0;     // unix seconds, when this broker admitted it
     std::string broker_id;
 };
@@ -24,9 +27,13 @@ struct device_certificate {
 enum class job_type { first_connect, certificate_changed, decommission };
 std::string_view to_string(job_type t) noexcept;
 
-/// {"schema":1,"type":..,"device_id":..,"serial":..,"fingerprint_sha256":..,
-///  "certificate_pem":..,"first_seen":..,"broker_id":..}
+/// {"type":..,"schema":1,"device_id":..,"serial":..,"fingerprint_sha256":..,
+///  "certificate_pem":..,"first_seen":..,"broker_id":..}, always starting with {"type":"<type>"
+/// (the first-connect script derives the certificate_changed job from the first_connect one).
 std::string encode_job(const device_certificate& cert, job_type type);
+
+/// A DER certificate as PEM_write_bio_X509 writes it (64 base64 characters per line).
+std::string pem_from_der(std::string_view der);
 
 /// A job as the worker reads it from the stream.
 struct job {
