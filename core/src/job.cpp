@@ -40,23 +40,28 @@ void append_string(std::string& out, std::string_view s) {
         out += nlohmann::json(std::string(s)).dump();
         return;
     }
+    auto plain = [](char c) { return c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20; };
     out += '"';
-    for (char c : s) {
+    for (std::size_t at = 0; at < s.size();) {
+        // Runs of plain characters in one append (a PEM line is 64 of them).
+        std::size_t end = at;
+        while (end < s.size() && plain(s[end])) ++end;
+        out.append(s.data() + at, end - at);
+        if (end == s.size()) break;
+        const char c = s[end];
         switch (c) {
             case '"': out += "\\\""; break;
             case '\\': out += "\\\\"; break;
             case '\n': out += "\\n"; break;
             case '\r': out += "\\r"; break;
             case '\t': out += "\\t"; break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-                    out += buf;
-                } else {
-                    out += c;
-                }
+            default: {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+                out += buf;
+            }
         }
+        at = end + 1;
     }
     out += '"';
 }
