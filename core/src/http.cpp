@@ -116,13 +116,7 @@ void append_header(curl_slist_ptr& list, const std::string& line) {
 void free_curl_easy(CURL* handle) noexcept { curl().easy_cleanup(handle); }  // only made after curl() loaded
 void free_curl_slist(curl_slist* list) noexcept { curl().slist_free_all(list); }
 
-http_client::http_client() {
-    try {
-        curl_.reset(curl().easy_init());
-    } catch (const std::exception& e) {
-        load_error_ = e.what();  // each request answers with it
-    }
-}
+http_client::http_client() = default;  // libcurl is loaded by the first request, not here
 
 http_response http_client::get(const std::string& url, const http_get_options& options) {
     return perform(url, options, nullptr, "");
@@ -141,8 +135,16 @@ http_response http_client::perform(const std::string& url, const http_get_option
                                    const std::string& content_type, const char* method) {
     http_response r;
     if (!curl_) {
-        r.error = load_error_.empty() ? "cannot create a curl handle" : load_error_;
-        return r;
+        try {
+            curl_.reset(curl().easy_init());
+        } catch (const std::exception& e) {
+            r.error = e.what();  // libcurl cannot be loaded; tried again on the next request
+            return r;
+        }
+        if (!curl_) {
+            r.error = "cannot create a curl handle";
+            return r;
+        }
     }
     const curl_api& api = curl();
     CURL* c = curl_.get();

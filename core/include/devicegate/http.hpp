@@ -41,8 +41,9 @@ struct http_get_options {
     bool fresh_connection = false;
 };
 
-/// A reusable client (keeps the connection alive between calls to the same host). The first
-/// one made loads libcurl; if it cannot be loaded, every request fails with the cause.
+/// A reusable client (keeps the connection alive between calls to the same host). Making one
+/// costs nothing: its first request loads libcurl (a CRL watcher without URLs never does); if
+/// libcurl cannot be loaded, the request fails with the cause.
 class http_client {
 public:
     http_client();
@@ -56,8 +57,7 @@ public:
 private:
     http_response perform(const std::string& url, const http_get_options& options, const std::string* body,
                           const std::string& content_type, const char* method = nullptr);
-    curl_ptr curl_;
-    std::string load_error_;  // libcurl could not be loaded
+    curl_ptr curl_;  // made by the first request
 };
 
 }  // namespace devicegate
