@@ -14,11 +14,12 @@ struct device_certificate {
     std::string serial_hex;
     std::string fingerprint_sha256;  // fingerprint_hex (pki.hpp) of the leaf DER's SHA-256
     std::string certificate_pem;
-    /// The broker thread hands over the leaf's DER instead of certificate_pem; the job
-    /// producer's thread writes certificate_pem from it (pem_from_der) and clears it.
-    std::string certificate_der;
     std::int64_t first_seen = 0;     // unix seconds, when this broker admitted it
     std::string broker_id;
+    /// The broker thread hands over the leaf's DER instead of certificate_pem; the job
+    /// producer's thread writes certificate_pem from it (pem_from_der) and clears it. (Last,
+    /// so that positional initializers of the fields above still work.)
+    std::string certificate_der;
 };
 
 /// decommission: the device was revoked and an operator asked to remove it from ThingsBoard
