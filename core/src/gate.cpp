@@ -2,7 +2,7 @@
 
 #include "devicegate/listener_check.hpp"
 
-#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -204,18 +204,21 @@ std::optional<device_certificate> gate::plan_job(X509* leaf, const decision& d) 
         submitted_generation_ = jobs_->generation();
     }
     if (submitted_.count(d.fingerprint) > 0) return std::nullopt;
-    bio_ptr bio(BIO_new(BIO_s_mem()));
-    if (!bio || PEM_write_bio_X509(bio.get(), leaf) != 1) {
-        log(log_level::error, "devicegate: cannot encode the certificate of device=" + d.device_id + " as PEM");
+    // The DER only: the job producer's thread writes the PEM (issue 13).
+    const int len = i2d_X509(leaf, nullptr);
+    device_certificate cert;
+    if (len > 0) {
+        cert.certificate_der.resize(static_cast<std::size_t>(len));
+        auto* out = reinterpret_cast<unsigned char*>(cert.certificate_der.data());
+        if (i2d_X509(leaf, &out) != len) cert.certificate_der.clear();
+    }
+    if (cert.certificate_der.empty()) {
+        log(log_level::error, "devicegate: cannot encode the certificate of device=" + d.device_id);
         return std::nullopt;
     }
-    char* pem = nullptr;
-    long len = BIO_get_mem_data(bio.get(), &pem);
-    device_certificate cert;
     cert.device_id = d.device_id;
     cert.serial_hex = d.serial_hex;
     cert.fingerprint_sha256 = fingerprint_hex(d.fingerprint);
-    cert.certificate_pem.assign(pem, static_cast<std::size_t>(len));
     cert.first_seen = static_cast<std::int64_t>(std::time(nullptr));
     cert.broker_id = broker_id_;
     return cert;
@@ -253,9 +256,10 @@ void gate::settle(const void* client, X509* leaf, const admission& a, const char
     for (const auto& url : a.learned_crl_urls) {
         if (cdp_urls_.size() < max_learned_crl_urls && cdp_urls_.insert(url).second) watcher_->add_url(url);
     }
-    log_.info(std::string("devicegate: allow ") + (d.kind == identity_kind::service ? "service=" : "client=") +
-              d.device_id + " serial=" + d.serial_hex +
-              " cache=" + (d.cache_hit ? "hit" : "miss"));
+    // Debug: mosquitto logs every connect at notice already ("New client connected ... u'<id>'"),
+    // and its default log_type (error, warning, notice, information) drops debug lines.
+    log_.debug(std::string("devicegate: allow ") + (d.kind == identity_kind::service ? "service=" : "client=") +
+               d.device_id + " serial=" + d.serial_hex + " cache=" + (d.cache_hit ? "hit" : "miss"));
 }
 
 reason gate::check_acl(const void* client, const char* client_id, const char* topic, acl_action action,
@@ -287,12 +291,12 @@ reason gate::check_acl(const void* client, const char* client_id, const char* to
 // An offline session's will (src/context.c:184) or queued message (src/subs.c:72): the
 // device is not there to present its certificate, so its revocation is re-checked here.
 reason gate::check_offline(const session_record& record, const std::string& id) {
-    return authorizer_->revocation(record.serial, id, record.serial_hex, record.fingerprint, std::time(nullptr));
+    return authorizer_->revocation(record.serial, id, record.serial_hex(), record.fingerprint, std::time(nullptr));
 }
 
 void gate::log_deny(session_record& record, const std::string& id, reason why, acl_action action, const char* topic,
                     std::chrono::steady_clock::time_point now) {
-    deny_note note = note_deny(record.denies, deny_limits_, topic != nullptr ? topic : "", now);
+    deny_note note = note_deny(record.denies(), deny_limits_, topic != nullptr ? topic : "", now);
     if (note.summary > 0) {
         log_.notice("devicegate: deny_summary client=" + id + " suppressed=" + std::to_string(note.summary) +
                     " interval=" + format_duration(deny_limits_.log_interval) + " last_topic=\"" +
@@ -302,7 +306,7 @@ void gate::log_deny(session_record& record, const std::string& id, reason why, a
         log_.notice("devicegate: deny client=" + id + " reason=" + std::string(to_string(why)) + " access=" +
                     to_string(action) + " topic=\"" + or_dash(topic) + "\"" +
                     (record.online ? "" : " session=offline"));
-    } else if (record.denies.suppressed == 1) {
+    } else if (record.suppressed_denies() == 1) {
         summaries_due_.push_back(id);
     }
     if (note.kick && record.online) {
@@ -342,11 +346,11 @@ void gate::sweep_sessions(std::chrono::steady_clock::time_point now) {
         session_record* r = sessions_.find(id);
         if (r == nullptr) continue;
         std::string topic;
-        if (auto n = flush_deny_summary(r->denies, deny_limits_, now, topic); n > 0) {
+        if (auto n = flush_deny_summary(r->denies(), deny_limits_, now, topic); n > 0) {
             log_.notice("devicegate: deny_summary client=" + id + " suppressed=" + std::to_string(n) +
                         " interval=" + format_duration(deny_limits_.log_interval) + " last_topic=\"" +
                         log_safe(topic) + "\"");
-        } else if (r->denies.suppressed > 0) {
+        } else if (r->suppressed_denies() > 0) {
             still_due.push_back(std::move(id));
         }
     }
