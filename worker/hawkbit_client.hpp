@@ -20,6 +20,14 @@ public:
     /// Decommission (delete mode): DELETE /rest/v1/targets/{id}; "deleted" (200 in 0.9.0, 204
     /// later) or "absent" (404: already gone). Throws target_failure.
     std::string delete_target(const std::string& device_id);
+    /// An authenticated GET of `path` (a 401 pauses through the gate): inventory.cpp's paging.
+    http_response get(const std::string& path, const char* call) {
+        gate_.before_login();
+        auto r = http_.get(settings_.url + path, options());
+        check_login(r, call);
+        return r;
+    }
+    worker_metrics& metrics() noexcept { return metrics_; }
 
 private:
     http_get_options options() const;

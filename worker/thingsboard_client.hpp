@@ -72,6 +72,9 @@ public:
     /// Create devices with this deviceProfileId instead of a bare `type`: ThingsBoard finds *or
     /// creates* a profile by type (DeviceServiceImpl.saveDevice), so a typo would make an empty one.
     void use_device_profile(std::string id) { device_profile_id_ = std::move(id); }
+    /// An authenticated GET of `path` (token refresh as every call): inventory.cpp's paging.
+    http_response get(const std::string& path) { return call("GET", path, nullptr, timeout_); }
+    worker_metrics& metrics() noexcept { return metrics_; }
 
 private:
     http_response call(const char* method, const std::string& path, const std::string* body,
