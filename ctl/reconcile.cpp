@@ -199,7 +199,7 @@ bool exists(backend_clients& c, target t, const std::string& id, const worker::i
                                     : worker::hawkbit_target_exists(c.hawkbit, id, o);
 }
 
-std::string short_fp(const std::string& fp) { return fp.empty() ? "(none)" : fp.substr(0, 16) + "…"; }
+std::string short_fp(const std::string& fp) { return fp.empty() ? "(none)" : log_safe(fp, 16); }  // "abcd...": log_safe cuts
 
 /// ThingsBoard only: the credentials of a device registered for its current certificate.
 void check_credentials(backend_clients& c, const settings& st, const std::string& id, const redis_device& d,
@@ -314,8 +314,12 @@ void print(std::ostream& out, const settings& st, const report& r) {
     row("in step", [](const backend_tally& t) { return t.in_step; });
     row("pending", [](const backend_tally& t) { return t.pending; });
     for (std::size_t k = 0; k < kind_names.size(); ++k) {
-        row(kind_names[k], [k](const backend_tally& t) { return t.found[k]; });
+        if (static_cast<kind>(k) != kind::credentials) row(kind_names[k], [k](const backend_tally& t) { return t.found[k]; });
     }
+    // Only ThingsBoard holds credentials.
+    out << std::left << std::setw(14) << "credentials" << std::right << std::setw(12)
+        << (st.checked[0] ? std::to_string(r.tally[0].found[static_cast<std::size_t>(kind::credentials)]) : "-")
+        << std::setw(10) << "-" << "\n";
 }
 
 int run_reconcile(const settings& st, session& s) {

@@ -5,7 +5,8 @@
 // hash. A device registered before the worker stored it: the hash's `fingerprint` goes too, so
 // the plugin enqueues a first-connect job (core/src/job_producer.cpp, first_connect_script) on
 // the device's next connect to a broker that has not admitted that certificate since it started
-// (a broker plans one job per certificate and run: gate::plan_job).
+// (a broker plans one job per certificate and run: gate::plan_job). `reconcile --fix` re-enqueues
+// through the same reregister_device.
 #include "command.hpp"
 #include "devicegate/device_id.hpp"
 #include "devicegate/job.hpp"
