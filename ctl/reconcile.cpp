@@ -30,10 +30,10 @@ const char* const reconcile_usage =
     R"(  reconcile [--fix] [--backend thingsboard|hawkbit|all] [--worker-config FILE]
             [--limit N | --verbose] [--page-size N]
                                                compare the devices in Redis with ThingsBoard and
-                                               hawkBit (backend credentials from the worker's
-                                               configuration, default /etc/devicegate/devicegate-worker.conf);
-                                               --fix re-enqueues missing devices and wrong
-                                               credentials, never deletes
+                                               hawkBit; --fix re-enqueues missing devices and
+                                               wrong credentials, never deletes (backends and
+                                               Redis from the worker's FILE, default
+                                               /etc/devicegate/devicegate-worker.conf)
 )";
 
 namespace {

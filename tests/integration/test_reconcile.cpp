@@ -2,6 +2,9 @@
 // devicegate-fakes process and the devicegate-ctl process reading the worker's configuration.
 #include "harness.hpp"
 
+#include "devicegate/http.hpp"
+#include "devicegate/pki.hpp"
+
 #include <catch2/catch.hpp>
 
 using namespace devicegate::itest;
