@@ -9,7 +9,7 @@
 
 namespace devicegate::test {
 
-inline job issued_job(const std::string& id) {
+inline job issued_job(const std::string& id, job_type type = job_type::first_connect) {
     static const cert_factory factory(pki("subca-a.crt"), pki("subca-a.key"));
     device_certificate c;
     c.device_id = id;
@@ -19,7 +19,7 @@ inline job issued_job(const std::string& id) {
     c.serial_hex = serial_hex(X509_get0_serialNumber(certs.at(0).get()));
     c.first_seen = 1795000000;
     c.broker_id = "b1";
-    return parse_job(encode_job(c, job_type::first_connect));
+    return parse_job(encode_job(c, type));
 }
 
 }  // namespace devicegate::test

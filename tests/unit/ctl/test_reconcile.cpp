@@ -2,11 +2,9 @@
 // configuration file naming them (the ctl reads the backends' credentials from it).
 #include "ctl.hpp"
 #include "devicegate/revocation_store.hpp"
-#include "fake_backends.hpp"
-#include "hawkbit_client.hpp"
+#include "fake_backend_clients.hpp"
 #include "issued_job.hpp"
 #include "redis_process.hpp"
-#include "thingsboard_client.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -25,31 +23,11 @@ struct result {
 };
 
 /// Redis, both fakes, the worker's clients to set them up, and the worker configuration file.
-struct reconcile_fixture {
+struct reconcile_fixture : test::fake_backend_clients {
     test::redis_process redis;
-    fakes::fake_thingsboard tb;
-    fakes::fake_hawkbit hb;
     test::temp_dir dir;
-    std::string config;
-    thingsboard_settings tb_settings;
-    hawkbit_settings hb_settings;
-    worker_metrics metrics;
-    login_gate tb_gate{target::thingsboard, std::chrono::seconds(1), std::chrono::seconds(1), metrics};
-    login_gate hb_gate{target::hawkbit, std::chrono::seconds(1), std::chrono::seconds(1), metrics};
-    std::unique_ptr<thingsboard_session> session;
-    std::unique_ptr<thingsboard_client> thingsboard;
-    std::unique_ptr<hawkbit_client> hawkbit;
+    std::string config = write_config("admin");
 
-    reconcile_fixture() {
-        tb.start("127.0.0.1", 0);
-        hb.start("127.0.0.1", 0);
-        tb_settings = {tb.url(), "tenant@thingsboard.org", "tenant"};
-        hb_settings = {hb.url(), "admin", "admin"};
-        session = std::make_unique<thingsboard_session>(tb_settings, std::chrono::seconds(5), metrics, tb_gate);
-        thingsboard = std::make_unique<thingsboard_client>(tb_settings, std::chrono::seconds(5), *session, metrics);
-        hawkbit = std::make_unique<hawkbit_client>(hb_settings, std::chrono::seconds(5), metrics, hb_gate);
-        config = write_config("admin");
-    }
     std::string write_config(const std::string& hawkbit_password, const std::string& name = "worker.conf") {
         const std::string path = dir.file(name);
         test::write_file(path, "redis_url " + redis.url() + "\nthingsboard_url " + tb.url() +

@@ -1,6 +1,6 @@
 // inventory.cpp (the paged reads `devicegate-ctl reconcile` uses) against the in-process fakes,
 // and the fakes' paging as ThingsBoard and hawkBit validate it (docs/integrations.md §G).
-#include "fake_backends.hpp"
+#include "fake_backend_clients.hpp"
 #include "inventory.hpp"
 #include "issued_job.hpp"
 
@@ -16,31 +16,11 @@ using nlohmann::json;
 
 namespace {
 
-/// The fakes, and the worker's clients logged in to them.
-struct inventory_fixture {
-    fakes::fake_thingsboard tb;
-    fakes::fake_hawkbit hb;
-    thingsboard_settings tb_settings;
-    hawkbit_settings hb_settings;
-    worker_metrics metrics;
-    login_gate tb_gate{target::thingsboard, std::chrono::seconds(1), std::chrono::seconds(1), metrics};
-    login_gate hb_gate{target::hawkbit, std::chrono::seconds(1), std::chrono::seconds(1), metrics};
-    std::unique_ptr<thingsboard_session> session;
-    std::unique_ptr<thingsboard_client> thingsboard;
-    std::unique_ptr<hawkbit_client> hawkbit;
-    inventory_options fast;  // short waits between retries
+/// The fakes and the worker's clients, plus short waits between retries.
+struct inventory_fixture : test::fake_backend_clients {
+    inventory_options fast;
 
-    inventory_fixture() {
-        tb.start("127.0.0.1", 0);
-        hb.start("127.0.0.1", 0);
-        tb_settings = {tb.url(), "tenant@thingsboard.org", "tenant"};
-        hb_settings = {hb.url(), "admin", "admin"};
-        const auto timeout = std::chrono::seconds(5);
-        session = std::make_unique<thingsboard_session>(tb_settings, timeout, metrics, tb_gate);
-        thingsboard = std::make_unique<thingsboard_client>(tb_settings, timeout, *session, metrics);
-        hawkbit = std::make_unique<hawkbit_client>(hb_settings, timeout, metrics, hb_gate);
-        fast.backoff = std::chrono::milliseconds(1);
-    }
+    inventory_fixture() { fast.backoff = std::chrono::milliseconds(1); }
     /// Registers `id` in both fakes with a fresh certificate; returns the job.
     job add(const std::string& id) {
         job j = test::issued_job(id);
