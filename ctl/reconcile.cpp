@@ -199,7 +199,8 @@ bool exists(backend_clients& c, target t, const std::string& id, const worker::i
                                     : worker::hawkbit_target_exists(c.hawkbit, id, o);
 }
 
-std::string short_fp(const std::string& fp) { return fp.empty() ? "(none)" : log_safe(fp, 16); }  // "abcd...": log_safe cuts
+/// "0a1b...": log_safe cuts and marks the cut.
+std::string short_fp(const std::string& fp) { return fp.empty() ? "(none)" : log_safe(fp, 16); }
 
 /// ThingsBoard only: the credentials of a device registered for its current certificate.
 void check_credentials(backend_clients& c, const settings& st, const std::string& id, const redis_device& d,
@@ -222,6 +223,26 @@ void check_credentials(backend_clients& c, const settings& st, const std::string
                ", Redis's current certificate is " + short_fp(want)});
 }
 
+/// Backend entries Redis has no device hash for, confirmed with EXISTS now (one pipeline): a
+/// device that connected during the scan is not an orphan.
+void report_orphans(session& s, target t, const std::map<std::string, std::string>& present, report& r) {
+    std::vector<std::string> candidates;
+    std::vector<std::vector<std::string>> checks;
+    for (const auto& [name, uuid] : present) {
+        if (r.devices.count(name) != 0) continue;
+        candidates.push_back(name);
+        // A name outside the device id alphabet cannot be a DeviceGate device: nothing to ask.
+        if (is_safe_device_id(name)) checks.push_back({"EXISTS", s.model().device(name)});
+    }
+    auto replies = checks.empty() ? std::vector<redis_reply_ptr>{} : s.redis().pipeline(checks);
+    std::size_t next = 0;
+    const std::string where = t == target::thingsboard ? "in ThingsBoard" : "in hawkBit";
+    for (const std::string& name : candidates) {
+        if (is_safe_device_id(name) && reply_integer(replies[next++].get(), "EXISTS") != 0) continue;
+        r.add({kind::orphan, t, name, where + ", unknown to Redis (reported only: reconcile never deletes)"});
+    }
+}
+
 /// One backend: list it, compare with Redis, confirm every candidate.
 void compare(backend_clients& c, const settings& st, target t, session& s, report& r) {
     const auto listed = t == target::thingsboard ? worker::list_thingsboard_devices(c.thingsboard, st.inventory)
@@ -239,7 +260,7 @@ void compare(backend_clients& c, const settings& st, target t, session& s, repor
                        std::string(d.revoked ? "revoked" : "decommissioned") + " in Redis, still in " + product +
                            " (devicegate-ctl revoke " + id + " --decommission removes it)"});
             }
-        } else if (d.state(t) != registration_state::registered ||
+        } else if (d.state(t) != registration_state::registered || d.current_fingerprint().empty() ||
                    (t == target::thingsboard &&
                     !same_fingerprint(d.field(device_field::thingsboard_fingerprint), d.current_fingerprint()))) {
             ++tally.pending;  // its job is queued, retrying or dead-lettered: the worker's business
@@ -252,14 +273,7 @@ void compare(backend_clients& c, const settings& st, target t, session& s, repor
             ++tally.in_step;
         }
     }
-    for (const auto& [name, uuid] : present) {
-        if (r.devices.count(name) != 0) continue;
-        // Confirmed in Redis now: a device that connected during the scan is not an orphan.
-        if (is_safe_device_id(name) && reply_integer(s.redis().command({"EXISTS", s.model().device(name)}).get(), "EXISTS") != 0) {
-            continue;
-        }
-        r.add({kind::orphan, t, name, std::string("in ") + product + ", unknown to Redis (reported only: reconcile never deletes)"});
-    }
+    report_orphans(s, t, present, r);
 }
 
 /// --fix: one re-enqueue per device, for missing devices and wrong credentials.
@@ -271,10 +285,13 @@ void fix(session& s, report& r) {
         if (it == done.end()) {
             std::string outcome;
             try {
-                outcome = reregister_device(s, f.device) == reregistration::enqueued
-                              ? "re-enqueued"
-                              : "registration forgotten; enqueued on its next connect (no stored certificate)";
-                ++r.reenqueued;
+                if (reregister_device(s, f.device) == reregistration::enqueued) {
+                    outcome = "re-enqueued";
+                    ++r.reenqueued;
+                } else {  // registered by a worker that did not store certificates yet
+                    outcome = "registration forgotten (no stored certificate): enqueued when it next connects to a "
+                              "broker that has not admitted it since it started";
+                }
             } catch (const usage_error& e) {
                 outcome = std::string("NOT re-enqueued: ") + e.what();
             } catch (const not_found_error& e) {

@@ -184,13 +184,19 @@ TEST_CASE("reconcile --fix: exit 0 when every difference was acted on", "[ctl][r
     reconcile_fixture f;
     f.registered("dev-01");
     f.registered("dev-02");
+    f.registered("dev-03");
     REQUIRE(f.hawkbit->delete_target("dev-02") == "deleted");
+    REQUIRE(f.hawkbit->delete_target("dev-03") == "deleted");
+    f.redis.command({"HDEL", redis_model{}.device("dev-03"), device_field::certificate});  // an older worker's record
     auto r = f.reconcile({"--fix", "--backend", "hawkbit"});
     INFO(r.out << r.err);
     CHECK(r.code == ctl::ok);
-    CHECK_THAT(r.out, Catch::EndsWith("result: 1 differences; 1 devices re-enqueued, 0 left (orphans and revoked devices "
+    CHECK_THAT(r.out, Catch::Contains("missing hawkbit dev-03: registered in Redis, absent in hawkBit; registration "
+                                      "forgotten (no stored certificate): enqueued when it next connects"));
+    CHECK_THAT(r.out, Catch::EndsWith("result: 2 differences; 1 devices re-enqueued, 0 left (orphans and revoked devices "
                                       "are never deleted)\n"));
     CHECK(f.jobs() == 1);
+    CHECK(f.field("dev-03", device_field::fingerprint).empty());  // reregister's way to have the plugin enqueue it
 }
 
 TEST_CASE("reconcile: --backend reads only that backend; --limit and --verbose bound the lines", "[ctl][reconcile]") {
@@ -274,4 +280,16 @@ TEST_CASE("reconcile: an error is exit 2 naming the backend, the call and the st
         CHECK(r.code == ctl::unreachable);
         CHECK_THAT(r.err, Catch::Contains("reconcile: cannot reach Redis at 127.0.0.1:"));
     }
+}
+
+TEST_CASE("reconcile: a backend's names are hostile input: printed escaped, never used as Redis keys", "[ctl][reconcile]") {
+    reconcile_fixture f;
+    f.registered("dev-01");
+    REQUIRE(f.hawkbit->ensure_target("weird\"id\x7f*") == "created");  // hawkBit only refuses whitespace
+    f.redis.command({"HSET", redis_model{}.device("weird\"id\x7f*"), "fingerprint", "00"});  // not a device id: ignored
+    auto r = f.reconcile({"--backend", "hawkbit"});
+    INFO(r.out << r.err);
+    CHECK(r.code == 1);
+    CHECK_THAT(r.out, Catch::Contains("orphan hawkbit weird\\\"id\\x7f*: in hawkBit, unknown to Redis"));
+    CHECK_THAT(r.out, Catch::Contains("redis: 1 devices (0 revoked or decommissioned); 1 keys ignored (not a device id)\n"));
 }
