@@ -1278,12 +1278,15 @@ void fake_thingsboard::handle_device_page(const Request& req, Response& res) {
         if (property == "createdTime") return (std::ostringstream() << std::setw(20) << std::setfill('0') << d->created).str();
         return d->id;
     };
+    // Each key once per request (not per comparison): the lists get long in benchmarks.
+    std::vector<std::pair<std::string, const device_record*>> keyed;
+    for (const device_record* d : rows) keyed.emplace_back(key(d), d);
     const bool descending = !property.empty() && order == "DESC";
-    std::stable_sort(rows.begin(), rows.end(), [&](const device_record* a, const device_record* b) {
-        const std::string ka = key(a), kb = key(b);
-        if (ka != kb) return descending ? ka > kb : ka < kb;
-        return a->id < b->id;
+    std::sort(keyed.begin(), keyed.end(), [&](const auto& a, const auto& b) {
+        if (a.first != b.first) return descending ? a.first > b.first : a.first < b.first;
+        return a.second->id < b.second->id;
     });
+    for (std::size_t i = 0; i < keyed.size(); ++i) rows[i] = keyed[i].second;
     const std::size_t n = static_cast<std::size_t>(*size), first = static_cast<std::size_t>(*page) * n;
     json data = json::array();
     for (std::size_t i = first; i < rows.size() && i < first + n; ++i) data.push_back(device_json(*rows[i]));
@@ -1330,17 +1333,21 @@ void fake_hawkbit::handle_target_page(const Request& req, Response& res) {
         }
         orders.emplace_back(field->second, direction == "DESC");
     }
-    std::vector<const target_record*> rows;
-    for (const auto& [id, t] : targets_) rows.push_back(&t);
-    std::stable_sort(rows.begin(), rows.end(), [&](const target_record* a, const target_record* b) {
-        for (const auto& [field, descending] : orders) {
-            const json x = a->body.value(field, json()), y = b->body.value(field, json());
-            if (x != y) return descending ? y < x : x < y;
+    // Each row's sort values once per request (not per comparison).
+    std::vector<std::pair<std::vector<json>, const target_record*>> rows;
+    for (const auto& [id, t] : targets_) {
+        std::vector<json> values;
+        for (const auto& [field, descending] : orders) values.push_back(t.body.value(field, json()));
+        rows.emplace_back(std::move(values), &t);
+    }
+    std::stable_sort(rows.begin(), rows.end(), [&](const auto& a, const auto& b) {
+        for (std::size_t k = 0; k < orders.size(); ++k) {
+            if (a.first[k] != b.first[k]) return orders[k].second ? b.first[k] < a.first[k] : a.first[k] < b.first[k];
         }
         return false;
     });
     json content = json::array();
-    for (std::size_t i = first; i < rows.size() && content.size() < n; ++i) content.push_back(target_json(*rows[i], req));
+    for (std::size_t i = first; i < rows.size() && content.size() < n; ++i) content.push_back(target_json(*rows[i].second, req));
     res.set_content(json{{"content", content}, {"total", targets_.size()}, {"size", content.size()}}.dump(), "application/json");
 }
 
