@@ -185,10 +185,14 @@ struct backend_clients {
     explicit backend_clients(const worker::worker_config& c)
         : tb_gate(target::thingsboard, c.auth_retry_initial, c.auth_retry_max, metrics),
           hb_gate(target::hawkbit, c.auth_retry_initial, c.auth_retry_max, metrics),
-          session(c.thingsboard, c.http_timeout, metrics, tb_gate), thingsboard(c.thingsboard, c.http_timeout, session, metrics),
-          hawkbit(c.hawkbit, c.http_timeout, metrics, hb_gate) {}
+          tb_setup(target::thingsboard, c.auth_retry_initial, c.auth_retry_max, metrics),
+          hb_setup(target::hawkbit, c.auth_retry_initial, c.auth_retry_max, metrics),
+          session(c.thingsboard, c.http_timeout, metrics, tb_gate),
+          thingsboard(c.thingsboard, c.http_timeout, session, metrics, tb_setup),
+          hawkbit(c.hawkbit, c.http_timeout, metrics, hb_gate, hb_setup) {}
     worker::worker_metrics metrics;  // the worker's clients count; the ctl shows none of it
     worker::login_gate tb_gate, hb_gate;
+    worker::setup_lookup tb_setup, hb_setup;  // unused by the reads: profile, type and tag lookups
     worker::thingsboard_session session;
     worker::thingsboard_client thingsboard;
     worker::hawkbit_client hawkbit;

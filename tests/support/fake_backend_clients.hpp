@@ -18,6 +18,8 @@ struct fake_backend_clients {
     worker::worker_metrics metrics;
     worker::login_gate tb_gate{worker::target::thingsboard, std::chrono::seconds(1), std::chrono::seconds(1), metrics};
     worker::login_gate hb_gate{worker::target::hawkbit, std::chrono::seconds(1), std::chrono::seconds(1), metrics};
+    worker::setup_lookup tb_setup{worker::target::thingsboard, std::chrono::seconds(1), std::chrono::seconds(1), metrics};
+    worker::setup_lookup hb_setup{worker::target::hawkbit, std::chrono::seconds(1), std::chrono::seconds(1), metrics};
     std::unique_ptr<worker::thingsboard_session> session;
     std::unique_ptr<worker::thingsboard_client> thingsboard;
     std::unique_ptr<worker::hawkbit_client> hawkbit;
@@ -29,8 +31,8 @@ struct fake_backend_clients {
         hb_settings = {hb.url(), "admin", "admin"};
         const auto timeout = std::chrono::seconds(5);
         session = std::make_unique<worker::thingsboard_session>(tb_settings, timeout, metrics, tb_gate);
-        thingsboard = std::make_unique<worker::thingsboard_client>(tb_settings, timeout, *session, metrics);
-        hawkbit = std::make_unique<worker::hawkbit_client>(hb_settings, timeout, metrics, hb_gate);
+        thingsboard = std::make_unique<worker::thingsboard_client>(tb_settings, timeout, *session, metrics, tb_setup);
+        hawkbit = std::make_unique<worker::hawkbit_client>(hb_settings, timeout, metrics, hb_gate, hb_setup);
     }
 };
 

@@ -72,7 +72,7 @@ TEST_CASE("Inventory: every ThingsBoard device and hawkBit target, page by page"
     empty_tb.start("127.0.0.1", 0);
     thingsboard_settings s{empty_tb.url(), "tenant@thingsboard.org", "tenant"};
     thingsboard_session session(s, std::chrono::seconds(5), f.metrics, f.tb_gate);
-    thingsboard_client client(s, std::chrono::seconds(5), session, f.metrics);
+    thingsboard_client client(s, std::chrono::seconds(5), session, f.metrics, f.tb_setup);
     CHECK(list_thingsboard_devices(client, o).empty());
 }
 
@@ -84,8 +84,8 @@ TEST_CASE("Inventory: devices created during the scan neither hide nor repeat th
     std::atomic<int> created{0};
     std::thread creator([&] {
         // Its own clients: one curl handle per thread (the session is shared, as in the worker).
-        thingsboard_client tb(f.tb_settings, std::chrono::seconds(5), *f.session, f.metrics);
-        hawkbit_client hb(f.hb_settings, std::chrono::seconds(5), f.metrics, f.hb_gate);
+        thingsboard_client tb(f.tb_settings, std::chrono::seconds(5), *f.session, f.metrics, f.tb_setup);
+        hawkbit_client hb(f.hb_settings, std::chrono::seconds(5), f.metrics, f.hb_gate, f.hb_setup);
         for (int i = 0; !stop; ++i) {
             job j = test::issued_job("new-" + std::to_string(i));
             tb.register_device(j);
@@ -167,7 +167,7 @@ TEST_CASE("Inventory: a backend error names the backend, the call and the status
     }
     SECTION("hawkBit refuses the login: the gate pauses, the failure says so") {
         hawkbit_settings wrong{f.hb.url(), "admin", "wrong"};
-        hawkbit_client client(wrong, std::chrono::seconds(5), f.metrics, f.hb_gate);
+        hawkbit_client client(wrong, std::chrono::seconds(5), f.metrics, f.hb_gate, f.hb_setup);
         try {
             list_hawkbit_targets(client, f.fast);
             FAIL("no failure");
