@@ -101,10 +101,11 @@ TEST_CASE("reconcile: a backend failure or an unusable configuration is exit 2, 
     CHECK(redis.integer({"XLEN", "devicegate:jobs"}) == 0);
     fakes.thingsboard_faults(json::object());
 
-    fakes.hawkbit_faults({{"path", "/rest/v1/targets"}, {"fail_always", 403}});
+    fakes.hawkbit_faults({{"path", "/rest/v1/targets"}, {"fail_always", 502}});
     auto refused = ctl({"reconcile", "--worker-config", conf}, redis.url());
+    INFO(refused.out);
     CHECK(refused.exit_code == 2);
-    CHECK(refused.out.find("devicegate-ctl: reconcile: hawkbit: GET /rest/v1/targets (offset 0): HTTP 403") !=
+    CHECK(refused.out.find("devicegate-ctl: reconcile: hawkbit: GET /rest/v1/targets (offset 0): HTTP 502") !=
           std::string::npos);
 
     auto missing = ctl({"reconcile", "--worker-config", "/nonexistent/worker.conf"}, redis.url());
