@@ -24,6 +24,11 @@ struct usage_error : std::runtime_error {
 struct not_found_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
+/// ThingsBoard, hawkBit or the worker's configuration failed a command (exit code 2, like an
+/// unreachable Redis): what() names the backend, the call and the status.
+struct service_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
 
 /// The command line: positional words (words[0] is the command), options with a value
 /// (--reason TEXT) and switches (--force), in any order.
@@ -76,9 +81,18 @@ extern const command revocation_commands[4];
 // dead_letters.cpp: dlq list, dlq replay, dlq delete, dlq trim.
 extern const char* const dead_letters_usage;
 extern const command dead_letter_commands[1];
-// registration.cpp: reregister.
+// registration.cpp: reregister, and the re-enqueueing reconcile --fix shares with it.
 extern const char* const registration_usage;
 extern const command registration_commands[1];
+enum class reregistration { enqueued, on_next_connect };
+/// Forgets the registration of a device Redis knows and enqueues a first-connect job from the
+/// certificate the worker stored (one transaction); without a stored certificate only forgets
+/// it (on_next_connect). Throws not_found_error (no device hash), usage_error (unreadable
+/// stored certificate), the Redis errors.
+reregistration reregister_device(session& s, const std::string& id);
+// reconcile.cpp: reconcile (Redis against ThingsBoard and hawkBit).
+extern const char* const reconcile_usage;
+extern const command reconcile_commands[1];
 // enrollment.cpp: enroll-token, wg-peers (the enrollment API's operator side, bridge/).
 extern const char* const enrollment_usage;
 extern const command enrollment_commands[2];
