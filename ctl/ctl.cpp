@@ -22,13 +22,13 @@ exit codes: 0 ok, 1 bad arguments, 2 Redis unreachable, 3 unknown device, not re
 )";
 
 std::string usage_text() {
-    return std::string(usage_head) + revocation_usage + dead_letters_usage + registration_usage + enrollment_usage +
-           usage_tail;
+    return std::string(usage_head) + revocation_usage + brokers_usage + dead_letters_usage + registration_usage +
+           enrollment_usage + usage_tail;
 }
 
 /// Every command group's table.
-const std::span<const command> command_groups[] = {revocation_commands, dead_letter_commands, registration_commands,
-                                                   enrollment_commands};
+const std::span<const command> command_groups[] = {revocation_commands, brokers_commands, dead_letter_commands,
+                                                   registration_commands, enrollment_commands};
 
 const command* find_command(const std::string& name) {
     for (auto group : command_groups) {
@@ -39,7 +39,8 @@ const command* find_command(const std::string& name) {
 }
 
 // Options that take a value, and switches; any other "-..." is refused.
-constexpr const char* value_options[] = {"--redis", "--prefix", "--reason", "--serial", "--count", "--max", "--ttl"};
+constexpr const char* value_options[] = {"--redis", "--prefix",     "--reason", "--serial",
+                                        "--count", "--max", "--ttl", "--ack-timeout"};
 constexpr const char* switch_options[] = {"--force", "--all", "--decommission"};
 
 arguments parse_arguments(const std::vector<std::string>& args) {
