@@ -40,6 +40,15 @@ struct two_brokers {
         REQUIRE(a->wait_for_log("fleet registry up"));
         REQUIRE(b->wait_for_log("fleet registry up"));
     }
+    /// `id` connects to A from 127.0.0.1, then (once A registered it) to B from 127.0.0.2.
+    std::pair<std::unique_ptr<client>, std::unique_ptr<client>> clone_of(const std::string& id) {
+        auto original = device(id);
+        REQUIRE(original->connect(a->port()) == 0);
+        REQUIRE(eventually([&] { return registered(redis, "fleet-a", id); }));
+        auto clone = device(id);
+        REQUIRE(clone->connect(b->port(), 5s, "127.0.0.2") == 0);
+        return {std::move(original), std::move(clone)};
+    }
 };
 
 double ms(clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
@@ -92,11 +101,7 @@ TEST_CASE("fleet: the same device connecting to broker B ends its session on bro
 TEST_CASE("fleet: a clone from a second source address is counted and logged; the older session ends",
           "[integration][fleet]") {
     two_brokers f;
-    auto original = device("dev-002");
-    REQUIRE(original->connect(f.a->port()) == 0);
-    REQUIRE(eventually([&] { return registered(f.redis, "fleet-a", "dev-002"); }));
-    auto clone = device("dev-002");
-    REQUIRE(clone->connect(f.b->port(), 5s, "127.0.0.2") == 0);
+    auto [original, clone] = f.clone_of("dev-002");
     CHECK(f.b->wait_for_log("possible clone device=dev-002 broker=fleet-b address=127.0.0.2 other_broker=fleet-a "
                             "other_address=127.0.0.1 policy=log"));
     CHECK(original->wait_disconnected(5s));
@@ -112,11 +117,7 @@ TEST_CASE("fleet: a clone from a second source address is counted and logged; th
 
 TEST_CASE("fleet: clone_policy refuse ends both sessions of a clone", "[integration][fleet]") {
     two_brokers f(std::vector<std::pair<std::string, std::string>>{{"clone_policy", "refuse"}});
-    auto original = device("dev-002");
-    REQUIRE(original->connect(f.a->port()) == 0);
-    REQUIRE(eventually([&] { return registered(f.redis, "fleet-a", "dev-002"); }));
-    auto clone = device("dev-002");
-    REQUIRE(clone->connect(f.b->port(), 5s, "127.0.0.2") == 0);
+    auto [original, clone] = f.clone_of("dev-002");
     CHECK(original->wait_disconnected(5s));
     CHECK(clone->wait_disconnected(5s));
     CHECK(f.a->wait_for_log("kick client=dev-002 reason=clone_refused broker=fleet-a new_broker=fleet-b"));

@@ -1,6 +1,6 @@
 // devicegate-ctl brokers, status's "connected:" lines and revoke's acknowledgements, against
 // a real redis-server holding what real fleet_registry instances wrote.
-#include "ctl.hpp"
+#include "ctl_runner.hpp"
 #include "devicegate/denylist.hpp"
 #include "devicegate/fleet_registry.hpp"
 #include "devicegate/revocation_store.hpp"
@@ -9,7 +9,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <sstream>
 #include <thread>
 
 using namespace devicegate;
@@ -18,23 +17,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct result {
-    int code;
-    std::string out;
-    std::string err;
-};
-
 struct fixture {
     test::redis_process server;
     test::log_capture logs;
     std::vector<std::unique_ptr<fleet_registry>> brokers;
     int clients[4] = {};
 
-    result ctl(const std::vector<std::string>& args) {
-        std::ostringstream out, err;
-        const int code = ctl::run(args, out, err, server.url(), "");
-        return {code, out.str(), err.str()};
-    }
+    test::ctl_result ctl(const std::vector<std::string>& args) { return test::run_ctl(server.url(), args); }
     fleet_registry& add(const std::string& id, std::chrono::milliseconds timeout = 400ms) {
         fleet_registry::options o{server.options(), redis_model{}, id, 100ms, timeout, clone_policy::log};
         brokers.push_back(std::make_unique<fleet_registry>(o, logs.sink(), [] {
