@@ -3,8 +3,10 @@
 // redis-server: a newer session on b ends a's older one through a's kick list, a bounce
 // back keeps the newest, clones are counted, a dead broker's entries expire, acks land.
 #include "devicegate/fleet_registry.hpp"
+#include "devicegate/gate.hpp"
 #include "log_capture.hpp"
 #include "redis_process.hpp"
+#include "test_pki.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -289,4 +291,78 @@ TEST_CASE("fleet: a malformed kick message is counted and dropped", "[fleet][red
     f.server.command({"RPUSH", f.model.kicks("a"),
                       encode_takeover({"dev-1", "not-the-sid", "b", unix_ms_now(), "127.0.0.1", false, false})});
     CHECK(fleet_fixture::kicks_within(a, 300ms).empty());
+}
+
+namespace {
+
+/// A gate (as the plugin holds it) of broker `id` on the fixture's Redis, started.
+struct gate_on_redis {
+    test::temp_dir state;
+    std::vector<std::string> lines;
+    gate g;
+
+    gate_on_redis(const test::redis_process& redis, const std::string& id)
+        : g({{"tenant_ca_file", test::pki("subca-a.crt")},
+             {"ica_file", test::pki("ica.crt")},
+             {"root_ca_file", test::pki("root.crt")},
+             {"crl_file", test::pki("subca-a.crl.pem")},
+             {"listener_check", "off"},
+             {"redis_url", redis.url()},
+             {"first_connect_jobs", "off"},
+             {"state_dir", state.path().string()},
+             {"broker_id", id},
+             {"broker_heartbeat_interval", "100ms"},
+             {"broker_heartbeat_timeout", "400ms"}},
+            "", [this](log_level, std::string_view line) { lines.emplace_back(line); }) {
+        g.start();
+    }
+    ~gate_on_redis() { g.stop(); }
+    void connect(const void* client, const std::string& device) {
+        auto cert = test::load_cert(test::device_cert(device));
+        admission a = g.admit(cert.get(), device, std::time(nullptr));
+        REQUIRE(a.admitted());
+        g.settle(client, cert.get(), a, device.c_str(), "127.0.0.1");
+    }
+    /// Ticks (as mosquitto does every 100 ms, faster here) until a kick comes or `wait` passes.
+    std::vector<client_kick> kicks_within(std::chrono::milliseconds wait) {
+        for (auto deadline = std::chrono::steady_clock::now() + wait; std::chrono::steady_clock::now() < deadline;) {
+            auto work = g.tick(std::chrono::steady_clock::now());
+            if (!work.kicks.empty()) return work.kicks;
+            std::this_thread::sleep_for(10ms);
+        }
+        return {};
+    }
+    std::string stat(const std::string& name) {
+        for (auto& [topic, value] : g.stats(std::time(nullptr))) {
+            if (topic == "$SYS/broker/devicegate/" + name) return value;
+        }
+        return "(none)";
+    }
+};
+
+}  // namespace
+
+TEST_CASE("fleet: the gate registers admitted devices and its tick ends a session taken over", "[fleet][redis][gate]") {
+    test::redis_process server;
+    gate_on_redis a(server, "broker-a"), b(server, "broker-b");
+    int client_a = 0, client_b = 0;
+    REQUIRE(eventually([&] { return a.stat("fleet/link") == "up" && b.stat("fleet/link") == "up"; }));
+    a.connect(&client_a, "dev-001");
+    REQUIRE(eventually([&] {
+        return reply_integer(server.command({"HEXISTS", "devicegate:sessions:broker-a", "dev-001"}).get(), "HEXISTS") == 1;
+    }));
+    b.connect(&client_b, "dev-001");
+    auto kicks = a.kicks_within(3000ms);
+    REQUIRE(kicks.size() == 1);
+    CHECK(kicks[0].client_id == "dev-001");
+    CHECK(kicks[0].why == reason::session_taken_over);
+    CHECK(b.kicks_within(300ms).empty());
+    CHECK(a.stat("fleet/takeovers") == "1");
+    CHECK(a.stat("kicks") == "1");
+    CHECK(b.stat("fleet/clones") == "0");
+    // mosquitto's DISCONNECT for the kicked client removes the entry.
+    a.g.disconnected(&client_a, "dev-001");
+    CHECK(eventually([&] {
+        return reply_integer(server.command({"HEXISTS", "devicegate:sessions:broker-a", "dev-001"}).get(), "HEXISTS") == 0;
+    }));
 }
