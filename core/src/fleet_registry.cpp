@@ -260,6 +260,19 @@ void fleet_registry::link_session(background_loop& loop) {
         }
         loop.wait_until(next_heartbeat);  // a pushed event wakes it at once
     }
+    sign_off(redis);
+}
+
+void fleet_registry::sign_off(redis_connection& redis) noexcept {
+    // A clean stop: the sessions end with the broker, so nothing should point at it until
+    // the timeout; it shows as dead at once. Best effort: a failure leaves it to the expiry.
+    const auto now = std::to_string(unix_ms_now());
+    try {
+        redis.pipeline({{"DEL", opts_.model.sessions(opts_.broker_id)},
+                        {"ZADD", opts_.model.brokers(), now, opts_.broker_id},
+                        {"HSET", opts_.model.broker(opts_.broker_id), broker_field::sessions, "0"}});
+    } catch (const std::exception&) {
+    }
 }
 
 void fleet_registry::write_all(redis_connection& redis) {
@@ -372,7 +385,9 @@ void fleet_registry::heartbeat(redis_connection& redis) {
     namespace f = broker_field;
     const std::string key = opts_.model.broker(opts_.broker_id);
     const command_list commands{
-        {"HSET", key, f::last_heartbeat, std::to_string(now), f::started_at, std::to_string(started_at_),
+        {"HGET", key, f::run},
+        {"HSET", key, f::last_heartbeat, std::to_string(now), f::started_at, std::to_string(started_at_), f::run,
+         run_id_,
          f::heartbeat_timeout, std::to_string(opts_.heartbeat_timeout.count()), f::sessions,
          std::to_string(written_.size()), f::denylist_synced_at, std::to_string(extras.denylist_synced_at),
          f::denylist_link, extras.denylist_link ? "up" : "down", f::job_backlog, std::to_string(extras.job_backlog),
@@ -385,7 +400,16 @@ void fleet_registry::heartbeat(redis_connection& redis) {
         // leaves nothing behind after heartbeat_timeout.
         {"PEXPIRE", opts_.model.sessions(opts_.broker_id), std::to_string(opts_.heartbeat_timeout.count())},
     };
-    expect_all_ok(redis.pipeline(commands), commands);
+    auto replies = redis.pipeline(commands);
+    expect_all_ok(replies, commands);
+    // Another run's id after this one's first heartbeat: a second broker writes the same id.
+    auto previous = reply_optional_string(replies[0].get(), key);
+    if (heartbeats_++ > 0 && previous && *previous != run_id_ && !duplicate_logged_) {
+        duplicate_logged_ = true;
+        log_.error("devicegate: another broker writes the heartbeat of broker_id=" + opts_.broker_id +
+                   " (its run " + log_safe(*previous, 32) + ", this run " + run_id_ +
+                   "): give every broker its own plugin_opt_broker_id, or their sessions overwrite each other");
+    }
 }
 
 // ---- dg-fleet-kick

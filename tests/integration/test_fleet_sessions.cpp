@@ -173,6 +173,20 @@ TEST_CASE("fleet: devicegate-ctl brokers lists every broker's view", "[integrati
     INFO(line_a);
     CHECK_THAT(line_a, Catch::Matches(R"(fleet-a  live  \d+(ms|s) ago +2 +\d+(ms|s) +0 +0 +0 +0\.1\.0 +\S+)"));
     CHECK_THAT(r.out, Catch::Contains("2 of 2 brokers live"));
+    // A clean stop signs off at once: dead, and its sessions gone (no wait for the timeout).
+    f.a->stop();
+    CHECK_FALSE(registered(f.redis, "fleet-a", "dev-001"));
+    CHECK_THAT(ctl({"brokers"}, f.redis.url()).out, Catch::Contains("fleet-a  dead") && Catch::Contains("1 of 2 brokers live"));
+}
+
+TEST_CASE("fleet: two brokers with one broker_id are reported", "[integration][fleet]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    broker a(fleet_broker(redis, "same-id")), b(fleet_broker(redis, "same-id"));
+    REQUIRE(a.start());
+    REQUIRE(b.start());
+    const std::string line = "another broker writes the heartbeat of broker_id=same-id";
+    CHECK(eventually([&] { return a.log_contains(line) || b.log_contains(line); }, 5s));
 }
 
 TEST_CASE("fleet: devicegate-ctl revoke reports how many live brokers acknowledged it", "[integration][fleet]") {

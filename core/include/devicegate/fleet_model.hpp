@@ -88,6 +88,7 @@ inline constexpr const char* clones = "clones";                  // possible clo
 inline constexpr const char* version = "version";
 inline constexpr const char* host = "host";
 inline constexpr const char* pid = "pid";
+inline constexpr const char* run = "run";                        // random per broker start
 }  // namespace broker_field
 
 /// How long a dead broker stays listed in <p>brokers and <p>broker:<id> (for ctl brokers).

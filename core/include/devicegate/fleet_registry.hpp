@@ -105,6 +105,7 @@ private:
     void handle_conflict(std::vector<std::vector<std::string>>& pushes, const std::string& device,
                          const fleet_session& mine, const std::string& other_broker, const fleet_session& other);
     void heartbeat(redis_connection& redis);
+    void sign_off(redis_connection& redis) noexcept;
     void mark_down(const std::string& cause);
     void log_kick_queue_down(const std::string& cause);
     // dg-fleet-kick
@@ -125,6 +126,8 @@ private:
     // dg-fleet only: what <p>sessions:<broker> should hold
     std::unordered_map<std::string, fleet_session> written_;
     bool down_logged_ = false;
+    std::uint64_t heartbeats_ = 0;
+    bool duplicate_logged_ = false;
     bool kick_queue_down_logged_ = false;  // dg-fleet-kick only
 
     std::mutex mutex_;  // guards events_ and kicks_, never held during I/O
