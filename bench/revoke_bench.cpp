@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
         std::vector<double> kick_ms, floor_ms;
         for (int i = 0; i < devices; ++i) {
             std::ostringstream out, err;
-            int code = devicegate::ctl::run({"revoke", "bench-" + std::to_string(i), "--force"}, out, err, redis.url(), "");
+            int code = devicegate::ctl::run({"revoke", "bench-" + std::to_string(i), "--force", "--ack-timeout", "0"}, out, err,
+                                            redis.url(), "");  // returns at once: the kick is timed here
             auto returned = clock::now();
             if (code != 0) {
                 std::fprintf(stderr, "revoke failed: %s\n", err.str().c_str());

@@ -3,7 +3,9 @@
 // to exit codes, and the Redis session. One .cpp per command group; ctl.cpp dispatches.
 #include "devicegate/redis.hpp"
 #include "devicegate/redis_model.hpp"
+#include "devicegate/revocation_store.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -96,5 +98,26 @@ extern const command reconcile_commands[1];
 // enrollment.cpp: enroll-token, wg-peers (the enrollment API's operator side, bridge/).
 extern const char* const enrollment_usage;
 extern const command enrollment_commands[2];
+// brokers.cpp: brokers, and the fleet parts of status and revoke.
+extern const char* const brokers_usage;
+extern const command brokers_commands[1];
+/// status: the brokers that hold a session of the device (the fleet registry).
+void print_device_location(session& s, const std::string& device_id);
+/// revoke: how many live brokers applied the revocation. Constructed before the revocation
+/// is written (remembers the live brokers, clears old acknowledgements); wait_and_report()
+/// after it waits up to --ack-timeout (default 1s, 0 = do not wait) and prints
+/// "acknowledged by 2 of 3 live brokers (missing: broker-c; ...)".
+class revoke_ack {
+public:
+    revoke_ack(const arguments& args, session& s, const revocation_target& target);
+    void wait_and_report();
+
+private:
+    session& s_;
+    std::string key_;
+    std::chrono::milliseconds timeout_{1000};
+    bool already_revoked_ = false;
+    std::vector<std::string> live_;
+};
 
 }  // namespace devicegate::ctl

@@ -25,13 +25,13 @@ exit codes: 0 ok, 1 bad arguments, 2 Redis unreachable, 3 unknown device, not re
 )";
 
 std::string usage_text() {
-    return std::string(usage_head) + revocation_usage + dead_letters_usage + registration_usage + reconcile_usage + enrollment_usage +
-           usage_tail;
+    return std::string(usage_head) + revocation_usage + brokers_usage + dead_letters_usage + registration_usage +
+           reconcile_usage + enrollment_usage + usage_tail;
 }
 
 /// Every command group's table.
-const std::span<const command> command_groups[] = {revocation_commands, dead_letter_commands, registration_commands,
-                                                   reconcile_commands, enrollment_commands};
+const std::span<const command> command_groups[] = {revocation_commands, brokers_commands, dead_letter_commands,
+                                                   registration_commands, reconcile_commands, enrollment_commands};
 
 const command* find_command(const std::string& name) {
     for (auto group : command_groups) {
@@ -42,8 +42,9 @@ const command* find_command(const std::string& name) {
 }
 
 // Options that take a value, and switches; any other "-..." is refused.
-constexpr const char* value_options[] = {"--redis", "--prefix", "--reason", "--serial", "--count", "--max", "--ttl",
-                                         "--worker-config", "--backend", "--limit", "--page-size"};
+constexpr const char* value_options[] = {"--redis",  "--prefix",        "--reason",  "--serial",
+                                         "--count",  "--max",           "--ttl",     "--ack-timeout",
+                                         "--worker-config", "--backend", "--limit",  "--page-size"};
 constexpr const char* switch_options[] = {"--force", "--all", "--decommission", "--fix", "--verbose"};
 
 arguments parse_arguments(const std::vector<std::string>& args) {

@@ -136,8 +136,20 @@ void gate::start_redis() {
         o.journal_max_bytes = config_->job_journal_max_bytes;
         jobs_ = std::make_unique<job_producer>(std::move(o), log_);
     }
+    if (config_->fleet_sessions) start_fleet(model);
     log_.notice("devicegate: redis " + config_->redis->describe() + " prefix=" + config_->redis_prefix +
                 " state_dir=" + state_dir_ + " broker_id=" + broker_id_);
+}
+
+void gate::start_fleet(const redis_model& model) {
+    fleet_ = std::make_unique<fleet_registry>(
+        fleet_registry::options{*config_->redis, model, broker_id_, config_->broker_heartbeat_interval,
+                                config_->broker_heartbeat_timeout, config_->clones},
+        log_, [this] {  // on dg-fleet: atomics only
+            heartbeat_extras e{denylist_.synced_at.load(), denylist_sync_->link_up(), 0};
+            if (jobs_) e.job_backlog = jobs_->stats().buffered.load() + jobs_->stats().journaled.load();
+            return e;
+        });
 }
 
 void gate::check_listeners() {
@@ -166,10 +178,12 @@ void gate::start() {
     watcher_->start();
     if (denylist_sync_) denylist_sync_->start();
     if (jobs_) jobs_->start();
+    if (fleet_) fleet_->start();
     if (ocsp_fetcher_) ocsp_fetcher_->start();
 }
 
 void gate::stop() noexcept {
+    if (fleet_) fleet_->stop();  // first: its heartbeat reads jobs_ and denylist_sync_
     if (ocsp_fetcher_) ocsp_fetcher_->stop();
     if (jobs_) jobs_->stop();  // journals what it could not deliver
     if (denylist_sync_) denylist_sync_->stop();
@@ -246,6 +260,9 @@ void gate::settle(const void* client, X509* leaf, const admission& a, const char
         return;
     }
     sessions_.admit(client, d.device_id, d.serial, d.fingerprint, d.serial_hex, d.kind);
+    if (fleet_ && d.kind == identity_kind::device) {
+        fleet_->admitted(client, d.device_id, address, fingerprint_hex(d.fingerprint), d.serial_hex);
+    }
     if (ocsp_cache_) ocsp_cache_->set_active(d.fingerprint, true, leaf);
     ++admits_;
     if (a.job && jobs_) {
@@ -320,6 +337,7 @@ void gate::log_deny(session_record& record, const std::string& id, reason why, a
 void gate::disconnected(const void* client, const char* client_id, bool persists) {
     if (client_id == nullptr) return;
     auto fingerprint = sessions_.disconnected(client, client_id, persists, std::chrono::steady_clock::now());
+    if (fleet_) fleet_->disconnected(client, client_id);
     if (fingerprint && ocsp_cache_) ocsp_cache_->set_active(*fingerprint, false);
 }
 
@@ -379,6 +397,13 @@ tick_work gate::tick(std::chrono::steady_clock::time_point now) {
         ++kicks_;
         work.kicks.push_back({std::move(id), reason::acl_denied});
     }
+    if (fleet_) {
+        fleet_->acknowledge(batch.kicks);  // resolved into this tick's kicks above
+        for (auto& [id, why] : fleet_->take_kicks()) {
+            ++kicks_;
+            work.kicks.push_back({std::move(id), why});
+        }
+    }
     if (config_->stats_interval.count() > 0 && now >= next_stats_) {
         next_stats_ = now + config_->stats_interval;
         work.stats = stats(static_cast<std::int64_t>(std::time(nullptr)));
@@ -426,6 +451,7 @@ std::vector<std::pair<std::string, std::string>> gate::stats(std::int64_t now) c
     }
     crl_stats(out, now);
     redis_stats(out, now);
+    if (fleet_) fleet_->append_stats(out);
     for (auto& [topic, value] : out) topic.insert(0, "$SYS/broker/devicegate/");
     return out;
 }

@@ -482,8 +482,10 @@ void client::loop() {
     }
 }
 
-int client::connect(int port, std::chrono::milliseconds timeout) {
-    if (mosquitto_connect(mosq_, "localhost", port, 30) != MOSQ_ERR_SUCCESS) return transport_error;
+int client::connect(int port, std::chrono::milliseconds timeout, const std::string& bind_address) {
+    const int rc = bind_address.empty() ? mosquitto_connect(mosq_, "localhost", port, 30)
+                                        : mosquitto_connect_bind(mosq_, "127.0.0.1", port, 30, bind_address.c_str());
+    if (rc != MOSQ_ERR_SUCCESS) return transport_error;
     loop_thread_ = std::thread([this] { loop(); });
     std::unique_lock lock(mutex_);
     if (!changed_.wait_for(lock, timeout, [&] { return connack_.has_value() || disconnected_; })) return transport_error;

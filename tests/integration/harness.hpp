@@ -179,7 +179,9 @@ public:
     client(const client&) = delete;
     client& operator=(const client&) = delete;
 
-    int connect(int port, std::chrono::milliseconds timeout = 5000ms);
+    /// `bind_address`: the local address to connect from (e.g. 127.0.0.2: a second source
+    /// host on loopback); then the broker is reached at 127.0.0.1.
+    int connect(int port, std::chrono::milliseconds timeout = 5000ms, const std::string& bind_address = "");
     bool connected();
     bool wait_disconnected(std::chrono::milliseconds timeout = 5000ms);
     /// Publishes QoS 1 and returns the PUBACK reason code (0 ok, 135 not authorised), or -1.
