@@ -278,6 +278,8 @@ struct worker_options {
 class worker_process {
 public:
     worker_process(const redis_server& redis, const fake_backends& fakes, worker_options options = {});
+    /// On any Redis URL (e.g. a sentinel_set's).
+    worker_process(const std::string& redis_url, const fake_backends& fakes, worker_options options = {});
     /// Starts it and waits until it is connected to Redis; false if it exited. The worker
     /// cannot report a port-0 metrics listener, so when another process took the metrics port
     /// it is started again on a new one.
@@ -307,5 +309,47 @@ struct injected_job {
 std::vector<injected_job> make_jobs(const std::string& prefix, int count);
 /// XADDs every payload to devicegate:jobs (pipelined).
 void inject(const redis_server& redis, const std::vector<std::string>& payloads);
+
+}  // namespace devicegate::itest
+
+namespace devicegate::itest {
+
+/// Redis made highly available on loopback: a master, a replica and three Sentinels (quorum 2)
+/// that monitor it as "devicegate", each sentinel configured from docker/redis-sentinel.conf
+/// (the reference deployment's file) with the test's addresses and `down_after`.
+class sentinel_set {
+public:
+    explicit sentinel_set(std::chrono::milliseconds down_after = 1000ms);
+    ~sentinel_set();
+    sentinel_set(const sentinel_set&) = delete;
+    sentinel_set& operator=(const sentinel_set&) = delete;
+    /// Starts the nodes, waits until the replica is in sync, then starts the sentinels and
+    /// waits until each knows the replica and the other two sentinels (a failover needs both).
+    bool start();
+    /// redis-sentinel://127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>/devicegate
+    std::string url() const;
+    /// The node the sentinels name as master now (node 0 at the start, 1 after one failover).
+    redis_server& master();
+    redis_server& node(int i) { return *nodes_[static_cast<std::size_t>(i)]; }
+    /// The master's port as sentinel `i` reports it; 0 if it does not answer.
+    int reported_master_port(int i) const;
+    /// SENTINEL SET devicegate down-after-milliseconds on every sentinel (takes effect at once).
+    void set_down_after(std::chrono::milliseconds down_after) const;
+    /// Waits until every sentinel names `node(i)` as master and it answers ROLE as a master.
+    bool wait_master(int i, std::chrono::milliseconds timeout);
+    int sentinel_port(int i) const { return sentinel_ports_[static_cast<std::size_t>(i)]; }
+
+private:
+    bool start_sentinel(std::size_t i);
+    std::string sentinel_command(std::size_t i, const std::vector<std::string>& argv) const;
+    /// A reply's elements as strings (nested arrays counted, not read).
+    std::vector<std::string> sentinel_strings(std::size_t i, const std::vector<std::string>& argv) const;
+
+    std::filesystem::path dir_;
+    std::chrono::milliseconds down_after_;
+    std::vector<std::unique_ptr<redis_server>> nodes_;
+    std::vector<int> sentinel_ports_;
+    std::vector<std::unique_ptr<process>> sentinels_;
+};
 
 }  // namespace devicegate::itest
