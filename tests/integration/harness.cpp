@@ -784,6 +784,8 @@ bool sentinel_set::start() {
     for (auto& n : nodes_) {
         if (!n->start()) return false;
     }
+    // A replica's first sync waits repl-diskless-sync-delay (5 s) for more replicas to join.
+    if (nodes_[0]->command({"CONFIG", "SET", "repl-diskless-sync-delay", "0"}) != "OK") return false;
     auto& replica = *nodes_[1];
     if (replica.command({"REPLICAOF", "127.0.0.1", std::to_string(nodes_[0]->port())}) != "OK") return false;
     const bool synced = eventually(
