@@ -1,6 +1,6 @@
 #pragma once
 // Small measuring pieces the broker benchmarks share: milliseconds of a duration, percentiles,
-// and a process's CPU time from /proc.
+// a process's CPU time and the machine's load from /proc.
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,6 +43,14 @@ inline double cpu_seconds(pid_t pid) {
         }
     }
     return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+/// /proc/loadavg's 1, 5 and 15 minute load averages, "1.20 0.80 0.50".
+inline std::string load_average() {
+    std::ifstream in("/proc/loadavg");
+    std::string one, five, fifteen;
+    in >> one >> five >> fifteen;
+    return one + " " + five + " " + fifteen;
 }
 
 }  // namespace devicegate::bench

@@ -30,6 +30,7 @@
 
 using namespace devicegate::itest;
 using devicegate::bench::cpu_seconds;
+using devicegate::bench::load_average;
 using devicegate::bench::percentile;
 using devicegate::bench::storm_client;
 using devicegate::bench::storm_device;
@@ -185,13 +186,6 @@ bool measure_memory(const std::string& config, const std::string& crl, std::vect
     b.stop();
     end_of_test(false);
     return true;
-}
-
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string one, five, fifteen;
-    in >> one >> five >> fifteen;
-    return one + " " + five + " " + fifteen;
 }
 
 double median_of(const std::vector<pass_stats>& v, double pass_stats::*field) {

@@ -6,17 +6,17 @@
 // from /proc/PID/stat over the run. Target: p99 <= 150 ms from the start of the revoke.
 //   cross_broker_revoke [revocations]
 #include "bench_stats.hpp"
-#include "cert_factory.hpp"
 #include "ctl.hpp"
 #include "harness.hpp"
+#include "stream_support.hpp"
 
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 
 using namespace devicegate::itest;
 using devicegate::bench::cpu_seconds;
+using devicegate::bench::load_average;
 using devicegate::bench::ms;
 using devicegate::bench::summarize;
 
@@ -38,15 +38,11 @@ std::unique_ptr<broker> start_broker(const std::string& redis_url, const std::st
 
 /// Connects `count` devices to `port`; empty if one is not admitted.
 std::vector<std::unique_ptr<client>> connect_devices(int count, int port) {
-    devicegate::test::cert_factory factory(pki("subca-a.crt"), pki("subca-a.key"));
-    auto dir = test_dir();
     std::vector<std::unique_ptr<client>> clients;
-    for (int i = 0; i < count; ++i) {
-        std::string id = "xrevoke-" + std::to_string(i);
-        factory.issue(dir, id);
-        clients.push_back(std::make_unique<client>(id, (dir / (id + ".crt")).string(), (dir / (id + ".key")).string()));
+    for (const auto& d : make_devices("xrevoke-", count)) {
+        clients.push_back(std::make_unique<client>(d.id, d.cert, d.key));
         if (clients.back()->connect(port) != 0) {
-            std::fprintf(stderr, "%s was not admitted\n", id.c_str());
+            std::fprintf(stderr, "%s was not admitted\n", d.id.c_str());
             return {};
         }
     }
@@ -80,13 +76,6 @@ bool revoke_all(std::vector<std::unique_ptr<client>>& clients, const std::string
     s.cpu_a = cpu_seconds(a.pid()) - cpu_a;
     s.cpu_b = cpu_seconds(b.pid()) - cpu_b;
     return true;
-}
-
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string one, five, fifteen;
-    in >> one >> five >> fifteen;
-    return one + " " + five + " " + fifteen;
 }
 
 void report(const samples& s, const std::string& load_before) {
