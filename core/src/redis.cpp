@@ -1,4 +1,5 @@
 #include "devicegate/redis.hpp"
+#include "redis_sentinel.hpp"
 
 #include <poll.h>
 
@@ -15,11 +16,26 @@ timeval to_timeval(std::chrono::milliseconds ms) {
     return tv;
 }
 
+/// The error replies that mean "this node is not (or no longer) a usable master": the
+/// caller must reconnect (and, with Sentinel, rediscover), not treat its data as bad.
+/// READONLY: a replica refused a write (the master was demoted); LOADING: the node is loading
+/// its dataset after a restart; MASTERDOWN: a replica lost its master and serves no stale data
+/// (replica-serve-stale-data no). Texts from Redis's server.c shared error replies.
+void throw_if_not_master(const redisReply* r, const std::string& where) {
+    for (std::string_view code : {"READONLY", "LOADING", "MASTERDOWN"}) {
+        if (is_error_code(r, code)) {
+            throw redis_io_error("redis " + where + ": " + std::string(r->str, r->len) + " (reconnecting)");
+        }
+    }
+}
+
 redis_reply_ptr checked(redisContext* c, void* reply, const std::string& where) {
     if (reply == nullptr) {
         throw redis_io_error("redis " + where + ": " + (c->err ? c->errstr : "no reply"));
     }
-    return redis_reply_ptr(static_cast<redisReply*>(reply));
+    redis_reply_ptr out(static_cast<redisReply*>(reply));
+    throw_if_not_master(out.get(), where);
+    return out;
 }
 
 std::vector<const char*> argv_ptrs(const std::vector<std::string>& argv, std::vector<size_t>& lens) {
@@ -35,11 +51,30 @@ std::vector<const char*> argv_ptrs(const std::vector<std::string>& argv, std::ve
 
 }  // namespace
 
+int parse_redis_port(std::string_view text, const std::string& form) {
+    int port = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
+    if (ec != std::errc{} || end != text.data() + text.size() || port <= 0 || port > 65535) {
+        throw std::invalid_argument("bad port \"" + std::string(text) + "\"; " + form);
+    }
+    return port;
+}
+
+int parse_redis_db(std::string_view text, const std::string& form) {
+    int db = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), db);
+    if (ec != std::errc{} || end != text.data() + text.size() || db < 0) {
+        throw std::invalid_argument("bad database number; " + form);
+    }
+    return db;
+}
+
 redis_options redis_options::parse_url(const std::string& url) {
-    const std::string form = "expected redis://[[user]:password@]host[:port][/db]";
+    if (url.rfind(sentinel_url_scheme, 0) == 0) return parse_sentinel_url(url);
+    const std::string form = "expected redis://[[user]:password@]host[:port][/db] or " + std::string(sentinel_url_form);
     redis_options o;
     const std::string scheme = "redis://";
-    if (url.rfind(scheme, 0) != 0) throw std::invalid_argument("not a redis:// URL; " + form);
+    if (url.rfind(scheme, 0) != 0) throw std::invalid_argument("not a redis:// URL or a redis-sentinel:// URL; " + form);
     std::string rest = url.substr(scheme.size());
     if (auto at = rest.rfind('@'); at != std::string::npos) {
         std::string auth = rest.substr(0, at);
@@ -53,30 +88,38 @@ redis_options redis_options::parse_url(const std::string& url) {
     if (auto slash = rest.find('/'); slash != std::string::npos) {
         std::string db = rest.substr(slash + 1);
         rest = rest.substr(0, slash);
-        if (!db.empty()) {
-            auto [end, ec] = std::from_chars(db.data(), db.data() + db.size(), o.db);
-            if (ec != std::errc{} || end != db.data() + db.size() || o.db < 0) {
-                throw std::invalid_argument("bad database number; " + form);
-            }
-        }
+        if (!db.empty()) o.db = parse_redis_db(db, form);
     }
     if (auto colon = rest.rfind(':'); colon != std::string::npos) {
-        std::string port = rest.substr(colon + 1);
+        o.port = parse_redis_port(std::string_view(rest).substr(colon + 1), form);
         rest = rest.substr(0, colon);
-        auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), o.port);
-        if (ec != std::errc{} || end != port.data() + port.size() || o.port <= 0 || o.port > 65535) {
-            throw std::invalid_argument("bad port; " + form);
-        }
     }
     if (rest.empty()) throw std::invalid_argument("missing host; " + form);
     o.host = rest;
     return o;
 }
 
-std::string redis_options::describe() const { return host + ":" + std::to_string(port) + "/" + std::to_string(db); }
+std::string redis_options::describe() const {
+    if (!via_sentinel()) return host + ":" + std::to_string(port) + "/" + std::to_string(db);
+    std::string out = "sentinel master '" + master_name + "' via ";
+    for (std::size_t i = 0; i < sentinels.size(); ++i) out += (i ? "," : "") + sentinels[i].describe();
+    return out + " db " + std::to_string(db);
+}
 
-redis_connection::redis_connection(const redis_options& options) : where_(options.describe()) {
-    ctx_.reset(redisConnectWithTimeout(options.host.c_str(), options.port, to_timeval(options.connect_timeout)));
+redis_connection::redis_connection(const redis_options& options) {
+    if (options.via_sentinel()) {
+        discover(options);
+        return;
+    }
+    // A plain URL names the node to write to; no ROLE round trip: a replica there answers
+    // writes with READONLY, which command() turns into a reconnect (docs/redis.md).
+    open({options.host, options.port}, options);
+}
+
+void redis_connection::open(const redis_endpoint& at, const redis_options& options) {
+    address_ = at;
+    where_ = at.describe() + "/" + std::to_string(options.db);
+    ctx_.reset(redisConnectWithTimeout(at.host.c_str(), at.port, to_timeval(options.connect_timeout)));
     if (!ctx_) throw redis_io_error("redis " + where_ + ": cannot allocate a context");
     if (ctx_->err) throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
     redisSetTimeout(ctx_.get(), to_timeval(options.command_timeout));
@@ -89,6 +132,18 @@ redis_connection::redis_connection(const redis_options& options) : where_(option
     if (options.db != 0) {
         expect_ok(command({"SELECT", std::to_string(options.db)}).get(), "redis " + where_ + ": SELECT refused");
     }
+}
+
+long long redis_connection::expect_master() {
+    // ROLE (Redis 2.8.12+): ["master", offset, [[ip, port, offset], ...]] on a master,
+    // ["slave", ip, port, state, offset] on a replica, ["sentinel", [names]] on a sentinel.
+    auto r = command({"ROLE"});
+    auto parts = reply_array(r.get(), "redis " + where_ + ": ROLE");
+    if (parts.empty()) throw redis_data_error("redis " + where_ + ": ROLE: empty reply");
+    const std::string role = reply_string(parts[0], "redis " + where_ + ": ROLE");
+    if (role != "master") throw redis_io_error(address_.describe() + " reports role " + role);
+    if (parts.size() < 3) return 0;
+    return static_cast<long long>(reply_array(parts[2], "redis " + where_ + ": ROLE replicas").size());
 }
 
 redis_reply_ptr redis_connection::command(const std::vector<std::string>& argv) {
@@ -114,6 +169,7 @@ std::vector<redis_reply_ptr> redis_connection::pipeline(const std::vector<std::v
         }
         replies.emplace_back(static_cast<redisReply*>(reply));
     }
+    for (const auto& r : replies) throw_if_not_master(r.get(), where_);
     return replies;
 }
 
@@ -146,7 +202,7 @@ std::optional<redis_reply_ptr> redis_connection::next_reply(std::chrono::millise
     if (redisGetReplyFromReader(ctx_.get(), &reply) != REDIS_OK) {
         throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
     }
-    if (reply != nullptr) return redis_reply_ptr(static_cast<redisReply*>(reply));
+    if (reply != nullptr) return checked(ctx_.get(), reply, where_);
     pollfd pfd{ctx_->fd, POLLIN, 0};
     int n = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
     if (n == 0) return std::nullopt;
@@ -156,7 +212,7 @@ std::optional<redis_reply_ptr> redis_connection::next_reply(std::chrono::millise
         throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
     }
     if (reply == nullptr) return std::nullopt;
-    return redis_reply_ptr(static_cast<redisReply*>(reply));
+    return checked(ctx_.get(), reply, where_);
 }
 
 }  // namespace devicegate

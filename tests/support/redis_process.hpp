@@ -80,7 +80,7 @@ public:
         return c.command(argv);
     }
 
-private:
+    /// A loopback port free right now (the kernel's pick); another process may take it.
     static int unused_port() {
         int fd = ::socket(AF_INET, SOCK_STREAM, 0);
         sockaddr_in addr{};
@@ -94,6 +94,7 @@ private:
         return ntohs(addr.sin_port);
     }
 
+private:
     /// true once it answers PING; false if it exited (port taken).
     bool launch() {
         const std::string port = std::to_string(port_), dir = dir_.string(), log = (dir_ / "redis.log").string();

@@ -35,6 +35,14 @@ struct redis_data_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+/// One host:port (a sentinel, or the master a sentinel named).
+struct redis_endpoint {
+    std::string host;
+    int port = 0;
+    std::string describe() const { return host + ":" + std::to_string(port); }
+    bool operator==(const redis_endpoint&) const = default;
+};
+
 struct redis_options {
     std::string host = "127.0.0.1";
     int port = 6379;
@@ -44,23 +52,41 @@ struct redis_options {
     std::chrono::milliseconds connect_timeout{2000};
     std::chrono::milliseconds command_timeout{2000};
 
-    /// "redis://[[user]:password@]host[:port][/db]"; throws std::invalid_argument with the
-    /// expected form (the password is not repeated in the message).
+    // ---- Sentinel (redis-sentinel:// URLs); `host`/`port` are unused then: the master's
+    // address is asked from the sentinels on every connect (docs/redis.md "Sentinel").
+    std::vector<redis_endpoint> sentinels;  // empty: a plain redis:// URL
+    std::string master_name;
+    std::string sentinel_username;  // "" with a password: the sentinels' default user
+    std::string sentinel_password;  // "" = no AUTH to the sentinels; never logged
+    /// Connect and command timeout towards each sentinel: a dead one is skipped quickly.
+    std::chrono::milliseconds sentinel_timeout{500};
+
+    bool via_sentinel() const noexcept { return !sentinels.empty(); }
+
+    /// "redis://[[user]:password@]host[:port][/db]" or
+    /// "redis-sentinel://[[user]:password@]host[:port][,host[:port]...]/master_name[/db]"
+    /// "[?sentinel_user=U&sentinel_password=P]" (sentinel port 26379 by default); throws
+    /// std::invalid_argument with the expected form (the password is not repeated).
     static redis_options parse_url(const std::string& url);
-    /// host:port/db, without the password.
+    /// host:port/db, or "sentinel master 'name' via h1:p1,h2:p2 db 0"; never a password.
     std::string describe() const;
 };
 
 class redis_connection {
 public:
     /// Connects, authenticates and selects the db; throws redis_io_error (or
-    /// redis_data_error for a refused AUTH/SELECT).
+    /// redis_data_error for a refused AUTH/SELECT). With sentinels: asks them in order for
+    /// the master, connects to it, authenticates, selects and checks that ROLE says
+    /// "master"; throws redis_io_error naming what each sentinel and node said otherwise.
     explicit redis_connection(const redis_options& options);
 
-    /// Runs one command; throws redis_io_error on a broken link; returns error replies as
-    /// replies (read them with the typed readers below).
+    /// Runs one command; throws redis_io_error on a broken link and for the error replies
+    /// that mean "not the master (any more)": READONLY, LOADING, MASTERDOWN (the caller
+    /// reconnects, which asks the sentinels again); returns other error replies as replies
+    /// (read them with the typed readers below).
     redis_reply_ptr command(const std::vector<std::string>& argv);
-    /// Sends every command, then reads every reply (one round trip); throws redis_io_error.
+    /// Sends every command, then reads every reply (one round trip); throws redis_io_error
+    /// (also for READONLY, LOADING, MASTERDOWN in any reply).
     /// Wrap the commands in MULTI/EXEC to make them atomic.
     std::vector<redis_reply_ptr> pipeline(const std::vector<std::vector<std::string>>& commands);
     /// MULTI, the commands, EXEC in one round trip; throws redis_data_error if the
@@ -71,10 +97,26 @@ public:
     /// The next reply, waiting at most `timeout`; nullopt on timeout. Throws redis_io_error.
     std::optional<redis_reply_ptr> next_reply(std::chrono::milliseconds timeout);
 
+    /// ROLE: throws redis_io_error unless this node says "master". Returns how many replicas
+    /// the master lists (connected ones).
+    long long expect_master();
+    /// The node this connection talks to (for sentinel URLs: the discovered master).
+    const redis_endpoint& address() const noexcept { return address_; }
+    bool via_sentinel() const noexcept { return via_sentinel_; }
+    /// "127.0.0.1:6380/0", with " (master 'name' from sentinel 127.0.0.1:26379)" for
+    /// sentinel URLs; never a password.
+    const std::string& describe() const noexcept { return where_; }
+
     redisContext* get() noexcept { return ctx_.get(); }
 
 private:
+    /// Connects to `at` with the data node's credentials and db.
+    void open(const redis_endpoint& at, const redis_options& options);
+    void discover(const redis_options& options);
+
     redis_context_ptr ctx_;
+    redis_endpoint address_;
+    bool via_sentinel_ = false;
     std::string where_;
 };
 
