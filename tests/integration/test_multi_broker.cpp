@@ -1,8 +1,9 @@
 // Issue 16: the multi-broker reference deployment on one machine. Three mosquitto brokers with
 // the plugin behind haproxy (docker/haproxy.cfg itself, on loopback ports), Redis master +
-// replica + three Sentinels (docker/redis-sentinel.conf), two workers against the fakes, all on
-// the Sentinel URL. Runs as its own CTest label (multibroker); about 40 s on an idle machine.
+// replica + three Sentinels (tests/support/redis_sentinel_cluster.hpp), two workers against the
+// fakes, all on the Sentinel URL. Runs as its own CTest label (multibroker); about 40 s on an idle machine.
 #include "harness.hpp"
+#include "redis_sentinel_cluster.hpp"
 #include "storm_client.hpp"
 #include "stream_support.hpp"
 
@@ -128,14 +129,13 @@ long long journal_lines(const broker& b) {
     return std::count(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(), '\n');
 }
 
-/// XINFO STREAM's entries-added (Redis 7): every job ever added to the stream, also those
-/// the workers have deleted since; -1 while Redis does not answer.
-long long jobs_ever_added(const redis_server& redis) {
+using devicegate::test::sentinel_cluster;
+
+/// XINFO STREAM's entries-added (Redis 7) on the master: every job ever added to the stream,
+/// also those the workers have deleted since; -1 while it does not answer.
+long long jobs_ever_added(const sentinel_cluster& redis) {
     try {
-        devicegate::redis_options o;
-        o.port = redis.port();
-        devicegate::redis_connection c(o);
-        auto reply = c.command({"XINFO", "STREAM", "devicegate:jobs"});
+        auto reply = redis.node_command(redis.master_port(), {"XINFO", "STREAM", "devicegate:jobs"});
         auto fields = devicegate::reply_array(reply.get(), "XINFO STREAM");
         for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
             if (devicegate::reply_string(fields[i], "XINFO STREAM") == "entries-added") {
@@ -145,6 +145,28 @@ long long jobs_ever_added(const redis_server& redis) {
     } catch (const std::exception&) {
     }
     return -1;
+}
+
+/// An integer command on the master; -1 while it does not answer.
+long long master_integer(const sentinel_cluster& redis, const std::vector<std::string>& argv) {
+    try {
+        return devicegate::reply_integer(redis.node_command(redis.master_port(), argv).get(), argv.at(0));
+    } catch (const std::exception&) {
+        return -1;
+    }
+}
+
+/// SENTINEL SET on every sentinel: takes effect at once.
+void set_down_after(const sentinel_cluster& redis, std::chrono::milliseconds down_after) {
+    for (int port : redis.sentinel_ports()) {
+        devicegate::redis_options o;
+        o.port = port;
+        devicegate::redis_connection c(o);
+        devicegate::expect_ok(c.command({"SENTINEL", "SET", "devicegate", "down-after-milliseconds",
+                                         std::to_string(down_after.count())})
+                                  .get(),
+                              "SENTINEL SET");
+    }
 }
 
 long long count(const nlohmann::json& state, const char* key) { return state.at(key).get<long long>(); }
@@ -172,8 +194,7 @@ TEST_CASE("three brokers behind haproxy, Redis failover during a connect storm: 
           "[multibroker]") {
     const auto test_started = clock::now();
     // down-after 60 s while the test sets up the outage; lowered to 1 s to let Sentinel act.
-    sentinel_set redis(60s);
-    REQUIRE(redis.start());
+    sentinel_cluster redis({.master_name = "devicegate", .down_after_ms = 60000});
     fake_backends fakes;
     REQUIRE(fakes.start());
     std::vector<std::unique_ptr<worker_process>> workers;
@@ -198,9 +219,9 @@ TEST_CASE("three brokers behind haproxy, Redis failover during a connect storm: 
     auto before = make_devices("before-", 100);
     CHECK(storm(before, lb.port()) == 100);
     // Every job so far is in Redis: none is on its way when the master dies.
-    REQUIRE(eventually([&] { return jobs_ever_added(redis.node(0)) == 102; }, 20s));
+    REQUIRE(eventually([&] { return jobs_ever_added(redis) == 102; }, 20s));
 
-    redis.node(0).kill();
+    redis.kill_master();
     auto outage = make_devices("outage-", 100);
     CHECK(storm(outage, lb.port()) == 100);  // admitted on the deny-list copy
     auto journaled = make_devices("journal-", 10);
@@ -219,11 +240,11 @@ TEST_CASE("three brokers behind haproxy, Redis failover during a connect storm: 
     REQUIRE(brokers[2]->wait_exit(5s));
     REQUIRE(lb.wait_status({"broker-3"}, "DOWN", 10s));
 
-    redis.set_down_after(1000ms);
+    set_down_after(redis, 1000ms);
     const auto failover_started = clock::now();
     auto during = make_devices("failover-", 100);
     CHECK(storm(during, lb.port()) == 100);
-    REQUIRE(redis.wait_master(1, 30s));
+    REQUIRE_NOTHROW(redis.wait_failover(30s));
     const double failover_s = seconds_since(failover_started);
     std::vector<double> done_at_failover;
     for (const auto& w : workers) done_at_failover.push_back(w->metric("devicegate_worker_jobs_done_total"));
@@ -248,13 +269,12 @@ TEST_CASE("three brokers behind haproxy, Redis failover during a connect storm: 
 
     // Every first-connect job once: each device registered once, nothing dead, nothing left.
     const long long total = 2 + 100 + 100 + 10 + 100;
-    auto& master = redis.node(1);
     CHECK(eventually([&] { return count(fakes.thingsboard_state(), "devices") == total; }, 60s));
-    CHECK(eventually([&] { return stream_length(master) == 0; }, 20s));
-    CHECK(jobs_ever_added(master) == total);
+    CHECK(eventually([&] { return master_integer(redis, {"XLEN", "devicegate:jobs"}) == 0; }, 20s));
+    CHECK(jobs_ever_added(redis) == total);
     CHECK(count(fakes.thingsboard_state(), "creates") == total);
     CHECK(count(fakes.hawkbit_state(), "creates") == total);
-    CHECK(master.integer({"XLEN", "devicegate:jobs:dead"}) == 0);
+    CHECK(master_integer(redis, {"XLEN", "devicegate:jobs:dead"}) == 0);
     for (std::size_t i = 0; i < workers.size(); ++i) {
         INFO("worker " << i);
         CHECK(workers[i]->metric("devicegate_worker_redis_up") == 1);
