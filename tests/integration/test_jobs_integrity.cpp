@@ -4,6 +4,8 @@
 #include "harness.hpp"
 #include "stream_support.hpp"
 
+#include "devicegate/redis.hpp"
+
 #include <catch2/catch.hpp>
 
 using namespace devicegate::itest;
@@ -144,10 +146,18 @@ TEST_CASE("READONLY (the broker's Redis became a replica): jobs are kept until i
     REQUIRE(b.wait_for_log("redis link up"));
     // A failover behind the broker's back: its Redis now follows another primary.
     REQUIRE(node.command({"REPLICAOF", "127.0.0.1", std::to_string(primary.port())}) == "OK");
-    REQUIRE(eventually([&] { return node.command({"SET", "probe", "x"}).rfind("READONLY", 0) == 0; }));
+    // A READONLY reply is a link error now (the client must rediscover its primary).
+    REQUIRE(eventually([&] {
+        try {
+            node.command({"SET", "probe", "x"});
+            return false;
+        } catch (const devicegate::redis_io_error& e) {
+            return std::string_view(e.what()).find("READONLY") != std::string_view::npos;
+        }
+    }));
     auto devices = make_devices("ro-", 5);
     CHECK(connect_all(devices, b.port(), 4) == 5);
-    REQUIRE(b.wait_for_log("refused by Redis"));
+    REQUIRE(b.wait_for_log("jobs link to redis down"));
     CHECK(b.log_contains("READONLY"));
     std::this_thread::sleep_for(500ms);
     CHECK(stream_length(node) == 0);
