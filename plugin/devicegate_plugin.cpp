@@ -45,6 +45,26 @@ MOSQ_FUNC_generic_callback callback_of(int event) {
     }
 }
 
+// mosquitto 2.0 calls every tick once per loop iteration, and its loop never sleeps longer than
+// 100 ms (v2.0.11 src/mux_epoll.c:189). 2.1 sleeps until the earliest wake-up anything asked
+// for (v2.1.2 src/loop.c:203, src/mux_epoll.c:167: keepalive up to 5 s, src/keepalive.c:160;
+// $SYS up to sys_interval) and calls a tick only once the interval it asked for has passed; only
+// a tick that runs asks for the next wake-up (src/plugin_tick.c:39-48). So: 100 ms, as under 2.0.
+// After a publish, 0: mosquitto_broker_publish wakes the loop 1 ms later (src/plugin_public.c:262),
+// an iteration that would skip a 100 ms tick and leave the loop asleep for seconds; with 0 it
+// runs the tick, which asks for 100 ms again. Client traffic inside the 100 ms skips the tick the
+// same way, and asking cannot prevent that: docs/design-broker-edges.md, "Mosquitto versions". 2.0's
+// struct has no next_ms (its next_ns is never read): against 2.0 headers this is no code at all.
+constexpr long next_tick_ms = 100;
+
+template <class Tick>
+void request_next_tick(Tick& event, long ms) {
+    if constexpr (requires { event.next_ms; }) {
+        event.next_s = 0;
+        event.next_ms = ms;
+    }
+}
+
 }  // namespace
 
 plugin::plugin(mosquitto_plugin_id_t* id, const option_list& options)
@@ -92,9 +112,11 @@ int plugin::on_acl_check(mosquitto_evt_acl_check& event) {
     return why == reason::ok ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
-int plugin::on_tick(mosquitto_evt_tick&) {
+int plugin::on_tick(mosquitto_evt_tick& event) {
+    request_next_tick(event, next_tick_ms);  // first: a throw below must not leave 2.1's loop asleep
     tick_work work = gate_.tick(std::chrono::steady_clock::now());
     for (const auto& k : work.kicks) mosquitto_kick_client_by_clientid(k.client_id.c_str(), false);
+    if (!work.stats.empty()) request_next_tick(event, 0);
     for (const auto& [topic, value] : work.stats) {
         mosquitto_broker_publish_copy(nullptr, topic.c_str(), static_cast<int>(value.size()), value.data(), 0, true,
                                       nullptr);

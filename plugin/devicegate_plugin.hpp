@@ -2,10 +2,19 @@
 // The plugin instance: mosquitto glue around the core's gate. It turns mosquitto events into
 // calls on the gate and the gate's answers into mosquitto_* calls; DeviceGate's rules live in
 // core/ (gate.hpp). Every method runs on the broker thread (mosquitto calls plugins only there).
+// mosquitto 2.1 moved the plugin API under include/mosquitto/ and left mosquitto_broker.h and
+// mosquitto_plugin.h as shims that #warning (v2.1.2 include/mosquitto_broker.h:2); its
+// <mosquitto.h> includes every header, cJSON's too (include/mosquitto/libcommon_cjson.h:31), and
+// mosquitto/broker_plugin.h includes <mosquitto.h> itself (:47), so a 2.1 build needs
+// libcjson-dev whatever it names. See docs/design-broker-edges.md, "Mosquitto versions".
 extern "C" {
+#if __has_include(<mosquitto/broker.h>)
+#include <mosquitto.h>
+#else
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
+#endif
 }
 
 #include "devicegate/gate.hpp"

@@ -7,6 +7,7 @@
 #   test            run the unit, integration and fuzz tests and the benchmarks; CI's tools
 #   runtime-broker  run mosquitto with the plugin (and devicegate-ctl): the broker image
 #   runtime-worker  run devicegate-worker and devicegate-ctl: the worker image
+#   mosquitto-2.1   scripts/check-mosquitto-2.1.sh: build the plugin and the broker from a 2.1 tree
 # docker/Dockerfile calls this script too, so an image and a dev machine cannot drift apart.
 set -euo pipefail
 declare -A groups=(
@@ -17,6 +18,7 @@ declare -A groups=(
           haproxy redis-sentinel"
   [runtime-broker]="mosquitto libhiredis0.14 libcurl4 libssl3 libcpp-httplib0.11 ca-certificates"
   [runtime-worker]="libhiredis0.14 libcurl4 libssl3 libcpp-httplib0.11 ca-certificates"
+  [mosquitto-2.1]="libcjson-dev"
 )
 list=false
 if [[ ${1:-} == --list ]]; then
@@ -28,7 +30,7 @@ selected=("$@")
 packages=()
 for g in "${selected[@]}"; do
   if [[ -z ${groups[$g]+set} ]]; then
-    echo "setup-debian.sh: unknown group '$g' (groups: build test runtime-broker runtime-worker)" >&2
+    echo "setup-debian.sh: unknown group '$g' (groups: build test runtime-broker runtime-worker mosquitto-2.1)" >&2
     exit 1
   fi
   read -r -a more <<<"$(echo ${groups[$g]})"
