@@ -251,7 +251,13 @@ TEST_CASE("three brokers behind haproxy, Redis failover during a connect storm: 
     for (const auto& w : workers) done_at_failover.push_back(w->metric("devicegate_worker_jobs_done_total"));
 
     // Right after the failover: the brokers may not have subscribed on the new master yet.
-    for (const auto& f : held_files) REQUIRE(ctl({"revoke", f.id, "--force"}, redis.url()).exit_code == 0);
+    // The new master has no replica (the old master is dead): the revoke is in force on the
+    // master, and devicegate-ctl may say that no replica confirmed it (exit 5, docs/operations.md).
+    for (const auto& f : held_files) {
+        const auto r = ctl({"revoke", f.id, "--force"}, redis.url());
+        INFO(r.out);
+        REQUIRE((r.exit_code == 0 || (r.exit_code == 5 && r.out.find("not confirmed") != std::string::npos)));
+    }
     for (auto& h : held) CHECK(h->wait_disconnected(10s));
     const double revoke_s = seconds_since(failover_started);
 
