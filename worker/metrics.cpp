@@ -25,6 +25,7 @@ const char* to_string(dead_reason r) noexcept {
         case dead_reason::poison: return "poison";
         case dead_reason::untrusted: return "untrusted";
         case dead_reason::not_revoked: return "not_revoked";
+        case dead_reason::quota: return "quota";
     }
     return "unknown";
 }
@@ -59,7 +60,7 @@ std::string worker_metrics::render() const {
     o << "# HELP devicegate_worker_jobs_dead_total Jobs moved to the dead-letter stream, by reason.\n"
          "# TYPE devicegate_worker_jobs_dead_total counter\n";
     for (auto r : {dead_reason::exhausted, dead_reason::permanent, dead_reason::malformed, dead_reason::poison,
-                   dead_reason::untrusted, dead_reason::not_revoked}) {
+                   dead_reason::untrusted, dead_reason::not_revoked, dead_reason::quota}) {
         o << "devicegate_worker_jobs_dead_total{reason=\"" << to_string(r) << "\"} "
           << jobs_dead[static_cast<std::size_t>(r)].load() << "\n";
     }
@@ -97,12 +98,29 @@ std::string worker_metrics::render() const {
     simple("devicegate_worker_login_refusals_total", "counter",
            "Refused logins (ThingsBoard /api/auth/login 401, hawkBit 401): at most one per login interval.",
            login_refusals.load());
-    o << "# HELP devicegate_worker_auth_paused 1 while consumption is paused because the target refused the login.\n"
-         "# TYPE devicegate_worker_auth_paused gauge\n";
-    for (auto t : {target::thingsboard, target::hawkbit}) {
-        o << "devicegate_worker_auth_paused{target=\"" << to_string(t) << "\"} "
-          << auth_paused[static_cast<std::size_t>(t)].load() << "\n";
-    }
+    auto gauge_by_target = [&](const char* name, const char* help, const std::array<std::atomic<int>, 2>& values) {
+        o << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n";
+        for (auto t : {target::thingsboard, target::hawkbit}) {
+            o << name << "{target=\"" << to_string(t) << "\"} " << values[static_cast<std::size_t>(t)].load() << "\n";
+        }
+    };
+    gauge_by_target("devicegate_worker_auth_paused", "1 while consumption is paused because the target refused the login.",
+                    auth_paused);
+    simple("devicegate_worker_setup_missing_total", "counter",
+           "Lookups of a configured name (device profile, customer, target type) the target does not have.",
+           setup_missing.load());
+    gauge_by_target("devicegate_worker_setup_paused",
+                    "1 while consumption is paused because a configured name (profile, customer, target type) is missing.",
+                    setup_paused);
+    simple("devicegate_worker_thingsboard_customer_assignments_total", "counter",
+           "Devices assigned to thingsboard_customer.", thingsboard_customer_assignments.load());
+    simple("devicegate_worker_hawkbit_metadata_writes_total", "counter",
+           "hawkBit target metadata entries created or updated.", hawkbit_metadata_writes.load());
+    simple("devicegate_worker_thingsboard_credentials_revoked_total", "counter",
+           "Keep-mode decommissions: X.509 credentials replaced by an unknown access token.",
+           thingsboard_credentials_revoked.load());
+    simple("devicegate_worker_hawkbit_actions_canceled_total", "counter",
+           "Keep-mode decommissions: open hawkBit actions canceled.", hawkbit_actions_canceled.load());
     simple("devicegate_worker_jobs_in_flight", "gauge", "Jobs being processed now.", in_flight.load());
     simple("devicegate_worker_redis_up", "gauge", "1 while the worker's Redis connections work.", redis_up.load());
     o << "# HELP devicegate_worker_registration_seconds Time from a job's first attempt to its registration.\n"

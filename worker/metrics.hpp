@@ -16,7 +16,7 @@ const char* to_string(target t) noexcept;
 enum class error_kind { transport, http_429, http_4xx, http_5xx, auth };
 const char* to_string(error_kind k) noexcept;
 
-enum class dead_reason { exhausted, permanent, malformed, poison, untrusted, not_revoked };
+enum class dead_reason { exhausted, permanent, malformed, poison, untrusted, not_revoked, quota };
 const char* to_string(dead_reason r) noexcept;
 
 class worker_metrics {
@@ -30,7 +30,7 @@ public:
     counter jobs_retried;      // an attempt is scheduled again after a backoff
     counter jobs_reclaimed;    // taken over from a consumer that went idle (crashed worker)
     counter jobs_requeued;     // handed back at shutdown while waiting for a retry
-    std::array<counter, 6> jobs_dead{};                   // by dead_reason
+    std::array<counter, 7> jobs_dead{};                   // by dead_reason
     std::array<std::array<counter, 5>, 2> target_errors{};  // [target][error_kind]
     std::array<counter, 2> created{};                     // [target]: new device / new target
     counter credentials_updated;     // ThingsBoard credentials replaced (re-enrolled device)
@@ -42,6 +42,12 @@ public:
     counter credentials_version_conflicts;  // 409 errorCode 35 on a credentials save, re-read
     counter login_refusals;           // refused logins (401 on /api/auth/login, or hawkBit 401)
     std::array<std::atomic<int>, 2> auth_paused{};  // [target] 1 while consumption waits for a login
+    counter setup_missing;            // lookups of a configured name (profile, customer, target type) that found none
+    std::array<std::atomic<int>, 2> setup_paused{};  // [target] 1 while consumption waits for a configured name
+    counter thingsboard_customer_assignments;  // devices assigned to thingsboard_customer
+    counter hawkbit_metadata_writes;  // target metadata entries created or updated
+    counter thingsboard_credentials_revoked;  // keep-mode decommission: X.509 credentials replaced
+    counter hawkbit_actions_canceled;  // keep-mode decommission: open actions canceled
     std::atomic<std::int64_t> in_flight{0};
     std::atomic<int> redis_up{0};
 

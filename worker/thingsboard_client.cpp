@@ -3,6 +3,7 @@
 #include "devicegate/pki.hpp"
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include <nlohmann/json.hpp>
@@ -10,20 +11,13 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
+#include <functional>
 
 namespace devicegate::worker {
 
 using json = nlohmann::json;
 
 namespace {
-
-json json_or_null(const std::string& body) {
-    try {
-        return json::parse(body);
-    } catch (const json::exception&) {
-        return nullptr;
-    }
-}
 
 /// The `exp` claim of a JWT (not verified: only to refresh early); 0 if unreadable.
 std::int64_t jwt_exp(const std::string& token) {
@@ -61,6 +55,34 @@ int error_code(const std::string& body) {
     json j = json_or_null(body);
     if (!j.is_object() || !j.contains("errorCode") || !j["errorCode"].is_number_integer()) return -1;
     return j["errorCode"].get<int>();
+}
+
+bool is_uuid(const std::string& s) {
+    if (s.size() != 36) return false;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+    }
+    return true;
+}
+
+/// The customer id of an unassigned entity (ModelConstants.NULL_UUID).
+constexpr const char* null_uuid = "13814000-1dd2-11b2-8080-808080808080";
+
+std::string customer_of(const json& device) {
+    if (!device.is_object() || !device.contains("customerId") || !device["customerId"].is_object()) return null_uuid;
+    return device["customerId"].value("id", std::string(null_uuid));
+}
+
+/// 128 random bits as hex: the access token that replaces a decommissioned device's
+/// certificate. Nobody is told it (it is never logged or stored), so nothing authenticates.
+std::string unknown_token() {
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof b) != 1) throw std::runtime_error("RAND_bytes failed");
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : b) out += std::string{hex[c >> 4], hex[c & 15]};
+    return out;
 }
 
 [[noreturn]] void bad_answer(const std::string& call, const std::string& what) {
@@ -149,8 +171,8 @@ void thingsboard_session::take(const http_response& r, std::string_view call) {
 
 // ---------------------------------------------------------------------------------------------
 thingsboard_client::thingsboard_client(const thingsboard_settings& settings, std::chrono::milliseconds timeout,
-                                       thingsboard_session& session, worker_metrics& metrics)
-    : settings_(settings), timeout_(timeout), session_(session), metrics_(metrics) {}
+                                       thingsboard_session& session, worker_metrics& metrics, setup_lookup& setup)
+    : settings_(settings), timeout_(timeout), session_(session), metrics_(metrics), setup_(setup) {}
 
 http_response thingsboard_client::call(const char* method, const std::string& path, const std::string* body,
                                        std::chrono::milliseconds timeout, bool fresh_connection) {
@@ -173,6 +195,10 @@ http_response thingsboard_client::call(const char* method, const std::string& pa
 }
 
 thingsboard_client::result thingsboard_client::register_device(const job& j) {
+    // The configured profile and customer first (looked up once): while one is missing every
+    // registration waits, without a request, instead of half-registering devices.
+    device_profile_id();
+    customer_id();
     // Each round starts from the lookup: a lost name race, or a device deleted between our
     // lookup and a later call (a 404 from its uuid), sends us back to find or create it.
     for (int round = 0; round < 4; ++round) {
@@ -182,6 +208,7 @@ thingsboard_client::result thingsboard_client::register_device(const job& j) {
             out.action = ensure_credentials(out.device_uuid, j.cert.certificate_pem);
             if (out.action.empty()) continue;
         }
+        if (!assign_customer(out)) continue;
         if (!write_attributes(out.device_uuid, j)) continue;
         out.notified = notify(out.device_uuid, j);
         if (out.notified.empty()) continue;
@@ -192,13 +219,19 @@ thingsboard_client::result thingsboard_client::register_device(const job& j) {
                              " vanished or could not be looked up four times in a row; will retry");
 }
 
-std::string thingsboard_client::delete_device(const std::string& device_id) {
-    const std::string lookup = "/api/tenant/devices?deviceName=" + device_id;  // safe alphabet
-    auto r = call("GET", lookup, nullptr, timeout_);
-    if (r && r.status == 404) return "absent";
+std::string thingsboard_client::lookup(const std::string& device_id) {
+    const std::string path = "/api/tenant/devices?deviceName=" + device_id;  // safe alphabet
+    auto r = call("GET", path, nullptr, timeout_);
+    if (r && r.status == 404) return "";
     if (!(r && r.status == 200)) fail(target::thingsboard, r, "GET /api/tenant/devices", metrics_);
     const std::string uuid = entity_id(json_or_null(r.body));
-    if (uuid.empty()) bad_answer("GET " + lookup, "200 without id.id");
+    if (uuid.empty()) bad_answer("GET " + path, "200 without id.id");
+    return uuid;
+}
+
+std::string thingsboard_client::delete_device(const std::string& device_id) {
+    const std::string uuid = lookup(device_id);
+    if (uuid.empty()) return "absent";
     // DeviceController.deleteDevice: 200 with an empty body; 404 if deleted meanwhile.
     auto d = call("DELETE", "/api/device/" + uuid, nullptr, timeout_);
     if (d && d.status == 200) return "deleted";
@@ -211,22 +244,31 @@ bool thingsboard_client::find_or_create(const job& j, result& out) {
     const std::string lookup = "/api/tenant/devices?deviceName=" + id;
     auto r = call("GET", lookup, nullptr, timeout_);
     if (r && r.status == 200) {
-        out.device_uuid = entity_id(json_or_null(r.body));
+        const json found = json_or_null(r.body);
+        out.device_uuid = entity_id(found);
         if (out.device_uuid.empty()) bad_answer("GET " + lookup, "200 without id.id");
+        out.customer_id = customer_of(found);
         return true;
     }
     if (!(r && r.status == 404)) fail(target::thingsboard, r, "GET /api/tenant/devices", metrics_);
     json device{{"name", id}};
-    if (device_profile_id_.empty()) device["type"] = settings_.device_type;
-    else device["deviceProfileId"] = {{"entityType", "DEVICE_PROFILE"}, {"id", device_profile_id_}};
+    // By id, never by `type`: ThingsBoard finds *or creates* a profile named by the type
+    // (DeviceServiceImpl.doSaveDeviceWithoutCredentials -> findOrCreateDeviceProfile), so a
+    // typo would silently make an empty profile. Neither: the tenant's default profile.
+    if (const std::string profile = device_profile_id(); !profile.empty()) {
+        device["deviceProfileId"] = {{"entityType", "DEVICE_PROFILE"}, {"id", profile}};
+    }
+    if (!settings_.label.empty()) device["label"] = expand_label(settings_.label, id, j.cert.serial_hex);
     const std::string body =
         json{{"device", device},
              {"credentials", {{"credentialsType", "X509_CERTIFICATE"}, {"credentialsValue", j.cert.certificate_pem}}}}
             .dump();
     auto c = call("POST", "/api/device-with-credentials", &body, timeout_);
     if (c && c.status == 200) {
-        out.device_uuid = entity_id(json_or_null(c.body));
+        const json created = json_or_null(c.body);
+        out.device_uuid = entity_id(created);
         if (out.device_uuid.empty()) bad_answer("POST /api/device-with-credentials", "200 without id.id");
+        out.customer_id = customer_of(created);
         out.action = "created";
         ++metrics_.created[static_cast<std::size_t>(target::thingsboard)];
         return true;
@@ -237,7 +279,7 @@ bool thingsboard_client::find_or_create(const job& j, result& out) {
     fail(target::thingsboard, c, "POST /api/device-with-credentials", metrics_);
 }
 
-std::string thingsboard_client::ensure_credentials(const std::string& uuid, const std::string& pem) {
+std::string thingsboard_client::save_credentials(const std::string& uuid, const std::function<bool(json&)>& change) {
     const std::string path = "/api/device/" + uuid + "/credentials";
     // DeviceCredentials is versioned (HasVersion): a save with a stale version is 409 with
     // errorCode 35 (EntityVersionMismatchException). Someone saved in between: read again.
@@ -247,19 +289,10 @@ std::string thingsboard_client::ensure_credentials(const std::string& uuid, cons
         if (!(r && r.status == 200)) fail(target::thingsboard, r, "GET /api/device/{id}/credentials", metrics_);
         json creds = json_or_null(r.body);
         if (!creds.is_object()) bad_answer("GET /api/device/{id}/credentials", "200 without a JSON object");
-        if (creds.value("credentialsType", "") == "X509_CERTIFICATE" &&
-            creds.value("credentialsValue", "") == thingsboard_certificate_value(pem)) {
-            return "unchanged";
-        }
-        creds["credentialsType"] = "X509_CERTIFICATE";
-        creds["credentialsValue"] = pem;
-        creds.erase("credentialsId");  // recomputed by the server
-        const std::string body = creds.dump();
+        if (!change(creds)) return "unchanged";
+        const std::string body = creds.dump();  // may hold a secret (a token): never logged
         auto u = call("POST", "/api/device/credentials", &body, timeout_);
-        if (u && u.status == 200) {
-            ++metrics_.credentials_updated;
-            return "credentials_updated";
-        }
+        if (u && u.status == 200) return "saved";
         if (u && u.status == 404) return "";
         if (u && u.status == 409 && error_code(u.body) == 35) {
             ++metrics_.credentials_version_conflicts;
@@ -270,6 +303,23 @@ std::string thingsboard_client::ensure_credentials(const std::string& uuid, cons
     throw target_failure(target::thingsboard, true, 409, "",
                          "thingsboard: POST /api/device/credentials: version conflict (409, errorCode 35) three "
                          "times in a row; will retry");
+}
+
+std::string thingsboard_client::ensure_credentials(const std::string& uuid, const std::string& pem) {
+    const std::string saved = save_credentials(uuid, [&](json& creds) {
+        const json& value = creds["credentialsValue"];
+        if (creds.value("credentialsType", "") == "X509_CERTIFICATE" && value.is_string() &&
+            value.get<std::string>() == thingsboard_certificate_value(pem)) {
+            return false;
+        }
+        creds["credentialsType"] = "X509_CERTIFICATE";
+        creds["credentialsValue"] = pem;
+        creds.erase("credentialsId");  // recomputed by the server
+        return true;
+    });
+    if (saved != "saved") return saved;
+    ++metrics_.credentials_updated;
+    return "credentials_updated";
 }
 
 bool thingsboard_client::write_attributes(const std::string& uuid, const job& j) {
@@ -323,12 +373,7 @@ std::string thingsboard_client::notify(const std::string& uuid, const job& j) {
 }
 
 std::string thingsboard_client::find_device_profile(const std::string& name) {
-    std::string query;
-    for (unsigned char c : name) {
-        static const char* hex = "0123456789ABCDEF";
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.') query += static_cast<char>(c);
-        else query += std::string("%") + hex[c >> 4] + hex[c & 15];
-    }
+    const std::string query = url_encode(name);
     for (int page = 0; page < 1000; ++page) {
         auto r = call("GET", "/api/deviceProfileInfos?pageSize=100&page=" + std::to_string(page) + "&textSearch=" + query,
                       nullptr, timeout_);
@@ -345,6 +390,93 @@ std::string thingsboard_client::find_device_profile(const std::string& name) {
     return "";
 }
 
+std::string thingsboard_client::find_customer(const std::string& title_or_id) {
+    // CustomerController: GET /api/customer/{id}, GET /api/tenant/customers?customerTitle= (exact
+    // title); both answer 404 (JSON, errorCode 32) when there is none.
+    const bool by_id = is_uuid(title_or_id);
+    const std::string path = by_id ? "/api/customer/" + title_or_id : "/api/tenant/customers?customerTitle=" + url_encode(title_or_id);
+    auto r = call("GET", path, nullptr, timeout_);
+    if (r && r.status == 404) return "";
+    if (!(r && r.status == 200)) fail(target::thingsboard, r, by_id ? "GET /api/customer/{id}" : "GET /api/tenant/customers", metrics_);
+    const std::string id = entity_id(json_or_null(r.body));
+    if (id.empty()) bad_answer(by_id ? "GET /api/customer/{id}" : "GET /api/tenant/customers", "200 without id.id");
+    return id;
+}
+
+std::string thingsboard_client::device_profile_id() {
+    const std::string& name = settings_.device_profile;
+    if (name.empty()) return "";
+    return setup_.resolve("profile", [&] { return find_device_profile(name); },
+                          "device profile '" + log_safe(name) +
+                              "' not found in ThingsBoard: registrations paused; create it or fix thingsboard_device_profile");
+}
+
+std::string thingsboard_client::customer_id() {
+    const std::string& name = settings_.customer;
+    if (name.empty()) return "";
+    return setup_.resolve("customer", [&] { return find_customer(name); },
+                          "customer '" + log_safe(name) +
+                              "' not found in ThingsBoard: registrations paused; create it or fix thingsboard_customer");
+}
+
+bool thingsboard_client::assign_customer(result& out) {
+    // Only a device without a customer: an operator may have moved it on purpose.
+    if (settings_.customer.empty() || (!out.customer_id.empty() && out.customer_id != null_uuid)) return true;
+    const std::string customer = customer_id();
+    const std::string empty;
+    auto r = call("POST", "/api/customer/" + customer + "/device/" + out.device_uuid, &empty, timeout_);
+    if (r && r.status == 200) {
+        out.customer_id = customer;
+        out.assigned = true;
+        ++metrics_.thingsboard_customer_assignments;
+        return true;
+    }
+    // DeviceController.assignDeviceToCustomer checks the customer first, then the device.
+    const json error = r ? json_or_null(r.body) : json();
+    if (r && r.status == 404 && error.is_object() && error.value("message", "").rfind("Customer", 0) == 0) {
+        setup_.forget("customer");  // deleted since we looked it up: look it up again (or pause)
+    } else if (r && r.status == 404) {
+        return false;  // the device is gone: find or create it again
+    }
+    fail(target::thingsboard, r, "POST /api/customer/{customerId}/device/{deviceId}", metrics_);
+}
+
+std::string thingsboard_client::revoke_device(const std::string& device_id, const std::string& reason,
+                                              std::int64_t revoked_at_s) {
+    for (int round = 0; round < 4; ++round) {
+        const std::string uuid = lookup(device_id);
+        if (uuid.empty()) return "absent";
+        if (replace_credentials(uuid).empty()) continue;
+        const std::string body =
+            json{{"revoked", true}, {"revokedTime", revoked_at_s * 1000}, {"revokedReason", reason}}.dump();
+        auto r = call("POST", "/api/plugins/telemetry/DEVICE/" + uuid + "/attributes/SERVER_SCOPE", &body, timeout_);
+        if (r && r.status == 200) {
+            ++metrics_.attribute_writes;
+            return "revoked";
+        }
+        if (r && r.status == 404 && !is_json_error(r.body)) continue;  // AccessValidator: gone meanwhile
+        fail(target::thingsboard, r, "POST /api/plugins/telemetry/DEVICE/{id}/attributes/SERVER_SCOPE", metrics_);
+    }
+    throw target_failure(target::thingsboard, true, 404, "",
+                         "thingsboard: device " + device_id + " changed under us four times in a row; will retry");
+}
+
+std::string thingsboard_client::replace_credentials(const std::string& uuid) {
+    const std::string saved = save_credentials(uuid, [](json& creds) {
+        // Already replaced by an earlier attempt (this worker never gives a device a token).
+        if (creds.value("credentialsType", "") == "ACCESS_TOKEN") return false;
+        // ACCESS_TOKEN: the credentialsId is the token itself (DeviceCredentialsServiceImpl); no
+        // DELETE exists for credentials (DeviceController), and a device always has one set.
+        creds["credentialsType"] = "ACCESS_TOKEN";
+        creds["credentialsId"] = unknown_token();
+        creds["credentialsValue"] = nullptr;
+        return true;
+    });
+    if (saved != "saved") return saved;
+    ++metrics_.thingsboard_credentials_revoked;
+    return "replaced";
+}
+
 json thingsboard_attributes(const job& j) {
     auto certs = parse_certificates(j.cert.certificate_pem, "job certificate");
     if (certs.empty()) throw std::invalid_argument("the job's certificate_pem holds no certificate");
@@ -357,6 +489,9 @@ json thingsboard_attributes(const job& j) {
              {"certificateFirstSeen", ms(j.cert.first_seen)},
              {"devicegateBrokerId", j.cert.broker_id},
              {"devicegateEvent", j.type == job_type::first_connect ? "firstConnect" : "certificateChanged"}};
+    // A registration (also after `devicegate-ctl reregister`) ends a keep-mode decommission's
+    // revoked=true (thingsboard_client::revoke_device).
+    out["revoked"] = false;
     // A renewal must not move the first connect: only a first-connect job writes it.
     if (j.type == job_type::first_connect) out["firstConnectTime"] = ms(j.cert.first_seen);
     return out;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 
@@ -48,13 +49,16 @@ private:
 
 class thingsboard_client {
 public:
+    /// `setup` (shared by every worker thread) holds the resolved profile and customer ids.
     thingsboard_client(const thingsboard_settings& settings, std::chrono::milliseconds timeout,
-                       thingsboard_session& session, worker_metrics& metrics);
+                       thingsboard_session& session, worker_metrics& metrics, setup_lookup& setup);
 
     struct result {
         std::string device_uuid;
         std::string action;    // created | credentials_updated | unchanged
         std::string notified;  // delivered (200) | queued (408: no reply node) | unsupported | off
+        std::string customer_id;  // the device's customer as ThingsBoard answered it (NULL_UUID: none)
+        bool assigned = false;    // this call assigned it to thingsboard_customer
     };
     /// Idempotent: finds or creates the device, makes its credentials this certificate, writes
     /// its server-scope attributes, then (if configured) sends the Rule Engine message. A device
@@ -69,9 +73,19 @@ public:
     /// "deleted", or "absent" when the lookup or the delete answers 404 (already gone).
     /// Throws target_failure.
     std::string delete_device(const std::string& device_id);
-    /// Create devices with this deviceProfileId instead of a bare `type`: ThingsBoard finds *or
-    /// creates* a profile by type (DeviceServiceImpl.saveDevice), so a typo would make an empty one.
-    void use_device_profile(std::string id) { device_profile_id_ = std::move(id); }
+    /// The id of the customer `title_or_id` names (a UUID is checked with GET /api/customer/{id},
+    /// anything else is a title: GET /api/tenant/customers?customerTitle=), or "" if none.
+    std::string find_customer(const std::string& title_or_id);
+    /// The configured profile's and customer's ids through `setup` (looked up once; missing:
+    /// paused). Empty when not configured.
+    std::string device_profile_id();
+    std::string customer_id();
+    /// Decommission (keep mode): the device stays, its X.509 credentials are replaced by an
+    /// access token nobody knows (so the old certificate no longer authenticates: ThingsBoard
+    /// finds a device by the certificate's SHA3-256, DeviceCredentialsServiceImpl), and the
+    /// server-scope attributes revoked/revokedTime/revokedReason are written. "revoked", or
+    /// "absent" when there is no such device. Idempotent. Throws target_failure.
+    std::string revoke_device(const std::string& device_id, const std::string& reason, std::int64_t revoked_at_s);
 
 private:
     http_response call(const char* method, const std::string& path, const std::string* body,
@@ -84,13 +98,22 @@ private:
     bool write_attributes(const std::string& uuid, const job& j);
     /// "" when the device is gone.
     std::string notify(const std::string& uuid, const job& j);
+    /// Assigns the device to the configured customer if it has none; false when it is gone.
+    bool assign_customer(result& out);
+    /// The device's uuid by name, or "" (404). Throws target_failure.
+    std::string lookup(const std::string& device_id);
+    /// Reads the credentials, lets `change` edit them (false: nothing to do) and saves them; a
+    /// stale version (409/35) is read again. "saved", "unchanged", or "" when the device is gone.
+    std::string save_credentials(const std::string& uuid, const std::function<bool(nlohmann::json&)>& change);
+    /// Keep mode: "" when gone, else replaced | unchanged (already not X.509).
+    std::string replace_credentials(const std::string& uuid);
 
     const thingsboard_settings& settings_;
     std::chrono::milliseconds timeout_;
     thingsboard_session& session_;
     worker_metrics& metrics_;
     http_client http_;
-    std::string device_profile_id_;
+    setup_lookup& setup_;
 };
 
 /// The server-scope attributes written for a job (docs/integrations.md "Notification"): times

@@ -34,7 +34,7 @@ std::string field(const std::map<std::string, std::string>& m, const char* name)
 std::map<std::string, std::string> registration_fields(const std::map<std::string, std::string>& state) {
     std::map<std::string, std::string> out;
     for (const char* k : {device_field::thingsboard, device_field::thingsboard_id, device_field::thingsboard_fingerprint,
-                          device_field::hawkbit}) {
+                          device_field::hawkbit, hawkbit_fingerprint_field}) {
         if (auto it = state.find(k); it != state.end()) out[k] = it->second;
     }
     return out;
@@ -65,36 +65,53 @@ registration register_job(const job& j, std::map<std::string, std::string>& stat
         auto r = thingsboard.register_device(j);
         out.thingsboard = r.action;
         out.notified = r.notified;
+        out.assigned = r.assigned;
         state[device_field::thingsboard] = registration_state::registered;
         state[device_field::thingsboard_id] = r.device_uuid;
         state[device_field::thingsboard_fingerprint] = j.cert.fingerprint_sha256;
     }
-    if (field(state, device_field::hawkbit) == registration_state::registered) {
+    const bool registered = field(state, device_field::hawkbit) == registration_state::registered;
+    if (registered && same_fingerprint(field(state, hawkbit_fingerprint_field), j.cert.fingerprint_sha256)) {
         out.hawkbit = "already";
     } else {
+        std::vector<std::pair<std::string, std::string>> metadata;
+        try {
+            metadata = hawkbit_metadata(j);
+        } catch (const std::invalid_argument& e) {
+            throw target_failure(target::hawkbit, false, 0, "", std::string("hawkbit: ") + e.what());
+        }
+        // Also for a renewal of a registered target (409: exists): it may have been deleted since.
         out.hawkbit = hawkbit.ensure_target(j.cert.device_id);
+        // An existing target may be one a keep-mode decommission tagged (then `reregister`).
+        if (out.hawkbit == "exists" && hawkbit.drop_revoked_tag(j.cert.device_id)) out.hawkbit = "exists_untagged";
+        hawkbit.write_metadata(j.cert.device_id, metadata);
         state[device_field::hawkbit] = registration_state::registered;
+        state[hawkbit_fingerprint_field] = j.cert.fingerprint_sha256;
     }
     return out;
 }
 
 decommissioning decommission_job(const job& j, std::map<std::string, std::string>& state,
-                                 thingsboard_client& thingsboard, hawkbit_client& hawkbit) {
+                                 thingsboard_client& thingsboard, hawkbit_client& hawkbit, decommission_mode mode) {
     decommissioning out;
     const std::string& id = j.cert.device_id;
+    const bool keep = mode == decommission_mode::keep;
     if (field(state, device_field::thingsboard) == registration_state::decommissioned) {
         out.thingsboard = "already";
     } else {
-        out.thingsboard = thingsboard.delete_device(id);
+        const std::int64_t at = j.requested_at > 0 ? j.requested_at : static_cast<std::int64_t>(std::time(nullptr));
+        out.thingsboard = keep ? thingsboard.revoke_device(id, j.reason, at) : thingsboard.delete_device(id);
         state[device_field::thingsboard] = registration_state::decommissioned;
-        state[device_field::thingsboard_id] = "";
+        // Kept: ThingsBoard still holds the device (its id stays), no longer this certificate.
+        if (!keep || out.thingsboard == "absent") state[device_field::thingsboard_id] = "";
         state[device_field::thingsboard_fingerprint] = "";
     }
     if (field(state, device_field::hawkbit) == registration_state::decommissioned) {
         out.hawkbit = "already";
     } else {
-        out.hawkbit = hawkbit.delete_target(id);
+        out.hawkbit = keep ? hawkbit.revoke_target(id) : hawkbit.delete_target(id);
         state[device_field::hawkbit] = registration_state::decommissioned;
+        state[hawkbit_fingerprint_field] = "";
     }
     return out;
 }
@@ -105,7 +122,22 @@ registration_worker::registration_worker(const worker_config& config, worker_met
                         [this](bool paused, const std::string& why) { auth_transition(target::thingsboard, paused, why); }),
       hawkbit_gate_(target::hawkbit, config.auth_retry_initial, config.auth_retry_max, metrics,
                     [this](bool paused, const std::string& why) { auth_transition(target::hawkbit, paused, why); }),
-      session_(config.thingsboard, config.http_timeout, metrics, thingsboard_gate_) {}
+      session_(config.thingsboard, config.http_timeout, metrics, thingsboard_gate_),
+      thingsboard_setup_(target::thingsboard, config.auth_retry_initial, config.auth_retry_max, metrics,
+                         [this](bool paused, const std::string& why) { setup_transition(target::thingsboard, paused, why); }),
+      hawkbit_setup_(target::hawkbit, config.auth_retry_initial, config.auth_retry_max, metrics,
+                     [this](bool paused, const std::string& why) { setup_transition(target::hawkbit, paused, why); }) {}
+
+void registration_worker::setup_transition(target t, bool paused, const std::string& why) {
+    if (paused) {
+        log_.error("devicegate-worker: " + why + " (checked again every " +
+                   std::to_string(config_.auth_retry_initial.count()) + " ms, doubling up to " +
+                   std::to_string(config_.auth_retry_max.count()) + " ms; jobs wait in the stream)");
+    } else {
+        log_.notice("devicegate-worker: " + std::string(to_string(t)) +
+                    " has the configured names now; registrations resumed");
+    }
+}
 
 void registration_worker::auth_transition(target t, bool paused, const std::string& why) {
     if (paused) {
@@ -119,7 +151,8 @@ void registration_worker::auth_transition(target t, bool paused, const std::stri
 }
 
 std::chrono::milliseconds registration_worker::auth_pause() const {
-    return std::max(thingsboard_gate_.remaining(), hawkbit_gate_.remaining());
+    return std::max({thingsboard_gate_.remaining(), hawkbit_gate_.remaining(), thingsboard_setup_.gate().remaining(),
+                     hawkbit_setup_.gate().remaining()});
 }
 
 bool registration_worker::wait_while_paused(job_run& run) {
@@ -179,8 +212,8 @@ void registration_worker::consume(std::size_t index) {
             queue.set_dead_letter_max(config_.dead_letter_max);
             redis_state(true, "");
             reconnect = std::chrono::milliseconds(200);
-            thingsboard_client thingsboard(config_.thingsboard, config_.http_timeout, session_, metrics_);
-            hawkbit_client hawkbit(config_.hawkbit, config_.http_timeout, metrics_, hawkbit_gate_);
+            thingsboard_client thingsboard(config_.thingsboard, config_.http_timeout, session_, metrics_, thingsboard_setup_);
+            hawkbit_client hawkbit(config_.hawkbit, config_.http_timeout, metrics_, hawkbit_gate_, hawkbit_setup_);
             // Jobs this consumer took before a restart (or a lost Redis link) come first.
             for (const auto& e : queue.own_pending(1000)) process(queue, thingsboard, hawkbit, e, origin::own_pending);
             // Consumers claim idle jobs at staggered times.
@@ -254,7 +287,7 @@ void registration_worker::process(job_queue& queue, thingsboard_client& thingsbo
 bool registration_worker::attempt(job_run& run, const job& j, std::map<std::string, std::string>& state,
                                   thingsboard_client& thingsboard, hawkbit_client& hawkbit) {
     if (j.type == job_type::decommission) {
-        finish_decommission(run, j, decommission_job(j, state, thingsboard, hawkbit), state);
+        finish_decommission(run, j, decommission_job(j, state, thingsboard, hawkbit, config_.decommission), state);
     } else {
         finish(run, j, register_job(j, state, thingsboard, hawkbit), state);
     }
@@ -283,8 +316,8 @@ void registration_worker::finish_decommission(job_run& run, const job& j, const 
     fields[device_field::last_error] = "";
     run.queue.done(run.entry.id, id, fields);
     ++metrics_.jobs_decommissioned;
-    log_.notice("devicegate-worker: decommissioned device=" + id + " job=" + run.entry.id +
-                " thingsboard=" + d.thingsboard + " hawkbit=" + d.hawkbit + " reason=\"" + log_safe(j.reason) +
+    log_.notice("devicegate-worker: decommissioned device=" + id + " job=" + run.entry.id + " mode=" +
+                (config_.decommission == decommission_mode::keep ? "keep" : "delete") + " thingsboard=" + d.thingsboard + " hawkbit=" + d.hawkbit + " reason=\"" + log_safe(j.reason) +
                 "\" attempts=" + std::to_string(run.attempts));
 }
 
@@ -368,7 +401,8 @@ void registration_worker::finish(job_run& run, const job& j, const registration&
     }
     log_.info("devicegate-worker: registered device=" + id + " job=" + run.entry.id + " type=" +
               std::string(to_string(j.type)) + " thingsboard=" + r.thingsboard +
-              (r.notified.empty() ? "" : " notified=" + r.notified) + " hawkbit=" + r.hawkbit +
+              (r.notified.empty() ? "" : " notified=" + r.notified) + (r.assigned ? " customer=assigned" : "") +
+              " hawkbit=" + r.hawkbit +
               " attempts=" + std::to_string(run.attempts) + " in " + std::to_string(took.count() / 1000) + " ms");
 }
 
@@ -382,7 +416,8 @@ bool registration_worker::retry_after(job_run& run, const job& j, const target_f
     const char* which = f.which == target::thingsboard ? device_field::thingsboard : device_field::hawkbit;
     if (!f.retryable || run.attempts >= config_.max_attempts) {
         progress[which] = registration_state::failed;
-        dead_letter(run, f.retryable ? dead_reason::exhausted : dead_reason::permanent, f.what(), id,
+        const dead_reason why = f.quota ? dead_reason::quota : f.retryable ? dead_reason::exhausted : dead_reason::permanent;
+        dead_letter(run, why, f.what(), id,
                     {{job_field::target, to_string(f.which)},
                      {job_field::status, std::to_string(f.status)},
                      {job_field::body, f.body_excerpt}},
@@ -391,7 +426,8 @@ bool registration_worker::retry_after(job_run& run, const job& j, const target_f
     }
     progress[which] = registration_state::retrying;
     run.queue.update_device(id, progress);
-    const auto delay = backoff(run.attempts);
+    // A Retry-After (capped by retry_max: the server does not get to stall the worker) is a floor.
+    const auto delay = std::max(backoff(run.attempts), std::min(f.retry_after, config_.retry_max));
     ++metrics_.jobs_retried;
     log_.notice("devicegate-worker: retry device=" + id + " job=" + run.entry.id + " attempt " +
                 std::to_string(run.attempts + 1) + "/" + std::to_string(config_.max_attempts) + " in " +

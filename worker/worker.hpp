@@ -20,6 +20,10 @@
 
 namespace devicegate::worker {
 
+/// The device hash field holding the fingerprint whose metadata hawkBit holds (the worker's
+/// own bookkeeping, like thingsboard_fingerprint): a renewal writes the metadata again.
+inline constexpr const char* hawkbit_fingerprint_field = "hawkbit_fingerprint";
+
 /// What one attempt did; `state` (the device's Redis hash) tells it what is already done and
 /// is updated with each target that succeeds, so a retry skips it.
 struct registration {
@@ -27,22 +31,24 @@ struct registration {
     bool decommissioned = false;  // decommissioned: only `devicegate-ctl reregister` brings it back
     std::string thingsboard;  // created | credentials_updated | unchanged | already (skipped)
     std::string notified;     // delivered | unsupported | off | ""
-    std::string hawkbit;      // created | exists | already
+    std::string hawkbit;      // created | exists | exists_untagged (devicegate-revoked removed) | already
+    bool assigned = false;    // assigned to thingsboard_customer now
 };
 /// Throws target_failure.
 registration register_job(const job& j, std::map<std::string, std::string>& state, thingsboard_client& thingsboard,
                           hawkbit_client& hawkbit);
 
-/// What one decommission attempt did, per target: deleted | absent (already gone) | already
-/// (an earlier attempt removed it: `state` says so).
+/// What one decommission attempt did, per target: deleted | revoked (keep mode) | absent
+/// (no such device) | already (an earlier attempt did it: `state` says so).
 struct decommissioning {
     std::string thingsboard;
     std::string hawkbit;
 };
-/// Removes the device from both targets (delete mode), recording each in `state` as it
-/// succeeds so a retry skips it. Throws target_failure.
+/// Removes the device from both targets (delete mode) or revokes it there (keep mode), recording
+/// each in `state` as it succeeds so a retry skips it. Throws target_failure.
 decommissioning decommission_job(const job& j, std::map<std::string, std::string>& state,
-                                 thingsboard_client& thingsboard, hawkbit_client& hawkbit);
+                                 thingsboard_client& thingsboard, hawkbit_client& hawkbit,
+                                 decommission_mode mode = decommission_mode::delete_);
 
 class registration_worker {
 public:
@@ -94,6 +100,7 @@ private:
     /// The longest wait before a paused target may be probed again (0: none paused).
     std::chrono::milliseconds auth_pause() const;
     void auth_transition(target t, bool paused, const std::string& why);
+    void setup_transition(target t, bool paused, const std::string& why);
     bool sleep(std::chrono::milliseconds d);
     std::chrono::milliseconds backoff(std::size_t attempt) const;
     void redis_state(bool up, const std::string& why);
@@ -104,6 +111,8 @@ private:
     login_gate thingsboard_gate_;
     login_gate hawkbit_gate_;
     thingsboard_session session_;
+    setup_lookup thingsboard_setup_;  // device profile, customer
+    setup_lookup hawkbit_setup_;      // target type, the devicegate-revoked tag
     std::atomic<bool> stopping_{false};
     std::mutex mutex_;
     std::condition_variable wake_;

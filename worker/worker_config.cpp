@@ -41,6 +41,17 @@ std::string path(const std::string& v) {
     return v;
 }
 
+/// Text for a name or a label: printable, without control characters, at most `max` bytes.
+std::string bounded(const std::string& v, std::size_t max) {
+    if (v.size() > max) throw std::invalid_argument("too long");
+    for (unsigned char ch : v) {
+        if (ch < 0x20 || ch == 0x7f) throw std::invalid_argument("control character");
+    }
+    return v;
+}
+
+std::string profile_name(const std::string& v) { return bounded(v, 255); }
+
 const std::vector<setting>& settings() {
     static const std::vector<setting> all = {
         {"redis_url", "redis://[[user]:password@]host[:port][/db]", true,
@@ -86,15 +97,30 @@ const std::vector<setting>& settings() {
          [](worker_config& c, const std::string& v) { c.thingsboard.username = v; }},
         {"thingsboard_password", "the tenant administrator's password", true,
          [](worker_config& c, const std::string& v) { c.thingsboard.password = v; }},
-        {"thingsboard_device_type", "a device profile name", false,
+        {"thingsboard_device_profile", "the name of an existing device profile (empty: the tenant's default)", false,
+         [](worker_config& c, const std::string& v) { c.thingsboard.device_profile = profile_name(v); }},
+        // The old name of thingsboard_device_profile (it used to be sent as the device's `type`,
+        // which ThingsBoard finds *or creates*: DeviceProfileServiceImpl.findOrCreateDeviceProfile).
+        {"thingsboard_device_type", "the name of an existing device profile", false,
+         [](worker_config& c, const std::string& v) { c.thingsboard.device_profile = profile_name(v); }},
+        {"thingsboard_customer", "a customer title or customer id (empty: no assignment)", false,
+         [](worker_config& c, const std::string& v) { c.thingsboard.customer = bounded(v, 255); }},
+        {"thingsboard_label", "a label template up to 255 characters, {device_id} and {serial} replaced", false,
          [](worker_config& c, const std::string& v) {
-             if (v.empty()) throw std::invalid_argument("empty");
-             c.thingsboard.device_type = v;
+             c.thingsboard.label = bounded(v, 255);
+             expand_label(v, "", "");  // unknown placeholders are refused now, not per job
          }},
         {"thingsboard_rule_engine", "on or off", false,
          [](worker_config& c, const std::string& v) { c.thingsboard.rule_engine = parse_on_off(v); }},
         {"thingsboard_rule_engine_timeout", "a duration such as 5s", false,
          [](worker_config& c, const std::string& v) { c.thingsboard.rule_engine_timeout = duration(v); }},
+        {"hawkbit_target_type", "the name of an existing target type (empty: none)", false,
+         [](worker_config& c, const std::string& v) { c.hawkbit.target_type = bounded(v, 128); }},
+        {"decommission_mode", "delete or keep", false,
+         [](worker_config& c, const std::string& v) {
+             if (v != "delete" && v != "keep") throw std::invalid_argument("not delete or keep");
+             c.decommission = v == "keep" ? decommission_mode::keep : decommission_mode::delete_;
+         }},
         {"hawkbit_url", "http(s)://host[:port]", false,
          [](worker_config& c, const std::string& v) { c.hawkbit.url = http_url(v); }},
         {"hawkbit_username", "a Management API user", false,
@@ -129,6 +155,27 @@ const std::vector<setting>& settings() {
     };
     return all;
 }
+
+}  // namespace
+
+std::string expand_label(const std::string& label_template, const std::string& device_id, const std::string& serial_hex) {
+    std::string out;
+    for (std::size_t i = 0; i < label_template.size();) {
+        if (label_template[i] != '{') {
+            out += label_template[i++];
+            continue;
+        }
+        const auto close = label_template.find('}', i);
+        const std::string name = close == std::string::npos ? "" : label_template.substr(i + 1, close - i - 1);
+        if (name == "device_id") out += device_id;
+        else if (name == "serial") out += serial_hex;
+        else throw std::invalid_argument("unknown placeholder (only {device_id} and {serial})");
+        i = close + 1;
+    }
+    return out.substr(0, 255);  // Device.label: @Length(255)
+}
+
+namespace {
 
 std::string env_name(const char* key) { return settings_env_name("DEVICEGATE_", key); }
 
@@ -189,9 +236,14 @@ std::string worker_config::describe() const {
         << " max_attempts=" << max_attempts << " retry=" << retry_initial.count() << ".." << retry_max.count()
         << "ms http_timeout=" << http_timeout.count() << "ms auth_retry=" << auth_retry_initial.count() << ".."
         << auth_retry_max.count() << "ms thingsboard=" << thingsboard.url
-        << " (user " << thingsboard.username << ", password set, type " << thingsboard.device_type
+        << " (user " << thingsboard.username << ", password set, profile "
+        << (thingsboard.device_profile.empty() ? "(tenant default)" : "'" + thingsboard.device_profile + "'")
+        << (thingsboard.customer.empty() ? "" : ", customer '" + thingsboard.customer + "'")
+        << (thingsboard.label.empty() ? "" : ", label '" + thingsboard.label + "'")
         << ", rule engine " << (thingsboard.rule_engine ? "on" : "off") << ") hawkbit=" << hawkbit.url << " (user "
-        << hawkbit.username << ", password set) tenant_ca=" << tenant_ca_file << " ica=" << ica_file
+        << hawkbit.username << ", password set"
+        << (hawkbit.target_type.empty() ? "" : ", target type '" + hawkbit.target_type + "'") << ") decommission="
+        << (decommission == decommission_mode::keep ? "keep" : "delete") << " tenant_ca=" << tenant_ca_file << " ica=" << ica_file
         << " root_ca=" << root_ca_file << " clock_skew=" << clock_skew.count() << "s metrics=" << metrics_listen;
     return out.str();
 }

@@ -23,7 +23,14 @@ struct thingsboard_settings {
     std::string url;  // e.g. http://thingsboard:8080 (no trailing slash)
     std::string username;
     std::string password;  // secret
-    std::string device_type = "default";  // the device profile, found or created by name
+    /// The device profile new devices get, by exact name; it must exist (looked up once, lazily:
+    /// missing = registrations paused). "": the tenant's default profile (no lookup).
+    std::string device_profile;
+    /// Optional: a customer title, or a customer id (UUID), that new and unassigned devices are
+    /// assigned to; must exist like the profile.
+    std::string customer;
+    /// Optional: the label of a device the worker creates; "{device_id}" and "{serial}" are replaced.
+    std::string label;
     /// Also send a Rule Engine REST message per registration. Off: the stock root chain has no
     /// "rest call reply" node, so each call would hold a thread for the whole timeout (408).
     bool rule_engine = false;
@@ -34,7 +41,14 @@ struct hawkbit_settings {
     std::string url;
     std::string username;
     std::string password;  // secret
+    /// Optional: the target type new targets get, by exact name; must exist (like the profile).
+    std::string target_type;
 };
+
+/// What a decommission job does (docs/worker.md "Decommission"): delete the ThingsBoard device and
+/// the hawkBit target, or keep both (credentials replaced, a `revoked` attribute; actions
+/// canceled, the devicegate-revoked tag).
+enum class decommission_mode { delete_, keep };
 
 struct worker_config {
     redis_options redis;
@@ -52,6 +66,7 @@ struct worker_config {
     /// After a refused login: no login (and no job) before this, doubling up to auth_retry_max.
     std::chrono::milliseconds auth_retry_initial{std::chrono::seconds(30)};
     std::chrono::milliseconds auth_retry_max{std::chrono::minutes(10)};
+    enum decommission_mode decommission = decommission_mode::delete_;
     thingsboard_settings thingsboard;
     hawkbit_settings hawkbit;
     // The tenant's chain, as the brokers' plugin_opt_*_file: every job's certificate must verify
@@ -65,6 +80,9 @@ struct worker_config {
     /// Every setting as "key = value" lines, secrets shown as "(set)".
     std::string describe() const;
 };
+
+/// A device's label from the `thingsboard_label` template.
+std::string expand_label(const std::string& label_template, const std::string& device_id, const std::string& serial_hex);
 
 /// `file_text`: the config file's contents ("" for none); `env`: the process environment.
 /// Also loads and cross-checks the CA files (a worker_config_error names the bad one).

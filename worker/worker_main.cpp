@@ -6,21 +6,84 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <csignal>
+#include <functional>
 #include <ctime>
 #include <iostream>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace {
 
 constexpr const char* usage = R"(usage: devicegate-worker [-c FILE] [--check]
   -c FILE   settings, one "key value" per line (config/devicegate-worker.conf.example);
             every key can also come from the environment as DEVICEGATE_<KEY> (which wins)
-  --check   validate the settings, print them (without secrets) and exit
+  --check   validate the settings, print them (without secrets); if ThingsBoard / hawkBit
+            answer, also check the login and that the configured device profile, customer and
+            target type exist; exit 1 if anything is wrong (an unreachable target is only noted)
 )";
+
+/// One target's part of --check: "" when fine or unreachable (noted on stdout), else the problem.
+std::string check_names(const char* what, const std::function<std::vector<std::pair<std::string, std::string>>()>& names) {
+    using devicegate::worker::target_failure;
+    try {
+        std::string problems;
+        for (const auto& [setting, missing] : names()) {
+            if (!missing.empty()) problems += (problems.empty() ? "" : "; ") + missing + " (" + setting + ")";
+        }
+        if (problems.empty()) std::cout << "devicegate-worker: " << what << ": login and configured names ok\n";
+        return problems;
+    } catch (const target_failure& f) {
+        if (f.paused) return f.what();
+        if (f.status == 0 || f.retryable) {
+            std::cout << "devicegate-worker: " << what << " not checked (" << f.what()
+                      << "); the worker looks the configured names up when it first needs them\n";
+            return "";
+        }
+        return f.what();
+    }
+}
+
+/// --check against the live targets (short timeouts): the login, the device profile, the
+/// customer and the target type. Returns the problems found ("" = none).
+std::string check_targets(const devicegate::worker::worker_config& config) {
+    using namespace devicegate::worker;
+    worker_metrics metrics;
+    const auto timeout = std::min(config.http_timeout, std::chrono::milliseconds(3000));
+    login_gate tb_gate(target::thingsboard, config.auth_retry_initial, config.auth_retry_max, metrics);
+    login_gate hb_gate(target::hawkbit, config.auth_retry_initial, config.auth_retry_max, metrics);
+    setup_lookup tb_setup(target::thingsboard, config.auth_retry_initial, config.auth_retry_max, metrics);
+    setup_lookup hb_setup(target::hawkbit, config.auth_retry_initial, config.auth_retry_max, metrics);
+    thingsboard_session session(config.thingsboard, timeout, metrics, tb_gate);
+    thingsboard_client tb(config.thingsboard, timeout, session, metrics, tb_setup);
+    hawkbit_client hb(config.hawkbit, timeout, metrics, hb_gate, hb_setup);
+    const auto& t = config.thingsboard;
+    std::string problems = check_names("thingsboard", [&] {
+        std::vector<std::pair<std::string, std::string>> out;
+        // Any call checks the login; the profile lookup is one (of "default" when none is set).
+        const std::string profile = tb.find_device_profile(t.device_profile.empty() ? "default" : t.device_profile);
+        out.emplace_back("thingsboard_device_profile", !t.device_profile.empty() && profile.empty()
+                                                           ? "device profile '" + t.device_profile + "' not found in ThingsBoard" : "");
+        out.emplace_back("thingsboard_customer", !t.customer.empty() && tb.find_customer(t.customer).empty()
+                                                     ? "customer '" + t.customer + "' not found in ThingsBoard" : "");
+        return out;
+    });
+    const std::string hawkbit = check_names("hawkbit", [&] {
+        const auto& type = config.hawkbit.target_type;
+        // Any authenticated call checks the login; the type lookup is one when a type is set.
+        const std::string found = hb.find_target_type(type.empty() ? devicegate::worker::revoked_tag : type);
+        return std::vector<std::pair<std::string, std::string>>{
+            {"hawkbit_target_type", !type.empty() && found.empty() ? "target type '" + type + "' not found in hawkBit" : ""}};
+    });
+    if (!hawkbit.empty()) problems += (problems.empty() ? "" : "; ") + hawkbit;
+    return problems;
+}
+
 
 /// The /metrics endpoint on its own thread (metrics_listen; "off": none).
 class metrics_endpoint {
@@ -100,7 +163,10 @@ int main(int argc, char** argv) {
     }
     if (args->check) {
         std::cout << "devicegate-worker: configuration ok: " << config.describe() << "\n";
-        return 0;
+        const std::string problems = check_targets(config);
+        if (problems.empty()) return 0;
+        std::cerr << "devicegate-worker: check failed: " << problems << "\n";
+        return 1;
     }
     const logger log = stderr_logger(log_threshold(config.log_level));
     sigset_t signals = block_stop_signals();

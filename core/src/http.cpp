@@ -47,6 +47,7 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
         value.erase(value.find_last_not_of(" \t\r\n") + 1);
         if (name == "etag") t->response->etag = value;
         if (name == "last-modified") t->response->last_modified = value;
+        if (name == "retry-after") t->response->retry_after = value;
     }
     return size * count;
 }
@@ -74,6 +75,11 @@ http_response http_client::get(const std::string& url, const http_get_options& o
 http_response http_client::post(const std::string& url, const std::string& body, const std::string& content_type,
                                 const http_get_options& options) {
     return perform(url, options, &body, content_type);
+}
+
+http_response http_client::put(const std::string& url, const std::string& body, const std::string& content_type,
+                               const http_get_options& options) {
+    return perform(url, options, &body, content_type, "PUT");
 }
 
 http_response http_client::del(const std::string& url, const http_get_options& options) {

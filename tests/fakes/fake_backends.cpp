@@ -150,6 +150,7 @@ fake_server::fake_server() {
         p.fail_always = j.value("fail_always", 0);
         p.drop_next = j.value("drop_next", 0);
         p.latency_ms = j.value("latency_ms", 0);
+        p.retry_after = j.value("retry_after", std::string());
         set_faults(p);
         res.set_content("{}", "application/json");
     });
@@ -218,6 +219,8 @@ httplib::Server::HandlerResponse fake_server::apply_faults(const Request& req, R
     }
     if (status != 0) {
         error(res, status, "injected fault", req);
+        std::lock_guard lock(mutex_);
+        if (!faults_.retry_after.empty()) res.set_header("Retry-After", faults_.retry_after);
         return R::Handled;
     }
     return R::Unhandled;
@@ -324,6 +327,13 @@ void fake_thingsboard::erase_device(const device_record& d) {
     devices_.erase(d.name);  // last: `d` is gone after this
 }
 
+std::string fake_thingsboard::add_device_profile(const std::string& name) {
+    std::lock_guard lock(mutex_);
+    auto [it, created] = profiles_.try_emplace(name, "");
+    if (created) it->second = random_uuid();
+    return it->second;
+}
+
 bool fake_thingsboard::delete_device(const std::string& name) {
     std::lock_guard lock(mutex_);
     auto it = devices_.find(name);
@@ -414,10 +424,19 @@ void fake_thingsboard::handle_credentials_update(const Request& req, Response& r
     if (!j.contains("id") || !j["id"].is_object() || j["id"].value("id", "") != d.credentials_id_uuid) {
         return tb_error(res, 400, 31, "Unable to update non-existent device credentials!");
     }
-    if (j.value("credentialsType", "") != "X509_CERTIFICATE") return tb_error(res, 400, 31, "Unsupported credentials type in this fake");
-    std::string value = bare_base64(j.value("credentialsValue", ""));
-    if (!is_base64(value)) return tb_error(res, 400, 31, "Failed to decode the certificate");
-    std::string hash = sha3_hex(value);
+    const std::string type = j.value("credentialsType", "");
+    if (type != "X509_CERTIFICATE" && type != "ACCESS_TOKEN") return tb_error(res, 400, 31, "Unsupported credentials type in this fake");
+    // DeviceCredentialsServiceImpl.formatCredentials: X.509 -> id = SHA3-256 of the bare base64;
+    // ACCESS_TOKEN -> the credentialsId is the token, the value is not used.
+    std::string value, hash;
+    if (type == "X509_CERTIFICATE") {
+        value = bare_base64(j.value("credentialsValue", ""));
+        if (!is_base64(value)) return tb_error(res, 400, 31, "Failed to decode the certificate");
+        hash = sha3_hex(value);
+    } else {
+        hash = j.contains("credentialsId") && j["credentialsId"].is_string() ? j["credentialsId"].get<std::string>() : "";
+        if (hash.empty()) return tb_error(res, 400, 31, "Device credentials id should be specified!");
+    }
     if (auto owner = credentials_owner_.find(hash); owner != credentials_owner_.end() && owner->second != d.name) {
         return tb_error(res, 400, 31, "Device credentials are already assigned to another device!");
     }
@@ -429,6 +448,7 @@ void fake_thingsboard::handle_credentials_update(const Request& req, Response& r
         return tb_error(res, 409, 35, "Device credentials was already changed by someone else");
     }
     credentials_owner_.erase(d.credentials_hash);
+    d.credentials_type = type;
     d.credentials_value = value;
     d.credentials_hash = hash;
     ++d.credentials_version;
@@ -548,22 +568,36 @@ void fake_thingsboard::add_profile_and_customer_routes() {
         if (!authorized(req, res)) return;
         res.set_content(profile_info("default", profiles_.at("default")).dump(), "application/json");
     });
-    server_.Get("/api/tenant/customers", [this](const Request& req, Response& res) {
+    auto customer_json = [](const std::pair<const std::string, std::string>& c) {
+        return json{{"id", {{"entityType", "CUSTOMER"}, {"id", c.second}}}, {"title", c.first}}.dump();
+    };
+    // BaseController.checkCustomerId: JSON 404 when there is none; nullptr after writing it.
+    auto by_id = [this](const std::string& id, Response& res) -> const std::pair<const std::string, std::string>* {
+        auto it = std::find_if(customers_.begin(), customers_.end(), [&](const auto& c) { return c.second == id; });
+        if (it != customers_.end()) return &*it;
+        tb_error(res, 404, 32, "Customer with id [" + id + "] is not found");
+        return nullptr;
+    };
+    server_.Get("/api/tenant/customers", [this, customer_json](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
         auto it = customers_.find(req.get_param_value("customerTitle"));
         if (it == customers_.end()) return tb_error(res, 404, 32, "Requested item wasn't found!");
-        res.set_content(json{{"id", {{"entityType", "CUSTOMER"}, {"id", it->second}}}, {"title", it->first}}.dump(), "application/json");
+        res.set_content(customer_json(*it), "application/json");
     });
-    server_.Post(R"(/api/customer/([^/]+)/device/([^/]+))", [this](const Request& req, Response& res) {
+    server_.Get(R"(/api/customer/([0-9a-fA-F-]{36}))", [this, customer_json, by_id](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
-        const std::string customer = req.matches[1].str();
-        auto it = std::find_if(customers_.begin(), customers_.end(), [&](const auto& c) { return c.second == customer; });
-        if (it == customers_.end()) return tb_error(res, 404, 32, "Customer with id [" + customer + "] is not found");
+        if (const auto* c = by_id(req.matches[1].str(), res)) res.set_content(customer_json(*c), "application/json");
+    });
+    server_.Post(R"(/api/customer/([^/]+)/device/([^/]+))", [this, by_id](const Request& req, Response& res) {
+        std::lock_guard lock(mutex_);
+        if (!authorized(req, res)) return;
+        const auto* c = by_id(req.matches[1].str(), res);
+        if (c == nullptr) return;
         device_record* d = find_or_404(req.matches[2].str(), res);
         if (d == nullptr) return;
-        d->customer_id = customer;
+        d->customer_id = c->second;
         ++customer_assignments_;
         res.set_content(device_json(*d).dump(), "application/json");
     });
@@ -577,6 +611,12 @@ void fake_thingsboard::add_control_routes() {
     server_.Post("/_fake/rotate_signing_key", [this](const Request&, Response& res) {
         rotate_signing_key();
         res.set_content("{}", "application/json");
+    });
+    server_.Post("/_fake/device_profiles", [this](const Request& req, Response& res) {
+        json body = parse_or_null(req.body);
+        const std::string name = body.is_object() ? body.value("name", "") : "";
+        res.status = name.empty() ? 400 : 200;
+        res.set_content(json{{"id", name.empty() ? "" : add_device_profile(name)}}.dump(), "application/json");
     });
     server_.Post("/_fake/unlock", [this](const Request&, Response& res) {
         std::lock_guard lock(mutex_);
@@ -685,9 +725,9 @@ json fake_thingsboard::credentials_json(const device_record& d) const {
     return {{"id", {{"id", d.credentials_id_uuid}}},
             {"createdTime", d.created},
             {"deviceId", {{"entityType", "DEVICE"}, {"id", d.id}}},
-            {"credentialsType", "X509_CERTIFICATE"},
+            {"credentialsType", d.credentials_type},
             {"credentialsId", d.credentials_hash},
-            {"credentialsValue", d.credentials_value},
+            {"credentialsValue", d.credentials_type == "ACCESS_TOKEN" ? json(nullptr) : json(d.credentials_value)},
             {"version", d.credentials_version}};
 }
 
@@ -957,8 +997,13 @@ void fake_hawkbit::add_action_routes() {
         if (!authorized(req, res)) return;
         target_record* t = find_or_404(req.matches[1].str(), res);
         if (t == nullptr) return;
+        // ?q=status==pending|finished (ActionFields.STATUS: active or not); other queries are not modelled.
+        const std::string q = req.get_param_value("q");
+        const std::string only = q.rfind("status==", 0) == 0 ? q.substr(8) : "";
         json content = json::array();
         for (const auto& [id, status] : t->actions) {
+            const bool active = !(status == "finished" || status == "canceled");
+            if (!only.empty() && (only == "pending") != active) continue;
             content.push_back({{"id", id}, {"type", status == "canceling" || status == "canceled" ? "cancel" : "update"},
                                {"status", status == "finished" || status == "canceled" ? "finished" : "pending"},
                                {"detailStatus", status}});
@@ -1044,7 +1089,15 @@ void fake_hawkbit::add_type_and_tag_routes() {
             std::lock_guard lock(mutex_);
             if (!authorized(req, res)) return;
             const std::string q = req.get_param_value("q");
-            const std::string wanted = q.rfind("name==", 0) == 0 ? q.substr(6) : "";
+            std::string wanted = q.rfind("name==", 0) == 0 ? q.substr(6) : "";
+            if (wanted.size() >= 2 && wanted.front() == '"' && wanted.back() == '"') {  // RSQL quoted argument
+                std::string unquoted;
+                for (std::size_t i = 1; i + 1 < wanted.size(); ++i) {
+                    if (wanted[i] == '\\' && i + 2 < wanted.size()) ++i;
+                    unquoted += wanted[i];
+                }
+                wanted = unquoted;
+            }
             json content = json::array();
             for (const auto& [id, e] : from) {
                 if (q.empty() || e["name"] == wanted) content.push_back(e);
@@ -1056,16 +1109,51 @@ void fake_hawkbit::add_type_and_tag_routes() {
     server_.Get("/rest/v1/targettypes", list(target_types_));
     server_.Post("/rest/v1/targettags", create(tags_, "TargetTag"));
     server_.Get("/rest/v1/targettags", list(tags_));
-    server_.Post(R"(/rest/v1/targettags/(\d+)/assigned/([^/]+))", [this](const Request& req, Response& res) {
+    // MgmtTargetTagResource.assignTarget / unassignTarget (POST / DELETE …/assigned/{controllerId}):
+    // 200; an unknown tag or target is 404; assigning twice, or removing an absent tag, is no error.
+    auto one_target = [this](bool assign) {
+        return [this, assign](const Request& req, Response& res) {
+            std::lock_guard lock(mutex_);
+            if (!authorized(req, res)) return;
+            const std::int64_t tag = std::stoll(req.matches[1].str());
+            if (tags_.count(tag) == 0) return not_found(res, "TargetTag", std::to_string(tag));
+            target_record* t = find_or_404(req.matches[2].str(), res);
+            if (t == nullptr) return;
+            if (assign) {
+                t->tags.insert(tag);
+                ++tag_assignments_;
+            } else {
+                t->tags.erase(tag);
+            }
+            res.status = 200;
+        };
+    };
+    server_.Post(R"(/rest/v1/targettags/(\d+)/assigned/([^/]+))", one_target(true));
+    server_.Delete(R"(/rest/v1/targettags/(\d+)/assigned/([^/]+))", one_target(false));
+    // MgmtTargetTagResource.assignTargets: [{"controllerId"}] in, the targets out; already
+    // assigned targets are ignored.
+    server_.Post(R"(/rest/v1/targettags/(\d+)/assigned)", [this](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
+        json body;
+        if (!json_body(req, res, body)) return;
+        if (!body.is_array()) return not_readable(res);
         const std::int64_t tag = std::stoll(req.matches[1].str());
         if (tags_.count(tag) == 0) return not_found(res, "TargetTag", std::to_string(tag));
-        target_record* t = find_or_404(req.matches[2].str(), res);
-        if (t == nullptr) return;
-        t->tags.insert(tag);  // assigning twice is no error
-        ++tag_assignments_;
-        res.status = 200;
+        std::vector<target_record*> found;
+        for (const json& e : body) {
+            const std::string id = e.is_object() ? e.value("controllerId", "") : "";
+            target_record* t = find_or_404(id, res);
+            if (t == nullptr) return;
+            found.push_back(t);
+        }
+        json out = json::array();
+        for (target_record* t : found) {
+            t->tags.insert(tag);
+            ++tag_assignments_;
+            out.push_back(target_json(*t, req));
+        }
+        res.set_content(out.dump(), "application/json");
     });
 }
 

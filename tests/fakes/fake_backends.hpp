@@ -27,6 +27,8 @@ namespace devicegate::fakes {
 ///   {"drop_next":N}                the next N responses are cut off after the headers
 ///                                  (the client sees the connection close mid-response)
 ///   {"latency_ms":M}               every request waits M ms first
+///   {"retry_after":"S"}            injected statuses carry Retry-After: S (neither product sends
+///                                  one; a proxy in front of them may)
 struct fault_plan {
     std::string path;
     int fail_next = 0;
@@ -34,6 +36,7 @@ struct fault_plan {
     int fail_always = 0;
     int drop_next = 0;
     int latency_ms = 0;
+    std::string retry_after;
 };
 
 class fake_server {
@@ -104,7 +107,9 @@ struct thingsboard_options {
 /// /api/plugins/telemetry/DEVICE/{id}/attributes/SERVER_SCOPE (+ values/attributes/SERVER_SCOPE),
 /// /api/deviceProfileInfos, /api/deviceProfile/names, /api/deviceProfileInfo/default,
 /// /api/tenant/customers?customerTitle=, /api/customer/{customerId}/device/{deviceId}.
+/// /api/customer/{customerId} (GET).
 /// Extra control: POST /_fake/expire_tokens, POST /_fake/rotate_signing_key, POST /_fake/unlock,
+/// POST /_fake/device_profiles {"name"},
 /// GET /_fake/devices/NAME, POST /_fake/devices/NAME/delete.
 class fake_thingsboard : public fake_server {
 public:
@@ -116,6 +121,8 @@ public:
     /// As if ThingsBoard restarted with a new JWT signing key: every token issued so far now
     /// fails its signature check (401, errorCode 11, JwtTokenFactory.parseTokenClaims).
     void rotate_signing_key();
+    /// As if a tenant administrator created a device profile (POST /api/deviceProfile); its id.
+    std::string add_device_profile(const std::string& name);
     /// As if a tenant administrator deleted the device in the UI; false if there is none.
     bool delete_device(const std::string& name);
     /// The device named `name` with its stored credentials value, messages and server-scope
@@ -128,8 +135,9 @@ private:
         std::string customer_id = "13814000-1dd2-11b2-8080-808080808080";  // NULL_UUID: unassigned
         std::int64_t created = 0;
         std::string credentials_id_uuid;
-        std::string credentials_value;  // bare base64 DER, as ThingsBoard stores it
-        std::string credentials_hash;   // SHA3-256 hex of that base64 text
+        std::string credentials_type = "X509_CERTIFICATE";  // or ACCESS_TOKEN (keep-mode decommission)
+        std::string credentials_value;  // bare base64 DER, as ThingsBoard stores it ("" for a token)
+        std::string credentials_hash;   // SHA3-256 hex of that base64 text; the token for ACCESS_TOKEN
         std::int64_t credentials_version = 1;  // JpaAbstractDao: 1 on create, +1 on every save
         nlohmann::json messages = nlohmann::json::array();
         nlohmann::json server_attributes = nlohmann::json::object();  // key -> {value, lastUpdateTs}

@@ -2,6 +2,7 @@
 // devicegate-worker process, devicegate-ctl and the fake ThingsBoard / hawkBit.
 #include "harness.hpp"
 
+#include "devicegate/http.hpp"
 #include "devicegate/job.hpp"
 #include "devicegate/pki.hpp"
 
@@ -26,10 +27,10 @@ struct registered_device {
     std::unique_ptr<broker> b;
     std::unique_ptr<client> c;
 
-    explicit registered_device(const std::string& id) {
+    explicit registered_device(const std::string& id, worker_options options = {}) {
         REQUIRE(redis.start());
         REQUIRE(fakes.start());
-        worker = std::make_unique<worker_process>(redis, fakes);
+        worker = std::make_unique<worker_process>(redis, fakes, std::move(options));
         REQUIRE(worker->start());
         b = std::make_unique<broker>(broker_options{.redis = &redis});
         REQUIRE(b->start());
@@ -38,6 +39,22 @@ struct registered_device {
         REQUIRE(eventually([&] { return count(fakes.thingsboard_state(), "devices") == 1 && count(fakes.hawkbit_state(), "targets") == 1; }, 10s));
     }
 };
+
+/// A pending action on the hawkBit target (as a rollout would leave one); its id.
+std::string add_pending_action(const fake_backends& fakes, const std::string& id) {
+    devicegate::http_client http;
+    auto r = http.post(fakes.hawkbit_url() + "/_fake/targets/" + id + "/actions", R"({"status":"pending"})", "application/json", {});
+    REQUIRE(r);
+    REQUIRE(r.status == 200);
+    return std::to_string(json::parse(r.body)["id"].get<long long>());
+}
+
+json hawkbit_target(const fake_backends& fakes, const std::string& id) {
+    devicegate::http_client http;
+    auto r = http.get(fakes.hawkbit_url() + "/_fake/targets/" + id, {});
+    REQUIRE(r);
+    return r.status == 200 ? json::parse(r.body) : json();
+}
 
 }  // namespace
 
@@ -103,4 +120,53 @@ TEST_CASE("A decommission job for a device that is not revoked is dead-lettered 
     CHECK(worker.metric("devicegate_worker_jobs_dead_total{reason=\"not_revoked\"}") == 1);
     CHECK(count(fakes.thingsboard_state(), "devices") == 1);
     CHECK(count(fakes.hawkbit_state(), "targets") == 1);
+}
+
+TEST_CASE("decommission_mode keep: the ThingsBoard device stays without its certificate and revoked=true; the hawkBit "
+          "target's actions are canceled and it is tagged; reregister brings the certificate back",
+          "[integration][worker][decommission]") {
+    worker_options keep;
+    keep.extra = {{"decommission_mode", "keep"}};
+    registered_device s("dev-001", keep);
+    auto& [redis, fakes, worker_ptr, broker_ptr, c] = s;
+    worker_process& worker = *worker_ptr;
+    REQUIRE(status_says(redis, "dev-001", "hawkbit:      registered"));
+    const std::string action = add_pending_action(fakes, "dev-001");
+    const std::string certificate = fakes.thingsboard_device("dev-001")["credentials"]["credentialsValue"];
+
+    auto revoked = ctl({"revoke", "dev-001", "--decommission", "--reason", "stolen"}, redis.url());
+    REQUIRE(revoked.exit_code == 0);
+    CHECK(c->wait_disconnected(5000ms));
+    REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_decommissioned_total") == 1; }, 10s));
+    CHECK(worker.log().find("mode=keep thingsboard=revoked hawkbit=revoked") != std::string::npos);
+    json d = fakes.thingsboard_device("dev-001");
+    REQUIRE_FALSE(d.is_null());  // kept
+    CHECK(d["credentials"]["credentialsType"] == "ACCESS_TOKEN");
+    CHECK(d["server_attributes"]["revoked"]["value"] == true);
+    CHECK(d["server_attributes"]["revokedReason"]["value"] == "stolen");
+    CHECK(d["server_attributes"]["revokedTime"]["value"].get<long long>() > 0);
+    // The replacement token is a secret nobody needs: never in the log.
+    CHECK(worker.log().find(d["credentials"]["credentialsId"].get<std::string>()) == std::string::npos);
+    json t = hawkbit_target(fakes, "dev-001");
+    REQUIRE_FALSE(t.is_null());
+    CHECK(t["tags"] == json::array({"devicegate-revoked"}));
+    CHECK(t["actions"][action] == "canceled");
+    CHECK(count(fakes.thingsboard_state(), "devices") == 1);
+    CHECK(count(fakes.hawkbit_state(), "targets") == 1);
+    REQUIRE(status_says(redis, "dev-001", "decommissioned: "));
+
+    // The documented way back: unrevoke, then reregister; the stored certificate returns.
+    REQUIRE(ctl({"unrevoke", "dev-001"}, redis.url()).exit_code == 0);
+    REQUIRE(ctl({"reregister", "dev-001"}, redis.url()).exit_code == 0);
+    REQUIRE(eventually([&] {
+        json back = fakes.thingsboard_device("dev-001");
+        return back["credentials"]["credentialsType"] == "X509_CERTIFICATE";
+    }, 10s));
+    json back = fakes.thingsboard_device("dev-001");
+    CHECK(back["credentials"]["credentialsValue"] == certificate);
+    CHECK(back["server_attributes"]["revoked"]["value"] == false);
+    CHECK(count(fakes.thingsboard_state(), "creates") == 1);  // the same device, never deleted
+    REQUIRE(status_says(redis, "dev-001", "hawkbit:      registered"));
+    CHECK(hawkbit_target(fakes, "dev-001")["tags"].empty());  // eligible for rollouts again
+    CHECK(count(fakes.hawkbit_state(), "creates") == 1);
 }

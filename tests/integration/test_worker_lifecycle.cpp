@@ -7,6 +7,10 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -28,6 +32,16 @@ std::size_t occurrences(const std::string& text, const std::string& needle) {
     std::size_t n = 0;
     for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
     return n;
+}
+
+/// devicegate-worker -c FILE --check: its exit code and output (stdout and stderr).
+ctl_result check_worker(const std::filesystem::path& config) {
+    const auto log = config.parent_path() / (config.stem().string() + "-check.log");
+    process p({DEVICEGATE_WORKER_PATH, "-c", config.string(), "--check"}, log);
+    ctl_result r;
+    r.exit_code = p.wait_exit(20s).value_or(-1);
+    r.out = log_since(log, 0);
+    return r;
 }
 
 void delete_in_thingsboard(const fake_backends& fakes, const std::string& name) {
@@ -177,4 +191,122 @@ TEST_CASE("The dead-letter stream is bounded (dead_letter_max, MAXLEN ~) and can
     auto trimmed = ctl({"dlq", "trim", "--max", "3"}, redis.url());
     CHECK(trimmed.exit_code == 0);
     CHECK(dead(redis) == 3);
+}
+
+TEST_CASE("A configured device profile that does not exist pauses registrations until it is created; never created "
+          "by the worker",
+          "[integration][worker][setup]") {
+    worker_options o;
+    o.extra = {{"thingsboard_device_profile", "sensor"}, {"auth_retry_initial", "300ms"}, {"auth_retry_max", "300ms"}};
+    stack s(o);
+    auto& redis = s.redis;
+    auto& fakes = s.fakes;
+    auto& worker = *s.worker;
+    inject(redis, payloads(make_jobs("prof-", 4)));
+
+    REQUIRE(worker.wait_for_log("device profile 'sensor' not found in ThingsBoard: registrations paused; create it or "
+                                "fix thingsboard_device_profile"));
+    REQUIRE(eventually([&] { return worker.metric("devicegate_worker_setup_paused{target=\"thingsboard\"}") == 1; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // ~3 probe intervals
+    CHECK(count(fakes.thingsboard_state(), "devices") == 0);
+    CHECK(count(fakes.thingsboard_state(), "profiles_created") == 0);
+    const double probes = worker.metric("devicegate_worker_setup_missing_total");
+    CHECK(probes >= 2);
+    CHECK(probes <= 6);  // one lookup per interval, not one per job or thread
+    CHECK(dead(redis) == 0);
+    CHECK(occurrences(worker.log(), "not found in ThingsBoard") == 1);  // one line per transition
+
+    devicegate::http_client http;
+    auto created = http.post(fakes.thingsboard_url() + "/_fake/device_profiles", R"({"name":"sensor"})", "application/json", {});
+    REQUIRE(created);
+    REQUIRE(created.status == 200);
+    const std::string profile_id = json::parse(created.body)["id"];
+    REQUIRE(eventually([&] { return count(fakes.thingsboard_state(), "devices") == 4 && count(fakes.hawkbit_state(), "targets") == 4; }, 10s));
+    CHECK(fakes.thingsboard_device("prof-0")["deviceProfileId"]["id"] == profile_id);
+    CHECK(fakes.thingsboard_device("prof-0")["type"] == "sensor");
+    REQUIRE(worker.wait_for_log("registrations resumed"));
+    CHECK(worker.metric("devicegate_worker_setup_paused{target=\"thingsboard\"}") == 0);
+    CHECK(dead(redis) == 0);
+}
+
+TEST_CASE("devicegate-worker --check names a missing device profile when ThingsBoard answers; only notes an "
+          "unreachable one",
+          "[integration][worker][setup]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes({"--tb-device-profile", "sensor", "--tb-customer", "ACME"});
+    REQUIRE(fakes.start());
+    worker_options o;
+    o.extra = {{"thingsboard_device_profile", "sensr"}, {"thingsboard_customer", "ACME"}};
+    worker_process worker(redis, fakes, o);
+    auto missing = check_worker(worker.config_file());
+    CHECK(missing.exit_code == 1);
+    CHECK(missing.out.find("check failed: device profile 'sensr' not found in ThingsBoard (thingsboard_device_profile)") != std::string::npos);
+    CHECK(missing.out.find("customer 'ACME' not found") == std::string::npos);  // ACME exists
+
+    worker_options good;
+    good.extra = {{"thingsboard_device_profile", "sensor"}, {"thingsboard_customer", "ACME"}};
+    worker_process fine(redis, fakes, good);
+    auto ok = check_worker(fine.config_file());
+    CHECK(ok.exit_code == 0);
+    CHECK(ok.out.find("thingsboard: login and configured names ok") != std::string::npos);
+    CHECK(count(fakes.thingsboard_state(), "profiles_created") == 0);
+
+    worker_options wrong;
+    wrong.extra = {{"thingsboard_password", "Wr0ng-pass"}};
+    worker_process refused(redis, fakes, wrong);
+    auto login = check_worker(refused.config_file());
+    CHECK(login.exit_code == 1);
+    CHECK(login.out.find("check failed: thingsboard: login refused (POST /api/auth/login: HTTP 401") != std::string::npos);
+    CHECK(login.out.find("Wr0ng-pass") == std::string::npos);
+
+    // Nothing answers: the names are not checked, and that is no failure (CI checks the example).
+    std::ifstream in(worker.config_file());
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const std::string& url : {fakes.thingsboard_url(), fakes.hawkbit_url()}) {
+        text.replace(text.find(url), url.size(), "http://127.0.0.1:1");  // nothing listens on port 1
+    }
+    const auto offline = worker.config_file().parent_path() / "offline.conf";
+    std::ofstream(offline) << text;
+    auto unreachable = check_worker(offline);
+    CHECK(unreachable.exit_code == 0);
+    CHECK(unreachable.out.find("thingsboard not checked") != std::string::npos);
+}
+
+TEST_CASE("hawkBit's DosFilter 429 is retried with backoff; a quota 403 is dead-lettered as quota",
+          "[integration][worker][hawkbit]") {
+    SECTION("429") {
+        worker_options o;
+        o.max_attempts = "30";
+        stack s(o, {"--hb-dos-filter", "1,1000"});  // two writes per second for every client IP
+        auto& redis = s.redis;
+        auto& fakes = s.fakes;
+        auto& worker = *s.worker;
+        inject(redis, payloads(make_jobs("dos-", 3)));
+        REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_done_total") == 3; }, 20s));
+        CHECK(count(fakes.hawkbit_state(), "dos_refusals") >= 1);
+        CHECK(worker.metric("devicegate_worker_target_errors_total{target=\"hawkbit\",kind=\"http_429\"}") >= 1);
+        CHECK(dead(redis) == 0);
+    }
+    SECTION("a Retry-After (as a proxy in front may send) sets the wait, capped by retry_max") {
+        worker_options o;
+        o.retry_max = "5s";
+        stack s(o);
+        auto& worker = *s.worker;
+        s.fakes.hawkbit_faults({{"path", "/rest/v1/targets"}, {"fail_next", 1}, {"status", 429}, {"retry_after", "1"}});
+        inject(s.redis, payloads(make_jobs("later-", 1)));
+        REQUIRE(eventually([&] { return worker.metric("devicegate_worker_jobs_done_total") == 1; }, 10s));
+        CHECK(worker.log().find("attempt 2/8 in 1000 ms: hawkbit: POST /rest/v1/targets: HTTP 429") != std::string::npos);
+    }
+    SECTION("403 quota") {
+        stack s({}, {"--hb-max-metadata", "2"});  // the worker writes three entries per target
+        auto& redis = s.redis;
+        auto& worker = *s.worker;
+        inject(redis, payloads(make_jobs("quota-", 1)));
+        REQUIRE(eventually([&] { return dead(redis) == 1; }, 10s));
+        CHECK(worker.metric("devicegate_worker_jobs_dead_total{reason=\"quota\"}") == 1);
+        CHECK(worker.log().find("reason=quota") != std::string::npos);
+        CHECK(worker.log().find("hawkBit quota exceeded (hawkbit.server.error.quota.tooManyEntries)") != std::string::npos);
+        CHECK(worker.metric("devicegate_worker_jobs_retried_total") == 0);  // permanent: not retried
+    }
 }

@@ -22,6 +22,7 @@ struct http_response {
     std::string body;
     std::string etag;
     std::string last_modified;
+    std::string retry_after;     // the Retry-After header as sent ("" if none)
     explicit operator bool() const noexcept { return error.empty(); }
 };
 
@@ -45,6 +46,9 @@ public:
     /// POSTs `body` with the given content type (OCSP: application/ocsp-request).
     http_response post(const std::string& url, const std::string& body, const std::string& content_type,
                        const http_get_options& options);
+    /// PUTs `body` (hawkBit: an existing target metadata entry).
+    http_response put(const std::string& url, const std::string& body, const std::string& content_type,
+                      const http_get_options& options);
     /// DELETE without a body (decommission: ThingsBoard devices, hawkBit targets).
     http_response del(const std::string& url, const http_get_options& options);
 

@@ -50,6 +50,8 @@ struct backends {
     worker_metrics metrics;
     login_gate tb_gate{target::thingsboard, std::chrono::milliseconds(200), std::chrono::milliseconds(800), metrics};
     login_gate hb_gate{target::hawkbit, std::chrono::milliseconds(200), std::chrono::milliseconds(800), metrics};
+    setup_lookup tb_setup{target::thingsboard, std::chrono::milliseconds(200), std::chrono::milliseconds(800), metrics};
+    setup_lookup hb_setup{target::hawkbit, std::chrono::milliseconds(200), std::chrono::milliseconds(800), metrics};
     std::unique_ptr<thingsboard_session> session;
 
     explicit backends(fakes::thingsboard_options tbo = {}, fakes::hawkbit_options hbo = {}) : tb(tbo), hb(hbo) {
@@ -66,8 +68,20 @@ struct backends {
         config.http_timeout = std::chrono::seconds(5);
         session = std::make_unique<thingsboard_session>(config.thingsboard, config.http_timeout, metrics, tb_gate);
     }
-    thingsboard_client thingsboard() { return {config.thingsboard, config.http_timeout, *session, metrics}; }
-    hawkbit_client hawkbit() { return {config.hawkbit, config.http_timeout, metrics, hb_gate}; }
+    thingsboard_client thingsboard() { return {config.thingsboard, config.http_timeout, *session, metrics, tb_setup}; }
+    hawkbit_client hawkbit() { return {config.hawkbit, config.http_timeout, metrics, hb_gate, hb_setup}; }
+};
+
+/// A device registered in both fakes by register_job, with the state it recorded.
+struct registered_device {
+    backends b;
+    thingsboard_client tb = b.thingsboard();
+    hawkbit_client hb = b.hawkbit();
+    job j;
+    std::map<std::string, std::string> state;
+    explicit registered_device(const std::string& id) : j(make_job(id)), state{{"fingerprint", j.cert.fingerprint_sha256}} {
+        register_job(j, state, tb, hb);
+    }
 };
 
 target_failure failure_of(const std::function<void()>& f) {
@@ -480,6 +494,13 @@ TEST_CASE("Worker metrics in the Prometheus text format", "[worker][metrics]") {
     CHECK(text.find("devicegate_worker_registration_seconds_bucket{le=\"0.05\"} 1\n") != std::string::npos);
     CHECK(text.find("devicegate_worker_registration_seconds_bucket{le=\"+Inf\"} 1\n") != std::string::npos);
     CHECK(text.find("devicegate_worker_registration_seconds_count 1\n") != std::string::npos);
+    m.setup_paused[1] = 1;
+    m.dead(dead_reason::quota);
+    const std::string more = m.render();
+    CHECK(more.find("# TYPE devicegate_worker_setup_paused gauge\ndevicegate_worker_setup_paused{target=\"thingsboard\"} 0\n"
+                    "devicegate_worker_setup_paused{target=\"hawkbit\"} 1\n") != std::string::npos);
+    CHECK(more.find("devicegate_worker_auth_paused{target=\"hawkbit\"} 0\n") != std::string::npos);
+    CHECK(more.find("devicegate_worker_jobs_dead_total{reason=\"quota\"} 1\n") != std::string::npos);
 }
 
 TEST_CASE("ThingsBoard client: the configured device profile is looked up by its exact name and used by id",
@@ -491,7 +512,7 @@ TEST_CASE("ThingsBoard client: the configured device profile is looked up by its
     CHECK(tb.find_device_profile("sensor") != id);   // textSearch matches both: exact name wins
     CHECK(tb.find_device_profile("sensr").empty());  // a typo is not found (and not created)
     CHECK(tb.find_device_profile("Sensor").empty());
-    tb.use_device_profile(id);
+    b.config.thingsboard.device_profile = "sensor v2";
     tb.register_device(make_job("d1"));
     json d = b.tb.device("d1");
     CHECK(d["deviceProfileId"]["id"] == id);
@@ -521,12 +542,8 @@ TEST_CASE("Decommission jobs: parsed without a certificate, checked otherwise", 
 }
 
 TEST_CASE("decommission_job: deletes in both targets, idempotently", "[worker][decommission]") {
-    backends b;
-    auto tb = b.thingsboard();
-    auto hb = b.hawkbit();
-    const job reg = make_job("dev-5");
-    std::map<std::string, std::string> state{{"fingerprint", reg.cert.fingerprint_sha256}};
-    register_job(reg, state, tb, hb);
+    registered_device fixture("dev-5");
+    auto& [b, tb, hb, reg, state] = fixture;
     REQUIRE_FALSE(b.tb.device("dev-5").is_null());
     REQUIRE(b.hb.state()["targets"] == 1);
     const job d = parse_job(encode_decommission_job("dev-5", reg.cert.serial_hex, reg.cert.fingerprint_sha256, "lost", 1));
@@ -583,4 +600,336 @@ TEST_CASE("decommission_job: deletes in both targets, idempotently", "[worker][d
         CHECK(b.tb.device("dev-5").is_null());
         CHECK(b.hb.state()["targets"] == 0);
     }
+}
+
+namespace {
+
+/// As an operator's rollout would leave one: a pending action on the target (fake control path).
+std::int64_t add_action(const fakes::fake_hawkbit& hb, const std::string& controller_id, const char* status = "pending") {
+    httplib::Client c("127.0.0.1", hb.port());
+    auto r = c.Post(("/_fake/targets/" + controller_id + "/actions").c_str(), json{{"status", status}}.dump(), "application/json");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    return json::parse(r->body)["id"].get<std::int64_t>();
+}
+
+std::int64_t requests(const json& state) { return state["requests"].get<std::int64_t>(); }
+
+}  // namespace
+
+TEST_CASE("ThingsBoard: a configured device profile that does not exist pauses registrations; never created",
+          "[worker][thingsboard][setup]") {
+    backends b;
+    b.config.thingsboard.device_profile = "sensr";  // the typo of "sensor"
+    auto tb = b.thingsboard();
+    auto f = failure_of([&] { tb.register_device(make_job("d1")); });
+    CHECK(f.paused);
+    CHECK(f.which == target::thingsboard);
+    CHECK(std::string(f.what()).find("device profile 'sensr' not found in ThingsBoard: registrations paused; create it "
+                                     "or fix thingsboard_device_profile") != std::string::npos);
+    CHECK(b.tb.state()["devices"] == 0);
+    CHECK(b.tb.state()["profiles_created"] == 0);  // a `type` would have made an empty "sensr"
+    CHECK(b.metrics.setup_paused[0] == 1);
+    CHECK(b.metrics.setup_missing == 1);
+    // Inside the interval every job waits without a request.
+    const auto before = requests(b.tb.state());
+    for (int i = 0; i < 5; ++i) CHECK(failure_of([&] { tb.register_device(make_job("d1")); }).paused);
+    CHECK(requests(b.tb.state()) == before);
+    CHECK(b.metrics.setup_missing == 1);
+
+    const std::string id = b.tb.add_device_profile("sensr");
+    std::this_thread::sleep_for(b.tb_setup.gate().remaining() + std::chrono::milliseconds(20));
+    CHECK(tb.register_device(make_job("d1")).action == "created");
+    CHECK(b.tb.device("d1")["deviceProfileId"]["id"] == id);
+    CHECK(b.metrics.setup_paused[0] == 0);
+    // Looked up once: another device costs a lookup, a create and the attribute write only.
+    const auto resolved = requests(b.tb.state());
+    CHECK(tb.register_device(make_job("d2")).action == "created");
+    CHECK(requests(b.tb.state()) - resolved == 3);
+    CHECK(b.tb.device("d2")["deviceProfileId"]["id"] == id);
+}
+
+TEST_CASE("ThingsBoard: no configured profile is the tenant's default, without a lookup or a `type`",
+          "[worker][thingsboard][setup]") {
+    backends b;
+    auto tb = b.thingsboard();
+    tb.register_device(make_job("d1"));
+    CHECK(b.tb.device("d1")["type"] == "default");
+    CHECK(b.tb.state()["profiles_created"] == 0);
+    CHECK(b.tb.state()["requests"] == 4);  // login, lookup, create, attributes
+}
+
+TEST_CASE("ThingsBoard: customer assignment (by title or id) once, and the label template", "[worker][thingsboard][setup]") {
+    backends b({.customers = {"ACME Corp"}});
+    b.config.thingsboard.customer = "ACME Corp";
+    b.config.thingsboard.label = "Sensor {device_id} ({serial})";
+    auto tb = b.thingsboard();
+    const job j = make_job("d1");
+    auto r = tb.register_device(j);
+    CHECK(r.assigned);
+    const std::string customer = tb.find_customer("ACME Corp");
+    REQUIRE_FALSE(customer.empty());
+    json d = b.tb.device("d1");
+    CHECK(d["customerId"]["id"] == customer);
+    CHECK(d["label"] == "Sensor d1 (" + j.cert.serial_hex + ")");
+    CHECK(b.tb.state()["customer_assignments"] == 1);
+    CHECK(b.metrics.thingsboard_customer_assignments == 1);
+
+    SECTION("a retry or renewal does not assign again") {
+        CHECK_FALSE(tb.register_device(j).assigned);
+        CHECK_FALSE(tb.register_device(make_job("d1", job_type::certificate_changed)).assigned);
+        CHECK(b.tb.state()["customer_assignments"] == 1);
+    }
+    SECTION("the customer's id works as well; an unknown title or id is not found") {
+        CHECK(tb.find_customer(customer) == customer);
+        CHECK(tb.find_customer("ACME").empty());
+        CHECK(tb.find_customer("00000000-0000-1000-8000-000000000000").empty());
+    }
+    SECTION("a missing customer pauses with its own line") {
+        backends other({.customers = {"ACME Corp"}});
+        other.config.thingsboard.customer = "ACME Crop";
+        auto tb2 = other.thingsboard();
+        auto f = failure_of([&] { tb2.register_device(make_job("d2")); });
+        CHECK(f.paused);
+        CHECK(std::string(f.what()).find("customer 'ACME Crop' not found in ThingsBoard: registrations paused; create it "
+                                         "or fix thingsboard_customer") != std::string::npos);
+    }
+}
+
+TEST_CASE("Label templates: {device_id} and {serial}; anything else in braces is refused", "[worker][config]") {
+    CHECK(expand_label("{device_id}", "d-1", "0A") == "d-1");
+    CHECK(expand_label("Meter {serial} / {device_id}", "d-1", "0A") == "Meter 0A / d-1");
+    CHECK(expand_label("fixed text", "d-1", "0A") == "fixed text");
+    CHECK_THROWS_AS(expand_label("{id}", "d-1", "0A"), std::invalid_argument);
+    CHECK_THROWS_AS(expand_label("{device_id", "d-1", "0A"), std::invalid_argument);
+    CHECK_THROWS_WITH(parse_worker_config(minimal + "thingsboard_label {name}\n", {}),
+                      Catch::Contains("thingsboard_label") && Catch::Contains("{device_id}"));
+    auto c = parse_worker_config(minimal + "thingsboard_device_profile sensor v2\nthingsboard_customer ACME\n"
+                                           "hawkbit_target_type gateway\ndecommission_mode keep\n", {});
+    CHECK(c.thingsboard.device_profile == "sensor v2");
+    CHECK(c.thingsboard.customer == "ACME");
+    CHECK(c.hawkbit.target_type == "gateway");
+    CHECK(c.decommission == decommission_mode::keep);
+    CHECK(parse_worker_config(minimal, {}).decommission == decommission_mode::delete_);
+    CHECK(parse_worker_config(minimal, {}).thingsboard.device_profile.empty());
+    CHECK(parse_worker_config(minimal + "thingsboard_device_type sensor\n", {}).thingsboard.device_profile == "sensor");
+    CHECK_THROWS_WITH(parse_worker_config(minimal + "decommission_mode archive\n", {}), Catch::Contains("delete or keep"));
+}
+
+TEST_CASE("hawkBit: the target type is looked up once by exact name; missing pauses", "[worker][hawkbit][setup]") {
+    backends b({}, {.target_types = {"gateway", "edge box"}});
+    auto hb = b.hawkbit();
+    CHECK(hb.find_target_type("gateway") == "1");
+    CHECK(hb.find_target_type("edge box") == "2");  // quoted in the FIQL query
+    CHECK(hb.find_target_type("gatway").empty());
+    b.config.hawkbit.target_type = "edge box";
+    CHECK(hb.ensure_target("d1") == "created");
+    CHECK(b.hb.target("d1")["targetType"] == 2);
+    CHECK(b.hb.target("d1")["targetTypeName"] == "edge box");
+
+    backends m({}, {.target_types = {"gateway"}});
+    m.config.hawkbit.target_type = "gatway";
+    auto hb2 = m.hawkbit();
+    auto f = failure_of([&] { hb2.ensure_target("d1"); });
+    CHECK(f.paused);
+    CHECK(std::string(f.what()).find("target type 'gatway' not found in hawkBit: registrations paused; create it or fix "
+                                     "hawkbit_target_type") != std::string::npos);
+    CHECK(m.hb.state()["targets"] == 0);
+    CHECK(m.metrics.setup_paused[1] == 1);
+}
+
+TEST_CASE("hawkBit: target metadata is created, a 409 becomes an update, a renewal updates it",
+          "[worker][hawkbit][metadata]") {
+    registered_device fixture("m1");
+    auto& [b, tb, hb, j, state] = fixture;
+    CHECK(b.hb.state()["creates"] == 1);
+    json meta = b.hb.target("m1")["metadata"];
+    CHECK(meta["devicegate.serial"] == j.cert.serial_hex);
+    CHECK(meta["devicegate.fingerprintSha256"] == j.cert.fingerprint_sha256);
+    CHECK(meta["devicegate.notAfter"].get<std::string>().size() == 20);  // 2027-01-01T00:00:00Z
+    CHECK(state[hawkbit_fingerprint_field] == j.cert.fingerprint_sha256);
+
+    SECTION("a renewal writes the new certificate's metadata (409 on create -> PUT)") {
+        const job renewed = make_job("m1", job_type::certificate_changed);
+        state["fingerprint"] = renewed.cert.fingerprint_sha256;
+        auto r = register_job(renewed, state, tb, hb);
+        CHECK(r.hawkbit == "exists");
+        meta = b.hb.target("m1")["metadata"];
+        CHECK(meta["devicegate.serial"] == renewed.cert.serial_hex);
+        CHECK(meta["devicegate.fingerprintSha256"] == renewed.cert.fingerprint_sha256);
+        CHECK(b.metrics.hawkbit_metadata_writes == 6);
+    }
+    SECTION("some keys exist, some do not: each ends with the job's value") {
+        backends c;
+        auto hb2 = c.hawkbit();
+        hb2.ensure_target("m2");
+        CHECK(hb2.write_metadata("m2", {{"devicegate.serial", "OLD"}}) == "created");
+        CHECK(hb2.write_metadata("m2", hawkbit_metadata(j)) == "updated");
+        json m2 = c.hb.target("m2")["metadata"];
+        CHECK(m2.size() == 3);
+        CHECK(m2["devicegate.serial"] == j.cert.serial_hex);
+        CHECK(m2["devicegate.fingerprintSha256"] == j.cert.fingerprint_sha256);
+    }
+    SECTION("the same job again: nothing to do") {
+        const auto before = requests(b.hb.state());
+        CHECK(register_job(j, state, tb, hb).hawkbit == "already");
+        CHECK(requests(b.hb.state()) == before);
+    }
+}
+
+TEST_CASE("hawkBit: a DosFilter 429 is retryable; a quota 403 is permanent and named", "[worker][hawkbit]") {
+    SECTION("429: status only, no body; transient") {
+        backends b({}, {.dos_filter = true, .dos_max_write = 0});
+        auto hb = b.hawkbit();
+        target_failure f(target::hawkbit, false, 0, "", "");
+        bool refused = false;
+        for (int i = 0; i < 5 && !refused; ++i) {
+            try {
+                hb.ensure_target("dos-" + std::to_string(i));
+            } catch (const target_failure& e) {
+                f = e;
+                refused = true;
+            }
+        }
+        REQUIRE(refused);
+        CHECK(f.status == 429);
+        CHECK(f.retryable);
+        CHECK_FALSE(f.quota);
+        CHECK(f.body_excerpt.empty());
+        CHECK(b.metrics.target_errors[1][static_cast<std::size_t>(error_kind::http_429)] == 1);
+    }
+    SECTION("a Retry-After in seconds (from a proxy: neither product sends one) is kept; a date is not") {
+        backends b;
+        auto hb = b.hawkbit();
+        b.hb.set_faults({.fail_next = 1, .fail_status = 429, .retry_after = "2"});
+        CHECK(failure_of([&] { hb.ensure_target("r1"); }).retry_after == std::chrono::seconds(2));
+        b.hb.set_faults({.fail_next = 1, .fail_status = 503, .retry_after = "Wed, 21 Oct 2026 07:28:00 GMT"});
+        CHECK(failure_of([&] { hb.ensure_target("r1"); }).retry_after.count() == 0);
+        b.hb.set_faults({.fail_next = 1, .fail_status = 400, .retry_after = "2"});
+        CHECK(failure_of([&] { hb.ensure_target("r1"); }).retry_after.count() == 0);  // only with 429 / 503
+    }
+    SECTION("403 quota (too many metadata entries): permanent, the quota's errorCode in the message") {
+        backends b({}, {.max_metadata_per_target = 2});
+        auto tb = b.thingsboard();
+        auto hb = b.hawkbit();
+        const job j = make_job("q1");
+        std::map<std::string, std::string> state{{"fingerprint", j.cert.fingerprint_sha256}};
+        auto f = failure_of([&] { register_job(j, state, tb, hb); });
+        CHECK(f.quota);
+        CHECK_FALSE(f.retryable);
+        CHECK(f.status == 403);
+        CHECK(std::string(f.what()).find("hawkBit quota exceeded (hawkbit.server.error.quota.tooManyEntries)") != std::string::npos);
+        CHECK(b.hb.state()["quota_refusals"] == 1);
+    }
+    SECTION("only a quota errorCode makes a 403 a quota refusal") {
+        backends b;
+        b.hb.set_faults({.fail_next = 1, .fail_status = 403});  // the fake answers a quota body
+        auto hb = b.hawkbit();
+        CHECK(failure_of([&] { hb.ensure_target("x"); }).quota);
+        CHECK(quota_code(R"({"errorCode":"hawkbit.server.error.repo.entityReadOnly"})").empty());
+        CHECK(quota_code("not json").empty());
+    }
+}
+
+TEST_CASE("decommission_job keep mode: ThingsBoard credentials replaced and revoked attribute; hawkBit actions "
+          "canceled and tagged; idempotent",
+          "[worker][decommission][keep]") {
+    registered_device fixture("k1");
+    auto& [b, tb, hb, reg, state] = fixture;
+    const std::string uuid = state["thingsboard_id"];
+    const auto pending = add_action(b.hb, "k1");
+    const auto finished = add_action(b.hb, "k1", "finished");
+    const job d = parse_job(encode_decommission_job("k1", reg.cert.serial_hex, reg.cert.fingerprint_sha256, "lost", 1795000100));
+
+    auto r = decommission_job(d, state, tb, hb, decommission_mode::keep);
+    CHECK(r.thingsboard == "revoked");
+    CHECK(r.hawkbit == "revoked");
+    json dev = b.tb.device("k1");
+    REQUIRE_FALSE(dev.is_null());  // kept
+    CHECK(dev["credentials"]["credentialsType"] == "ACCESS_TOKEN");
+    CHECK(dev["credentials"]["credentialsId"].get<std::string>().size() == 32);
+    CHECK(dev["credentials"]["credentialsValue"].is_null());  // the certificate is gone
+    CHECK(dev["server_attributes"]["revoked"]["value"] == true);
+    CHECK(dev["server_attributes"]["revokedTime"]["value"] == 1795000100000LL);
+    CHECK(dev["server_attributes"]["revokedReason"]["value"] == "lost");
+    json t = b.hb.target("k1");
+    REQUIRE_FALSE(t.is_null());
+    CHECK(t["tags"] == json::array({"devicegate-revoked"}));
+    CHECK(t["actions"][std::to_string(pending)] == "canceled");
+    CHECK(t["actions"][std::to_string(finished)] == "finished");
+    CHECK(state["thingsboard"] == "decommissioned");
+    CHECK(state["thingsboard_id"] == uuid);  // the device is still there
+    CHECK(state["hawkbit"] == "decommissioned");
+    CHECK(b.metrics.thingsboard_credentials_revoked == 1);
+    CHECK(b.metrics.hawkbit_actions_canceled == 1);
+
+    SECTION("the old certificate no longer belongs to the device: another device may hold it") {
+        job clone = reg;
+        clone.cert.device_id = "k1-clone";
+        CHECK(tb.register_device(clone).action == "created");  // refused as "already assigned" before
+    }
+    SECTION("a replay without the state changes nothing more") {
+        std::map<std::string, std::string> fresh;
+        const std::string token = dev["credentials"]["credentialsId"];
+        auto again = decommission_job(d, fresh, tb, hb, decommission_mode::keep);
+        CHECK(again.thingsboard == "revoked");
+        CHECK(again.hawkbit == "revoked");
+        CHECK(b.tb.device("k1")["credentials"]["credentialsId"] == token);  // not replaced twice
+        CHECK(b.metrics.thingsboard_credentials_revoked == 1);
+        CHECK(b.hb.state()["tags"] == 1);  // the tag is not created twice
+        CHECK(b.hb.target("k1")["tags"].size() == 1);
+    }
+    SECTION("with the state: no request at all") {
+        const auto tb_before = requests(b.tb.state());
+        const auto hb_before = requests(b.hb.state());
+        auto again = decommission_job(d, state, tb, hb, decommission_mode::keep);
+        CHECK(again.thingsboard == "already");
+        CHECK(again.hawkbit == "already");
+        CHECK(requests(b.tb.state()) == tb_before);
+        CHECK(requests(b.hb.state()) == hb_before);
+    }
+    SECTION("a failure half-way is retried and finishes what is left") {
+        std::map<std::string, std::string> fresh{{"fingerprint", reg.cert.fingerprint_sha256}};
+        backends c;  // a separate pair so the tag does not exist yet
+        auto tb2 = c.thingsboard();
+        auto hb2 = c.hawkbit();
+        register_job(reg, fresh, tb2, hb2);
+        c.hb.set_faults({.path = "/rest/v1/targettags", .fail_next = 1, .fail_status = 503});
+        auto f = failure_of([&] { decommission_job(d, fresh, tb2, hb2, decommission_mode::keep); });
+        CHECK(f.retryable);
+        CHECK(fresh["thingsboard"] == "decommissioned");
+        auto done = decommission_job(d, fresh, tb2, hb2, decommission_mode::keep);
+        CHECK(done.thingsboard == "already");
+        CHECK(done.hawkbit == "revoked");
+        CHECK(c.hb.target("k1")["tags"] == json::array({"devicegate-revoked"}));
+    }
+    SECTION("re-registered (reregister clears the marker): the certificate is back, revoked is false") {
+        std::map<std::string, std::string> cleared{{"fingerprint", reg.cert.fingerprint_sha256}};
+        auto back = register_job(reg, cleared, tb, hb);
+        CHECK(back.thingsboard == "credentials_updated");
+        CHECK(back.hawkbit == "exists_untagged");
+        CHECK(b.hb.target("k1")["tags"].empty());
+        json again = b.tb.device("k1");
+        CHECK(again["credentials"]["credentialsType"] == "X509_CERTIFICATE");
+        CHECK(again["server_attributes"]["revoked"]["value"] == false);
+    }
+    SECTION("a device that is in neither target: absent") {
+        const job other = parse_job(encode_decommission_job("nobody", "", "", "x", 1));
+        std::map<std::string, std::string> none;
+        auto a = decommission_job(other, none, tb, hb, decommission_mode::keep);
+        CHECK(a.thingsboard == "absent");
+        CHECK(a.hawkbit == "absent");
+    }
+}
+
+TEST_CASE("ThingsBoard restarted with a new signing key: 401/11 on the call and the refresh, one new login",
+          "[worker][thingsboard][auth]") {
+    backends b;
+    auto tb = b.thingsboard();
+    tb.register_device(make_job("s1"));
+    b.tb.rotate_signing_key();  // every token now fails its signature check: "expired" (JwtTokenFactory)
+    CHECK(tb.register_device(make_job("s2")).action == "created");
+    CHECK(b.tb.state()["logins"] == 2);
+    CHECK(b.tb.state()["refreshes"] == 0);  // the refresh token was refused as well
+    CHECK_FALSE(b.tb_gate.paused());  // a refused refresh is no refused login
 }
