@@ -188,6 +188,35 @@ std::vector<std::unique_ptr<broker>> start_brokers(const std::string& redis_url)
     return out;
 }
 
+/// Two workers in one consumer group on the Sentinel URL.
+std::vector<std::unique_ptr<worker_process>> start_workers(const std::string& redis_url, const fake_backends& fakes) {
+    std::vector<std::unique_ptr<worker_process>> out;
+    for (const char* name : {"worker-a", "worker-b"}) {
+        out.push_back(std::make_unique<worker_process>(redis_url, fakes,
+                                                       worker_options{.consumer_name = name, .claim_idle = "2s"}));
+        if (!out.back()->start()) throw std::runtime_error(std::string(name) + " did not start on the Sentinel URL");
+    }
+    return out;
+}
+
+/// Every first-connect job once: each device registered once, the stream took exactly
+/// `total` jobs, nothing dead, nothing left; and each worker finished jobs after the failover.
+void check_every_job_once(const sentinel_cluster& redis, const fake_backends& fakes,
+                          const std::vector<std::unique_ptr<worker_process>>& workers,
+                          const std::vector<double>& done_at_failover, long long total) {
+    CHECK(eventually([&] { return count(fakes.thingsboard_state(), "devices") == total; }, 60s));
+    CHECK(eventually([&] { return master_integer(redis, {"XLEN", "devicegate:jobs"}) == 0; }, 20s));
+    CHECK(jobs_ever_added(redis) == total);
+    CHECK(count(fakes.thingsboard_state(), "creates") == total);
+    CHECK(count(fakes.hawkbit_state(), "creates") == total);
+    CHECK(master_integer(redis, {"XLEN", "devicegate:jobs:dead"}) == 0);
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+        INFO("worker " << i);
+        CHECK(workers[i]->metric("devicegate_worker_redis_up") == 1);
+        CHECK(workers[i]->metric("devicegate_worker_jobs_done_total") > done_at_failover[i]);
+    }
+}
+
 }  // namespace
 
 TEST_CASE("three brokers behind haproxy, Redis failover during a connect storm: every job once, the workers go on, "
@@ -198,12 +227,7 @@ TEST_CASE("three brokers behind haproxy, Redis failover during a connect storm: 
     sentinel_cluster redis({.master_name = "devicegate", .down_after_ms = 60000});
     fake_backends fakes;
     REQUIRE(fakes.start());
-    std::vector<std::unique_ptr<worker_process>> workers;
-    for (const char* name : {"worker-a", "worker-b"}) {
-        workers.push_back(std::make_unique<worker_process>(redis.url(), fakes,
-                                                           worker_options{.consumer_name = name, .claim_idle = "2s"}));
-        REQUIRE(workers.back()->start());
-    }
+    auto workers = start_workers(redis.url(), fakes);
     auto brokers = start_brokers(redis.url());
     haproxy_process lb;
     REQUIRE(lb.start({brokers[0]->port(), brokers[1]->port(), brokers[2]->port()}));
@@ -274,19 +298,7 @@ TEST_CASE("three brokers behind haproxy, Redis failover during a connect storm: 
             10s));
     }
 
-    // Every first-connect job once: each device registered once, nothing dead, nothing left.
-    const long long total = 2 + 100 + 100 + 10 + 100;
-    CHECK(eventually([&] { return count(fakes.thingsboard_state(), "devices") == total; }, 60s));
-    CHECK(eventually([&] { return master_integer(redis, {"XLEN", "devicegate:jobs"}) == 0; }, 20s));
-    CHECK(jobs_ever_added(redis) == total);
-    CHECK(count(fakes.thingsboard_state(), "creates") == total);
-    CHECK(count(fakes.hawkbit_state(), "creates") == total);
-    CHECK(master_integer(redis, {"XLEN", "devicegate:jobs:dead"}) == 0);
-    for (std::size_t i = 0; i < workers.size(); ++i) {
-        INFO("worker " << i);
-        CHECK(workers[i]->metric("devicegate_worker_redis_up") == 1);
-        CHECK(workers[i]->metric("devicegate_worker_jobs_done_total") > done_at_failover[i]);
-    }
+    check_every_job_once(redis, fakes, workers, done_at_failover, 2 + 100 + 100 + 10 + 100);
     std::cout << "multibroker: failover " << failover_s << " s, revoke kicked on both brokers " << revoke_s
               << " s after the master's down-after was lowered, whole test " << seconds_since(test_started) << " s\n";
 }
