@@ -15,10 +15,11 @@ namespace {
 constexpr const char* usage_head = "usage: devicegate-ctl [--redis URL] [--prefix PREFIX] COMMAND\n\ncommands:\n";
 constexpr const char* usage_tail = R"(
 Redis: --redis, else DEVICEGATE_REDIS_URL, else redis://127.0.0.1:6379
-       (redis://[:password@]host[:port][/db]); key prefix: --prefix, else
-       DEVICEGATE_REDIS_PREFIX, else devicegate:
+       (redis://[:password@]host[:port][/db], or with Sentinel
+       redis-sentinel://[:password@]host[:port][,host[:port]...]/master_name[/db][?sentinel_password=P]);
+       key prefix: --prefix, else DEVICEGATE_REDIS_PREFIX, else devicegate:
 exit codes: 0 ok, 1 bad arguments, 2 Redis unreachable, 3 unknown device, not revoked, or no such dead letter,
-            4 unexpected data in Redis
+            4 unexpected data in Redis, 5 revoked but not confirmed by a replica (revoke again after a failover)
 )";
 
 std::string usage_text() {

@@ -12,6 +12,7 @@ enum exit_code : int {
     unreachable = 2,    // Redis could not be reached
     not_found = 3,      // unknown device, or nothing to unrevoke
     bad_data = 4,       // Redis answered with something DeviceGate did not write
+    unreplicated = 5,   // revoked, but no replica confirmed it: a failover now could lose it
 };
 
 /// Runs one command line (without argv[0]); output to `out`, errors to `err`.

@@ -1,9 +1,11 @@
 // devicegate-ctl revoke | unrevoke | status | list-revoked: the deny-list through core's
 // revocation_store (the same class the plugin's denylist_sync reads it with).
 #include "command.hpp"
+#include "ctl.hpp"
 #include "devicegate/device_id.hpp"
 #include "devicegate/revocation_store.hpp"
 
+#include <chrono>
 #include <ctime>
 
 namespace devicegate::ctl {
@@ -61,6 +63,23 @@ void report(session& s, const std::string& done, const revocation_target& t, lon
     s.out() << "\n";
 }
 
+/// How long revoke waits for a replica to confirm (WAIT); replicas on a LAN answer in
+/// milliseconds (WAIT asks them at once with REPLCONF GETACK).
+constexpr std::chrono::milliseconds replication_timeout{1000};
+
+int report_replication(session& s, const replication_status& r) {
+    if (!r.expected) return ok;  // a single Redis without replicas: nothing to wait for
+    if (r.safe()) {
+        s.out() << "replicated to " << r.acknowledged << " replica(s)\n";
+        return ok;
+    }
+    s.out() << "warning: not confirmed by any replica within " << r.timeout.count() << " ms ("
+            << (r.replicas == 0 ? std::string("the master has no connected replica")
+                                : std::to_string(r.replicas) + " connected replica(s) did not answer")
+            << "): a failover now could lose this revocation; re-run revoke after the failover\n";
+    return unreplicated;
+}
+
 int revoke(const arguments& args, session& s) {
     const revocation_target t = required_subject(args);
     if (t.serial && args.has("--decommission")) throw usage_error("--decommission needs a device id, not --serial");
@@ -84,7 +103,7 @@ int revoke(const arguments& args, session& s) {
         s.out() << "decommission of " << t.value << " enqueued (devicegate-ctl status " << t.value
                 << " shows it when the worker is done)\n";
     }
-    return 0;
+    return report_replication(s, store.wait_replicated(replication_timeout));
 }
 
 int unrevoke(const arguments& args, session& s) {

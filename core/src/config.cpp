@@ -170,7 +170,9 @@ const std::vector<plugin_option> options_table = {
     {"listener_check", [](B& b, V v) { b.config.listener_check = listener_check_option(b, v); }, "enforce",
      "enforce: refuse to start if mosquitto.conf would bypass the plugin; warn: log it; off."},
     {"redis_url", [](B& b, V v) { b.config.redis = redis_option(b, v); }, "off",
-     "redis://[[user]:password@]host[:port][/db]: enables the deny-list and first-connect jobs."},
+     "redis://[[user]:password@]host[:port][/db], or with Redis Sentinel "
+     "redis-sentinel://[[user]:password@]host[:port][,host[:port]...]/master_name[/db]"
+     "[?sentinel_user=U&sentinel_password=P]: enables the deny-list and first-connect jobs."},
     {"redis_prefix", [](B& b, V v) { b.config.redis_prefix = prefix_option(b, v); }, "devicegate:",
      "Prefix of every Redis key."},
     {"denylist_grace", [](B& b, V v) { b.config.denylist_grace = b.seconds(v, milliseconds(0), hours(24 * 30)); },

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <optional>
 
 namespace devicegate {
 
@@ -76,21 +77,39 @@ void denylist_sync::session(background_loop& loop) {
     // Subscribed before the full load, so no change falls between the two.
     revocation_subscription sub(opts_.redis, opts_.model);
     redis_connection cmd(opts_.redis);
+    if (!(cmd.address() == sub.address())) {
+        // A failover between the two discoveries: the subscription may sit on the old master.
+        throw redis_io_error("the master moved while connecting (subscribed at " + sub.address().describe() +
+                             ", commands at " + cmd.address().describe() + ")");
+    }
+    std::optional<sentinel_watch> watch;
+    if (cmd.via_sentinel() && opts_.watch_sentinels) watch.emplace(opts_.redis);
     revocation_store store(cmd, opts_.model);
     publish(std::make_shared<const denylist>(full_resync(store)), "resync");
     state_.stale_since = 0;
     link_up_ = true;
     was_up_ = true;
     down_logged_ = false;
-    log_.notice("devicegate: redis link up (" + opts_.redis.describe() + "): deny-list synced, " +
+    log_.notice("devicegate: redis link up (" + cmd.describe() + "): deny-list synced, " +
                 std::to_string(state_.list.load()->size()) + " entries");
 
-    auto next_resync = std::chrono::steady_clock::now() + opts_.resync_interval;
+    const auto now = [] { return std::chrono::steady_clock::now(); };
+    auto next_resync = now() + opts_.resync_interval;
+    auto next_role_check = now() + opts_.role_check_interval;
     while (!loop.stopping()) {
-        if (std::chrono::steady_clock::now() >= next_resync) {
+        if (now() >= next_resync) {
             // Periodic: also a health check of the command link.
             publish(std::make_shared<const denylist>(full_resync(store)), "periodic resync");
-            next_resync = std::chrono::steady_clock::now() + opts_.resync_interval;
+            next_resync = now() + opts_.resync_interval;
+        }
+        if (cmd.via_sentinel() && now() >= next_role_check) {
+            cmd.expect_master();  // throws redis_io_error "... reports role slave": reconnect, rediscover
+            next_role_check = now() + opts_.role_check_interval;
+        }
+        if (watch) {
+            if (auto moved = watch->poll(); moved && !(*moved == cmd.address())) {
+                throw redis_io_error("a sentinel announced +switch-master to " + moved->describe());
+            }
         }
         if (auto payload = sub.next_change(std::chrono::milliseconds(200))) apply_change(store, *payload);
     }

@@ -126,16 +126,21 @@ redis_options parse_sentinel_url(const std::string& url) {
 
 namespace {
 
-/// The master's address as `sentinel` knows it; nullopt if it does not know the name.
-/// Throws redis_io_error / redis_data_error naming the sentinel.
-std::optional<redis_endpoint> ask_sentinel(const redis_endpoint& sentinel, const redis_options& o) {
+/// Plain options for one sentinel: its address, the sentinel credentials, the short timeout.
+redis_options sentinel_node(const redis_endpoint& sentinel, const redis_options& o) {
     redis_options so;
     so.host = sentinel.host;
     so.port = sentinel.port;
     so.username = o.sentinel_username;
     so.password = o.sentinel_password;
     so.connect_timeout = so.command_timeout = o.sentinel_timeout;
-    redis_connection c(so);
+    return so;
+}
+
+/// The master's address as `sentinel` knows it; nullopt if it does not know the name.
+/// Throws redis_io_error / redis_data_error naming the sentinel.
+std::optional<redis_endpoint> ask_sentinel(const redis_endpoint& sentinel, const redis_options& o) {
+    redis_connection c(sentinel_node(sentinel, o));
     auto r = c.command({"SENTINEL", "get-master-addr-by-name", o.master_name});
     if (is_nil(r.get())) return std::nullopt;
     const std::string what = where_of(sentinel) + ": SENTINEL get-master-addr-by-name";
@@ -178,6 +183,54 @@ void redis_connection::discover(const redis_options& o) {
     std::string text = "no usable master '" + o.master_name + "' from the sentinels: ";
     for (std::size_t i = 0; i < causes.size(); ++i) text += (i ? "; " : "") + causes[i];
     throw redis_io_error(text);
+}
+
+sentinel_watch::sentinel_watch(redis_options options) : options_(std::move(options)) {}
+
+void sentinel_watch::connect() {
+    // One sentinel per attempt, in turn, and a pause after a failure: an unreachable sentinel
+    // costs the caller's loop at most one sentinel_timeout every few seconds.
+    const redis_endpoint& sentinel = options_.sentinels[next_ % options_.sentinels.size()];
+    try {
+        auto c = std::make_unique<redis_connection>(sentinel_node(sentinel, options_));
+        c->append({"SUBSCRIBE", "+switch-master"});
+        // The confirmation: from here on no announcement is missed.
+        if (c->next_reply(options_.sentinel_timeout)) {
+            sub_ = std::move(c);
+            return;
+        }
+    } catch (const std::exception&) {  // unreachable or refusing: the next one, later
+    }
+    ++next_;
+    retry_at_ = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+}
+
+std::optional<redis_endpoint> sentinel_watch::poll() {
+    if (options_.sentinels.empty()) return std::nullopt;  // a plain URL: nobody to listen to
+    if (!sub_ && std::chrono::steady_clock::now() >= retry_at_) connect();
+    if (!sub_) return std::nullopt;
+    std::optional<redis_endpoint> out;
+    try {
+        while (auto reply = sub_->next_reply(std::chrono::milliseconds(0))) {
+            auto m = reply_pubsub_message(reply->get());
+            if (!m || m->channel != "+switch-master") continue;
+            // "<name> <old ip> <old port> <new ip> <new port>"
+            std::vector<std::string> words;
+            for (std::size_t from = 0; from <= m->payload.size();) {
+                const std::size_t space = std::min(m->payload.find(' ', from), m->payload.size());
+                words.push_back(m->payload.substr(from, space - from));
+                from = space + 1;
+            }
+            if (words.size() != 5 || words[0] != options_.master_name) continue;
+            try {
+                out = redis_endpoint{words[3], parse_redis_port(words[4], "+switch-master")};
+            } catch (const std::invalid_argument&) {  // not what Sentinel sends: ignored
+            }
+        }
+    } catch (const std::exception&) {
+        sub_.reset();  // the sentinel went away: another one at the next poll
+    }
+    return out;
 }
 
 }  // namespace devicegate

@@ -90,7 +90,8 @@ public:
         start_data_node(master);
         wait_until("the replica in sync", [&] { return replica_linked(); });
         for (std::size_t i = 0; i < o_.sentinels; ++i) start_sentinel(master);
-        wait_until("the sentinels to know each other and the replica", [&] { return sentinels_ready(); });
+        // Discovery works from here on. A failover needs more (the sentinels must know the
+        // replica and each other, which takes seconds): kill_master() and failover() wait for it.
     }
     ~sentinel_cluster() {
         nodes_.clear();
@@ -156,7 +157,10 @@ public:
     }
 
     /// SIGKILL of the master, like a crash; it stays dead.
-    void kill_master() { nodes_.at(master_port_)->kill(); }
+    void kill_master() {
+        wait_ready_for_failover();
+        nodes_.at(master_port_)->kill();
+    }
     /// SIGSTOP / SIGCONT of the replica (it stays connected but acknowledges nothing).
     void pause_replica(bool paused) { nodes_.at(replica_port_)->signal(paused ? SIGSTOP : SIGCONT); }
     /// SIGKILL of the replica.
@@ -164,6 +168,7 @@ public:
     /// SENTINEL FAILOVER: the replica is promoted without agreement, the old master stays up
     /// and is demoted to a replica of the new one (it then answers writes with READONLY).
     void failover() {
+        wait_ready_for_failover();
         redis_options o;
         o.port = sentinel_ports_.at(0);
         o.password = o_.sentinel_password;
@@ -211,7 +216,9 @@ private:
             const std::string name = "node-" + std::to_string(port);
             std::vector<std::string> args{"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
                                           "--dir", dir_.string(), "--dbfilename", name + ".rdb", "--save", "",
-                                          "--appendonly", "no", "--logfile", (dir_ / (name + ".log")).string()};
+                                          "--appendonly", "no", "--logfile", (dir_ / (name + ".log")).string(),
+                                          // Redis 7 waits 5 s for more replicas before a diskless full sync.
+                                          "--repl-diskless-sync-delay", "0"};
             if (!o_.password.empty()) args.insert(args.end(), {"--requirepass", o_.password, "--masterauth", o_.password});
             if (master_port != 0) args.insert(args.end(), {"--replicaof", "127.0.0.1", std::to_string(master_port)});
             if (launch(port, std::move(args), nodes_)) {
@@ -270,6 +277,10 @@ private:
         } catch (const std::exception&) {
             return false;
         }
+    }
+
+    void wait_ready_for_failover() {
+        wait_until("the sentinels to know each other and the replica", [&] { return sentinels_ready(); });
     }
 
     /// Every sentinel knows the replica and the other sentinels (else no failover can happen).

@@ -23,6 +23,13 @@ public:
         redis_model model;
         std::chrono::milliseconds resync_interval{std::chrono::seconds(60)};
         std::string cache_file;  // "" = no local file
+        /// Sentinel URLs only: how often ROLE is asked on the command connection. A master
+        /// that Sentinel demoted (SENTINEL FAILOVER, or an old master back after a partition)
+        /// keeps its subscribers connected; this notices it and reconnects to the new one.
+        std::chrono::milliseconds role_check_interval{1000};
+        /// Sentinel URLs only: also subscribe to the sentinels' +switch-master announcements
+        /// (a failover seen by the sentinels while the old master still looks fine to us).
+        bool watch_sentinels = true;
     };
 
     denylist_sync(options opts, denylist_state& state, broker_queue& queue, logger log);

@@ -120,6 +120,31 @@ private:
     std::string where_;
 };
 
+/// The sentinels' "+switch-master" announcements for one master (Sentinel URLs only). A
+/// long-lived subscriber uses it to learn of a failover even while its old master is still up
+/// and still a master in its own view (cut off from the sentinels, not from us), which a ROLE
+/// check cannot see. One sentinel at a time, tried in turn (one attempt every 2 s at most
+/// while none answers). Sentinel publishes "+switch-master <name> <old ip> <old port> <new ip>
+/// <new port>" on every sentinel that learns of the new configuration
+/// (https://redis.io/docs/management/sentinel/#pubsub-messages).
+class sentinel_watch {
+public:
+    explicit sentinel_watch(redis_options options);
+    /// Never blocks longer than a sentinel's connect and SUBSCRIBE (sentinel_timeout), never
+    /// throws. The new master's address when a sentinel announced a switch of our master since
+    /// the last poll; nullopt otherwise, also while no sentinel can be reached.
+    std::optional<redis_endpoint> poll();
+    bool connected() const noexcept { return sub_ != nullptr; }
+
+private:
+    void connect();
+
+    redis_options options_;
+    std::unique_ptr<redis_connection> sub_;
+    std::chrono::steady_clock::time_point retry_at_{};
+    std::size_t next_ = 0;  // the sentinel to try next
+};
+
 // ---- Typed reply readers. `what` names the command or key for the error message.
 
 bool is_error(const redisReply* r) noexcept;

@@ -35,6 +35,18 @@ std::string encode_revocation_entry(const revocation_entry& entry);
 /// nullopt if it is not a JSON object (DeviceGate did not write it).
 std::optional<revocation_entry> parse_revocation_entry(std::string_view json);
 
+/// What wait_replicated() learned: whether the writes so far reached a replica. Redis
+/// replicates asynchronously: a write the master acknowledged but no replica received is lost
+/// if Sentinel promotes a replica now (https://redis.io/docs/management/replication/).
+struct replication_status {
+    long long replicas = 0;      // replicas the master lists as connected (ROLE)
+    long long acknowledged = 0;  // how many confirmed the writes within the timeout (WAIT)
+    bool expected = false;       // replicas > 0, or a Sentinel URL: a failover could lose an unconfirmed write
+    std::chrono::milliseconds timeout{0};
+    /// False when a replica was expected and none confirmed.
+    bool safe() const noexcept { return !expected || acknowledged > 0; }
+};
+
 class revocation_store {
 public:
     revocation_store(redis_connection& redis, redis_model model);
@@ -44,6 +56,12 @@ public:
     long long revoke(const revocation_target& target, const revocation_entry& entry);
     /// HDEL, then PUBLISH; nullopt if it was not revoked (nothing is published then).
     std::optional<long long> unrevoke(const revocation_target& target);
+    /// After revoke() (and enqueue_decommission()): waits until a replica confirmed every write
+    /// of this connection so far (WAIT 1 <timeout ms>), if the master has a replica. A single
+    /// Redis without replicas does not wait (nothing to wait for; a plain URL without
+    /// replicas is not `expected` to replicate). Throws redis_io_error if the node is no
+    /// longer the master.
+    replication_status wait_replicated(std::chrono::milliseconds timeout);
     /// After revoke(): XADD of a decommission job (job.hpp) for the device, with the serial and
     /// fingerprint its hash holds (if any). Returns the stream entry id. The worker acts on it
     /// only while the device stays revoked (docs/worker.md "Decommission").
@@ -86,6 +104,8 @@ public:
     /// afterwards misses no change; throws redis_io_error if it does not come within the
     /// command timeout.
     revocation_subscription(const redis_options& options, const redis_model& model);
+    /// The node the subscription listens on (the master when it was made).
+    const redis_endpoint& address() const noexcept { return sub_.address(); }
     /// The next message's payload (parse it with parse_denylist_change); nullopt when none
     /// came within `timeout`. Throws redis_io_error when the link breaks.
     std::optional<std::string> next_change(std::chrono::milliseconds timeout);

@@ -2,6 +2,7 @@
 // plugin's denylist_sync reads, keys and message format included.
 #include "devicegate/revocation_store.hpp"
 #include "redis_process.hpp"
+#include "redis_sentinel_cluster.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -90,4 +91,52 @@ TEST_CASE("revocation_subscription: ignores other traffic, fails when Redis goes
         }(),
         redis_io_error);
     CHECK_THROWS_AS(revocation_subscription(server.options(), redis_model{}), redis_io_error);
+}
+
+TEST_CASE("revocation_store: a single Redis without replicas does not wait", "[revocation_store][replication]") {
+    test::redis_process server;
+    redis_connection redis(server.options());
+    revocation_store store(redis, redis_model{});
+    store.revoke({false, "dev-1"}, {"stolen", 100});
+    const auto start = std::chrono::steady_clock::now();
+    auto r = store.wait_replicated(std::chrono::seconds(5));
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+    CHECK(r.replicas == 0);
+    CHECK(r.acknowledged == 0);
+    CHECK_FALSE(r.expected);
+    CHECK(r.safe());
+}
+
+TEST_CASE("revocation_store: with Sentinel, a revocation waits for the replica and says when it did not come",
+          "[revocation_store][replication][redis_sentinel]") {
+    test::sentinel_cluster cluster;
+    redis_connection redis(cluster.options());
+    revocation_store store(redis, redis_model{});
+    store.revoke({false, "dev-1"}, {"stolen", 100});
+    auto r = store.wait_replicated(std::chrono::seconds(2));
+    CHECK(r.replicas == 1);
+    CHECK(r.acknowledged == 1);
+    CHECK(r.expected);
+    CHECK(r.safe());
+    // Confirmed means the replica holds it: it survives a failover.
+    CHECK(reply_optional_string(cluster.node_command(cluster.replica_port(), {"HGET", "devicegate:revoked:device", "dev-1"}).get(), "HGET"));
+
+    // A replica that stays connected but answers nothing (stopped): WAIT gives up after the timeout.
+    cluster.pause_replica(true);
+    store.revoke({false, "dev-2"}, {"stolen", 100});
+    const auto start = std::chrono::steady_clock::now();
+    r = store.wait_replicated(std::chrono::milliseconds(300));
+    CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(300));
+    cluster.pause_replica(false);
+    CHECK(r.replicas == 1);
+    CHECK(r.acknowledged == 0);
+    CHECK_FALSE(r.safe());
+
+    // No replica at all behind a Sentinel URL: no wait, but not safe either.
+    cluster.kill_replica();
+    REQUIRE(test::eventually([&] { return store.wait_replicated(std::chrono::milliseconds(100)).replicas == 0; }));
+    r = store.wait_replicated(std::chrono::seconds(5));
+    CHECK(r.expected);
+    CHECK(r.acknowledged == 0);
+    CHECK_FALSE(r.safe());
 }
