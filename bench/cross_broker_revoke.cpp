@@ -85,7 +85,7 @@ void report(const samples& s, const std::string& load_before) {
     std::printf("## Revocation -> disconnect across brokers (%zu revocations)\n\n", s.total_ms.size());
     std::printf("Two brokers (A, B) with the plugin on `redis-sentinel://` (Redis 7.0 master + replica + three "
                 "sentinels on loopback); each device is connected to broker B; `devicegate-ctl revoke --force` runs "
-                "in-process on the Sentinel URL (master discovery, then the revoke on the master).\n\n");
+                "in-process on the Sentinel URL (master discovery, the revoke on the master, WAIT for the replica).\n\n");
     std::printf("| path | p50 ms | p99 ms | max ms |\n|---|---|---|---|\n");
     std::printf("| ctl revoke started -> device on broker B disconnected | %.1f | %.1f | %.1f |\n", total.p50, total.p99,
                 total.max);
