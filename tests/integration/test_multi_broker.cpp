@@ -1,8 +1,8 @@
 // Issue 16: the multi-broker reference deployment on one machine. Three mosquitto brokers with
 // the plugin behind haproxy (docker/haproxy.cfg itself, on loopback ports), Redis master +
 // replica + three Sentinels (tests/support/redis_sentinel_cluster.hpp), two workers against the
-// fakes, all on the Sentinel URL. Runs as its own CTest label (multibroker): 17-20 s on the
-// shared 2-core machine (load average ~14).
+// fakes, all on the Sentinel URL. Runs as its own CTest label (multibroker): 10-20 s on the
+// shared 2-core machine (load average 8-14).
 #include "harness.hpp"
 #include "redis_sentinel_cluster.hpp"
 #include "storm_client.hpp"
