@@ -10,6 +10,7 @@
 // depends on the load generator, which shares the cores; broker CPU per connect does not.
 // Pass 1 is every device's first connect, pass 2 the same devices reconnecting, pass 3
 // reconnecting with TLS session resumption. Then broker RSS with 10,000 devices connected.
+#include "bench_stats.hpp"
 #include "big_crl.hpp"
 #include "cert_factory.hpp"
 #include "harness.hpp"
@@ -28,6 +29,9 @@
 #include <sstream>
 
 using namespace devicegate::itest;
+using devicegate::bench::cpu_seconds;
+using devicegate::bench::load_average;
+using devicegate::bench::percentile;
 using devicegate::bench::storm_client;
 using devicegate::bench::storm_device;
 using devicegate::bench::storm_options;
@@ -57,12 +61,6 @@ std::vector<std::string> all_configs() {
 const std::vector<std::string> configs = all_configs();
 const char* const passes[] = {"first connect", "reconnect", "reconnect, TLS resumption"};
 
-double percentile(std::vector<double> v, double q) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
-}
-
 long rss_kib(pid_t pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
     std::string line;
@@ -72,22 +70,6 @@ long rss_kib(pid_t pid) {
     return -1;
 }
 
-/// utime + stime of the whole process (all threads, also finished ones), in seconds.
-double cpu_seconds(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::istringstream fields(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "
-    std::string field;
-    unsigned long long utime = 0, stime = 0;
-    for (int i = 3; fields >> field; ++i) {  // field 3 is the state
-        if (i == 14) utime = std::stoull(field);
-        if (i == 15) {
-            stime = std::stoull(field);
-            break;
-        }
-    }
-    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
 
 /// redis-server's own CPU seconds (INFO cpu: used_cpu_sys + used_cpu_user).
 double redis_cpu_seconds(const redis_server& redis) {
@@ -268,13 +250,6 @@ bool measure_memory(const std::string& config, const std::string& crl, std::vect
     b.stop();
     end_of_test(false);
     return true;
-}
-
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string one, five, fifteen;
-    in >> one >> five >> fifteen;
-    return one + " " + five + " " + fifteen;
 }
 
 double median_of(const std::vector<pass_stats>& v, double pass_stats::*field) {
