@@ -84,6 +84,10 @@ TEST_CASE("with the shipped Redis ACL users the broker, worker and ctl work, and
     CHECK(dev->wait_disconnected(3s));
     CHECK(device("dev-001")->connect(b.port()) == not_authorized);
     CHECK(ctl({"dlq", "list"}, url_for(redis, "ctl")).exit_code == 0);
+    // reregister writes the device hash (forgets the targets' ids) and enqueues a job.
+    auto again = ctl({"reregister", "dev-001"}, url_for(redis, "ctl"));
+    CHECK(again.exit_code == 0);
+    CHECK(again.out.find("NOPERM") == std::string::npos);
     CHECK(ctl({"list-revoked"}, url_for(redis, "ctl")).exit_code == 0);
     CHECK(b.log().find("NOPERM") == std::string::npos);
     CHECK(worker.log().find("NOPERM") == std::string::npos);
@@ -95,7 +99,8 @@ TEST_CASE("with the shipped Redis ACL users the broker, worker and ctl work, and
     CHECK_THAT(as_user(redis, "plugin", {"XDEL", "devicegate:jobs", "0-1"}), Catch::StartsWith("NOPERM"));
     CHECK_THAT(as_user(redis, "worker", {"HDEL", "devicegate:revoked:device", "dev-001"}), Catch::StartsWith("NOPERM"));
     CHECK_THAT(as_user(redis, "worker", {"HKEYS", "devicegate:revoked:device"}), Catch::StartsWith("NOPERM"));
-    CHECK_THAT(as_user(redis, "ctl", {"HSET", "devicegate:device:dev-001", "thingsboard", "x"}), Catch::StartsWith("NOPERM"));
+    CHECK_THAT(as_user(redis, "ctl", {"HSET", "devicegate:jobs:marker", "x", "x"}), Catch::StartsWith("NOPERM"));
+    CHECK_THAT(as_user(redis, "ctl", {"HSET", "devicegate:sessions:b1", "dev-001", "{}"}), Catch::StartsWith("NOPERM"));
     for (const char* user : {"plugin", "worker", "ctl"}) {
         INFO(user);
         CHECK_THAT(as_user(redis, user, {"FLUSHALL"}), Catch::StartsWith("NOPERM"));
