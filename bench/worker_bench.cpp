@@ -5,7 +5,7 @@
 //    as shipped (server-scope attributes, no Rule Engine message). Target: >= 300/s.
 //  - fast path: a rule chain with a "rest call reply" node and thingsboard_rule_engine on.
 //  - floor: the stock run's HTTP calls per device (lookup, create with credentials, attribute
-//    write, hawkBit target) made directly by as many threads with keep-alive clients, without
+//    write, hawkBit target, hawkBit target metadata) made directly by as many threads with keep-alive clients, without
 //    Redis or the worker.
 //   worker_bench [jobs] [rounds] [concurrency]
 #include "devicegate/http.hpp"
@@ -60,7 +60,15 @@ double floor_rate(const std::vector<injected_job>& jobs, int threads) {
                 auto target = hb.post(fakes.hawkbit_url() + "/rest/v1/targets",
                                       json::array({{{"controllerId", j.device_id}, {"name", j.device_id}}}).dump(),
                                       "application/json", ho);
-                if (lookup.status != 404 || created.status != 200 || notified.status != 200 || target.status != 201) ++errors;
+                auto metadata = hb.post(fakes.hawkbit_url() + "/rest/v1/targets/" + j.device_id + "/metadata",
+                                        json::array({{{"key", "devicegate.serial"}, {"value", j.device_id}},
+                                                     {{"key", "devicegate.notAfter"}, {"value", "2030-01-01T00:00:00Z"}},
+                                                     {{"key", "devicegate.fingerprintSha256"}, {"value", "00"}}})
+                                            .dump(),
+                                        "application/json", ho);
+                if (lookup.status != 404 || created.status != 200 || notified.status != 200 || target.status != 201 ||
+                    metadata.status != 201)
+                    ++errors;
             }
         });
     }
@@ -133,8 +141,8 @@ int main(int argc, char** argv) {
         row("devicegate-worker, fast path (reply node; Rule Engine message on)", fast, fp);
         row("floor: the stock run's HTTP calls made directly (no Redis, no worker)", floor, f);
         std::printf("\nStock / floor: %.0f%%. Target >= 300 registrations/s in stock mode: %s (%.0f/s). A stock "
-                    "registration is 4 HTTP calls (ThingsBoard lookup, create with credentials, server-scope "
-                    "attributes; hawkBit target), the fast path 5 (plus the Rule Engine message on a fresh "
+                    "registration is 5 HTTP calls (ThingsBoard lookup, create with credentials, server-scope "
+                    "attributes; hawkBit target, target metadata), the fast path 6 (plus the Rule Engine message on a fresh "
                     "connection), plus XREADGROUP, HGETALL and one MULTI (HSET, XACK, XDEL) in Redis.\n",
                     100 * w / f, w >= 300 ? "met" : "NOT met", w);
     } catch (const std::exception& e) {
