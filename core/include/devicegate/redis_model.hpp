@@ -29,6 +29,9 @@ struct redis_model {
     std::string dead_jobs() const { return prefix + "jobs:dead"; }
     /// A random token the brokers plant; when it vanishes or changes, Redis lost its data.
     std::string jobs_marker() const { return prefix + "jobs:marker"; }
+    /// A counter the brokers INCR before WAIT when a batch of jobs must reach a replica: WAIT
+    /// only counts the writes of its own connection, and a re-sent batch may write nothing.
+    std::string jobs_replicated() const { return prefix + "jobs:replicated"; }
 };
 
 /// The fields of a device hash. The plugin's first-connect script writes the first five (in
