@@ -10,6 +10,7 @@
 // depends on the load generator, which shares the cores; broker CPU per connect does not.
 // Pass 1 is every device's first connect, pass 2 the same devices reconnecting, pass 3
 // reconnecting with TLS session resumption. Then broker RSS with 10,000 devices connected.
+#include "bench_stats.hpp"
 #include "big_crl.hpp"
 #include "cert_factory.hpp"
 #include "harness.hpp"
@@ -28,6 +29,9 @@
 #include <sstream>
 
 using namespace devicegate::itest;
+using devicegate::bench::cpu_seconds;
+using devicegate::bench::load_average;
+using devicegate::bench::percentile;
 using devicegate::bench::storm_client;
 using devicegate::bench::storm_device;
 using devicegate::bench::storm_options;
@@ -39,14 +43,23 @@ const char* const native_crl = "native + crlfile";
 const char* const native_floor = "native without crlfile";
 const char* const devicegate_full = "DeviceGate";
 const char* const devicegate_no_redis = "DeviceGate without Redis";
-const std::vector<std::string> configs = {native_crl, native_floor, devicegate_full, devicegate_no_redis};
-const char* const passes[] = {"first connect", "reconnect", "reconnect, TLS resumption"};
+const char* const devicegate_before = "DeviceGate before";
 
-double percentile(std::vector<double> v, double q) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
+/// DEVICEGATE_STORM_BEFORE=<an older devicegate.so>: one more configuration, "DeviceGate
+/// before" (that plugin with Redis and jobs, as "DeviceGate"), interleaved with the others,
+/// for a before/after comparison under the same load.
+const char* before_plugin() {
+    const char* path = std::getenv("DEVICEGATE_STORM_BEFORE");
+    return path != nullptr && *path != '\0' ? path : nullptr;
 }
+
+std::vector<std::string> all_configs() {
+    std::vector<std::string> out = {native_crl, native_floor, devicegate_full, devicegate_no_redis};
+    if (before_plugin() != nullptr) out.push_back(devicegate_before);
+    return out;
+}
+const std::vector<std::string> configs = all_configs();
+const char* const passes[] = {"first connect", "reconnect", "reconnect, TLS resumption"};
 
 long rss_kib(pid_t pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -57,22 +70,6 @@ long rss_kib(pid_t pid) {
     return -1;
 }
 
-/// utime + stime of the whole process (all threads, also finished ones), in seconds.
-double cpu_seconds(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::istringstream fields(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "
-    std::string field;
-    unsigned long long utime = 0, stime = 0;
-    for (int i = 3; fields >> field; ++i) {  // field 3 is the state
-        if (i == 14) utime = std::stoull(field);
-        if (i == 15) {
-            stime = std::stoull(field);
-            break;
-        }
-    }
-    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
 
 /// redis-server's own CPU seconds (INFO cpu: used_cpu_sys + used_cpu_user).
 double redis_cpu_seconds(const redis_server& redis) {
@@ -82,6 +79,13 @@ double redis_cpu_seconds(const redis_server& redis) {
         return at == std::string::npos ? 0.0 : std::atof(info.c_str() + at + name.size() + 1);
     };
     return field("used_cpu_sys") + field("used_cpu_user");
+}
+
+double load_1min() {
+    std::ifstream in("/proc/loadavg");
+    double one = 0;
+    in >> one;
+    return one;
 }
 
 std::string first_line(const std::string& cmd) {
@@ -101,6 +105,7 @@ struct pass_stats {
     double cpu_ms = 0;        // broker CPU per accepted connect
     double redis_cpu_ms = 0;  // redis-server CPU per accepted connect (DeviceGate only)
     int resumed = 0;
+    double load = 0;          // the 1-minute load average when the pass ended
 };
 
 struct setup {
@@ -108,12 +113,41 @@ struct setup {
     const redis_server* redis = nullptr;
 };
 
+/// The older plugin's lines, written by hand: the harness's plugin line names this build's.
+std::string before_plugin_lines(const setup& s) {
+    const auto state = std::filesystem::temp_directory_path() / ("devicegate-storm-before-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(state);
+    std::ostringstream conf;
+    conf << "plugin " << before_plugin() << "\n"
+         << "plugin_opt_tenant_ca_file " << pki("subca-a.crt") << "\n"
+         << "plugin_opt_ica_file " << pki("ica.crt") << "\n"
+         << "plugin_opt_root_ca_file " << pki("root.crt") << "\n"
+         << "plugin_opt_crl_file " << s.crl << "\n"
+         << "plugin_opt_state_dir " << state.string() << "\n"
+         << "plugin_opt_redis_url " << s.redis->url() << "\n"
+         << "plugin_opt_stats_interval 0s\n";
+    return conf.str();
+}
+
+// mosquitto's default log types (src/conf.c config__init: error, warning, notice,
+// information), as a production broker runs: the harness writes "log_type all", which would
+// make every broker write its debug lines (several per connect). "none" clears the set
+// (conf.c: log_type none assigns, the others add); log_type is global wherever it stands.
+const std::string default_logging =
+    "log_type none\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n";
+
 broker_options options_for(const std::string& config, const setup& s) {
-    if (config == native_crl) {
-        return {.crl_files = {}, .listener_extra = "use_identity_as_username true\ncrlfile " + s.crl, .plugin = false};
+    if (config == devicegate_before) {
+        return {.crl_files = {}, .listener_extra = default_logging + before_plugin_lines(s), .plugin = false};
     }
-    if (config == native_floor) return {.crl_files = {}, .listener_extra = "use_identity_as_username true", .plugin = false};
-    broker_options o{.plugin_opts = {{"stats_interval", "0s"}}, .crl_files = {s.crl}};
+    if (config == native_crl) {
+        return {.crl_files = {}, .listener_extra = default_logging + "use_identity_as_username true\ncrlfile " + s.crl,
+                .plugin = false};
+    }
+    if (config == native_floor) {
+        return {.crl_files = {}, .listener_extra = default_logging + "use_identity_as_username true", .plugin = false};
+    }
+    broker_options o{.plugin_opts = {{"stats_interval", "0s"}}, .crl_files = {s.crl}, .listener_extra = default_logging};
     if (config == devicegate_full) o.redis = s.redis;
     return o;
 }
@@ -152,7 +186,7 @@ bool run_config(const std::string& config, const std::string& crl, std::vector<s
         return false;
     }
     for (auto& d : devices) d.session.reset();
-    const bool uses_redis = config == devicegate_full;
+    const bool uses_redis = config == devicegate_full || config == devicegate_before;
     for (int p = 0; p < 3; ++p) {
         auto profiler = start_profiler(config, p, b.pid());
         const double cpu0 = cpu_seconds(b.pid());
@@ -168,6 +202,7 @@ bool run_config(const std::string& config, const std::string& crl, std::vector<s
         s.cpu_ms = 1000.0 * (cpu_seconds(b.pid()) - cpu0) / n;
         s.redis_cpu_ms = uses_redis ? 1000.0 * (redis_cpu_seconds(redis) - redis0) / n : 0;
         s.resumed = r.resumed;
+        s.load = load_1min();
         std::fprintf(stderr, "  %-26s %7.0f connects/s  %.3f ms broker CPU/connect\n", passes[p], s.cps, s.cpu_ms);
         results[config + "|" + passes[p]].push_back(s);
         if (r.accepted != static_cast<int>(devices.size())) {
@@ -183,7 +218,17 @@ bool run_config(const std::string& config, const std::string& crl, std::vector<s
 
 struct memory_stats {
     long idle_kib = 0, connected_kib = 0;
+    bool libcurl = false;  // libcurl mapped into the broker
 };
+
+bool maps_library(pid_t pid, const std::string& name) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.find(name) != std::string::npos) return true;
+    }
+    return false;
+}
 
 /// Broker RSS idle and with every device of `hold` connected, on a fresh broker.
 bool measure_memory(const std::string& config, const std::string& crl, std::vector<storm_device>& hold,
@@ -197,6 +242,7 @@ bool measure_memory(const std::string& config, const std::string& crl, std::vect
     auto r = client.run(hold, {.port = b.port(), .concurrency = 64, .hold = true});
     std::this_thread::sleep_for(500ms);
     out.connected_kib = rss_kib(b.pid());
+    out.libcurl = maps_library(b.pid(), "libcurl");
     if (r.accepted != static_cast<int>(hold.size())) {
         std::fprintf(stderr, "memory run: only %d of %zu connected\n", r.accepted, hold.size());
     }
@@ -204,13 +250,6 @@ bool measure_memory(const std::string& config, const std::string& crl, std::vect
     b.stop();
     end_of_test(false);
     return true;
-}
-
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string one, five, fifteen;
-    in >> one >> five >> fifteen;
-    return one + " " + five + " " + fifteen;
 }
 
 double median_of(const std::vector<pass_stats>& v, double pass_stats::*field) {
@@ -342,7 +381,7 @@ std::string throughput_section(const results_map& results, int devices_n, int ro
             const auto& v = results.at(config + "|" + pass);
             const double cps = median_of(v, &pass_stats::cps), cpu = median_of(v, &pass_stats::cpu_ms);
             char redis_cpu[32] = "-";
-            if (config == devicegate_full) {
+            if (config == devicegate_full || config == devicegate_before) {
                 std::snprintf(redis_cpu, sizeof redis_cpu, "%.3f", median_of(v, &pass_stats::redis_cpu_ms));
             }
             char row[512];
@@ -352,14 +391,14 @@ std::string throughput_section(const results_map& results, int devices_n, int ro
             md << row;
         }
     }
-    md << "\nPer round (connects/s / broker CPU ms per connect, in run order):\n\n"
+    md << "\nPer round (connects/s / broker CPU ms per connect [1-minute load average], in run order):\n\n"
        << "| configuration | pass | rounds |\n|---|---|---|\n";
     for (const auto& config : configs) {
         for (const char* pass : passes) {
             md << "| " << config << " | " << pass << " |";
             for (const auto& s : results.at(config + "|" + pass)) {
                 char cell[64];
-                std::snprintf(cell, sizeof cell, " %.0f / %.3f", s.cps, s.cpu_ms);
+                std::snprintf(cell, sizeof cell, " %.0f / %.3f [%.1f]", s.cps, s.cpu_ms, s.load);
                 md << cell;
             }
             md << " |\n";
@@ -371,16 +410,16 @@ std::string throughput_section(const results_map& results, int devices_n, int ro
 std::string memory_section(const std::map<std::string, memory_stats>& memory, int hold_n) {
     std::ostringstream md;
     md << "\n## Broker memory with " << hold_n << " devices connected\n\n"
-       << "| configuration | RSS idle MiB | RSS connected MiB | per device KiB | connected vs floor |\n"
-       << "|---|---|---|---|---|\n";
+       << "| configuration | RSS idle MiB | RSS connected MiB | per device KiB | connected vs floor | libcurl loaded |\n"
+       << "|---|---|---|---|---|---|\n";
     const double floor = static_cast<double>(memory.at(native_floor).connected_kib);
     for (const auto& config : configs) {
         const auto& m = memory.at(config);
         char row[256];
-        std::snprintf(row, sizeof row, "| %s | %.1f | %.1f | %.2f | %+.1f%% |\n", config.c_str(),
+        std::snprintf(row, sizeof row, "| %s | %.1f | %.1f | %.2f | %+.1f%% | %s |\n", config.c_str(),
                       static_cast<double>(m.idle_kib) / 1024.0, static_cast<double>(m.connected_kib) / 1024.0,
                       static_cast<double>(m.connected_kib - m.idle_kib) / hold_n,
-                      100.0 * (static_cast<double>(m.connected_kib) / floor - 1));
+                      100.0 * (static_cast<double>(m.connected_kib) / floor - 1), m.libcurl ? "yes" : "no");
         md << row;
     }
     return md.str();
@@ -410,6 +449,45 @@ std::string targets_section(const results_map& results, const std::map<std::stri
     return md;
 }
 
+/// The issue's form: one column per configuration, each value with its ratio to the floor.
+std::string summary_section(const results_map& results, const std::map<std::string, memory_stats>& memory,
+                            int hold_n) {
+    auto med = [&](const std::string& config, const char* pass, double pass_stats::*field) {
+        return median_of(results.at(config + "|" + pass), field);
+    };
+    std::ostringstream md;
+    md << "\n## Summary (medians; in brackets: against native without crlfile)\n\n|";
+    for (const auto& config : configs) md << " | " << config;
+    md << " |\n|---|";
+    for (std::size_t i = 0; i < configs.size(); ++i) md << "---|";
+    auto row = [&](const char* label, auto value, const char* format, bool ratio_inverse) {
+        md << "\n| " << label;
+        const double floor = value(std::string(native_floor));
+        for (const auto& config : configs) {
+            const double v = value(config);
+            char cell[96];
+            std::snprintf(cell, sizeof cell, format, v, ratio_inverse ? v / floor : 100.0 * v / floor);
+            md << " | " << cell;
+        }
+        md << " |";
+    };
+    row("first connects/s", [&](const std::string& c) { return med(c, passes[0], &pass_stats::cps); }, "%.0f (%.0f%%)",
+        false);
+    row("broker CPU per first connect", [&](const std::string& c) { return med(c, passes[0], &pass_stats::cpu_ms); },
+        "%.3f ms (%.2fx)", true);
+    row("broker CPU per reconnect (verify cache)",
+        [&](const std::string& c) { return med(c, passes[1], &pass_stats::cpu_ms); }, "%.3f ms (%.2fx)", true);
+    row("TLS-resumed connects/s", [&](const std::string& c) { return med(c, passes[2], &pass_stats::cps); },
+        "%.0f (%.1f%%)", false);
+    row("broker CPU per TLS-resumed connect", [&](const std::string& c) { return med(c, passes[2], &pass_stats::cpu_ms); },
+        "%.3f ms (%.2fx)", true);
+    const std::string rss_label = "RSS with " + std::to_string(hold_n) + " connected";
+    row(rss_label.c_str(), [&](const std::string& c) { return static_cast<double>(memory.at(c).connected_kib) / 1024.0; },
+        "%.1f MiB (%.3fx)", true);
+    md << "\n";
+    return md.str();
+}
+
 }  // namespace
 
 std::string report(const results_map& results, const std::map<std::string, memory_stats>& memory, int devices_n,
@@ -418,5 +496,5 @@ std::string report(const results_map& results, const std::map<std::string, memor
            "comes from one run on one machine; the configurations ran interleaved, with the same PKI (P-256), the "
            "same devices and the same load generator, so compare the ratios rather than the absolute values.\n\n" +
            machine_section(load_before, load_after) + throughput_section(results, devices_n, rounds) +
-           memory_section(memory, hold_n) + targets_section(results, memory);
+           memory_section(memory, hold_n) + targets_section(results, memory) + summary_section(results, memory, hold_n);
 }

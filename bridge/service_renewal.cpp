@@ -36,8 +36,8 @@ std::optional<api_response> bridge_service::authenticate_renewal(const api_reque
         return refuse(op, r, device_id, 403, "certificate_for_another_device", "the client certificate's CN is not the device id of the URL");
     }
     try {
-        const bool denied = ca_->is_revoked(v.cert->serial_hex) ||
-                            redis_.with([&](redis_connection& c) { return revocation_store(c, model_).denies(device_id, v.cert->serial_hex); });
+        const bool denied = ca_->is_revoked(v.serial_hex) ||
+                            redis_.with([&](redis_connection& c) { return revocation_store(c, model_).denies(device_id, v.serial_hex); });
         if (denied) return refuse(op, r, device_id, 403, "certificate_revoked", "the client certificate is revoked");
     } catch (const std::exception& e) {
         log_.error(std::string("devicegate-bridge: Redis: ") + log_safe(e.what(), 200));

@@ -3,7 +3,9 @@
 // to exit codes, and the Redis session. One .cpp per command group; ctl.cpp dispatches.
 #include "devicegate/redis.hpp"
 #include "devicegate/redis_model.hpp"
+#include "devicegate/revocation_store.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -22,6 +24,11 @@ struct usage_error : std::runtime_error {
 };
 /// Unknown device, nothing to unrevoke, no such dead letter (exit code 3).
 struct not_found_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+/// ThingsBoard, hawkBit or the worker's configuration failed a command (exit code 2, like an
+/// unreachable Redis): what() names the backend, the call and the status.
+struct service_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
@@ -76,11 +83,41 @@ extern const command revocation_commands[4];
 // dead_letters.cpp: dlq list, dlq replay, dlq delete, dlq trim.
 extern const char* const dead_letters_usage;
 extern const command dead_letter_commands[1];
-// registration.cpp: reregister.
+// registration.cpp: reregister, and the re-enqueueing reconcile --fix shares with it.
 extern const char* const registration_usage;
 extern const command registration_commands[1];
+enum class reregistration { enqueued, on_next_connect };
+/// Forgets the registration of a device Redis knows and enqueues a first-connect job from the
+/// certificate the worker stored (one transaction); without a stored certificate only forgets
+/// it (on_next_connect). Throws not_found_error (no device hash), usage_error (unreadable
+/// stored certificate), the Redis errors.
+reregistration reregister_device(session& s, const std::string& id);
+// reconcile.cpp: reconcile (Redis against ThingsBoard and hawkBit).
+extern const char* const reconcile_usage;
+extern const command reconcile_commands[1];
 // enrollment.cpp: enroll-token, wg-peers (the enrollment API's operator side, bridge/).
 extern const char* const enrollment_usage;
 extern const command enrollment_commands[2];
+// brokers.cpp: brokers, and the fleet parts of status and revoke.
+extern const char* const brokers_usage;
+extern const command brokers_commands[1];
+/// status: the brokers that hold a session of the device (the fleet registry).
+void print_device_location(session& s, const std::string& device_id);
+/// revoke: how many live brokers applied the revocation. Constructed before the revocation
+/// is written (remembers the live brokers, clears old acknowledgements); wait_and_report()
+/// after it waits up to --ack-timeout (default 1s, 0 = do not wait) and prints
+/// "acknowledged by 2 of 3 live brokers (missing: broker-c; ...)".
+class revoke_ack {
+public:
+    revoke_ack(const arguments& args, session& s, const revocation_target& target);
+    void wait_and_report();
+
+private:
+    session& s_;
+    std::string key_;
+    std::chrono::milliseconds timeout_{1000};
+    bool already_revoked_ = false;
+    std::vector<std::string> live_;
+};
 
 }  // namespace devicegate::ctl

@@ -9,7 +9,7 @@ namespace devicegate::ctl {
 enum exit_code : int {
     ok = 0,
     usage = 1,          // bad arguments
-    unreachable = 2,    // Redis could not be reached
+    unreachable = 2,    // Redis could not be reached (reconcile: nor ThingsBoard, hawkBit, the worker config)
     not_found = 3,      // unknown device, or nothing to unrevoke
     bad_data = 4,       // Redis answered with something DeviceGate did not write
     unreplicated = 5,   // revoked, but no replica confirmed it: a failover now could lose it

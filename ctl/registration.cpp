@@ -5,7 +5,8 @@
 // hash. A device registered before the worker stored it: the hash's `fingerprint` goes too, so
 // the plugin enqueues a first-connect job (core/src/job_producer.cpp, first_connect_script) on
 // the device's next connect to a broker that has not admitted that certificate since it started
-// (a broker plans one job per certificate and run: gate::plan_job).
+// (a broker plans one job per certificate and run: gate::plan_job). `reconcile --fix` re-enqueues
+// through the same reregister_device.
 #include "command.hpp"
 #include "devicegate/device_id.hpp"
 #include "devicegate/job.hpp"
@@ -20,12 +21,7 @@ const char* const registration_usage =
                                                (e.g. after it was deleted there by hand)
 )";
 
-namespace {
-
-int reregister(const arguments& args, session& s) {
-    if (args.words.size() != 2) throw usage_error("reregister needs exactly one device id");
-    const std::string& id = args.words[1];
-    if (!is_safe_device_id(id)) throw usage_error("reregister: not a device id: " + id);
+reregistration reregister_device(session& s, const std::string& id) {
     const std::string key = s.model().device(id);
     auto known = s.redis().command({"EXISTS", key});
     if (reply_integer(known.get(), "EXISTS") == 0) {
@@ -41,11 +37,7 @@ int reregister(const arguments& args, session& s) {
         std::vector<std::string> forget_all = forget;
         forget_all.push_back(device_field::fingerprint);
         s.redis().transaction({forget_all, note});
-        s.out() << "device " << id
-                << ": registration forgotten (no stored certificate: registered by an older worker); it is "
-                   "enqueued on its next connect to a broker that has not admitted this certificate since it "
-                   "started\n";
-        return 0;
+        return reregistration::on_next_connect;
     }
     device_certificate cert;
     try {
@@ -54,7 +46,7 @@ int reregister(const arguments& args, session& s) {
         cert.fingerprint_sha256 = fingerprint_hex(certificate_sha256(certs.front().get()));
         cert.serial_hex = serial_hex(X509_get0_serialNumber(certs.front().get()));
     } catch (const std::exception& e) {
-        throw usage_error("reregister: the stored certificate of " + id + " is unreadable: " + e.what());
+        throw usage_error("the stored certificate of " + id + " is unreadable: " + e.what());
     }
     cert.device_id = id;
     cert.certificate_pem = pem->second;
@@ -70,6 +62,22 @@ int reregister(const arguments& args, session& s) {
     s.redis().transaction({forget, note, {"HSET", key, device_field::fingerprint, cert.fingerprint_sha256},
                            {"XADD", s.model().jobs(), "*", job_field::type, "first_connect", job_field::job,
                             encode_job(cert, job_type::first_connect)}});
+    return reregistration::enqueued;
+}
+
+namespace {
+
+int reregister(const arguments& args, session& s) {
+    if (args.words.size() != 2) throw usage_error("reregister needs exactly one device id");
+    const std::string& id = args.words[1];
+    if (!is_safe_device_id(id)) throw usage_error("reregister: not a device id: " + id);
+    if (reregister_device(s, id) == reregistration::on_next_connect) {
+        s.out() << "device " << id
+                << ": registration forgotten (no stored certificate: registered by an older worker); it is "
+                   "enqueued on its next connect to a broker that has not admitted this certificate since it "
+                   "started\n";
+        return 0;
+    }
     s.out() << "device " << id << ": registration job enqueued (devicegate-ctl status " << id
             << " shows the progress)\n";
     return 0;

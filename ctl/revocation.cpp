@@ -95,7 +95,9 @@ int revoke(const arguments& args, session& s) {
     revocation_store store(s.redis(), s.model());
     const revocation_entry entry{reason == nullptr || reason->empty() ? "revoked by operator" : *reason,
                                  static_cast<std::int64_t>(std::time(nullptr))};
+    revoke_ack ack(args, s, t);  // brokers.cpp
     report(s, "revoked", t, store.revoke(t, entry));
+    ack.wait_and_report();
     if (args.has("--decommission")) {
         // After the revocation: the worker refuses a decommission for a device the deny-list
         // does not hold. If this fails the device stays revoked; running the command again is safe.
@@ -147,6 +149,7 @@ int status(const arguments& args, session& s) {
     out << "hawkbit:      " << field(device_field::hawkbit) << "\n";
     out << "registered:   " << iso_time_text(field(device_field::registered_at)) << "\n";
     out << "last error:   " << field(device_field::last_error) << "\n";
+    print_device_location(s, id);  // brokers.cpp
     if (field(device_field::decommissioned) != "-") {
         out << "decommissioned: " << iso_time_text(field(device_field::decommissioned))
             << " (devicegate-ctl reregister " << id << " brings it back after an unrevoke)\n";

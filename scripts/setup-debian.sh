@@ -14,7 +14,8 @@ declare -A groups=(
   [build]="build-essential cmake pkg-config libssl-dev mosquitto-dev libmosquitto-dev
            libhiredis-dev nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev"
   [test]="openssl mosquitto mosquitto-clients catch2 libbenchmark-dev redis-server
-          clang libclang-rt-14-dev docker-compose valgrind nftables nginx wireguard-tools"
+          clang libclang-rt-14-dev docker-compose valgrind nftables nginx wireguard-tools
+          haproxy redis-sentinel"
   [runtime-broker]="mosquitto libhiredis0.14 libcurl4 libssl3 libcpp-httplib0.11 ca-certificates"
   [runtime-worker]="libhiredis0.14 libcurl4 libssl3 libcpp-httplib0.11 ca-certificates"
   [mosquitto-2.1]="libcjson-dev"

@@ -44,6 +44,14 @@ public:
     /// (GET /rest/v1/targets/{id}/tags, then DELETE /rest/v1/targettags/{tagId}/assigned/{id}).
     /// True if it had it. Throws target_failure.
     bool drop_revoked_tag(const std::string& device_id);
+    /// An authenticated GET of `path` (a 401 pauses through the gate): inventory.cpp's paging.
+    http_response get(const std::string& path, const char* call) {
+        gate_.before_login();
+        auto r = http_.get(settings_.url + path, options());
+        check_login(r, call);
+        return r;
+    }
+    worker_metrics& metrics() noexcept { return metrics_; }
 
 private:
     http_get_options options() const;

@@ -86,6 +86,9 @@ public:
     /// server-scope attributes revoked/revokedTime/revokedReason are written. "revoked", or
     /// "absent" when there is no such device. Idempotent. Throws target_failure.
     std::string revoke_device(const std::string& device_id, const std::string& reason, std::int64_t revoked_at_s);
+    /// An authenticated GET of `path` (token refresh as every call): inventory.cpp's paging.
+    http_response get(const std::string& path) { return call("GET", path, nullptr, timeout_); }
+    worker_metrics& metrics() noexcept { return metrics_; }
 
 private:
     http_response call(const char* method, const std::string& path, const std::string* body,

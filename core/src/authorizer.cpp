@@ -50,7 +50,7 @@ decision authorizer::decide(X509* leaf, std::string_view client_id, std::time_t 
     const verified_certificate* cert = verified(leaf, d);
     if (cert == nullptr) return d;
     d.device_id = cert->device_id;
-    d.serial_hex = cert->serial_hex;
+    if (d.cache_hit) d.serial_hex = cert->serial_hex();  // a miss set it from the certificate
     d.serial = cert->serial;
     if (config_->service_names.count(cert->device_id) > 0) d.kind = identity_kind::service;
     // The steps in order of cost and of precedence of their reason codes.
@@ -151,7 +151,7 @@ bool authorizer::crl_allows(const verified_certificate& cert, std::time_t now, d
 bool authorizer::denylist_allows(const verified_certificate& cert, std::time_t now, decision& d) const {
     if (denylist_ == nullptr) return true;
     auto list = denylist_->list.load();
-    if (list && list->revokes(cert.device_id, cert.serial_hex)) {
+    if (list && list->revokes(cert.device_id, d.serial_hex)) {
         return refuse(d, reason::revoked_denylist,
                       list->devices.find(cert.device_id) != list->devices.end() ? "device id is on the Redis deny-list"
                                                                                  : "serial is on the Redis deny-list");

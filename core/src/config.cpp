@@ -93,6 +93,12 @@ std::string broker_id_option(const B& b, V v) {
     return v;
 }
 
+clone_policy clone_policy_option(const B& b, V v) {
+    if (v == "log") return clone_policy::log;
+    if (v == "refuse") return clone_policy::refuse;
+    b.fail(v, "is not log or refuse");
+}
+
 // "N/interval" (e.g. 100/10s) or off.
 void deny_disconnect_option(B& b, V v) {
     if (v == "off") {
@@ -192,9 +198,22 @@ const std::vector<plugin_option> options_table = {
     {"state_dir", [](B& b, V v) { b.config.state_dir = b.path(v); }, "persistence_location, else /var/lib/mosquitto",
      "Holds the job journal, the local deny-list copy and the newest CRL per CA (rollback protection)."},
     {"broker_id", [](B& b, V v) { b.config.broker_id = broker_id_option(b, v); }, "the host name",
-     "Written into jobs and the device hash."},
+     "Written into jobs and the device hash; names this broker in the fleet registry (unique per broker)."},
     {"stats_interval", [](B& b, V v) { b.config.stats_interval = b.duration(v, milliseconds(0), hours(1)); }, "10s",
      "How often the counters are published under $SYS/broker/devicegate/ (0s = off)."},
+    {"fleet_sessions", [](B& b, V v) { b.config.fleet_sessions = b.on_off(v); }, "on",
+     "With redis_url: one session per device across every broker sharing the Redis (a newer session on another "
+     "broker ends the older one), and this broker's heartbeat for devicegate-ctl brokers."},
+    {"broker_heartbeat_interval",
+     [](B& b, V v) { b.config.broker_heartbeat_interval = b.duration(v, milliseconds(100), minutes(1)); }, "5s",
+     "How often the broker writes its heartbeat and renews its session registry's expiry (100ms-1m)."},
+    {"broker_heartbeat_timeout",
+     [](B& b, V v) { b.config.broker_heartbeat_timeout = b.duration(v, milliseconds(300), minutes(10)); }, "15s",
+     "A broker without a heartbeat this long counts as dead; its session entries expire (300ms-10m, more than "
+     "twice broker_heartbeat_interval)."},
+    {"clone_policy", [](B& b, V v) { b.config.clones = clone_policy_option(b, v); }, "log",
+     "Two sessions of one device from different source addresses: log (count it; the older session ends as in "
+     "any takeover) or refuse (end both)."},
     {"service",
      [](B& b, V v) {
          b.config.service_rules.push_back(b.rule(v, parse_client_acl_rule));
@@ -249,6 +268,11 @@ plugin_config parse_plugin_config(const option_list& options) {
     }
     b.config.acl_rules.insert(b.config.acl_rules.end(), b.client_rules.begin(), b.client_rules.end());
     check_required(b.config);
+    if (b.config.broker_heartbeat_timeout < 2 * b.config.broker_heartbeat_interval) {
+        throw config_error("broker_heartbeat_timeout",
+                           "must be at least twice broker_heartbeat_interval (one late heartbeat must not make a "
+                           "live broker's sessions vanish)");
+    }
     if (!b.config.service_ca_file.empty() && b.config.service_names.empty()) {
         throw config_error("service_ca_file", "is set but no plugin_opt_service names a service");
     }

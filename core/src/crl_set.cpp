@@ -44,12 +44,15 @@ verified_crl verify_crl(X509_CRL* crl, const tenant_trust& trust, const std::str
     }
     STACK_OF(X509_REVOKED)* entries = X509_CRL_get_REVOKED(crl);
     const int n = entries != nullptr ? sk_X509_REVOKED_num(entries) : 0;
-    out.revoked.reserve(static_cast<std::size_t>(n));
+    std::vector<serial_key> revoked;
+    revoked.reserve(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) {
-        out.revoked.push_back(make_serial_key(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(entries, i))));
+        revoked.push_back(make_serial_key(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(entries, i))));
     }
-    std::sort(out.revoked.begin(), out.revoked.end());
-    out.revoked.erase(std::unique(out.revoked.begin(), out.revoked.end()), out.revoked.end());
+    std::sort(revoked.begin(), revoked.end());
+    revoked.erase(std::unique(revoked.begin(), revoked.end()), revoked.end());
+    revoked.shrink_to_fit();  // duplicates removed: give back their room
+    out.revoked = std::move(revoked);
     return out;
 }
 
@@ -69,9 +72,10 @@ crl_set::crl_set(std::vector<verified_crl> crls, const tenant_trust& trust,
     auto listed = [](const verified_crl& crl, const serial_key& s) {
         return std::binary_search(crl.revoked.begin(), crl.revoked.end(), s);
     };
+    std::vector<const verified_crl*> leaf_crls;
     for (auto& crl : crls_) {
         if (crl.issuer == ca_role::sub_ca) {
-            revoked_leaves_.insert(revoked_leaves_.end(), crl.revoked.begin(), crl.revoked.end());
+            leaf_crls.push_back(&crl);
         } else if (crl.issuer == ca_role::ica && listed(crl, trust.serial(ca_role::sub_ca))) {
             chain_revoked_ = true;
             chain_detail_ = "the tenant Sub-CA is revoked on the ICA's CRL " + crl.source;
@@ -80,12 +84,17 @@ crl_set::crl_set(std::vector<verified_crl> crls, const tenant_trust& trust,
             chain_detail_ = "the ICA is revoked on the Root's CRL " + crl.source;
         }
     }
-    // One sorted array for the hot path; the per-CRL copies are no longer needed.
-    std::sort(revoked_leaves_.begin(), revoked_leaves_.end());
-    revoked_leaves_.erase(std::unique(revoked_leaves_.begin(), revoked_leaves_.end()), revoked_leaves_.end());
-    for (auto& crl : crls_) {
-        if (crl.issuer == ca_role::sub_ca) std::vector<serial_key>().swap(crl.revoked);
+    // One sorted array for the hot path: the Sub-CA CRL's own (shared, not copied), or a merge
+    // when several Sub-CA CRLs are given.
+    if (leaf_crls.size() == 1) {
+        revoked_leaves_ = leaf_crls.front()->revoked;
+        return;
     }
+    std::vector<serial_key> merged;
+    for (const auto* crl : leaf_crls) merged.insert(merged.end(), crl->revoked.begin(), crl->revoked.end());
+    std::sort(merged.begin(), merged.end());
+    merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
+    revoked_leaves_ = std::move(merged);
 }
 
 crl_status crl_set::check(const serial_key& leaf, std::time_t now, std::chrono::seconds grace,

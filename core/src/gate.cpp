@@ -2,7 +2,7 @@
 
 #include "devicegate/listener_check.hpp"
 
-#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -136,8 +136,20 @@ void gate::start_redis() {
         o.journal_max_bytes = config_->job_journal_max_bytes;
         jobs_ = std::make_unique<job_producer>(std::move(o), log_);
     }
+    if (config_->fleet_sessions) start_fleet(model);
     log_.notice("devicegate: redis " + config_->redis->describe() + " prefix=" + config_->redis_prefix +
                 " state_dir=" + state_dir_ + " broker_id=" + broker_id_);
+}
+
+void gate::start_fleet(const redis_model& model) {
+    fleet_ = std::make_unique<fleet_registry>(
+        fleet_registry::options{*config_->redis, model, broker_id_, config_->broker_heartbeat_interval,
+                                config_->broker_heartbeat_timeout, config_->clones},
+        log_, [this] {  // on dg-fleet: atomics only
+            heartbeat_extras e{denylist_.synced_at.load(), denylist_sync_->link_up(), 0};
+            if (jobs_) e.job_backlog = jobs_->stats().buffered.load() + jobs_->stats().journaled.load();
+            return e;
+        });
 }
 
 void gate::check_listeners() {
@@ -166,10 +178,12 @@ void gate::start() {
     watcher_->start();
     if (denylist_sync_) denylist_sync_->start();
     if (jobs_) jobs_->start();
+    if (fleet_) fleet_->start();
     if (ocsp_fetcher_) ocsp_fetcher_->start();
 }
 
 void gate::stop() noexcept {
+    if (fleet_) fleet_->stop();  // first: its heartbeat reads jobs_ and denylist_sync_
     if (ocsp_fetcher_) ocsp_fetcher_->stop();
     if (jobs_) jobs_->stop();  // journals what it could not deliver
     if (denylist_sync_) denylist_sync_->stop();
@@ -204,18 +218,21 @@ std::optional<device_certificate> gate::plan_job(X509* leaf, const decision& d) 
         submitted_generation_ = jobs_->generation();
     }
     if (submitted_.count(d.fingerprint) > 0) return std::nullopt;
-    bio_ptr bio(BIO_new(BIO_s_mem()));
-    if (!bio || PEM_write_bio_X509(bio.get(), leaf) != 1) {
-        log(log_level::error, "devicegate: cannot encode the certificate of device=" + d.device_id + " as PEM");
+    // The DER only: the job producer's thread writes the PEM (issue 13).
+    const int len = i2d_X509(leaf, nullptr);
+    device_certificate cert;
+    if (len > 0) {
+        cert.certificate_der.resize(static_cast<std::size_t>(len));
+        auto* out = reinterpret_cast<unsigned char*>(cert.certificate_der.data());
+        if (i2d_X509(leaf, &out) != len) cert.certificate_der.clear();
+    }
+    if (cert.certificate_der.empty()) {
+        log(log_level::error, "devicegate: cannot encode the certificate of device=" + d.device_id);
         return std::nullopt;
     }
-    char* pem = nullptr;
-    long len = BIO_get_mem_data(bio.get(), &pem);
-    device_certificate cert;
     cert.device_id = d.device_id;
     cert.serial_hex = d.serial_hex;
     cert.fingerprint_sha256 = fingerprint_hex(d.fingerprint);
-    cert.certificate_pem.assign(pem, static_cast<std::size_t>(len));
     cert.first_seen = static_cast<std::int64_t>(std::time(nullptr));
     cert.broker_id = broker_id_;
     return cert;
@@ -243,6 +260,9 @@ void gate::settle(const void* client, X509* leaf, const admission& a, const char
         return;
     }
     sessions_.admit(client, d.device_id, d.serial, d.fingerprint, d.serial_hex, d.kind);
+    if (fleet_ && d.kind == identity_kind::device) {
+        fleet_->admitted(client, d.device_id, address, fingerprint_hex(d.fingerprint), d.serial_hex);
+    }
     if (ocsp_cache_) ocsp_cache_->set_active(d.fingerprint, true, leaf);
     ++admits_;
     if (a.job && jobs_) {
@@ -253,9 +273,10 @@ void gate::settle(const void* client, X509* leaf, const admission& a, const char
     for (const auto& url : a.learned_crl_urls) {
         if (cdp_urls_.size() < max_learned_crl_urls && cdp_urls_.insert(url).second) watcher_->add_url(url);
     }
-    log_.info(std::string("devicegate: allow ") + (d.kind == identity_kind::service ? "service=" : "client=") +
-              d.device_id + " serial=" + d.serial_hex +
-              " cache=" + (d.cache_hit ? "hit" : "miss"));
+    // Debug: mosquitto logs every connect at notice already ("New client connected ... u'<id>'"),
+    // and its default log_type (error, warning, notice, information) drops debug lines.
+    log_.debug(std::string("devicegate: allow ") + (d.kind == identity_kind::service ? "service=" : "client=") +
+               d.device_id + " serial=" + d.serial_hex + " cache=" + (d.cache_hit ? "hit" : "miss"));
 }
 
 reason gate::check_acl(const void* client, const char* client_id, const char* topic, acl_action action,
@@ -287,12 +308,12 @@ reason gate::check_acl(const void* client, const char* client_id, const char* to
 // An offline session's will (src/context.c:184) or queued message (src/subs.c:72): the
 // device is not there to present its certificate, so its revocation is re-checked here.
 reason gate::check_offline(const session_record& record, const std::string& id) {
-    return authorizer_->revocation(record.serial, id, record.serial_hex, record.fingerprint, std::time(nullptr));
+    return authorizer_->revocation(record.serial, id, record.serial_hex(), record.fingerprint, std::time(nullptr));
 }
 
 void gate::log_deny(session_record& record, const std::string& id, reason why, acl_action action, const char* topic,
                     std::chrono::steady_clock::time_point now) {
-    deny_note note = note_deny(record.denies, deny_limits_, topic != nullptr ? topic : "", now);
+    deny_note note = note_deny(record.denies(), deny_limits_, topic != nullptr ? topic : "", now);
     if (note.summary > 0) {
         log_.notice("devicegate: deny_summary client=" + id + " suppressed=" + std::to_string(note.summary) +
                     " interval=" + format_duration(deny_limits_.log_interval) + " last_topic=\"" +
@@ -302,7 +323,7 @@ void gate::log_deny(session_record& record, const std::string& id, reason why, a
         log_.notice("devicegate: deny client=" + id + " reason=" + std::string(to_string(why)) + " access=" +
                     to_string(action) + " topic=\"" + or_dash(topic) + "\"" +
                     (record.online ? "" : " session=offline"));
-    } else if (record.denies.suppressed == 1) {
+    } else if (record.suppressed_denies() == 1) {
         summaries_due_.push_back(id);
     }
     if (note.kick && record.online) {
@@ -316,6 +337,7 @@ void gate::log_deny(session_record& record, const std::string& id, reason why, a
 void gate::disconnected(const void* client, const char* client_id, bool persists) {
     if (client_id == nullptr) return;
     auto fingerprint = sessions_.disconnected(client, client_id, persists, std::chrono::steady_clock::now());
+    if (fleet_) fleet_->disconnected(client, client_id);
     if (fingerprint && ocsp_cache_) ocsp_cache_->set_active(*fingerprint, false);
 }
 
@@ -342,11 +364,11 @@ void gate::sweep_sessions(std::chrono::steady_clock::time_point now) {
         session_record* r = sessions_.find(id);
         if (r == nullptr) continue;
         std::string topic;
-        if (auto n = flush_deny_summary(r->denies, deny_limits_, now, topic); n > 0) {
+        if (auto n = flush_deny_summary(r->denies(), deny_limits_, now, topic); n > 0) {
             log_.notice("devicegate: deny_summary client=" + id + " suppressed=" + std::to_string(n) +
                         " interval=" + format_duration(deny_limits_.log_interval) + " last_topic=\"" +
                         log_safe(topic) + "\"");
-        } else if (r->denies.suppressed > 0) {
+        } else if (r->suppressed_denies() > 0) {
             still_due.push_back(std::move(id));
         }
     }
@@ -374,6 +396,13 @@ tick_work gate::tick(std::chrono::steady_clock::time_point now) {
     for (auto& id : sessions_.take_pending_kicks()) {
         ++kicks_;
         work.kicks.push_back({std::move(id), reason::acl_denied});
+    }
+    if (fleet_) {
+        fleet_->acknowledge(batch.kicks);  // resolved into this tick's kicks above
+        for (auto& [id, why] : fleet_->take_kicks()) {
+            ++kicks_;
+            work.kicks.push_back({std::move(id), why});
+        }
     }
     if (config_->stats_interval.count() > 0 && now >= next_stats_) {
         next_stats_ = now + config_->stats_interval;
@@ -422,6 +451,7 @@ std::vector<std::pair<std::string, std::string>> gate::stats(std::int64_t now) c
     }
     crl_stats(out, now);
     redis_stats(out, now);
+    if (fleet_) fleet_->append_stats(out);
     for (auto& [topic, value] : out) topic.insert(0, "$SYS/broker/devicegate/");
     return out;
 }

@@ -5,9 +5,11 @@
 #include "devicegate/pki.hpp"
 
 #include <nlohmann/json.hpp>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <stdexcept>
 
 namespace devicegate {
@@ -28,17 +30,95 @@ std::string_view to_string(job_type t) noexcept {
 }
 
 namespace {
-nlohmann::json to_json(const device_certificate& c) {
-    return {{"device_id", c.device_id},       {"serial", c.serial_hex},       {"fingerprint_sha256", c.fingerprint_sha256},
-            {"certificate_pem", c.certificate_pem}, {"first_seen", c.first_seen}, {"broker_id", c.broker_id}};
+
+// The job is written by hand into one reserved string (issue 13): nlohmann's object and its
+// dump() escaped the PEM byte by byte and allocated per field, on every first connect.
+// Non-ASCII text (only broker_id may hold it) goes through nlohmann, which refuses invalid
+// UTF-8 as before.
+void append_string(std::string& out, std::string_view s) {
+    if (std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
+        out += nlohmann::json(std::string(s)).dump();
+        return;
+    }
+    auto plain = [](char c) { return c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20; };
+    out += '"';
+    for (std::size_t at = 0; at < s.size();) {
+        // Runs of plain characters in one append (a PEM line is 64 of them).
+        std::size_t end = at;
+        while (end < s.size() && plain(s[end])) ++end;
+        out.append(s.data() + at, end - at);
+        if (end == s.size()) break;
+        const char c = s[end];
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default: {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+                out += buf;
+            }
+        }
+        at = end + 1;
+    }
+    out += '"';
 }
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+    out += ",\"";
+    out += name;
+    out += "\":";
+    append_string(out, value);
+}
+
+/// The certificate's fields, each preceded by a comma.
+void append_certificate(std::string& out, const device_certificate& c) {
+    append_field(out, "device_id", c.device_id);
+    append_field(out, "serial", c.serial_hex);
+    append_field(out, "fingerprint_sha256", c.fingerprint_sha256);
+    append_field(out, "certificate_pem", c.certificate_pem);
+    out += ",\"first_seen\":";
+    out += std::to_string(c.first_seen);
+    append_field(out, "broker_id", c.broker_id);
+}
+
+std::size_t encoded_size(const device_certificate& c) {
+    // The PEM's line breaks double; 160 covers the names, quotes and the integer.
+    return 160 + c.device_id.size() + c.serial_hex.size() + c.fingerprint_sha256.size() +
+           c.certificate_pem.size() + c.certificate_pem.size() / 64 + c.broker_id.size();
+}
+
 }  // namespace
 
 std::string encode_job(const device_certificate& cert, job_type type) {
-    auto j = to_json(cert);
-    j["schema"] = job_schema_version;
-    j["type"] = std::string(to_string(type));
-    return j.dump();
+    std::string out;
+    out.reserve(encoded_size(cert));
+    out += "{\"type\":";  // first: the first-connect script rewrites this prefix (job_producer.cpp)
+    append_string(out, to_string(type));
+    out += ",\"schema\":";
+    out += std::to_string(job_schema_version);
+    append_certificate(out, cert);
+    out += '}';
+    return out;
+}
+
+std::string pem_from_der(std::string_view der) {
+    static constexpr std::string_view begin = "-----BEGIN CERTIFICATE-----\n", end = "-----END CERTIFICATE-----\n";
+    std::string out;
+    out.reserve(begin.size() + end.size() + (der.size() + 2) / 3 * 4 + der.size() / 48 + 2);
+    out += begin;
+    // PEM_write_bio_X509's layout: 64 base64 characters (48 bytes) per line.
+    for (std::size_t at = 0; at < der.size(); at += 48) {
+        const std::size_t n = std::min<std::size_t>(48, der.size() - at);
+        unsigned char line[65];
+        const int len = EVP_EncodeBlock(line, reinterpret_cast<const unsigned char*>(der.data() + at), static_cast<int>(n));
+        out.append(reinterpret_cast<const char*>(line), static_cast<std::size_t>(len));
+        out += '\n';
+    }
+    out += end;
+    return out;
 }
 
 std::string encode_decommission_job(const std::string& device_id, const std::string& serial_hex,
@@ -54,7 +134,14 @@ std::string encode_decommission_job(const std::string& device_id, const std::str
         .dump();
 }
 
-std::string encode_journal_line(const device_certificate& cert) { return to_json(cert).dump(); }
+std::string encode_journal_line(const device_certificate& cert) {
+    std::string out;
+    out.reserve(encoded_size(cert));
+    append_certificate(out, cert);
+    out[0] = '{';  // the first field's comma
+    out += '}';
+    return out;
+}
 
 namespace {
 /// The certificate fields shared by a job and a journal line.

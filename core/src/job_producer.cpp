@@ -31,6 +31,9 @@ struct error_reply : std::runtime_error {
 /// READONLY): the pass stops instead of sending every buffered job to be refused.
 constexpr int max_consecutive_error_replies = 8;
 
+/// Jobs sent in one pipelined write (a connect storm's jobs arrive faster than one round trip each).
+constexpr std::size_t max_pipelined_jobs = 64;
+
 std::string random_token() {
     std::random_device rd;
     unsigned char bytes[16];
@@ -48,7 +51,15 @@ if not fp then
   return 1
 end
 if fp ~= ARGV[1] then
-  redis.call('XADD', KEYS[2], '*', 'type', 'certificate_changed', 'job', ARGV[6])
+  local job = ARGV[6]
+  if not job then
+    local prefix = '{"type":"first_connect"'
+    if string.sub(ARGV[5], 1, #prefix) ~= prefix then
+      return redis.error_reply('DGJOB the first-connect job does not start with ' .. prefix)
+    end
+    job = '{"type":"certificate_changed"' .. string.sub(ARGV[5], #prefix + 1)
+  end
+  redis.call('XADD', KEYS[2], '*', 'type', 'certificate_changed', 'job', job)
   redis.call('HSET', KEYS[1], 'serial', ARGV[2], 'fingerprint', ARGV[1], 'cert_changed_at', ARGV[3], 'broker', ARGV[4])
   return 2
 end
@@ -71,6 +82,7 @@ void job_producer::start() {
 void job_producer::stop() noexcept { loop_.stop(); }
 
 void job_producer::submit(device_certificate cert) {
+    bool was_empty = false;
     {
         std::lock_guard lock(mutex_);
         if (pending_.size() >= opts_.pending_limit) {
@@ -83,10 +95,29 @@ void job_producer::submit(device_certificate cert) {
             return;
         }
         overflow_logged_ = false;
+        was_empty = pending_.empty();
         pending_.push_back(std::move(cert));
     }
     ++counters_.submitted;
-    loop_.wake();
+    // Only the first job of a batch wakes the thread (a futex wake and a context switch per
+    // job before): it takes the whole queue when it runs, and a wake between its taking the
+    // queue and its next wait is kept by background_loop (woken_), so none is missed.
+    if (was_empty) loop_.wake();
+}
+
+void job_producer::take_pending() {
+    {
+        std::lock_guard lock(mutex_);
+        taken_.swap(pending_);
+    }
+    for (auto& c : taken_) {
+        if (c.certificate_pem.empty() && !c.certificate_der.empty()) {
+            c.certificate_pem = pem_from_der(c.certificate_der);  // here, not on the broker thread
+            c.certificate_der = std::string();
+        }
+        buffer_.push_back(std::move(c));
+    }
+    taken_.clear();  // keeps its capacity: the next swap hands it to submit()
 }
 
 bool job_producer::back_off(background_loop& loop, std::chrono::milliseconds d) {
@@ -108,11 +139,7 @@ void job_producer::run(background_loop& loop) {
         }
         // Idle: wait for a submission (wake) or a second, then read the jobs marker (health check).
         if (idle) loop.wait_for(std::chrono::seconds(1));
-        {
-            std::lock_guard lock(mutex_);
-            for (auto& c : pending_) buffer_.push_back(std::move(c));
-            pending_.clear();
-        }
+        take_pending();
         counters_.buffered = buffer_.size();
         if (loop.stopping()) {
             spill_to_journal(0);
@@ -200,23 +227,21 @@ void job_producer::check_marker(redis_connection& redis) {
     marker_ = std::move(current);
 }
 
-void job_producer::deliver(redis_connection& redis, const device_certificate& cert) {
-    std::vector<std::string> argv{"EVALSHA",
-                                  script_sha_,
-                                  "2",
-                                  opts_.model.device(cert.device_id),
-                                  opts_.model.jobs(),
-                                  cert.fingerprint_sha256,
-                                  cert.serial_hex,
-                                  std::to_string(cert.first_seen),
-                                  cert.broker_id,
-                                  encode_job(cert, job_type::first_connect),
-                                  encode_job(cert, job_type::certificate_changed)};
-    auto reply = redis.command(argv);
+std::vector<std::string> job_producer::script_call(const device_certificate& cert) const {
+    // One job JSON: the script derives the certificate_changed job from it (its type prefix).
+    return {"EVALSHA",        script_sha_,           "2",
+            opts_.model.device(cert.device_id),       opts_.model.jobs(),
+            cert.fingerprint_sha256,                  cert.serial_hex,
+            std::to_string(cert.first_seen),          cert.broker_id,
+            encode_job(cert, job_type::first_connect)};
+}
+
+void job_producer::retire(redis_connection& redis, std::vector<std::string>& call, redis_reply_ptr reply,
+                          const device_certificate& cert) {
     if (is_error_code(reply.get(), "NOSCRIPT")) {
-        argv[0] = "EVAL";  // Redis restarted or SCRIPT FLUSH: send the body once more
-        argv[1] = first_connect_script;
-        reply = redis.command(argv);
+        call[0] = "EVAL";  // Redis restarted or SCRIPT FLUSH: send the body once more
+        call[1] = first_connect_script;
+        reply = redis.command(call);
     }
     // Only the script's own answer retires the job; anything else is retried.
     long long answer = 0;
@@ -250,41 +275,68 @@ void job_producer::deliver_waiting(redis_connection& redis) {
     if (refused) throw *refused;
 }
 
+namespace {
+
+/// Moves up to `limit` jobs from the front of `jobs` into `batch`: jobs of held devices go to
+/// `kept`, and the batch ends before a device's second job (its order matters: the script
+/// tells "first" from "changed" by what the previous job left).
+void take_batch(std::deque<device_certificate>& jobs, const std::unordered_set<std::string>& held,
+                std::deque<device_certificate>& kept, std::deque<device_certificate>& batch, std::size_t limit) {
+    while (!jobs.empty() && batch.size() < limit) {
+        device_certificate& next = jobs.front();
+        if (held.count(next.device_id) > 0) {
+            kept.push_back(std::move(next));
+        } else if (std::any_of(batch.begin(), batch.end(),
+                               [&](const device_certificate& c) { return c.device_id == next.device_id; })) {
+            return;
+        } else {
+            batch.push_back(std::move(next));
+        }
+        jobs.pop_front();
+    }
+}
+
+}  // namespace
+
 void job_producer::deliver_all(redis_connection& redis, std::deque<device_certificate>& jobs,
                                std::unordered_set<std::string>& held) {
-    std::deque<device_certificate> kept;  // every job this pass looked at, in order
-    std::vector<bool> written;            // kept[i] was accepted by the master (not yet by a replica)
+    std::deque<device_certificate> kept, batch;
+    std::deque<device_certificate> sent;  // accepted by the master, not yet confirmed by a replica
     std::optional<error_reply> first;
-    // `all`: also the written jobs, which go again (the script answers "known" for a job that
-    // did arrive, so a first-connect job is never doubled).
+    // Order per device: sent, then kept, then the unanswered rest of the batch, then the others.
+    // `all`: the sent jobs go again too (the script answers "known" for a job that did arrive,
+    // so a first-connect job is never doubled).
     auto put_back = [&](bool all) {
-        for (std::size_t i = kept.size(); i-- > 0;) {
-            if (all || !written[i]) jobs.push_front(std::move(kept[i]));
+        for (auto it = batch.rbegin(); it != batch.rend(); ++it) jobs.push_front(std::move(*it));
+        for (auto it = kept.rbegin(); it != kept.rend(); ++it) jobs.push_front(std::move(*it));
+        if (all) {
+            for (auto it = sent.rbegin(); it != sent.rend(); ++it) jobs.push_front(std::move(*it));
         }
     };
     try {
         for (int in_a_row = 0; !jobs.empty() && in_a_row < max_consecutive_error_replies;) {
-            device_certificate& cert = jobs.front();
-            if (held.count(cert.device_id) == 0) {
+            // Pipelined: one write and one read per batch instead of a round trip per job;
+            // one job at a time after an error reply, so a Redis-wide refusal stops early.
+            take_batch(jobs, held, kept, batch, in_a_row > 0 ? 1 : max_pipelined_jobs);
+            std::vector<std::vector<std::string>> calls;
+            for (const auto& cert : batch) calls.push_back(script_call(cert));
+            auto replies = redis.pipeline(calls);
+            for (std::size_t i = 0; i < replies.size(); ++i) {
                 try {
-                    deliver(redis, cert);
-                    written.push_back(true);
-                    kept.push_back(std::move(cert));
-                    jobs.pop_front();
+                    retire(redis, calls[i], std::move(replies[i]), batch.front());
+                    sent.push_back(std::move(batch.front()));
                     in_a_row = 0;
-                    continue;
                 } catch (const error_reply& e) {
                     ++counters_.error_replies;
                     ++in_a_row;
                     if (!first) first = e;
-                    held.insert(cert.device_id);
+                    held.insert(batch.front().device_id);
+                    kept.push_back(std::move(batch.front()));
                 }
+                batch.pop_front();
             }
-            written.push_back(false);
-            kept.push_back(std::move(cert));
-            jobs.pop_front();
         }
-        if (std::find(written.begin(), written.end(), true) != written.end()) confirm_replicated(redis);
+        if (!sent.empty()) confirm_replicated(redis);
     } catch (...) {
         put_back(true);
         throw;

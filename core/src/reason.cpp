@@ -28,6 +28,8 @@ std::string_view to_string(reason r) noexcept {
         case reason::not_authenticated: return "not_authenticated";
         case reason::acl_denied: return "acl_denied";
         case reason::internal_error: return "internal_error";
+        case reason::session_taken_over: return "session_taken_over";
+        case reason::clone_refused: return "clone_refused";
         case reason::count_: break;
     }
     return "unknown";

@@ -42,26 +42,19 @@ std::uint64_t flush_deny_summary(deny_window& w, const deny_limits& limits, std:
 }
 
 void session_registry::admit(const void* client, const std::string& device_id, const serial_key& serial,
-                             const sha256_digest& fingerprint, std::string serial_hex, identity_kind kind) {
+                             const sha256_digest& fingerprint, std::string_view serial_hex, identity_kind kind) {
     session_record fresh;
     fresh.client = client;
     fresh.serial = serial;
-    fresh.serial_hex = std::move(serial_hex);
+    fresh.serial_text = serial_spelling(serial, serial_hex);
     fresh.fingerprint = fingerprint;
     fresh.kind = kind;
-    auto [it, inserted] = by_id_.try_emplace(device_id, fresh);
-    if (!inserted) {
-        auto old = by_serial_.find(it->second.serial);
-        if (old != by_serial_.end() && old->second == device_id) by_serial_.erase(old);
-        if (!it->second.online) --offline_;
-        it->second = std::move(fresh);
-    }
-    by_serial_[serial] = device_id;
+    auto [it, inserted] = by_id_.try_emplace(device_id);
+    if (!inserted && !it->second.online) --offline_;
+    it->second = std::move(fresh);
 }
 
 void session_registry::erase(std::unordered_map<std::string, session_record>::iterator it) {
-    auto s = by_serial_.find(it->second.serial);
-    if (s != by_serial_.end() && s->second == it->first) by_serial_.erase(s);
     if (!it->second.online) --offline_;
     by_id_.erase(it);
 }
@@ -148,19 +141,9 @@ bool session_registry::contains(const std::string& device_id) const {
 
 std::vector<std::string> session_registry::ids_holding(const std::vector<serial_key>& serials) const {
     std::vector<std::string> out;
-    auto add = [&](const std::string& id) {
-        if (contains(id)) out.push_back(id);
-    };
-    if (serials.size() > by_serial_.size()) {
-        // Many new revocations (a large CRL update): walk the sessions instead.
-        for (const auto& [serial, id] : by_serial_) {
-            if (std::binary_search(serials.begin(), serials.end(), serial)) add(id);
-        }
-        return out;
-    }
-    for (const auto& serial : serials) {
-        auto it = by_serial_.find(serial);
-        if (it != by_serial_.end()) add(it->second);
+    if (serials.empty()) return out;
+    for (const auto& [id, record] : by_id_) {
+        if (record.online && std::binary_search(serials.begin(), serials.end(), record.serial)) out.push_back(id);
     }
     return out;
 }

@@ -327,7 +327,7 @@ void tenant_trust::finish(X509* leaf, verify_outcome& out) const {
         return;
     }
     cert.serial = make_serial_key(X509_get0_serialNumber(leaf));
-    cert.serial_hex = out.serial_hex;
+    cert.serial_text = serial_spelling(cert.serial, out.serial_hex);
     out.cert = std::move(cert);
     out.why = reason::ok;
 }

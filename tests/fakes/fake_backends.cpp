@@ -8,8 +8,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <cstdint>
 #include <ctime>
+#include <iomanip>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 
 namespace devicegate::fakes {
@@ -295,14 +298,7 @@ void fake_thingsboard::add_device_routes() {
             if (it == devices_.end()) return tb_error(res, 404, 32, "Requested item wasn't found!");
             return res.set_content(device_json(it->second).dump(), "application/json");
         }
-        if (!req.has_param("pageSize") || !req.has_param("page")) {
-            return tb_error(res, 400, 31, "Required request parameter 'pageSize' for method parameter type int is not present");
-        }
-        json all = json::array();
-        for (const auto& [name, d] : devices_) {
-            if (!req.has_param("textSearch") || contains_ci(name, req.get_param_value("textSearch"))) all.push_back(device_json(d));
-        }
-        res.set_content(tb_page(all, req).dump(), "application/json");
+        handle_device_page(req, res);
     });
     server_.Post("/api/device-with-credentials", [this](const Request& req, Response& res) { handle_create(req, res); });
     server_.Get(R"(/api/device/([0-9a-fA-F-]{36}))", [this](const Request& req, Response& res) {
@@ -821,15 +817,7 @@ void fake_hawkbit::add_target_routes() {
     server_.Get("/rest/v1/targets", [this](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
         if (!authorized(req, res)) return;
-        const std::size_t offset = static_cast<std::size_t>(std::max(0, std::atoi(req.get_param_value("offset").c_str())));
-        const std::size_t limit = req.has_param("limit") ? static_cast<std::size_t>(std::max(0, std::atoi(req.get_param_value("limit").c_str()))) : 50;
-        json content = json::array();
-        std::size_t i = 0;
-        for (const auto& [id, t] : targets_) {
-            if (i >= offset && content.size() < limit) content.push_back(target_json(t, req));
-            ++i;
-        }
-        res.set_content(json{{"content", content}, {"total", targets_.size()}, {"size", content.size()}}.dump(), "application/json");
+        handle_target_page(req, res);
     });
     server_.Get(R"(/rest/v1/targets/([^/]+))", [this](const Request& req, Response& res) {
         std::lock_guard lock(mutex_);
@@ -1308,6 +1296,147 @@ void fake_hawkbit::reset_state() {
     }
     creates_ = conflicts_ = auth_failures_ = deletes_ = metadata_writes_ = quota_refusals_ = dos_refusals_ = cancels_ = 0;
     tag_assignments_ = requests_ = faults_injected_ = 0;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Paging, as `devicegate-ctl reconcile` reads the backends (docs/integrations.md §G).
+namespace {
+
+/// A query parameter that must be a Java int; nullopt if it is not one (Spring's conversion
+/// refuses it with a 400 before the controller runs).
+std::optional<long long> int_param(const Request& req, const char* name, long long fallback) {
+    if (!req.has_param(name)) return fallback;
+    const std::string v = req.get_param_value(name);
+    if (v.empty() || v.size() > 11 || v.find_first_not_of("-0123456789") != std::string::npos || v.find('-', 1) != std::string::npos) {
+        return std::nullopt;
+    }
+    const long long n = std::stoll(v);
+    if (n < INT32_MIN || n > INT32_MAX) return std::nullopt;
+    return n;
+}
+
+/// Validator.PROPERTY_PATTERN: ^[\p{L}0-9_-]+$ (ASCII letters here).
+bool tb_property(const std::string& p) {
+    return !p.empty() && std::all_of(p.begin(), p.end(), [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '-'; });
+}
+
+std::string upper(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
+    return s;
+}
+
+}  // namespace
+
+// DeviceController.getTenantDevices -> BaseController.createPageLink (sortProperty checked against
+// Validator.PROPERTY_PATTERN: "Invalid sort property"; sortOrder ASC|DESC, else "Unsupported sort
+// order"), DeviceServiceImpl -> Validator.validatePageLink (pageSize >= 1, page >= 0), the DAO's
+// query (type equal; textSearch ilike on name or label) sorted by the property, then id ASC
+// (PageLink.toSort's default tiebreak), paged by Spring Data (DaoUtil.toPageData). Every refusal
+// is 400 with errorCode 31 (BaseController.handleException: IllegalArgumentException and
+// IncorrectParameterException -> BAD_REQUEST_PARAMS).
+void fake_thingsboard::handle_device_page(const Request& req, Response& res) {
+    if (!req.has_param("pageSize") || !req.has_param("page")) {
+        return tb_error(res, 400, 31, "Required request parameter 'pageSize' for method parameter type int is not present");
+    }
+    auto size = int_param(req, "pageSize", 0), page = int_param(req, "page", 0);
+    if (!size || !page) return tb_error(res, 400, 31, "Failed to convert value of type 'java.lang.String' to required type 'int'");
+    const std::string property = req.get_param_value("sortProperty"), order = upper(req.get_param_value("sortOrder"));
+    if (!property.empty() && !tb_property(property)) return tb_error(res, 400, 31, "Invalid sort property");
+    if (!property.empty() && !order.empty() && order != "ASC" && order != "DESC") {
+        return tb_error(res, 400, 31, "Unsupported sort order '" + req.get_param_value("sortOrder") + "'! Only 'ASC' or 'DESC' types are allowed.");
+    }
+    if (*size < 1) return tb_error(res, 400, 31, "Incorrect page link page size '" + std::to_string(*size) + "'. Page size must be greater than zero.");
+    if (*page < 0) return tb_error(res, 400, 31, "Incorrect page link page '" + std::to_string(*page) + "'. Page must be positive integer.");
+    // The columns this fake keeps; ThingsBoard's other sortable ones are not modelled.
+    if (!property.empty() && property != "createdTime" && property != "name" && property != "label" && property != "type" && property != "id") {
+        return tb_error(res, 400, 31, "Invalid sort property (not modelled by the fake)");
+    }
+    std::vector<const device_record*> rows;
+    const std::string type = req.get_param_value("type"), search = req.get_param_value("textSearch");
+    for (const auto& [name, d] : devices_) {
+        if (!type.empty() && d.type != type) continue;
+        if (!search.empty() && !contains_ci(d.name, search) && !contains_ci(d.label, search)) continue;
+        rows.push_back(&d);
+    }
+    auto key = [&](const device_record* d) -> std::string {
+        if (property == "name") return d->name;
+        if (property == "label") return d->label;
+        if (property == "type") return d->type;
+        if (property == "createdTime") return (std::ostringstream() << std::setw(20) << std::setfill('0') << d->created).str();
+        return d->id;
+    };
+    // Each key once per request (not per comparison): the lists get long in benchmarks.
+    std::vector<std::pair<std::string, const device_record*>> keyed;
+    for (const device_record* d : rows) keyed.emplace_back(key(d), d);
+    const bool descending = !property.empty() && order == "DESC";
+    std::sort(keyed.begin(), keyed.end(), [&](const auto& a, const auto& b) {
+        if (a.first != b.first) return descending ? a.first > b.first : a.first < b.first;
+        return a.second->id < b.second->id;
+    });
+    for (std::size_t i = 0; i < keyed.size(); ++i) rows[i] = keyed[i].second;
+    const std::size_t n = static_cast<std::size_t>(*size), first = static_cast<std::size_t>(*page) * n;
+    json data = json::array();
+    for (std::size_t i = first; i < rows.size() && i < first + n; ++i) data.push_back(device_json(*rows[i]));
+    const std::size_t pages = (rows.size() + n - 1) / n;
+    res.set_content(json{{"data", data}, {"totalPages", pages}, {"totalElements", rows.size()}, {"hasNext", first + n < rows.size()}}.dump(),
+                    "application/json");
+}
+
+// MgmtTargetResource.getTargets -> PagingUtility: an offset below 0 becomes 0, a limit below 1
+// becomes 50 and one above 500 becomes 500 (MgmtRestConstants.REQUEST_PARAMETER_PAGING_MAX_LIMIT),
+// silently; `sort` is "FIELD:DIRECTION[,...]" with TargetFields names, case-insensitive
+// (SortUtility.parse: 400 sortParamSyntax / invalidField / invalidDirection); without it the
+// order is controllerId ASC. The answer is a PagedList: content, total (of every target), size.
+void fake_hawkbit::handle_target_page(const Request& req, Response& res) {
+    auto offset = int_param(req, "offset", 0), limit = int_param(req, "limit", 50);
+    if (!offset || !limit) {
+        return exception_info(res, 400, "org.springframework.web.method.annotation.MethodArgumentTypeMismatchException",
+                              "hawkbit.server.error.rest.param.invalid", "offset and limit must be numbers");
+    }
+    const std::size_t first = static_cast<std::size_t>(std::max(0LL, *offset));
+    const std::size_t n = static_cast<std::size_t>(*limit < 1 ? 50 : std::min(500LL, *limit));
+    std::vector<std::pair<std::string, bool>> orders;  // body field, descending
+    std::stringstream tuples(req.has_param("sort") ? req.get_param_value("sort") : "CONTROLLERID:ASC");
+    const std::string prefix = "hawkbit.server.error.rest.param.";
+    const std::string exception = "org.eclipse.hawkbit.mgmt.rest.resource.exception.";
+    for (std::string tuple; std::getline(tuples, tuple, ',');) {
+        const auto colon = tuple.find(':');
+        if (colon == std::string::npos || tuple.find(':', colon + 1) != std::string::npos) {
+            return exception_info(res, 400, exception + "SortParameterSyntaxErrorException", prefix + "sortParamSyntax",
+                                  "The given sort parameter is not well formed");
+        }
+        static const std::map<std::string, std::string> fields{{"ID", "controllerId"}, {"CONTROLLERID", "controllerId"},
+                                                               {"NAME", "name"}, {"CREATEDAT", "createdAt"},
+                                                               {"LASTMODIFIEDAT", "lastModifiedAt"}};
+        auto field = fields.find(upper(tuple.substr(0, colon)));
+        const std::string direction = upper(tuple.substr(colon + 1));
+        if (field == fields.end()) {
+            return exception_info(res, 400, exception + "SortParameterUnsupportedFieldException", prefix + "invalidField",
+                                  "The given sort parameter field does not exist");
+        }
+        if (direction != "ASC" && direction != "DESC") {
+            return exception_info(res, 400, exception + "SortParameterUnsupportedDirectionException", prefix + "invalidDirection",
+                                  "The given sort parameter direction does not exist");
+        }
+        orders.emplace_back(field->second, direction == "DESC");
+    }
+    // Each row's sort values once per request (not per comparison).
+    std::vector<std::pair<std::vector<json>, const target_record*>> rows;
+    for (const auto& [id, t] : targets_) {
+        std::vector<json> values;
+        for (const auto& [field, descending] : orders) values.push_back(t.body.value(field, json()));
+        rows.emplace_back(std::move(values), &t);
+    }
+    std::stable_sort(rows.begin(), rows.end(), [&](const auto& a, const auto& b) {
+        for (std::size_t k = 0; k < orders.size(); ++k) {
+            if (a.first[k] != b.first[k]) return orders[k].second ? b.first[k] < a.first[k] : a.first[k] < b.first[k];
+        }
+        return false;
+    });
+    json content = json::array();
+    for (std::size_t i = first; i < rows.size() && content.size() < n; ++i) content.push_back(target_json(*rows[i].second, req));
+    res.set_content(json{{"content", content}, {"total", targets_.size()}, {"size", content.size()}}.dump(), "application/json");
 }
 
 }  // namespace devicegate::fakes

@@ -169,6 +169,9 @@ private:
     void handle_credentials_update(const httplib::Request& req, httplib::Response& res);
     void handle_rule_engine(const httplib::Request& req, httplib::Response& res);
     void handle_attributes(const httplib::Request& req, httplib::Response& res);
+    /// GET /api/tenant/devices?pageSize=&page=[&type=][&textSearch=][&sortProperty=][&sortOrder=]
+    /// as DeviceController.getTenantDevices pages it; with mutex_ held.
+    void handle_device_page(const httplib::Request& req, httplib::Response& res);
 
     thingsboard_options options_;
     std::map<std::string, std::int64_t> access_tokens_;   // token -> exp (unix s); 0 = expired
@@ -246,6 +249,9 @@ private:
     void handle_create(const httplib::Request& req, httplib::Response& res);
     void handle_metadata_create(const httplib::Request& req, httplib::Response& res);
     void handle_cancel(const httplib::Request& req, httplib::Response& res);
+    /// GET /rest/v1/targets?offset=&limit=[&sort=] as MgmtTargetResource.getTargets pages it; with
+    /// mutex_ held.
+    void handle_target_page(const httplib::Request& req, httplib::Response& res);
 
     hawkbit_options options_;
     std::map<std::string, target_record> targets_;  // by controllerId

@@ -179,7 +179,9 @@ public:
     client(const client&) = delete;
     client& operator=(const client&) = delete;
 
-    int connect(int port, std::chrono::milliseconds timeout = 5000ms);
+    /// `bind_address`: the local address to connect from (e.g. 127.0.0.2: a second source
+    /// host on loopback); then the broker is reached at 127.0.0.1.
+    int connect(int port, std::chrono::milliseconds timeout = 5000ms, const std::string& bind_address = "");
     bool connected();
     bool wait_disconnected(std::chrono::milliseconds timeout = 5000ms);
     /// Publishes QoS 1 and returns the PUBACK reason code (0 ok, 135 not authorised), or -1.
@@ -278,6 +280,8 @@ struct worker_options {
 class worker_process {
 public:
     worker_process(const redis_server& redis, const fake_backends& fakes, worker_options options = {});
+    /// On any Redis URL (e.g. a sentinel_set's).
+    worker_process(const std::string& redis_url, const fake_backends& fakes, worker_options options = {});
     /// Starts it and waits until it is connected to Redis; false if it exited. The worker
     /// cannot report a port-0 metrics listener, so when another process took the metrics port
     /// it is started again on a new one.
@@ -309,3 +313,4 @@ std::vector<injected_job> make_jobs(const std::string& prefix, int count);
 void inject(const redis_server& redis, const std::vector<std::string>& payloads);
 
 }  // namespace devicegate::itest
+

@@ -26,6 +26,9 @@ TEST_CASE("a bad plugin option stops the broker with a message naming it", "[int
     refuses_to_start({.plugin_opts = {{"acl_pattern", "all devices/#"}}},
                      "plugin_opt_acl_pattern: \"all devices/#\": access must be read, write or readwrite");
     refuses_to_start({.crl_files = {}}, "plugin_opt_crl_file: missing");
+    refuses_to_start({.plugin_opts = {{"broker_heartbeat_interval", "10s"}}},
+                     "plugin_opt_broker_heartbeat_timeout: must be at least twice broker_heartbeat_interval");
+    refuses_to_start({.plugin_opts = {{"clone_policy", "ban"}}}, "plugin_opt_clone_policy: \"ban\" is not log or refuse");
     refuses_to_start({.crl_files = {"/nonexistent/subca.crl"}}, "/nonexistent/subca.crl: cannot stat");
     refuses_to_start({.crl_files = {pki("subca-a.crt")}}, "no PEM CRL found");
     refuses_to_start({.crl_files = {pki("subca-b.crl.pem")}}, "is none of the configured Sub-CA, ICA or Root");

@@ -276,7 +276,11 @@ private:
     bool replica_linked() const {
         try {
             auto info = reply_string(node_command(replica_port_, {"INFO", "replication"}).get(), "INFO");
-            return info.find("master_link_status:up") != std::string::npos;
+            if (info.find("master_link_status:up") == std::string::npos) return false;
+            // The replica says "up" a moment before the master counts it as online (after its
+            // first REPLCONF ACK); ROLE and WAIT on the master only see it from then on.
+            auto master = reply_string(node_command(master_port_, {"INFO", "replication"}).get(), "INFO");
+            return master.find("port=" + std::to_string(replica_port_) + ",state=online") != std::string::npos;
         } catch (const std::exception&) {
             return false;
         }

@@ -3,6 +3,7 @@
 // mosquitto.conf (mosquitto strips the "plugin_opt_" prefix) and shared read-only.
 #include "devicegate/acl.hpp"
 #include "devicegate/duration.hpp"  // parse_duration, formerly declared here
+#include "devicegate/fleet_model.hpp"
 #include "devicegate/redis.hpp"
 #include "devicegate/session_registry.hpp"
 
@@ -75,6 +76,11 @@ struct plugin_config {
     std::string state_dir;  // journal and deny-list cache; "" = mosquitto's persistence_location
     std::string broker_id;  // "" = the host name
     std::chrono::milliseconds stats_interval{std::chrono::seconds(10)};  // 0 = no $SYS stats
+    // One session per device across the brokers sharing the Redis (fleet_registry.hpp).
+    bool fleet_sessions = true;
+    std::chrono::milliseconds broker_heartbeat_interval{std::chrono::seconds(5)};
+    std::chrono::milliseconds broker_heartbeat_timeout{std::chrono::seconds(15)};
+    clone_policy clones = clone_policy::log;
 
     // Offline sessions (issue 12, finding 2): how long an offline identity is kept for its
     // will and queued messages, and how many at most.

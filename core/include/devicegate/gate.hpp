@@ -15,6 +15,7 @@
 #include "devicegate/config.hpp"
 #include "devicegate/crl_watcher.hpp"
 #include "devicegate/denylist_sync.hpp"
+#include "devicegate/fleet_registry.hpp"
 #include "devicegate/job.hpp"
 #include "devicegate/job_producer.hpp"
 #include "devicegate/log.hpp"
@@ -133,6 +134,7 @@ private:
     void check_listeners();
     void start_crl_and_ocsp();
     void start_redis();
+    void start_fleet(const redis_model& model);
     std::optional<device_certificate> plan_job(X509* leaf, const decision& d);
     std::vector<std::string> plan_crl_urls(X509* leaf, const decision& d) const;
     void count_deny(reason why) { ++denies_[static_cast<std::size_t>(why)]; }
@@ -161,6 +163,7 @@ private:
     denylist_state denylist_;
     std::unique_ptr<denylist_sync> denylist_sync_;
     std::unique_ptr<job_producer> jobs_;
+    std::unique_ptr<fleet_registry> fleet_;  // one session per device across brokers
     std::string state_dir_;
     std::string broker_id_;
     std::unordered_set<sha256_digest, sha256_hash> submitted_;  // certificates handed to jobs_

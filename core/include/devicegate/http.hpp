@@ -13,8 +13,12 @@
 
 namespace devicegate {
 
-using curl_ptr = std::unique_ptr<CURL, c_deleter<curl_easy_cleanup>>;
-using curl_slist_ptr = std::unique_ptr<curl_slist, c_deleter<curl_slist_free_all>>;
+// libcurl is loaded on first use (http.cpp): these call curl_easy_cleanup and
+// curl_slist_free_all through it.
+void free_curl_easy(CURL* handle) noexcept;
+void free_curl_slist(curl_slist* list) noexcept;
+using curl_ptr = std::unique_ptr<CURL, c_deleter<free_curl_easy>>;
+using curl_slist_ptr = std::unique_ptr<curl_slist, c_deleter<free_curl_slist>>;
 
 struct http_response {
     long status = 0;             // 0 when the transfer failed
@@ -38,7 +42,9 @@ struct http_get_options {
     bool fresh_connection = false;
 };
 
-/// A reusable client (keeps the connection alive between calls to the same host).
+/// A reusable client (keeps the connection alive between calls to the same host). Making one
+/// costs nothing: its first request loads libcurl (a CRL watcher without URLs never does); if
+/// libcurl cannot be loaded, the request fails with the cause.
 class http_client {
 public:
     http_client();
@@ -55,7 +61,7 @@ public:
 private:
     http_response perform(const std::string& url, const http_get_options& options, const std::string* body,
                           const std::string& content_type, const char* method = nullptr);
-    curl_ptr curl_;
+    curl_ptr curl_;  // made by the first request
 };
 
 }  // namespace devicegate

@@ -16,6 +16,10 @@ struct device_certificate {
     std::string certificate_pem;
     std::int64_t first_seen = 0;     // unix seconds, when this broker admitted it
     std::string broker_id;
+    /// The broker thread hands over the leaf's DER instead of certificate_pem; the job
+    /// producer's thread writes certificate_pem from it (pem_from_der) and clears it. (Last,
+    /// so that positional initializers of the fields above still work.)
+    std::string certificate_der;
 };
 
 /// decommission: the device was revoked and an operator asked to remove it from ThingsBoard
@@ -24,9 +28,13 @@ struct device_certificate {
 enum class job_type { first_connect, certificate_changed, decommission };
 std::string_view to_string(job_type t) noexcept;
 
-/// {"schema":1,"type":..,"device_id":..,"serial":..,"fingerprint_sha256":..,
-///  "certificate_pem":..,"first_seen":..,"broker_id":..}
+/// {"type":..,"schema":1,"device_id":..,"serial":..,"fingerprint_sha256":..,
+///  "certificate_pem":..,"first_seen":..,"broker_id":..}, always starting with {"type":"<type>"
+/// (the first-connect script derives the certificate_changed job from the first_connect one).
 std::string encode_job(const device_certificate& cert, job_type type);
+
+/// A DER certificate as PEM_write_bio_X509 writes it (64 base64 characters per line).
+std::string pem_from_der(std::string_view der);
 
 /// A job as the worker reads it from the stream.
 struct job {

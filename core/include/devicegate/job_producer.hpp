@@ -23,7 +23,10 @@
 namespace devicegate {
 
 /// The Lua script: KEYS[1] device hash, KEYS[2] jobs stream; ARGV: fingerprint, serial,
-/// first_seen, broker_id, first-connect job JSON, certificate-changed job JSON.
+/// first_seen, broker_id, first-connect job JSON (encode_job), and optionally the
+/// certificate-changed job JSON; without it the script writes that job by replacing the
+/// first one's {"type":"first_connect" prefix (encode_job writes the type first), so the
+/// producer encodes each job once.
 /// Returns 1 (first connect enqueued), 2 (certificate changed enqueued) or 0 (known).
 /// XADD comes before HSET: Redis does not roll a script back, so if a command fails half-way
 /// (an error reply), the device must not be left "known" without its job.
@@ -96,9 +99,14 @@ private:
     /// After a batch: returns when a replica has it or the master lists none (ROLE);
     /// throws redis_io_error otherwise, so the batch is kept and sent again after reconnecting.
     void confirm_replicated(redis_connection& redis);
-    /// Runs the script for one job: retired (counted) on its integer answer; throws
-    /// error_reply for anything else.
-    void deliver(redis_connection& redis, const device_certificate& cert);
+    /// The script call for one job (EVALSHA).
+    std::vector<std::string> script_call(const device_certificate& cert) const;
+    /// The script's reply to `call` for one job: retired (counted) on its integer answer
+    /// (after sending the script body on NOSCRIPT); throws error_reply for anything else.
+    void retire(redis_connection& redis, std::vector<std::string>& call, redis_reply_ptr reply,
+                const device_certificate& cert);
+    /// Moves the hand-over queue into buffer_, writing each job's PEM from its DER.
+    void take_pending();
     /// Logs (once) that Redis refuses jobs, and drops the link.
     void note_refusal(const std::string& device_id, const std::string& what);
     void spill_to_journal(std::size_t keep_in_memory);
@@ -113,6 +121,7 @@ private:
     std::mutex mutex_;  // guards pending_ only
     std::vector<device_certificate> pending_;
     bool overflow_logged_ = false;
+    std::vector<device_certificate> taken_;  // thread-owned; swapped with pending_
 
     std::deque<device_certificate> buffer_;  // thread-owned
     bool down_logged_ = false;

@@ -21,6 +21,7 @@ public:
     void log(log_level level, std::string_view line) const {
         if (sink_) sink_(level, line);
     }
+    void debug(std::string_view line) const { log(log_level::debug, line); }
     void info(std::string_view line) const { log(log_level::info, line); }
     void notice(std::string_view line) const { log(log_level::notice, line); }
     void warning(std::string_view line) const { log(log_level::warning, line); }

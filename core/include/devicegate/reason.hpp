@@ -31,6 +31,8 @@ enum class reason : std::uint8_t {
     not_authenticated,   // an ACL check for a client the plugin never admitted (plugin bypassed)
     acl_denied,          // publish/subscribe outside the device's topics
     internal_error,      // an unexpected failure; the connect is refused (fail closed)
+    session_taken_over,  // kick: a newer session of the device on another broker (fleet registry)
+    clone_refused,       // kick: two sessions from different addresses, clone_policy refuse
     count_
 };
 

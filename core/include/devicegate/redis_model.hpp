@@ -10,6 +10,11 @@
 //   <p>jobs:dead        STREAM of dead-lettered jobs
 //   <p>jobs:marker      STRING a random token planted by the brokers (job_producer.cpp): when it
 //                       vanishes or changes, Redis lost its data and the jobs it held
+//   <p>sessions:<broker> HASH device id -> JSON session (fleet_model.hpp); expires with the heartbeat
+//   <p>broker:<broker>  HASH the broker's heartbeat fields (fleet_model.hpp broker_field)
+//   <p>brokers          ZSET broker id -> unix ms until which it counts as live
+//   <p>kicks:<broker>   LIST of JSON takeover kicks for that broker (RPUSH, BLPOP; short TTL)
+//   <p>revoke-ack:<device|serial>:<value>  SET of broker ids that applied a revocation (short TTL)
 //
 // The revocation lists are HASHes rather than SETs so that one key holds both membership
 // and the operator's reason, which `devicegate-ctl status` shows.
@@ -32,6 +37,17 @@ struct redis_model {
     /// A counter the brokers INCR before WAIT when a batch of jobs must reach a replica: WAIT
     /// only counts the writes of its own connection, and a re-sent batch may write nothing.
     std::string jobs_replicated() const { return prefix + "jobs:replicated"; }
+    // The fleet: one session per device across brokers (fleet_model.hpp, docs/redis.md).
+    std::string sessions(std::string_view broker_id) const { return prefix + "sessions:" + std::string(broker_id); }
+    std::string broker(std::string_view broker_id) const { return prefix + "broker:" + std::string(broker_id); }
+    std::string brokers() const { return prefix + "brokers"; }
+    /// A list rather than a pub/sub channel: a kick pushed while the broker reconnects waits for
+    /// it, and the plugin's ACL user needs no PUBLISH right (which would cover the revocations channel).
+    std::string kicks(std::string_view broker_id) const { return prefix + "kicks:" + std::string(broker_id); }
+    /// `kind` is "device" or "serial" (normalized hex).
+    std::string revoke_ack(std::string_view kind, std::string_view value) const {
+        return prefix + "revoke-ack:" + std::string(kind) + ":" + std::string(value);
+    }
 };
 
 /// The fields of a device hash. The plugin's first-connect script writes the first five (in

@@ -7,6 +7,7 @@
 // for this fixed chain.
 #include "devicegate/pki.hpp"
 #include "devicegate/reason.hpp"
+#include "devicegate/serial_spelling.hpp"
 
 #include <chrono>
 #include <ctime>
@@ -25,9 +26,12 @@ std::string_view to_string(ca_role role) noexcept;
 struct verified_certificate {
     std::string device_id;
     serial_key serial;
-    std::string serial_hex;
+    serial_spelling serial_text;  // the hex is derived from `serial` (one heap string less per cached device)
     std::time_t not_before = 0;
     std::time_t not_after = 0;
+
+    /// serial_hex() of the certificate's serial.
+    std::string serial_hex() const { return serial_text.hex(serial); }
 };
 
 struct verify_outcome {

@@ -268,3 +268,34 @@ TEST_CASE("config: offline sessions, deny limits and services (issue 12)") {
                Catch::StartsWith("plugin_opt_service_ca_file: is set but no plugin_opt_service names a service"));
     CHECK_THAT(error_of(with({{"service_ca_file", "services.crt"}})), Catch::Contains("is not an absolute file path"));
 }
+
+TEST_CASE("config: fleet session options (issue 16)", "[config][fleet]") {
+    auto c = parse_plugin_config(required());
+    CHECK(c.fleet_sessions);
+    CHECK(c.broker_heartbeat_interval == 5s);
+    CHECK(c.broker_heartbeat_timeout == 15s);
+    CHECK(c.clones == clone_policy::log);
+    auto o = required();
+    o.push_back({"fleet_sessions", "off"});
+    o.push_back({"broker_heartbeat_interval", "200ms"});
+    o.push_back({"broker_heartbeat_timeout", "1s"});
+    o.push_back({"clone_policy", "refuse"});
+    c = parse_plugin_config(o);
+    CHECK_FALSE(c.fleet_sessions);
+    CHECK(c.broker_heartbeat_interval == 200ms);
+    CHECK(c.broker_heartbeat_timeout == 1s);
+    CHECK(c.clones == clone_policy::refuse);
+
+    auto with = [](option_list extra) {
+        auto opts = required();
+        opts.insert(opts.end(), extra.begin(), extra.end());
+        return error_of(opts);
+    };
+    CHECK_THAT(with({{"clone_policy", "ban"}}), Catch::Contains("plugin_opt_clone_policy: \"ban\" is not log or refuse"));
+    CHECK_THAT(with({{"broker_heartbeat_interval", "50ms"}}), Catch::Contains("plugin_opt_broker_heartbeat_interval"));
+    CHECK_THAT(with({{"broker_heartbeat_timeout", "11m"}}), Catch::Contains("plugin_opt_broker_heartbeat_timeout"));
+    // One late heartbeat must not make a live broker's sessions vanish.
+    CHECK_THAT(with({{"broker_heartbeat_interval", "10s"}}),
+               Catch::Contains("plugin_opt_broker_heartbeat_timeout: must be at least twice broker_heartbeat_interval"));
+    CHECK(with({{"broker_heartbeat_interval", "7500ms"}}) == "no error");
+}

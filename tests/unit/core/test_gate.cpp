@@ -222,7 +222,11 @@ TEST_CASE("gate: a first-connect job is planned once per certificate, only with 
     CHECK(first.job->serial_hex == first.verdict.serial_hex);
     CHECK(first.job->fingerprint_sha256 == fingerprint_hex(certificate_sha256(cert.get())));
     CHECK(first.job->fingerprint_sha256.find_first_of("ABCDEF") == std::string::npos);
-    CHECK(first.job->certificate_pem.rfind("-----BEGIN CERTIFICATE-----", 0) == 0);
+    // The broker thread hands over the DER; the job producer's thread writes the PEM from it.
+    CHECK(first.job->certificate_pem.empty());
+    auto handed_over = parse_certificates(pem_from_der(first.job->certificate_der), "job");
+    REQUIRE(handed_over.size() == 1);
+    CHECK(X509_cmp(handed_over[0].get(), cert.get()) == 0);
     f.g.disconnected(&f.client_a, "dev-001");
     CHECK_FALSE(f.connect(&f.client_a, cert.get(), "dev-001").job);  // reconnect: nothing new
     auto renewed = f.connect(&f.client_b, "dev-001-renewed", "dev-001");

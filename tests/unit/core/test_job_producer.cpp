@@ -87,6 +87,13 @@ TEST_CASE("job_producer: one job per device, another when its certificate change
     entries = f.jobs();
     REQUIRE(entries.size() == 2);
     CHECK(entries[1].fields.at(job_field::type) == "certificate_changed");
+    // The script writes this job from the first-connect one (encoded once): the worker reads
+    // it as the renewed certificate's certificate_changed job.
+    const job changed = parse_job(entries[1].fields.at(job_field::job));
+    CHECK(changed.type == job_type::certificate_changed);
+    CHECK(changed.cert.fingerprint_sha256 == renewed.fingerprint_sha256);
+    CHECK(changed.cert.certificate_pem == renewed.certificate_pem);
+    CHECK(changed.cert.first_seen == 1795000100);
     auto hash = f.device("dev-001");
     CHECK(hash.at(device_field::fingerprint) == renewed.fingerprint_sha256);
     CHECK(hash.at(device_field::cert_changed_at) == "1795000100");
@@ -272,5 +279,49 @@ TEST_CASE("job_producer: with Sentinel a batch counts once a replica has it; a m
         CHECK(jobs.count(d) == 1);
         if (jobs.count(d)) CHECK(jobs.at(d) == std::vector<std::string>{"first_connect"});
     }
+    producer.stop();
+}
+
+TEST_CASE("job_producer: the broker hands over the DER; the job carries the PEM", "[job_producer]") {
+    fixture f;
+    job_producer producer(f.options(), f.log());
+    producer.start();
+    auto cert = certificate_of("dev-001");
+    const std::string pem = cert.certificate_pem;
+    auto x509 = test::load_cert(test::device_cert("dev-001"));
+    unsigned char* der = nullptr;
+    const int len = i2d_X509(x509.get(), &der);
+    REQUIRE(len > 0);
+    cert.certificate_der.assign(reinterpret_cast<const char*>(der), static_cast<std::size_t>(len));
+    OPENSSL_free(der);
+    cert.certificate_pem.clear();
+    producer.submit(cert);
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 1; }));
+    const job j = parse_job(f.jobs().at(0).fields.at(job_field::job));  // checks the PEM against the fingerprint
+    CHECK(j.cert.certificate_pem == pem);
+    producer.stop();
+}
+
+TEST_CASE("job_producer: a burst of jobs is delivered in pipelined batches, each device in order", "[job_producer]") {
+    fixture f;
+    job_producer producer(f.options(), f.log());
+    const auto cert = certificate_of("dev-001");
+    auto renewed = certificate_of("dev-001-renewed");
+    renewed.device_id = "dev-001";
+    // Submitted before the thread runs: one hand-over of 302 jobs, more than one batch; the
+    // device's second job must follow its first (certificate_changed, not first_connect).
+    producer.submit(cert);
+    producer.submit(renewed);
+    for (int i = 0; i < 300; ++i) {
+        auto other = cert;
+        other.device_id = "burst-" + std::to_string(i);
+        producer.submit(other);
+    }
+    producer.start();
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 301; }, std::chrono::seconds(10)));
+    CHECK(producer.stats().certificate_changed == 1);
+    CHECK(producer.stats().known == 0);
+    CHECK(f.jobs().size() == 302);
+    CHECK(f.device("dev-001").at(device_field::fingerprint) == renewed.fingerprint_sha256);
     producer.stop();
 }

@@ -25,6 +25,11 @@ TEST_CASE("revocation: CRLs are verified against the tenant chain") {
         CHECK(crls[0].issuer == ca_role::sub_ca);
         CHECK(crls[0].revoked == std::vector<serial_key>{serial_of("dev-revoked")});
         CHECK(crls[0].next_update > crls[0].this_update);
+        // A snapshot shares the CRL's serial array instead of copying it (one copy in memory).
+        crl_set snapshot(crls, *trust, 1);
+        CHECK(&snapshot.revoked_leaves() == &crls[0].revoked.get());
+        CHECK(snapshot.check(serial_of("dev-revoked"), crls[0].this_update, std::chrono::seconds(60),
+                             stale_policy::deny).why == reason::revoked_crl);
     }
     SECTION("ICA and Root CRLs are recognised by their issuer") {
         CHECK(load_crl_file(pki("ica.crl.pem"), *trust).at(0).issuer == ca_role::ica);

@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 using namespace devicegate;
 
 namespace {
@@ -93,4 +95,43 @@ TEST_CASE("session registry: offline records outlive the connection, are never k
         CHECK(r.sweep_offline(t0 + 2s, 1h, 1) == std::vector<std::string>{"dev-5"});
         CHECK(r.offline() == 1);
     }
+}
+
+TEST_CASE("session registry: a record holds what it needs, the serial's hex is derived from its key") {
+    // The hex spelling is not stored for a conforming serial: one heap string less per device.
+    serial_key k;
+    k.bytes[0] = 2;
+    k.bytes[1] = 0x0A;
+    k.bytes[2] = 0x7A;
+    CHECK(serial_hex_of(k) == "0A7A");
+    CHECK(serial_hex_of(serial_key{}) == "00");
+    serial_key digest;
+    digest.bytes[0] = 0xFF;  // make_serial_key's marker for a serial longer than 20 octets
+    CHECK(serial_hex_of(digest).empty());
+
+    session_registry r;
+    int a = 0, b = 0, c = 0;
+    r.admit(&a, "dev-1", k, {}, "0A7A");
+    r.admit(&b, "dev-2", digest, {}, "0102030405060708090A0B0C0D0E0F101112131415");  // kept: not derivable
+    r.admit(&c, "dev-3", key(3));                                                      // the default "-" is kept
+    CHECK(r.find("dev-1")->serial_hex() == "0A7A");
+    CHECK(r.find("dev-2")->serial_hex() == "0102030405060708090A0B0C0D0E0F101112131415");
+    CHECK(r.find("dev-3")->serial_hex() == "-");
+    // The deny window is made on the first denial only.
+    CHECK(r.find("dev-1")->deny_state == nullptr);
+    CHECK(r.find("dev-1")->suppressed_denies() == 0);
+    r.find("dev-1")->denies().suppressed = 2;
+    CHECK(r.find("dev-1")->suppressed_denies() == 2);
+    CHECK(sizeof(session_record) <= 128);
+}
+
+TEST_CASE("session registry: revoked serials are found by scanning the online sessions") {
+    session_registry r;
+    int clients[50] = {};
+    for (int i = 0; i < 50; ++i) r.admit(&clients[i], "dev-" + std::to_string(i), key(static_cast<unsigned char>(i)));
+    r.disconnected(&clients[7], "dev-7", true, std::chrono::steady_clock::now());  // offline: never kicked
+    auto ids = r.ids_holding({key(3), key(7), key(42), key(200)});
+    std::sort(ids.begin(), ids.end());
+    CHECK(ids == std::vector<std::string>{"dev-3", "dev-42"});
+    CHECK(r.ids_holding({}).empty());
 }

@@ -84,7 +84,7 @@ TEST_CASE("tenant trust: a leaf of the pinned Sub-CA is admitted with one signat
     auto out = trust->verify(leaf.cert.get());
     REQUIRE(out.cert);
     CHECK(out.cert->device_id == "dev-1");
-    CHECK(out.cert->serial_hex == serial_hex(X509_get0_serialNumber(leaf.cert.get())));
+    CHECK(out.cert->serial_hex() == serial_hex(X509_get0_serialNumber(leaf.cert.get())));
     // The test PKI's devices as well.
     auto pki_trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
     CHECK(decide(*pki_trust, load_cert(device_cert("dev-001")).get()) == reason::ok);
@@ -307,7 +307,7 @@ TEST_CASE("tenant trust: a Sub-CA or ICA revoked while the broker runs refuses i
     const std::time_t now = std::time(nullptr);
     auto snapshot = [&](ca_role issuer, ca_role revoked) {
         verified_crl crl{"test", issuer, now - 60, now + 3600, {}};
-        if (issuer != revoked) crl.revoked.push_back(trust->serial(revoked));
+        if (issuer != revoked) crl.revoked = std::vector<serial_key>{trust->serial(revoked)};
         return crl_set({crl}, *trust, 1);
     };
     using namespace std::chrono_literals;

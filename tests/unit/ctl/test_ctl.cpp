@@ -1,6 +1,7 @@
 // devicegate-ctl's commands in-process (ctl::run takes its streams) against a real
 // redis-server: output, exit codes, and what they leave in Redis.
 #include "ctl.hpp"
+#include "ctl_runner.hpp"
 #include "devicegate/denylist.hpp"
 #include "devicegate/job.hpp"
 #include "devicegate/pki.hpp"
@@ -15,19 +16,11 @@ using namespace devicegate;
 
 namespace {
 
-struct result {
-    int code;
-    std::string out;
-    std::string err;
-};
-
 struct fixture {
     test::redis_process server;
 
-    result ctl(const std::vector<std::string>& args, const std::string& prefix = "") {
-        std::ostringstream out, err;
-        const int code = ctl::run(args, out, err, server.url(), prefix);
-        return {code, out.str(), err.str()};
+    test::ctl_result ctl(const std::vector<std::string>& args, const std::string& prefix = "") {
+        return test::run_ctl(server.url(), args, prefix);
     }
     void device(const std::string& id, std::map<std::string, std::string> fields) {
         std::vector<std::string> argv{"HSET", redis_model{}.device(id)};
