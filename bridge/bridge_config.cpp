@@ -74,7 +74,7 @@ std::vector<setting> server_settings() {
          [](bridge_config& c, const std::string& v) { c.cert_validity = duration(v, std::chrono::minutes(5)); }},
         {"crl_validity", "a duration of at least 1m such as 24h",
          [](bridge_config& c, const std::string& v) { c.crl_validity = duration(v, std::chrono::minutes(1)); }},
-        {"redis_url", "redis://[:password@]host[:port][/db]",
+        {"redis_url", "redis://[:password@]host[:port][/db] or redis-sentinel://[:password@]host[:port][,host[:port]...]/master_name[/db][?sentinel_password=P]",
          [](bridge_config& c, const std::string& v) { c.redis = redis_options::parse_url(v); }},
         {"redis_prefix", "a key prefix such as devicegate:", [](bridge_config& c, const std::string& v) { c.redis_prefix = non_empty(v); }},
         {"operator_api_key", "a secret of at least 16 characters",

@@ -6,9 +6,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <ctime>
+#include <utility>
 
 namespace devicegate::bridge {
+
+namespace {
+/// How long a revoke waits for a replica (WAIT 1), as devicegate-ctl revoke does.
+constexpr std::chrono::milliseconds revoke_replication_timeout{1000};
+}  // namespace
 
 std::optional<api_response> bridge_service::authenticate_renewal(const api_request& r, const std::string& device_id,
                                                                  const char* op) {
@@ -84,11 +91,19 @@ api_response bridge_service::revoke(const api_request& r) {
     }
     try {
         // The deny-list first: connected sessions are kicked even if the CA is slow or down.
-        const long long brokers =
-            redis_.with([&](redis_connection& c) {
-                return revocation_store(c, model_).revoke({false, r.device_id},
-                                                          {why, static_cast<std::int64_t>(std::time(nullptr)), "devicegate-bridge"});
-            });
+        // WAIT on the connection that wrote (it counts that connection's writes): a failover
+        // before a replica has the entry would lose it, as devicegate-ctl revoke says too.
+        const auto [brokers, replication] = redis_.with([&](redis_connection& c) {
+            revocation_store store(c, model_);
+            const long long n = store.revoke({false, r.device_id},
+                                             {why, static_cast<std::int64_t>(std::time(nullptr)), "devicegate-bridge"});
+            return std::make_pair(n, store.wait_replicated(revoke_replication_timeout));
+        });
+        if (!replication.safe()) {
+            log_.warning("devicegate-bridge: the revocation of device=" + r.device_id + " was not confirmed by any replica within " +
+                         std::to_string(replication.timeout.count()) + " ms (" + std::to_string(replication.replicas) +
+                         " connected); a failover now could lose it: revoke again after the failover");
+        }
         auto serials = redis_.with([&](redis_connection& c) { return serials_of(c, model_, r.device_id); });
         nlohmann::json revoked = nlohmann::json::array();
         for (const auto& s : serials) {
@@ -108,9 +123,16 @@ api_response bridge_service::revoke(const api_request& r) {
             });
         }
         audit(op, r, r.device_id, "ok", "serials=" + std::to_string(revoked.size()) + " brokers=" + std::to_string(brokers) +
+                                            " replicated=" + (replication.safe() ? "yes" : "no") +
                                             (decommission ? " decommission=" + job_id : ""));
         nlohmann::ordered_json answer{{"device_id", r.device_id}, {"revoked_serials", revoked}, {"brokers_notified", brokers},
                                       {"decommission_enqueued", decommission}};
+        // Only when a replica was expected (replicas listed, or a Sentinel URL): a single Redis
+        // answers as before.
+        if (replication.expected) {
+            answer["replicated"] = {{"confirmed", replication.safe()}, {"replicas", replication.replicas},
+                                    {"acknowledged", replication.acknowledged}};
+        }
         if (decommission) answer["decommission_job"] = job_id;
         return json_response(200, answer);
     } catch (const signer_error& e) {

@@ -54,7 +54,7 @@ std::string profile_name(const std::string& v) { return bounded(v, 255); }
 
 const std::vector<setting>& settings() {
     static const std::vector<setting> all = {
-        {"redis_url", "redis://[[user]:password@]host[:port][/db]", true,
+        {"redis_url", "redis://[[user]:password@]host[:port][/db] or redis-sentinel://[[user]:password@]host[:port][,host[:port]...]/master_name[/db][?sentinel_password=P]", true,
          [](worker_config& c, const std::string& v) { c.redis = redis_options::parse_url(v); }},
         {"redis_prefix", "a key prefix such as devicegate:", false,
          [](worker_config& c, const std::string& v) {

@@ -153,6 +153,10 @@ void job_producer::run(background_loop& loop) {
             // Reset on a clean pass, not on connect: Redis that answers every job with an
             // error reply accepts the connection each time.
             backoff = std::chrono::milliseconds(100);
+            // Logged here, not on connect: a plain redis:// URL naming a replica connects fine
+            // and then answers READONLY, which would log "up" and "down" once per backoff.
+            if (down_logged_) log_.notice("devicegate: jobs link to redis up again (" + opts_.redis.describe() + ")");
+            down_logged_ = false;
             if (refused_logged_) {
                 log_.notice("devicegate: redis accepts first-connect jobs again (" +
                             std::to_string(counters_.error_replies.load()) + " error replies so far)");
@@ -184,8 +188,6 @@ std::unique_ptr<redis_connection> job_producer::connect() {
     auto redis = std::make_unique<redis_connection>(opts_.redis);
     script_sha_ = reply_string(redis->command({"SCRIPT", "LOAD", first_connect_script}).get(), "SCRIPT LOAD");
     counters_.link_up = true;
-    if (down_logged_) log_.notice("devicegate: jobs link to redis up again (" + opts_.redis.describe() + ")");
-    down_logged_ = false;
     return redis;
 }
 
@@ -299,10 +301,17 @@ void take_batch(std::deque<device_certificate>& jobs, const std::unordered_set<s
 void job_producer::deliver_all(redis_connection& redis, std::deque<device_certificate>& jobs,
                                std::unordered_set<std::string>& held) {
     std::deque<device_certificate> kept, batch;
+    std::deque<device_certificate> sent;  // accepted by the master, not yet confirmed by a replica
     std::optional<error_reply> first;
-    auto put_back = [&] {  // order: kept, then the unanswered rest of the batch, then the others
+    // Order per device: sent, then kept, then the unanswered rest of the batch, then the others.
+    // `all`: the sent jobs go again too (the script answers "known" for a job that did arrive,
+    // so a first-connect job is never doubled).
+    auto put_back = [&](bool all) {
         for (auto it = batch.rbegin(); it != batch.rend(); ++it) jobs.push_front(std::move(*it));
         for (auto it = kept.rbegin(); it != kept.rend(); ++it) jobs.push_front(std::move(*it));
+        if (all) {
+            for (auto it = sent.rbegin(); it != sent.rend(); ++it) jobs.push_front(std::move(*it));
+        }
     };
     try {
         for (int in_a_row = 0; !jobs.empty() && in_a_row < max_consecutive_error_replies;) {
@@ -315,6 +324,7 @@ void job_producer::deliver_all(redis_connection& redis, std::deque<device_certif
             for (std::size_t i = 0; i < replies.size(); ++i) {
                 try {
                     retire(redis, calls[i], std::move(replies[i]), batch.front());
+                    sent.push_back(std::move(batch.front()));
                     in_a_row = 0;
                 } catch (const error_reply& e) {
                     ++counters_.error_replies;
@@ -326,12 +336,33 @@ void job_producer::deliver_all(redis_connection& redis, std::deque<device_certif
                 batch.pop_front();
             }
         }
+        if (!sent.empty()) confirm_replicated(redis);
     } catch (...) {
-        put_back();
+        put_back(true);
         throw;
     }
-    put_back();
+    put_back(false);
     if (first) throw *first;
+}
+
+void job_producer::confirm_replicated(redis_connection& redis) {
+    // A master acknowledges a write before any replica has it; if Sentinel promotes a replica
+    // that never got it, the job is gone (https://redis.io/docs/management/replication/). One
+    // WAIT per batch; below the command timeout, or the socket would time out first.
+    const auto timeout = std::min(opts_.replication_timeout, opts_.redis.command_timeout / 2);
+    // The INCR: a re-sent batch that the script answers "known" writes nothing, and WAIT on a
+    // connection without writes confirms at once, though the first write may not have reached
+    // the replica.
+    const replication_status r = wait_replicated(redis, timeout, opts_.model.jobs_replicated());
+    // No replica listed (a single Redis, or a Sentinel master whose replicas are gone): there
+    // is none to promote that could miss the batch, and holding every job until one comes
+    // back would stall delivery for as long as the cluster runs degraded. A replica cut off
+    // from the master is the one gap left: Redis's min-replicas-to-write closes it.
+    if (r.replicas == 0 || r.acknowledged > 0) return;
+    ++counters_.unreplicated;
+    throw redis_io_error("no replica confirmed the batch within " +
+                         std::to_string(timeout.count()) + " ms (" + std::to_string(r.replicas) +
+                         " replicas listed); the batch is kept and sent again");
 }
 
 std::size_t job_producer::count_journal_lines() {

@@ -3,6 +3,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace devicegate {
@@ -144,6 +145,21 @@ long long redis_connection::expect_master() {
     if (role != "master") throw redis_io_error(address_.describe() + " reports role " + role);
     if (parts.size() < 3) return 0;
     return static_cast<long long>(reply_array(parts[2], "redis " + where_ + ": ROLE replicas").size());
+}
+
+replication_status wait_replicated(redis_connection& redis, std::chrono::milliseconds timeout,
+                                   const std::string& counter) {
+    replication_status out;
+    out.timeout = timeout;
+    out.replicas = redis.expect_master();
+    out.expected = out.replicas > 0 || redis.via_sentinel();
+    if (out.replicas == 0) return out;  // WAIT would only sit out the timeout
+    if (!counter.empty()) reply_integer(redis.command({"INCR", counter}).get(), "INCR " + counter);
+    // WAIT numreplicas timeout: blocks until the writes of this connection reached that many
+    // replicas or the timeout passed, and returns how many did (https://redis.io/commands/wait).
+    const auto ms = std::max<long long>(1, timeout.count());
+    out.acknowledged = reply_integer(redis.command({"WAIT", "1", std::to_string(ms)}).get(), "WAIT");
+    return out;
 }
 
 redis_reply_ptr redis_connection::command(const std::vector<std::string>& argv) {

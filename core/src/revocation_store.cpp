@@ -4,8 +4,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
-
 namespace devicegate {
 
 std::string encode_revocation_entry(const revocation_entry& entry) {
@@ -43,15 +41,7 @@ long long revocation_store::revoke(const revocation_target& target, const revoca
 }
 
 replication_status revocation_store::wait_replicated(std::chrono::milliseconds timeout) {
-    replication_status out;
-    out.timeout = timeout;
-    out.replicas = redis_.expect_master();
-    out.expected = out.replicas > 0 || redis_.via_sentinel();
-    if (out.replicas == 0) return out;  // WAIT would only sit out the timeout
-    // WAIT numreplicas timeout: blocks until the writes of this connection reached that many
-    // replicas or the timeout passed, and returns how many did (https://redis.io/commands/wait).
-    out.acknowledged = reply_integer(redis_.command({"WAIT", "1", std::to_string(std::max<long long>(1, timeout.count()))}).get(), "WAIT");
-    return out;
+    return devicegate::wait_replicated(redis_, timeout);
 }
 
 std::optional<long long> revocation_store::unrevoke(const revocation_target& target) {

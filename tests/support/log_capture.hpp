@@ -22,6 +22,19 @@ public:
         return std::any_of(lines_.begin(), lines_.end(),
                            [&](const std::string& l) { return l.find(needle) != std::string::npos; });
     }
+    std::size_t count(const std::string& needle) const {
+        std::lock_guard lock(mutex_);
+        return static_cast<std::size_t>(std::count_if(lines_.begin(), lines_.end(), [&](const std::string& l) {
+            return l.find(needle) != std::string::npos;
+        }));
+    }
+    /// Every line so far, one per line (for a failing test's message).
+    std::string text() const {
+        std::lock_guard lock(mutex_);
+        std::string out;
+        for (const auto& l : lines_) out += l + "\n";
+        return out;
+    }
 
 private:
     mutable std::mutex mutex_;

@@ -89,6 +89,9 @@ public:
         const int master = start_data_node(0);
         start_data_node(master);
         wait_until("the replica in sync", [&] { return replica_linked(); });
+        // The replica says its link is up a moment before the master counts it as online
+        // (after its first acknowledgement): tests that WAIT need the master's view.
+        wait_until("the master to list the replica", [&] { return master_lists_replica(); });
         for (std::size_t i = 0; i < o_.sentinels; ++i) start_sentinel(master);
         // Discovery works from here on. A failover needs more (the sentinels must know the
         // replica and each other, which takes seconds): kill_master() and failover() wait for it.
@@ -278,6 +281,15 @@ private:
             // first REPLCONF ACK); ROLE and WAIT on the master only see it from then on.
             auto master = reply_string(node_command(master_port_, {"INFO", "replication"}).get(), "INFO");
             return master.find("port=" + std::to_string(replica_port_) + ",state=online") != std::string::npos;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }
+
+    bool master_lists_replica() const {
+        try {
+            auto info = reply_string(node_command(master_port_, {"INFO", "replication"}).get(), "INFO");
+            return info.find("state=online") != std::string::npos;
         } catch (const std::exception&) {
             return false;
         }

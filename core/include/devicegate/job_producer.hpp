@@ -41,6 +41,9 @@ public:
         std::size_t memory_limit = 1000;                  // candidates held in memory while Redis is down
         std::uint64_t journal_max_bytes = 1ull << 30;     // then at most this much journal
         std::size_t pending_limit = 1'000'000;            // broker -> thread hand-over queue
+        /// How long a written batch waits for a replica (WAIT 1) when the master lists replicas;
+        /// capped at half of redis.command_timeout.
+        std::chrono::milliseconds replication_timeout{1000};
     };
 
     struct counters {
@@ -51,6 +54,7 @@ public:
         std::atomic<std::uint64_t> rejected{0};    // a malformed journal line (skipped, logged)
         std::atomic<std::uint64_t> error_replies{0};  // error replies to the script: the job was kept and retried
         std::atomic<std::uint64_t> data_losses{0};    // Redis lost the jobs marker (restart without data, FLUSHALL)
+        std::atomic<std::uint64_t> unreplicated{0};  // batches no replica confirmed in time: kept, sent again
         std::atomic<std::uint64_t> overflow{0};    // dropped: every bound was full (logged)
         std::atomic<std::uint64_t> buffered{0};    // waiting in memory now
         std::atomic<std::uint64_t> journaled{0};   // waiting in the journal now
@@ -92,6 +96,9 @@ private:
     void deliver_all(redis_connection& redis, std::deque<device_certificate>& jobs,
                      std::unordered_set<std::string>& held);
     void deliver_journal(redis_connection& redis, std::unordered_set<std::string>& held);
+    /// After a batch: returns when a replica has it or the master lists none (ROLE);
+    /// throws redis_io_error otherwise, so the batch is kept and sent again after reconnecting.
+    void confirm_replicated(redis_connection& redis);
     /// The script call for one job (EVALSHA).
     std::vector<std::string> script_call(const device_certificate& cert) const;
     /// The script's reply to `call` for one job: retired (counted) on its integer answer

@@ -120,6 +120,26 @@ private:
     std::string where_;
 };
 
+/// What wait_replicated() learned: whether the writes so far reached a replica. Redis
+/// replicates asynchronously: a write the master acknowledged but no replica received is lost
+/// if Sentinel promotes a replica now (https://redis.io/docs/management/replication/).
+struct replication_status {
+    long long replicas = 0;      // replicas the master lists as connected (ROLE)
+    long long acknowledged = 0;  // how many confirmed the writes within the timeout (WAIT)
+    bool expected = false;       // replicas > 0, or a Sentinel URL: a failover could lose an unconfirmed write
+    std::chrono::milliseconds timeout{0};
+    /// False when a replica was expected and none confirmed.
+    bool safe() const noexcept { return !expected || acknowledged > 0; }
+};
+
+/// ROLE, then (only when the master lists replicas) `INCR counter` if given and `WAIT 1
+/// <timeout>` on this connection: whether the writes sent on it so far reached a replica. WAIT
+/// counts only this connection's writes; the INCR makes it cover every earlier write of the
+/// master too, as replication is one ordered stream. One round trip on a master without replicas
+/// (nothing to wait for); throws redis_io_error when the node is not a master.
+replication_status wait_replicated(redis_connection& redis, std::chrono::milliseconds timeout,
+                                   const std::string& counter = {});
+
 /// The sentinels' "+switch-master" announcements for one master (Sentinel URLs only). A
 /// long-lived subscriber uses it to learn of a failover even while its old master is still up
 /// and still a master in its own view (cut off from the sentinels, not from us), which a ROLE

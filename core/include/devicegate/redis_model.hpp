@@ -34,6 +34,9 @@ struct redis_model {
     std::string dead_jobs() const { return prefix + "jobs:dead"; }
     /// A random token the brokers plant; when it vanishes or changes, Redis lost its data.
     std::string jobs_marker() const { return prefix + "jobs:marker"; }
+    /// A counter the brokers INCR before WAIT when a batch of jobs must reach a replica: WAIT
+    /// only counts the writes of its own connection, and a re-sent batch may write nothing.
+    std::string jobs_replicated() const { return prefix + "jobs:replicated"; }
     // The fleet: one session per device across brokers (fleet_model.hpp, docs/redis.md).
     std::string sessions(std::string_view broker_id) const { return prefix + "sessions:" + std::string(broker_id); }
     std::string broker(std::string_view broker_id) const { return prefix + "broker:" + std::string(broker_id); }

@@ -35,18 +35,6 @@ std::string encode_revocation_entry(const revocation_entry& entry);
 /// nullopt if it is not a JSON object (DeviceGate did not write it).
 std::optional<revocation_entry> parse_revocation_entry(std::string_view json);
 
-/// What wait_replicated() learned: whether the writes so far reached a replica. Redis
-/// replicates asynchronously: a write the master acknowledged but no replica received is lost
-/// if Sentinel promotes a replica now (https://redis.io/docs/management/replication/).
-struct replication_status {
-    long long replicas = 0;      // replicas the master lists as connected (ROLE)
-    long long acknowledged = 0;  // how many confirmed the writes within the timeout (WAIT)
-    bool expected = false;       // replicas > 0, or a Sentinel URL: a failover could lose an unconfirmed write
-    std::chrono::milliseconds timeout{0};
-    /// False when a replica was expected and none confirmed.
-    bool safe() const noexcept { return !expected || acknowledged > 0; }
-};
-
 class revocation_store {
 public:
     revocation_store(redis_connection& redis, redis_model model);

@@ -4,6 +4,7 @@
 #include "devicegate/job_producer.hpp"
 #include "log_capture.hpp"
 #include "redis_process.hpp"
+#include "redis_sentinel_cluster.hpp"
 #include "test_pki.hpp"
 
 #include <catch2/catch.hpp>
@@ -60,6 +61,7 @@ TEST_CASE("job_producer: one job per device, another when its certificate change
     producer.submit(cert);
     REQUIRE(eventually([&] { return producer.stats().first_connect == 1; }));
     CHECK(producer.stats().link_up);
+    CHECK(producer.stats().unreplicated == 0);  // a single Redis: nothing to wait for
 
     auto entries = f.jobs();
     REQUIRE(entries.size() == 1);
@@ -188,6 +190,96 @@ TEST_CASE("job_producer: the hand-over queue is bounded", "[job_producer]") {
     CHECK(producer.stats().submitted == 2);
     CHECK(producer.stats().overflow == 1);
     CHECK(f.logged("jobs overflow: 2 first-connect jobs are waiting for the delivery thread; dropping device=dev-003"));
+}
+
+TEST_CASE("job_producer: a plain URL naming a replica logs down once, and up once when it works",
+          "[job_producer]") {
+    fixture f;
+    test::redis_process primary;
+    REQUIRE(reply_string(f.server.command({"REPLICAOF", "127.0.0.1", std::to_string(primary.port())}).get(),
+                         "REPLICAOF") == "OK");
+    REQUIRE(eventually([&] {
+        try {
+            f.server.command({"SET", "probe", "x"});
+            return false;
+        } catch (const redis_io_error&) {
+            return true;  // READONLY
+        }
+    }));
+    job_producer producer(f.options(), f.log());
+    producer.start();
+    producer.submit(certificate_of("dev-001"));
+    REQUIRE(eventually([&] { return f.logged("READONLY"); }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));  // several backoffs (100, 200, 400 ms)
+    CHECK(f.logs.count("jobs link to redis down") == 1);
+    CHECK(f.logs.count("jobs link to redis up again") == 0);
+
+    REQUIRE(reply_string(f.server.command({"REPLICAOF", "NO", "ONE"}).get(), "REPLICAOF") == "OK");
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 1; }, std::chrono::seconds(10)));
+    REQUIRE(eventually([&] { return f.logged("jobs link to redis up again"); }));
+    CHECK(f.logs.count("jobs link to redis up again") == 1);
+    CHECK(f.logs.count("jobs link to redis down") == 1);
+}
+
+namespace {
+
+/// device id -> job types, in the stream of the node on `port`.
+std::map<std::string, std::vector<std::string>> jobs_on(const test::sentinel_cluster& cluster, int port) {
+    std::map<std::string, std::vector<std::string>> out;
+    auto entries = reply_stream_entries(cluster.node_command(port, {"XRANGE", redis_model{}.jobs(), "-", "+"}).get(), "jobs");
+    for (const auto& e : entries) {
+        out[parse_job(e.fields.at(job_field::job)).cert.device_id].push_back(e.fields.at(job_field::type));
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("job_producer: with Sentinel a batch counts once a replica has it; a master crash loses no job",
+          "[job_producer][replication][redis_sentinel]") {
+    test::sentinel_cluster cluster;
+    test::temp_dir dir;
+    test::log_capture logs;
+    job_producer::options o;
+    o.redis = cluster.options();
+    o.journal_file = dir.file("jobs.journal");
+    o.replication_timeout = std::chrono::milliseconds(500);
+    job_producer producer(o, logs.sink());
+    producer.start();
+    producer.submit(certificate_of("dev-001"));
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 1 && producer.stats().buffered == 0; }));
+    // Confirmed: the replica has it (the first WAIT after the cluster started may time out
+    // once, then the batch goes again, so no count of unconfirmed batches here).
+    CHECK(eventually([&] { return jobs_on(cluster, cluster.replica_port()).count("dev-001") == 1; }));
+
+    // The replica acknowledges nothing: WAIT times out, the batch is kept and sent again.
+    cluster.pause_replica(true);
+    const auto known = producer.stats().known.load();
+    const auto unreplicated = producer.stats().unreplicated.load();
+    producer.submit(certificate_of("dev-002"));
+    REQUIRE(eventually([&] { return producer.stats().unreplicated >= unreplicated + 2 && producer.stats().known > known; },
+                       std::chrono::seconds(10)));
+    CHECK(producer.stats().buffered == 1);
+    CHECK(logs.contains("no replica confirmed the batch within 500 ms"));
+    // Sent again, but the script knew the device: one job on the master.
+    CHECK(jobs_on(cluster, cluster.master_port())["dev-002"] == std::vector<std::string>{"first_connect"});
+
+    // The master dies with the batch unconfirmed; Sentinel promotes the replica.
+    producer.submit(certificate_of("dev-003"));
+    REQUIRE(eventually([&] { return jobs_on(cluster, cluster.master_port()).count("dev-003") == 1; }));
+    cluster.kill_master();
+    cluster.pause_replica(false);
+    cluster.wait_failover();
+    REQUIRE(eventually([&] { return producer.stats().buffered == 0 && producer.stats().journaled == 0; },
+                       std::chrono::seconds(20)));
+    const auto jobs = jobs_on(cluster, cluster.master_port());
+    CHECK(jobs.size() == 3);
+    for (const char* d : {"dev-001", "dev-002", "dev-003"}) {
+        INFO(d);
+        CHECK(jobs.count(d) == 1);
+        if (jobs.count(d)) CHECK(jobs.at(d) == std::vector<std::string>{"first_connect"});
+    }
+    producer.stop();
 }
 
 TEST_CASE("job_producer: the broker hands over the DER; the job carries the PEM", "[job_producer]") {
