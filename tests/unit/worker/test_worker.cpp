@@ -5,6 +5,7 @@
 #include "devicegate/job.hpp"
 #include "fake_backends.hpp"
 #include "hawkbit_client.hpp"
+#include "issued_job.hpp"
 #include "test_pki.hpp"
 #include "thingsboard_client.hpp"
 #include "worker.hpp"
@@ -30,18 +31,7 @@ hawkbit_password hb-Secret-2
 )") + "tenant_ca_file " + test::pki("subca-a.crt") + "\nica_file " + test::pki("ica.crt") +
                             "\nroot_ca_file " + test::pki("root.crt") + "\n";
 
-job make_job(const std::string& id, job_type type = job_type::first_connect) {
-    static const test::cert_factory factory(test::pki("subca-a.crt"), test::pki("subca-a.key"));
-    device_certificate c;
-    c.device_id = id;
-    c.certificate_pem = factory.issue_pem(id);
-    auto certs = parse_certificates(c.certificate_pem, "test");
-    c.fingerprint_sha256 = fingerprint_hex(certificate_sha256(certs.at(0).get()));
-    c.serial_hex = serial_hex(X509_get0_serialNumber(certs.at(0).get()));
-    c.first_seen = 1795000000;
-    c.broker_id = "b1";
-    return parse_job(encode_job(c, type));
-}
+job make_job(const std::string& id, job_type type = job_type::first_connect) { return test::issued_job(id, type); }
 
 struct backends {
     fakes::fake_thingsboard tb;
