@@ -533,7 +533,12 @@ TEST_CASE("Decommission jobs: parsed without a certificate, checked otherwise", 
 
 TEST_CASE("decommission_job: deletes in both targets, idempotently", "[worker][decommission]") {
     registered_device fixture("dev-5");
-    auto& [b, tb, hb, reg, state] = fixture;
+    // References, not a structured binding: clang 14 cannot capture those in lambdas.
+    auto& b = fixture.b;
+    auto& tb = fixture.tb;
+    auto& hb = fixture.hb;
+    auto& reg = fixture.j;
+    auto& state = fixture.state;
     REQUIRE_FALSE(b.tb.device("dev-5").is_null());
     REQUIRE(b.hb.state()["targets"] == 1);
     const job d = parse_job(encode_decommission_job("dev-5", reg.cert.serial_hex, reg.cert.fingerprint_sha256, "lost", 1));
@@ -731,7 +736,12 @@ TEST_CASE("hawkBit: the target type is looked up once by exact name; missing pau
 TEST_CASE("hawkBit: target metadata is created, a 409 becomes an update, a renewal updates it",
           "[worker][hawkbit][metadata]") {
     registered_device fixture("m1");
-    auto& [b, tb, hb, j, state] = fixture;
+    // References, not a structured binding: clang 14 cannot capture those in lambdas.
+    auto& b = fixture.b;
+    auto& tb = fixture.tb;
+    auto& hb = fixture.hb;
+    auto& j = fixture.j;
+    auto& state = fixture.state;
     CHECK(b.hb.state()["creates"] == 1);
     json meta = b.hb.target("m1")["metadata"];
     CHECK(meta["devicegate.serial"] == j.cert.serial_hex);
@@ -825,7 +835,12 @@ TEST_CASE("decommission_job keep mode: ThingsBoard credentials replaced and revo
           "canceled and tagged; idempotent",
           "[worker][decommission][keep]") {
     registered_device fixture("k1");
-    auto& [b, tb, hb, reg, state] = fixture;
+    // References, not a structured binding: clang 14 cannot capture those in lambdas.
+    auto& b = fixture.b;
+    auto& tb = fixture.tb;
+    auto& hb = fixture.hb;
+    auto& reg = fixture.j;
+    auto& state = fixture.state;
     const std::string uuid = state["thingsboard_id"];
     const auto pending = add_action(b.hb, "k1");
     const auto finished = add_action(b.hb, "k1", "finished");
