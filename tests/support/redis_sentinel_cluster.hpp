@@ -139,6 +139,14 @@ public:
         o.command_timeout = std::chrono::milliseconds(1000);
         return o;
     }
+    /// Options for one sentinel (its own password, if any).
+    redis_options sentinel_options(int port, std::chrono::milliseconds timeout = std::chrono::milliseconds(300)) const {
+        redis_options o;
+        o.port = port;
+        o.password = o_.sentinel_password;
+        o.connect_timeout = o.command_timeout = timeout;
+        return o;
+    }
     redis_reply_ptr node_command(int port, const std::vector<std::string>& argv) const {
         redis_connection c(node_options(port));
         return c.command(argv);
@@ -146,11 +154,7 @@ public:
     /// The master as `sentinel_port` names it; nullopt if unreachable or unknown.
     std::optional<int> sentinel_master_port(int sentinel_port) const {
         try {
-            redis_options o;
-            o.port = sentinel_port;
-            o.password = o_.sentinel_password;
-            o.connect_timeout = o.command_timeout = std::chrono::milliseconds(300);
-            redis_connection c(o);
+            redis_connection c(sentinel_options(sentinel_port));
             auto r = c.command({"SENTINEL", "get-master-addr-by-name", o_.master_name});
             if (is_nil(r.get())) return std::nullopt;
             return std::stoi(reply_string(reply_array(r.get(), "SENTINEL", 2)[1], "port"));
@@ -172,10 +176,7 @@ public:
     /// and is demoted to a replica of the new one (it then answers writes with READONLY).
     void failover() {
         wait_ready_for_failover();
-        redis_options o;
-        o.port = sentinel_ports_.at(0);
-        o.password = o_.sentinel_password;
-        redis_connection c(o);
+        redis_connection c(sentinel_options(sentinel_ports_.at(0), std::chrono::milliseconds(2000)));
         expect_ok(c.command({"SENTINEL", "FAILOVER", o_.master_name}).get(), "SENTINEL FAILOVER");
     }
     /// Waits until every sentinel names the other data node and it says ROLE master; returns
@@ -303,11 +304,7 @@ private:
     bool sentinels_ready() const {
         for (int s : sentinel_ports_) {
             try {
-                redis_options o;
-                o.port = s;
-                o.password = o_.sentinel_password;
-                o.connect_timeout = o.command_timeout = std::chrono::milliseconds(300);
-                redis_connection c(o);
+                redis_connection c(sentinel_options(s));
                 auto master = reply_hash(c.command({"SENTINEL", "MASTER", o_.master_name}).get(), "SENTINEL MASTER");
                 if (master["num-slaves"] != "1" || master["num-other-sentinels"] != std::to_string(o_.sentinels - 1)) return false;
             } catch (const std::exception&) {
