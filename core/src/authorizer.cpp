@@ -94,7 +94,7 @@ const verified_certificate* authorizer::verified(X509* leaf, decision& d) {
         d.cache_hit = true;
         return &hit->second;
     }
-    verify_outcome outcome = trust_->verify(leaf);
+    verify_outcome outcome = trust_->verify(leaf, tenant_signature_);
     if (outcome.why == reason::wrong_issuer && service_trust_) return verified_service(leaf, outcome, d);
     d.serial_hex = outcome.serial_hex;
     if (outcome.why != reason::ok) {
@@ -108,7 +108,7 @@ const verified_certificate* authorizer::verified(X509* leaf, decision& d) {
 }
 
 const verified_certificate* authorizer::verified_service(X509* leaf, verify_outcome& outcome, decision& d) {
-    verify_outcome service = service_trust_->verify(leaf);
+    verify_outcome service = service_trust_->verify(leaf, service_signature_);
     if (service.why == reason::wrong_issuer) {  // neither the tenant Sub-CA nor the service CA
         d.serial_hex = outcome.serial_hex;
         refuse(d, outcome.why, std::move(outcome.detail));

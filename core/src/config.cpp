@@ -175,6 +175,15 @@ const std::vector<plugin_option> options_table = {
      "Verified certificates remembered (1-10,000,000); when full it is emptied."},
     {"listener_check", [](B& b, V v) { b.config.listener_check = listener_check_option(b, v); }, "enforce",
      "enforce: refuse to start if mosquitto.conf would bypass the plugin; warn: log it; off."},
+    {"leaf_signature",
+     [](B& b, V v) {
+         if (v != "auto" && v != "always") b.fail(v, "is not auto or always");
+         b.config.leaf_signature_always = v == "always";
+     },
+     "auto",
+     "auto: a device certificate's signature is not verified again when every listener's cafile proves that "
+     "mosquitto's TLS handshake verified it with the tenant Sub-CA's key (docs/security.md); always: verify it "
+     "at every first connect anyway."},
     {"redis_url", [](B& b, V v) { b.config.redis = redis_option(b, v); }, "off",
      "redis://[[user]:password@]host[:port][/db], or with Redis Sentinel "
      "redis-sentinel://[[user]:password@]host[:port][,host[:port]...]/master_name[/db]"

@@ -73,14 +73,14 @@ gate::gate(const option_list& options, std::string conf_path, log_sink sink)
     trust_ = tenant_trust::load(config_->tenant_ca_file, config_->ica_file, config_->root_ca_file);
     start_crl_and_ocsp();
     if (config_->redis) start_redis();
-    std::shared_ptr<const tenant_trust> service_trust;
     if (!config_->service_ca_file.empty()) {
-        service_trust = tenant_trust::load(config_->service_ca_file, config_->ica_file, config_->root_ca_file);
+        service_trust_ = tenant_trust::load(config_->service_ca_file, config_->ica_file, config_->root_ca_file);
     }
     authorizer_ = std::make_unique<authorizer>(
         config_, trust_, revocations_, config_->redis ? &denylist_ : nullptr, ocsp_cache_.get(),
-        ocsp_fetcher_ && config_->ocsp_sub_ca ? &ocsp_fetcher_->sub_ca_fingerprint() : nullptr,
-        std::move(service_trust));
+        ocsp_fetcher_ && config_->ocsp_sub_ca ? &ocsp_fetcher_->sub_ca_fingerprint() : nullptr, service_trust_);
+    tenant_pin_ = pin_for(trust_.get());
+    if (service_trust_) service_pin_ = pin_for(service_trust_.get());
     acl_ = std::make_unique<acl_policy>(config_->acl_rules);
     service_acl_ = std::make_unique<acl_policy>(config_->service_rules);
     deny_limits_ = config_->deny_limit;
@@ -171,6 +171,38 @@ void gate::check_listeners() {
                            "mosquitto.conf has settings that would bypass DeviceGate (logged above); fix them, or "
                            "set plugin_opt_listener_check warn to start anyway");
     }
+}
+
+handshake_pin gate::pin_for(const tenant_trust* trust) const {
+    if (config_->leaf_signature_always) return handshake_pin::refused("plugin_opt_leaf_signature always");
+    if (config_->listener_check == listener_check_mode::off) {
+        return handshake_pin::refused("plugin_opt_listener_check off: the listeners' cafiles are not read");
+    }
+    if (conf_path_.empty()) return handshake_pin::refused("mosquitto was started without -c");
+    return handshake_pin::evaluate(listener_tls_settings(conf_path_), trust->certificate(ca_role::sub_ca));
+}
+
+// The first tick: mosquitto has started its listeners (src/mosquitto.c: plugins, then
+// listeners__start, then the main loop), so their stores hold what the cafiles held then.
+void gate::confirm_pins() {
+    const bool tenant = tenant_pin_->confirm();
+    const bool service = service_pin_ && service_pin_->confirm();
+    authorizer_->set_leaf_signatures(tenant ? leaf_signature::verified_by_handshake : leaf_signature::verify,
+                                     service ? leaf_signature::verified_by_handshake : leaf_signature::verify);
+    leaf_signature_by_handshake_ = tenant;
+    auto line = [](const char* ca, const handshake_pin& pin) {
+        return pin.proven()
+                   ? std::string("devicegate: leaf_signature=handshake ca=") + ca +
+                         ": every listener's cafile holds this CA as the only certificate with its name, so "
+                         "mosquitto's TLS handshake verified each device certificate's signature with its key; "
+                         "not verified again (plugin_opt_leaf_signature always to verify anyway)"
+                   : std::string("devicegate: leaf_signature=per_connect ca=") + ca + ": " + pin.why_not() +
+                         "; each certificate's signature is verified again at its first connect";
+    };
+    log(log_level::notice, line("tenant", *tenant_pin_));
+    if (service_pin_) log(log_level::notice, line("service", *service_pin_));
+    tenant_pin_.reset();
+    service_pin_.reset();
 }
 
 void gate::start() {
@@ -377,6 +409,7 @@ void gate::sweep_sessions(std::chrono::steady_clock::time_point now) {
 
 tick_work gate::tick(std::chrono::steady_clock::time_point now) {
     broker_.assert_on_thread("gate::tick");
+    if (tenant_pin_) confirm_pins();
     auto batch = queue_.drain();
     for (auto& [level, line] : batch.logs) log(level, line);
     if (batch.dropped_logs > 0) {
@@ -445,6 +478,7 @@ std::vector<std::pair<std::string, std::string>> gate::stats(std::int64_t now) c
     out.emplace_back("sessions", std::to_string(sessions_.online()));
     out.emplace_back("sessions_offline", std::to_string(sessions_.offline()));
     out.emplace_back("verify_cache", std::to_string(authorizer_->cache_size()));
+    out.emplace_back("leaf_signature", leaf_signature_by_handshake_ ? "handshake" : "per_connect");
     if (ocsp_cache_) {
         out.emplace_back("ocsp/cache", std::to_string(ocsp_cache_->size()));
         out.emplace_back("ocsp/fetch_failures", std::to_string(ocsp_fetcher_->failures()));

@@ -39,6 +39,7 @@ struct listener_conf {
     site declared;  // the `listener` line; empty file for the implicit default listener
     bool websockets = false;
     std::optional<site> certfile, keyfile, psk_hint, use_identity, use_subject;
+    std::string cafile, capath;  // conf__parse_string: the rest of the line, trimmed
     bool require_certificate = false;
     std::optional<site> require_certificate_site;
     bool in_use = false;  // default listener: config__parse_args creates it only when set
@@ -220,6 +221,8 @@ void reader::apply(const std::string& file, int number, int level, const std::st
     } else if (security_keys.count(key) != 0) {
         apply_security_setting(at, key, w, cur);
     } else if (listener_keys.count(key) != 0) {
+        if (key == "cafile") listener(cur).cafile = w.rest_trimmed();
+        if (key == "capath") listener(cur).capath = w.rest_trimmed();
         apply_listener_setting(at, key, w, listener(cur));
     }
 }
@@ -298,16 +301,21 @@ bool same_file(const std::string& a, const std::string& b) {
     return !a.empty() && !b.empty() && std::filesystem::equivalent(a, b, ec) && !ec;
 }
 
+std::string listener_name(const listener_conf& l) {
+    std::string name = l.declared.file.empty() || l.declared.text.rfind("listener", 0) != 0
+                           ? "the default listener (port 1883, created by " + l.declared.text + ")"
+                           : l.declared.text;
+    if (l.websockets) name += " (websockets)";
+    return name;
+}
+
 class evaluator {
 public:
     evaluator(const conf_state& s, const listener_check_options& o, std::vector<listener_finding>& out)
         : s_(s), o_(o), out_(out) {}
 
     void listener(const listener_conf& l) {
-        name_ = l.declared.file.empty() || l.declared.text.rfind("listener", 0) != 0
-                    ? "the default listener (port 1883, created by " + l.declared.text + ")"
-                    : l.declared.text;
-        if (l.websockets) name_ += " (websockets)";
+        name_ = listener_name(l);
         transport(l);
         security(s_.per_listener ? l.security : s_.global, l.declared);
     }
@@ -446,6 +454,19 @@ std::vector<listener_finding> check_mosquitto_configs(const std::vector<std::str
         if (seen.emplace(f.file, f.line, f.setting).second) unique.push_back(std::move(f));
     }
     return unique;
+}
+
+std::vector<listener_tls> listener_tls_settings(const std::vector<std::string>& paths) {
+    conf_state s = read_configs(paths);
+    std::vector<listener_tls> out;
+    auto add = [&](const listener_conf& l) { out.push_back({listener_name(l), l.cafile, l.capath, l.websockets}); };
+    if (s.default_listener.in_use) add(s.default_listener);
+    for (const auto& l : s.listeners) add(l);
+    return out;
+}
+
+std::vector<listener_tls> listener_tls_settings(const std::string& path) {
+    return listener_tls_settings(config_files_of_this_process(path));
 }
 
 std::vector<listener_finding> check_mosquitto_config(const std::string& path) {

@@ -243,7 +243,7 @@ reason tenant_trust::check_pinning(X509* leaf, std::string& detail) const {
 // What X509_verify_cert checks at depth 0 of leaf -> Sub-CA -> ICA -> Root (OpenSSL 3.0
 // crypto/x509/x509_vfy.c: check_extensions, check_curve, internal_verify,
 // check_name_constraints); everything above depth 0 is constant and checked at load.
-reason tenant_trust::check_leaf(X509* leaf, std::string& detail) const {
+reason tenant_trust::check_leaf(X509* leaf, leaf_signature signature, std::string& detail) const {
     auto refuse = [&](int error) {
         detail = X509_verify_cert_error_string(error);
         return reason::chain_invalid;
@@ -258,8 +258,9 @@ reason tenant_trust::check_leaf(X509* leaf, std::string& detail) const {
         default: break;
     }
     // X509_verify also refuses a signatureAlgorithm that differs from the one inside the
-    // signed part (the same call internal_verify makes).
-    if (X509_verify(leaf, sub_ca_key_) != 1) {
+    // signed part (the same call internal_verify makes). check_pinning() passed, so a
+    // handshake proven for this Sub-CA made this very call with this key.
+    if (signature == leaf_signature::verify && X509_verify(leaf, sub_ca_key_) != 1) {
         ERR_clear_error();
         return refuse(X509_V_ERR_CERT_SIGNATURE_FAILURE);
     }
@@ -295,14 +296,14 @@ reason tenant_trust::check_chain_full(X509* leaf, std::string& detail) const {
     return reason::ok;
 }
 
-verify_outcome tenant_trust::verify(X509* leaf) const {
+verify_outcome tenant_trust::verify(X509* leaf, leaf_signature signature) const {
     verify_outcome out;
     out.serial_hex = serial_hex(X509_get0_serialNumber(leaf));
     if ((out.why = check_pinning(leaf, out.detail)) != reason::ok) return out;
     // RFC 3779 resources need the whole path (X509v3_addr_validate_path); rare enough
     // that such chains and leaves keep the full verification.
     const bool resources = chain_has_resources_ || has_resources(leaf);
-    out.why = resources ? check_chain_full(leaf, out.detail) : check_leaf(leaf, out.detail);
+    out.why = resources ? check_chain_full(leaf, out.detail) : check_leaf(leaf, signature, out.detail);
     if (out.why == reason::ok) finish(leaf, out);
     return out;
 }

@@ -64,6 +64,45 @@ TEST_CASE("a twin of the tenant Sub-CA (same name and key id, other key, issued 
     client again("dev-twin", (dir / "dev-twin.crt").string(), (dir / "dev-twin.key").string());
     CHECK(again.connect(b.port()) == transport_error);
     CHECK_FALSE(b.log_contains("devicegate: allow client=dev-twin"));
+    // The wide listener's cafile lacks the Sub-CA, so the plugin verifies every signature.
+    CHECK(b.log_contains("devicegate: leaf_signature=per_connect ca=tenant: cafile " + (dir / "ica-root.crt").string() +
+                         " (listener " + std::to_string(wide_port) + " 127.0.0.1) does not hold CN = Tenant A Sub-CA"));
+}
+
+TEST_CASE("leaf_signature: with the Sub-CA in every cafile the handshake's signature check is not repeated, and "
+          "the twin's devices are still refused",
+          "[integration]") {
+    const auto dir = test_dir();
+    made_cert ica = load_made(pki("ica.crt"), pki("ica.key"));
+    made_cert real = load_made(pki("subca-a.crt"), pki("subca-a.key"));
+    made_cert twin = make_cert(
+        {"/CN=Tenant A Sub-CA/O=Tenant A",
+         {{"basicConstraints", "critical,CA:TRUE"}, {"keyUsage", "critical,keyCertSign,cRLSign"},
+          {"subjectKeyIdentifier", subject_key_id(real.cert.get())}, {"authorityKeyIdentifier", "keyid:always"}}},
+        &ica);
+    write_device(dir, "dev-twin", twin);
+    write_device(dir, "dev-real", real);
+    for (const char* mode : {"auto", "always"}) {
+        INFO("plugin_opt_leaf_signature " << mode);
+        broker b({.plugin_opts = {{"leaf_signature", mode},
+                                  {"stats_interval", "200ms"},
+                                  {"acl_client_pattern", "dev-real read $SYS/broker/devicegate/#"}}});
+        REQUIRE(b.start());
+        const bool handshake = std::string(mode) == "auto";
+        CHECK(b.wait_for_log(handshake ? "devicegate: leaf_signature=handshake ca=tenant: every listener's cafile"
+                                       : "devicegate: leaf_signature=per_connect ca=tenant: plugin_opt_leaf_signature "
+                                         "always; each certificate's signature is verified again"));
+        client real_device("dev-real", (dir / "dev-real.crt").string(), (dir / "dev-real.key").string());
+        CHECK(real_device.connect(b.port()) == 0);
+        // The client sends the twin in its chain; mosquitto's TLS chooses the real Sub-CA from
+        // the cafile and the leaf's signature fails there.
+        client twin_device("dev-twin", (dir / "dev-twin.crt").string(), (dir / "dev-twin.key").string());
+        CHECK(twin_device.connect(b.port()) == transport_error);
+        CHECK_FALSE(b.log_contains("client=dev-twin"));
+        REQUIRE(real_device.subscribe("$SYS/broker/devicegate/leaf_signature") >= 0);
+        CHECK(real_device.wait_message("$SYS/broker/devicegate/leaf_signature", 2s) ==
+              (handshake ? "handshake" : "per_connect"));
+    }
 }
 
 TEST_CASE("a Sub-CA that expires while the broker runs refuses devices that resume their TLS session",

@@ -53,6 +53,13 @@ public:
 
     std::size_t cache_size() const noexcept { return cache_.size(); }
 
+    /// Broker thread: whether the leaf's signature is left to mosquitto's TLS handshake for
+    /// the tenant Sub-CA and for the service CA (each proven by a handshake_pin).
+    void set_leaf_signatures(leaf_signature tenant, leaf_signature service) noexcept {
+        tenant_signature_ = tenant;
+        service_signature_ = service;
+    }
+
 private:
     decision decide(X509* leaf, std::string_view client_id, std::time_t now);
     // The steps of decide(): each refuses by filling `d` and returning false (nullptr).
@@ -72,6 +79,8 @@ private:
     const ocsp_cache* ocsp_;
     std::optional<sha256_digest> sub_ca_fingerprint_;  // set with ocsp_sub_ca
     std::unordered_map<sha256_digest, verified_certificate, sha256_hash> cache_;
+    leaf_signature tenant_signature_ = leaf_signature::verify;
+    leaf_signature service_signature_ = leaf_signature::verify;
 };
 
 }  // namespace devicegate

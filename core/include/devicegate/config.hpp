@@ -63,6 +63,7 @@ struct plugin_config {
     std::vector<acl_rule> acl_rules = default_acl_rules();
     std::size_t verify_cache_size = 100000;
     listener_check_mode listener_check = listener_check_mode::enforce;
+    bool leaf_signature_always = false;  // verify every leaf's signature even when a handshake_pin proves it done
 
     // Redis: the deny-list and first-connect jobs. Off without redis_url.
     std::optional<redis_options> redis;

@@ -16,6 +16,7 @@
 #include "devicegate/crl_watcher.hpp"
 #include "devicegate/denylist_sync.hpp"
 #include "devicegate/fleet_registry.hpp"
+#include "devicegate/handshake_pin.hpp"
 #include "devicegate/job.hpp"
 #include "devicegate/job_producer.hpp"
 #include "devicegate/log.hpp"
@@ -132,6 +133,8 @@ public:
 
 private:
     void check_listeners();
+    handshake_pin pin_for(const tenant_trust* trust) const;
+    void confirm_pins();
     void start_crl_and_ocsp();
     void start_redis();
     void start_fleet(const redis_model& model);
@@ -153,6 +156,11 @@ private:
     std::string conf_path_;
     std::shared_ptr<const plugin_config> config_;
     std::shared_ptr<const tenant_trust> trust_;
+    std::shared_ptr<const tenant_trust> service_trust_;  // plugin_opt_service_ca_file, or null
+    // Whether the handshake verified leaf signatures (handshake_pin.hpp): decided at start,
+    // confirmed at the first tick, once mosquitto has loaded its listeners' cafiles.
+    std::optional<handshake_pin> tenant_pin_, service_pin_;
+    bool leaf_signature_by_handshake_ = false;
     snapshot_slot<crl_set> revocations_;
     std::unique_ptr<crl_watcher> watcher_;
     std::unique_ptr<ocsp_cache> ocsp_cache_;

@@ -36,6 +36,20 @@ std::vector<listener_finding> check_mosquitto_configs(const std::vector<std::str
 /// (dladdr). New code should call check_mosquitto_configs.
 std::vector<listener_finding> check_mosquitto_config(const std::string& path);
 
+/// The client-certificate trust of one listener mosquitto opens: mosquitto 2.0.11 loads
+/// `cafile` and `capath` into the listener's X509_STORE once, when the listener starts
+/// (src/net.c net__tls_load_verify; a SIGHUP reloads only certfile, keyfile and crlfile).
+struct listener_tls {
+    std::string name;  // "listener 8883 0.0.0.0", or the default listener
+    std::string cafile, capath;  // "" when unset
+    bool websockets = false;
+};
+
+/// Every listener mosquitto would open from these -c files, read in this order.
+std::vector<listener_tls> listener_tls_settings(const std::vector<std::string>& paths);
+/// The same for `path` (with this process's other -c files, as check_mosquitto_config).
+std::vector<listener_tls> listener_tls_settings(const std::string& path);
+
 /// The value of persistence_location as mosquitto reads it (include_dir files too), or "".
 std::string persistence_location(const std::string& path);
 

@@ -41,6 +41,10 @@ struct verify_outcome {
     std::optional<verified_certificate> cert;   // set when why == ok
 };
 
+/// Whether verify() checks the leaf's signature with the Sub-CA's key itself, or relies on a
+/// TLS handshake that is proven to have done it (handshake_pin.hpp).
+enum class leaf_signature { verify, verified_by_handshake };
+
 class tenant_trust {
 public:
     /// Loads and cross-checks the three CA files (each must hold exactly one certificate;
@@ -52,8 +56,10 @@ public:
     /// Sub-CA's keyUsage), end-entity, EKU, unhandled critical extensions, proxy, key,
     /// signature with the Sub-CA's public key, the CAs' name constraints, device id.
     /// Validity times are checked by check_times() so that a cached result is re-checked;
-    /// this call does not look at the clock.
-    verify_outcome verify(X509* leaf) const;
+    /// this call does not look at the clock. With leaf_signature::verified_by_handshake the
+    /// signature step is skipped: only for a leaf that mosquitto's TLS handshake verified on a
+    /// listener a handshake_pin proved for this Sub-CA.
+    verify_outcome verify(X509* leaf, leaf_signature signature = leaf_signature::verify) const;
 
     /// The same decision made by X509_verify_cert over leaf -> Sub-CA -> ICA -> Root (all
     /// three signatures, chain building, pinning). Used by verify() for chains or leaves
@@ -75,7 +81,7 @@ private:
     void check_constant_chain(const std::string& sub_ca_file, const std::string& ica_file,
                               const std::string& root_file);
     reason check_pinning(X509* leaf, std::string& detail) const;
-    reason check_leaf(X509* leaf, std::string& detail) const;
+    reason check_leaf(X509* leaf, leaf_signature signature, std::string& detail) const;
     reason check_chain_full(X509* leaf, std::string& detail) const;
     void finish(X509* leaf, verify_outcome& out) const;
     x509_ptr sub_ca_, ica_, root_;
