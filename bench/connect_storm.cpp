@@ -149,6 +149,15 @@ broker_options options_for(const std::string& config, const setup& s) {
     }
     broker_options o{.plugin_opts = {{"stats_interval", "0s"}}, .crl_files = {s.crl}, .listener_extra = default_logging};
     if (config == devicegate_full) o.redis = s.redis;
+    // DEVICEGATE_STORM_OPTS="name value;name value": more plugin options for the DeviceGate
+    // configurations (experiments, e.g. "fleet_sessions off" or "leaf_signature always").
+    if (const char* extra = std::getenv("DEVICEGATE_STORM_OPTS")) {
+        std::istringstream in(extra);
+        for (std::string item; std::getline(in, item, ';');) {
+            const auto space = item.find(' ');
+            if (space != std::string::npos) o.plugin_opts.emplace_back(item.substr(0, space), item.substr(space + 1));
+        }
+    }
     return o;
 }
 
