@@ -28,9 +28,21 @@ std::int64_t unix_ms_now() {
 }
 
 std::string encode_fleet_session(const fleet_session& s) {
-    return nlohmann::json{{"sid", s.sid}, {"at", s.connected_at}, {"addr", s.address}, {"fp", s.fingerprint},
-                          {"serial", s.serial}}
-        .dump();
+    // By hand (one per connect, on the broker thread): the same JSON nlohmann wrote.
+    std::string out;
+    out.reserve(64 + s.sid.size() + s.address.size() + s.fingerprint.size() + s.serial.size());
+    out += "{\"sid\":";
+    append_json_string(out, s.sid);
+    out += ",\"at\":";
+    out += std::to_string(s.connected_at);
+    out += ",\"addr\":";
+    append_json_string(out, s.address);
+    out += ",\"fp\":";
+    append_json_string(out, s.fingerprint);
+    out += ",\"serial\":";
+    append_json_string(out, s.serial);
+    out += '}';
+    return out;
 }
 
 fleet_session parse_fleet_session(std::string_view json) {

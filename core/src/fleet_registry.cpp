@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <random>
+#include <thread>
 #include <unordered_set>
 
 #ifndef DEVICEGATE_VERSION
@@ -19,11 +20,6 @@ using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 using command_list = std::vector<std::vector<std::string>>;
 
-// Deletes a session entry only while it still holds the session this broker wrote: the
-// broker thread's order already guarantees it, the script keeps a stale removal harmless.
-constexpr const char* remove_if_script =
-    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end "
-    "return 0";
 // A deny-list change naming more than this is a resync, not one operator's revoke: no acks.
 constexpr std::size_t max_ack_entries = 16;
 // Devices per HMGET and per HSET when the whole registry is written or checked.
@@ -31,6 +27,8 @@ constexpr std::size_t chunk = 1000;
 // A broker's kick list: at most this many kicks, kept this long after the last push.
 constexpr long long max_queued_kicks = 10000;
 constexpr long long kick_ttl_ms = 60'000;
+// How long dg-fleet lets events gather after writing a batch.
+constexpr milliseconds batch_linger{10};
 
 std::string random_run_id() {
     std::random_device rd;
@@ -113,32 +111,32 @@ void fleet_registry::stop() noexcept {
 
 void fleet_registry::admitted(const void* client, const std::string& device_id, const char* address,
                               std::string fingerprint, std::string serial) {
-    local_session s{client, fleet_session{run_id_ + "." + std::to_string(++next_seq_), unix_ms_now(),
-                                          address != nullptr && *address != '\0' ? address : "-",
-                                          std::move(fingerprint), std::move(serial)}};
+    const std::uint64_t seq = ++next_seq_;
+    fleet_session s{sid(seq), unix_ms_now(), address != nullptr && *address != '\0' ? address : "-",
+                    std::move(fingerprint), std::move(serial)};
     // A takeover on this broker is mosquitto's own (it ends the older connection); only a
     // second source address is news.
-    if (auto it = local_.find(device_id); it != local_.end() && !same_source(it->second.session.address, s.session.address)) {
+    if (auto it = local_.find(device_id); it != local_.end() && !same_source(it->second.address, s.address)) {
         ++clones_;
         log_.warning("devicegate: possible clone device=" + device_id + " broker=" + opts_.broker_id +
-                     " address=" + log_safe(s.session.address) + " other_broker=" + opts_.broker_id +
-                     " other_address=" + log_safe(it->second.session.address) +
+                     " address=" + log_safe(s.address) + " other_broker=" + opts_.broker_id +
+                     " other_address=" + log_safe(it->second.address) +
                      " policy=" + (opts_.clones == clone_policy::refuse ? "refuse" : "log"));
         if (opts_.clones == clone_policy::refuse) {
-            push_kick({device_id, s.session.sid, reason::clone_refused,
+            push_kick({device_id, s.sid, reason::clone_refused,
                        "broker=" + opts_.broker_id + " other_broker=" + opts_.broker_id + " other_address=" +
-                           log_safe(it->second.session.address)});
+                           log_safe(it->second.address)});
         }
     }
-    push({event_kind::admit, device_id, s.session});
-    local_[device_id] = std::move(s);
+    push({event_kind::admit, device_id, seq, encode_fleet_session(s)});
+    local_[device_id] = local_session{client, seq, std::move(s.address)};
     online_ = local_.size();
 }
 
 void fleet_registry::disconnected(const void* client, const std::string& device_id) {
     auto it = local_.find(device_id);
     if (it == local_.end() || it->second.client != client) return;  // replaced meanwhile, or never ours
-    push({event_kind::remove, device_id, std::move(it->second.session)});
+    push({event_kind::remove, device_id, it->second.seq, {}});
     local_.erase(it);
     online_ = local_.size();
 }
@@ -147,10 +145,10 @@ void fleet_registry::acknowledge(const std::vector<kick_request>& applied) {
     for (const auto& request : applied) {
         if (request.why != reason::revoked_denylist || request.everyone) continue;
         if (request.device_ids.size() + request.serials.size() > max_ack_entries) continue;
-        for (const auto& id : request.device_ids) push({event_kind::ack, opts_.model.revoke_ack("device", id), {}});
+        for (const auto& id : request.device_ids) push({event_kind::ack, opts_.model.revoke_ack("device", id)});
         for (const auto& key : request.serials) {
             if (auto hex = serial_key_hex(key); !hex.empty()) {
-                push({event_kind::ack, opts_.model.revoke_ack("serial", hex), {}});
+                push({event_kind::ack, opts_.model.revoke_ack("serial", hex)});
             }
         }
     }
@@ -168,7 +166,7 @@ std::vector<std::pair<std::string, reason>> fleet_registry::take_kicks() {
         auto it = local_.find(k.device);
         // The session the request names must still be this broker's current one: a device that
         // bounced back here meanwhile has a new sid, and keeps its session.
-        if (it == local_.end() || it->second.session.sid != k.sid || !done.insert(k.device).second) continue;
+        if (it == local_.end() || sid(it->second.seq) != k.sid || !done.insert(k.device).second) continue;
         if (k.why == reason::session_taken_over) ++takeovers_;
         log_.notice("devicegate: kick client=" + k.device + " reason=" + std::string(to_string(k.why)) + " " + k.detail);
         out.emplace_back(std::move(k.device), k.why);
@@ -185,11 +183,15 @@ void fleet_registry::append_stats(std::vector<std::pair<std::string, std::string
 }
 
 void fleet_registry::push(event e) {
+    bool was_empty = false;
     {
         std::lock_guard lock(mutex_);
+        was_empty = events_.empty();
         events_.push_back(std::move(e));
     }
-    loop_.wake();
+    // Only the first event of a batch wakes dg-fleet: it takes them all (wake() is sticky,
+    // so one that arrives while it is busy is not missed).
+    if (was_empty) loop_.wake();
 }
 
 void fleet_registry::push_kick(pending_kick k) {
@@ -206,22 +208,48 @@ std::vector<fleet_registry::event> fleet_registry::drain_events() {
     return out;
 }
 
-void fleet_registry::apply(const std::vector<event>& events) {
-    for (const auto& e : events) {
-        if (e.what == event_kind::admit) {
-            written_[e.device] = e.session;
-        } else if (e.what == event_kind::remove) {
-            if (auto it = written_.find(e.device); it != written_.end() && it->second.sid == e.session.sid) {
-                written_.erase(it);
+void fleet_registry::apply(std::vector<event>& events, command_list* changes, std::vector<std::string>* admitted) {
+    // Per device touched: whether Redis held it before this batch; the end state is written_.
+    std::unordered_map<std::string, bool> touched;
+    for (auto& e : events) {
+        if (e.what == event_kind::ack) {
+            if (changes != nullptr) {
+                changes->push_back({"SADD", e.device, opts_.broker_id});
+                changes->push_back({"PEXPIRE", e.device, std::to_string(revoke_ack_ttl_ms)});
             }
+            continue;
+        }
+        auto it = written_.find(e.device);
+        touched.try_emplace(e.device, it != written_.end());
+        if (e.what == event_kind::admit) {
+            written_[e.device] = written_session{e.seq, std::move(e.value)};
+        } else if (it != written_.end() && it->second.seq == e.seq) {  // else a newer session replaced it
+            written_.erase(it);
         }
     }
+    if (changes == nullptr) return;
+    const std::string key = opts_.model.sessions(opts_.broker_id);
+    std::vector<std::string> hset{"HSET", key}, hdel{"HDEL", key};
+    for (const auto& [device, was_there] : touched) {
+        if (auto it = written_.find(device); it != written_.end()) {
+            hset.push_back(device);
+            hset.push_back(it->second.value);
+            if (admitted != nullptr) admitted->push_back(device);
+        } else if (was_there) {
+            hdel.push_back(device);
+        }
+    }
+    if (hset.size() > 2) changes->push_back(std::move(hset));
+    if (hdel.size() > 2) changes->push_back(std::move(hdel));
 }
 
 void fleet_registry::run(background_loop& loop) {
     run_linked(
         loop, [&] { link_session(loop); }, [&](const std::string& cause) { mark_down(cause); },
-        [&] { apply(drain_events()); });  // keep the picture current for the rewrite after reconnecting
+        [&] {  // keep the picture current for the rewrite after reconnecting
+            auto events = drain_events();
+            apply(events);
+        });
 }
 
 void fleet_registry::mark_down(const std::string& cause) {
@@ -235,7 +263,8 @@ void fleet_registry::mark_down(const std::string& cause) {
 
 void fleet_registry::link_session(background_loop& loop) {
     redis_connection redis(opts_.redis);
-    apply(drain_events());
+    auto pending = drain_events();
+    apply(pending);
     write_all(redis);
     heartbeat(redis);
     link_up_ = true;
@@ -251,8 +280,14 @@ void fleet_registry::link_session(background_loop& loop) {
     while (!loop.stopping()) {
         auto events = drain_events();
         if (!events.empty()) {
-            apply(events);
             write_batch(redis, events);
+            // Let the next events gather: at hundreds of connects per second one round trip
+            // then carries many of them, where each event cost a wake-up, a write and a
+            // blocking read of this thread (broker CPU, issue 13). A takeover waits for the
+            // broker's 100 ms tick anyway.
+            // A plain sleep: push() wakes the loop only for the first event of a batch, and a
+            // stop waits at most this long.
+            std::this_thread::sleep_for(batch_linger);
         }
         if (steady_clock::now() >= next_heartbeat) {
             heartbeat(redis);
@@ -282,7 +317,7 @@ void fleet_registry::write_all(redis_connection& redis) {
         std::vector<std::string> hset{"HSET", key};
         for (std::size_t n = 0; n < chunk && it != written_.end(); ++n, ++it) {
             hset.push_back(it->first);
-            hset.push_back(encode_fleet_session(it->second));
+            hset.push_back(it->second.value);
         }
         commands.push_back(std::move(hset));
     }
@@ -290,32 +325,17 @@ void fleet_registry::write_all(redis_connection& redis) {
     redis.transaction(commands);
 }
 
-void fleet_registry::write_batch(redis_connection& redis, const std::vector<event>& events) {
+void fleet_registry::write_batch(redis_connection& redis, std::vector<event>& events) {
     const std::string key = opts_.model.sessions(opts_.broker_id);
     command_list commands;
     std::vector<std::string> admitted;
-    for (const auto& e : events) {
-        switch (e.what) {
-            case event_kind::admit:
-                commands.push_back({"HSET", key, e.device, encode_fleet_session(e.session)});
-                admitted.push_back(e.device);
-                break;
-            case event_kind::remove:
-                commands.push_back({"EVAL", remove_if_script, "1", key, e.device, encode_fleet_session(e.session)});
-                break;
-            case event_kind::ack:
-                commands.push_back({"SADD", e.device, opts_.broker_id});
-                commands.push_back({"PEXPIRE", e.device, std::to_string(revoke_ack_ttl_ms)});
-                break;
-        }
-    }
+    apply(events, &commands, &admitted);
     commands.push_back({"PEXPIRE", key, std::to_string(opts_.heartbeat_timeout.count())});
     if (!admitted.empty()) commands.push_back({"ZRANGEBYSCORE", opts_.model.brokers(), "(" + std::to_string(unix_ms_now()), "+inf"});
     auto replies = redis.pipeline(commands);
     expect_all_ok(replies, commands);
     if (admitted.empty()) return;
     std::sort(admitted.begin(), admitted.end());
-    admitted.erase(std::unique(admitted.begin(), admitted.end()), admitted.end());
     check_conflicts(redis, admitted, reply_strings(replies.back().get(), opts_.model.brokers()));
 }
 
@@ -341,7 +361,8 @@ void fleet_registry::check_conflicts(redis_connection& redis, const std::vector<
                 auto mine = written_.find(devices[first + i]);
                 if (!value || mine == written_.end()) continue;  // not there, or already gone here
                 try {
-                    handle_conflict(pushes, mine->first, mine->second, others[b], parse_fleet_session(*value));
+                    handle_conflict(pushes, mine->first, parse_fleet_session(mine->second.value), others[b],
+                                    parse_fleet_session(*value));
                 } catch (const std::invalid_argument& e) {
                     ++malformed_;
                     log_.warning("devicegate: malformed session entry in " + reads[b][1] + " for device=" +

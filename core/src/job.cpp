@@ -33,44 +33,11 @@ namespace {
 
 // The job is written by hand into one reserved string (issue 13): nlohmann's object and its
 // dump() escaped the PEM byte by byte and allocated per field, on every first connect.
-// Non-ASCII text (only broker_id may hold it) goes through nlohmann, which refuses invalid
-// UTF-8 as before.
-void append_string(std::string& out, std::string_view s) {
-    if (std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
-        out += nlohmann::json(std::string(s)).dump();
-        return;
-    }
-    auto plain = [](char c) { return c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20; };
-    out += '"';
-    for (std::size_t at = 0; at < s.size();) {
-        // Runs of plain characters in one append (a PEM line is 64 of them).
-        std::size_t end = at;
-        while (end < s.size() && plain(s[end])) ++end;
-        out.append(s.data() + at, end - at);
-        if (end == s.size()) break;
-        const char c = s[end];
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default: {
-                char buf[8];
-                std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-                out += buf;
-            }
-        }
-        at = end + 1;
-    }
-    out += '"';
-}
-
 void append_field(std::string& out, std::string_view name, std::string_view value) {
     out += ",\"";
     out += name;
     out += "\":";
-    append_string(out, value);
+    append_json_string(out, value);
 }
 
 /// The certificate's fields, each preceded by a comma.
@@ -96,7 +63,7 @@ std::string encode_job(const device_certificate& cert, job_type type) {
     std::string out;
     out.reserve(encoded_size(cert));
     out += "{\"type\":";  // first: the first-connect script rewrites this prefix (job_producer.cpp)
-    append_string(out, to_string(type));
+    append_json_string(out, to_string(type));
     out += ",\"schema\":";
     out += std::to_string(job_schema_version);
     append_certificate(out, cert);
