@@ -109,36 +109,21 @@ void fleet_registry::stop() noexcept {
 
 // ---- broker thread
 
-void fleet_registry::admitted(const void* client, const std::string& device_id, const char* address,
-                              std::string fingerprint, std::string serial) {
+std::uint64_t fleet_registry::admitted(const std::string& device_id, const char* address,
+                                       const sha256_digest& fingerprint, const serial_key& serial,
+                                       std::string_view serial_hex) {
     const std::uint64_t seq = ++next_seq_;
-    fleet_session s{sid(seq), unix_ms_now(), address != nullptr && *address != '\0' ? address : "-",
-                    std::move(fingerprint), std::move(serial)};
-    // A takeover on this broker is mosquitto's own (it ends the older connection); only a
-    // second source address is news.
-    if (auto it = local_.find(device_id); it != local_.end() && !same_source(it->second.address, s.address)) {
-        ++clones_;
-        log_.warning("devicegate: possible clone device=" + device_id + " broker=" + opts_.broker_id +
-                     " address=" + log_safe(s.address) + " other_broker=" + opts_.broker_id +
-                     " other_address=" + log_safe(it->second.address) +
-                     " policy=" + (opts_.clones == clone_policy::refuse ? "refuse" : "log"));
-        if (opts_.clones == clone_policy::refuse) {
-            push_kick({device_id, s.sid, reason::clone_refused,
-                       "broker=" + opts_.broker_id + " other_broker=" + opts_.broker_id + " other_address=" +
-                           log_safe(it->second.address)});
-        }
-    }
-    push({event_kind::admit, device_id, seq, encode_fleet_session(s)});
-    local_[device_id] = local_session{client, seq, std::move(s.address)};
-    online_ = local_.size();
+    push({event_kind::admit, device_id,
+          written_session{seq, unix_ms_now(), fingerprint, serial, serial_spelling(serial, serial_hex),
+                          address != nullptr && *address != '\0' ? address : "-"}});
+    return seq;
 }
 
-void fleet_registry::disconnected(const void* client, const std::string& device_id) {
-    auto it = local_.find(device_id);
-    if (it == local_.end() || it->second.client != client) return;  // replaced meanwhile, or never ours
-    push({event_kind::remove, device_id, it->second.seq, {}});
-    local_.erase(it);
-    online_ = local_.size();
+void fleet_registry::disconnected(const std::string& device_id, std::uint64_t seq) {
+    if (seq == 0) return;  // never registered here
+    written_session s;
+    s.seq = seq;
+    push({event_kind::remove, device_id, std::move(s)});
 }
 
 void fleet_registry::acknowledge(const std::vector<kick_request>& applied) {
@@ -154,7 +139,7 @@ void fleet_registry::acknowledge(const std::vector<kick_request>& applied) {
     }
 }
 
-std::vector<std::pair<std::string, reason>> fleet_registry::take_kicks() {
+std::vector<std::pair<std::string, reason>> fleet_registry::take_kicks(const current_fn& current) {
     std::vector<pending_kick> pending;
     {
         std::lock_guard lock(mutex_);
@@ -163,10 +148,10 @@ std::vector<std::pair<std::string, reason>> fleet_registry::take_kicks() {
     std::vector<std::pair<std::string, reason>> out;
     std::unordered_set<std::string> done;
     for (auto& k : pending) {
-        auto it = local_.find(k.device);
         // The session the request names must still be this broker's current one: a device that
         // bounced back here meanwhile has a new sid, and keeps its session.
-        if (it == local_.end() || sid(it->second.seq) != k.sid || !done.insert(k.device).second) continue;
+        const std::uint64_t seq = current(k.device);
+        if (seq == 0 || sid(seq) != k.sid || !done.insert(k.device).second) continue;
         if (k.why == reason::session_taken_over) ++takeovers_;
         log_.notice("devicegate: kick client=" + k.device + " reason=" + std::string(to_string(k.why)) + " " + k.detail);
         out.emplace_back(std::move(k.device), k.why);
@@ -208,6 +193,27 @@ std::vector<fleet_registry::event> fleet_registry::drain_events() {
     return out;
 }
 
+fleet_session fleet_registry::session_of(const written_session& w) const {
+    return {sid(w.seq), w.connected_at, w.address, fingerprint_hex(w.fingerprint), w.serial_text.hex(w.serial)};
+}
+
+// A second session of a device on this broker: mosquitto ends the older connection itself
+// (same client id); only a second source address is news.
+void fleet_registry::note_local_clone(const std::string& device, const written_session& older,
+                                      const written_session& newer) {
+    if (same_source(older.address, newer.address)) return;
+    ++clones_;
+    const bool refuse = opts_.clones == clone_policy::refuse;
+    log_.warning("devicegate: possible clone device=" + device + " broker=" + opts_.broker_id +
+                 " address=" + log_safe(newer.address) + " other_broker=" + opts_.broker_id +
+                 " other_address=" + log_safe(older.address) + " policy=" + (refuse ? "refuse" : "log"));
+    if (refuse) {
+        push_kick({device, sid(newer.seq), reason::clone_refused,
+                   "broker=" + opts_.broker_id + " other_broker=" + opts_.broker_id +
+                       " other_address=" + log_safe(older.address)});
+    }
+}
+
 void fleet_registry::apply(std::vector<event>& events, command_list* changes, std::vector<std::string>* admitted) {
     // Per device touched: whether Redis held it before this batch; the end state is written_.
     std::unordered_map<std::string, bool> touched;
@@ -222,18 +228,20 @@ void fleet_registry::apply(std::vector<event>& events, command_list* changes, st
         auto it = written_.find(e.device);
         touched.try_emplace(e.device, it != written_.end());
         if (e.what == event_kind::admit) {
-            written_[e.device] = written_session{e.seq, std::move(e.value)};
-        } else if (it != written_.end() && it->second.seq == e.seq) {  // else a newer session replaced it
+            if (it != written_.end()) note_local_clone(e.device, it->second, e.session);
+            written_[e.device] = std::move(e.session);
+        } else if (it != written_.end() && it->second.seq == e.session.seq) {  // else a newer session replaced it
             written_.erase(it);
         }
     }
+    online_ = written_.size();
     if (changes == nullptr) return;
     const std::string key = opts_.model.sessions(opts_.broker_id);
     std::vector<std::string> hset{"HSET", key}, hdel{"HDEL", key};
     for (const auto& [device, was_there] : touched) {
         if (auto it = written_.find(device); it != written_.end()) {
             hset.push_back(device);
-            hset.push_back(it->second.value);
+            hset.push_back(encode_fleet_session(session_of(it->second)));
             if (admitted != nullptr) admitted->push_back(device);
         } else if (was_there) {
             hdel.push_back(device);
@@ -317,7 +325,7 @@ void fleet_registry::write_all(redis_connection& redis) {
         std::vector<std::string> hset{"HSET", key};
         for (std::size_t n = 0; n < chunk && it != written_.end(); ++n, ++it) {
             hset.push_back(it->first);
-            hset.push_back(it->second.value);
+            hset.push_back(encode_fleet_session(session_of(it->second)));
         }
         commands.push_back(std::move(hset));
     }
@@ -361,7 +369,7 @@ void fleet_registry::check_conflicts(redis_connection& redis, const std::vector<
                 auto mine = written_.find(devices[first + i]);
                 if (!value || mine == written_.end()) continue;  // not there, or already gone here
                 try {
-                    handle_conflict(pushes, mine->first, parse_fleet_session(mine->second.value), others[b],
+                    handle_conflict(pushes, mine->first, session_of(mine->second), others[b],
                                     parse_fleet_session(*value));
                 } catch (const std::invalid_argument& e) {
                     ++malformed_;

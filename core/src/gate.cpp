@@ -291,9 +291,9 @@ void gate::settle(const void* client, X509* leaf, const admission& a, const char
                     " address=" + or_dash(address) + " detail=\"" + log_safe(d.detail, 300) + "\"");
         return;
     }
-    sessions_.admit(client, d.device_id, d.serial, d.fingerprint, d.serial_hex, d.kind);
+    session_record& record = sessions_.admit(client, d.device_id, d.serial, d.fingerprint, d.serial_hex, d.kind);
     if (fleet_ && d.kind == identity_kind::device) {
-        fleet_->admitted(client, d.device_id, address, fingerprint_hex(d.fingerprint), d.serial_hex);
+        record.fleet_seq = fleet_->admitted(d.device_id, address, d.fingerprint, d.serial, d.serial_hex);
     }
     if (ocsp_cache_) ocsp_cache_->set_active(d.fingerprint, true, leaf);
     ++admits_;
@@ -368,8 +368,11 @@ void gate::log_deny(session_record& record, const std::string& id, reason why, a
 
 void gate::disconnected(const void* client, const char* client_id, bool persists) {
     if (client_id == nullptr) return;
+    if (fleet_) {
+        const session_record* record = sessions_.find(client, client_id);
+        if (record != nullptr && record->online) fleet_->disconnected(client_id, record->fleet_seq);
+    }
     auto fingerprint = sessions_.disconnected(client, client_id, persists, std::chrono::steady_clock::now());
-    if (fleet_) fleet_->disconnected(client, client_id);
     if (fingerprint && ocsp_cache_) ocsp_cache_->set_active(*fingerprint, false);
 }
 
@@ -432,7 +435,11 @@ tick_work gate::tick(std::chrono::steady_clock::time_point now) {
     }
     if (fleet_) {
         fleet_->acknowledge(batch.kicks);  // resolved into this tick's kicks above
-        for (auto& [id, why] : fleet_->take_kicks()) {
+        auto current = [this](const std::string& id) -> std::uint64_t {
+            const session_record* record = sessions_.find(id);
+            return record != nullptr && record->online ? record->fleet_seq : 0;
+        };
+        for (auto& [id, why] : fleet_->take_kicks(current)) {
             ++kicks_;
             work.kicks.push_back({std::move(id), why});
         }

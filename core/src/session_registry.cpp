@@ -41,8 +41,9 @@ std::uint64_t flush_deny_summary(deny_window& w, const deny_limits& limits, std:
     return n;
 }
 
-void session_registry::admit(const void* client, const std::string& device_id, const serial_key& serial,
-                             const sha256_digest& fingerprint, std::string_view serial_hex, identity_kind kind) {
+session_record& session_registry::admit(const void* client, const std::string& device_id, const serial_key& serial,
+                                        const sha256_digest& fingerprint, std::string_view serial_hex,
+                                        identity_kind kind) {
     session_record fresh;
     fresh.client = client;
     fresh.serial = serial;
@@ -52,6 +53,7 @@ void session_registry::admit(const void* client, const std::string& device_id, c
     auto [it, inserted] = by_id_.try_emplace(device_id);
     if (!inserted && !it->second.online) --offline_;
     it->second = std::move(fresh);
+    return it->second;
 }
 
 void session_registry::erase(std::unordered_map<std::string, session_record>::iterator it) {

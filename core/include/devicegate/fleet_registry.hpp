@@ -10,6 +10,7 @@
 #include "devicegate/fleet_model.hpp"
 #include "devicegate/log.hpp"
 #include "devicegate/reason.hpp"
+#include "devicegate/serial_spelling.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -52,17 +53,21 @@ public:
     void stop() noexcept;
 
     // ---- broker thread
-    /// A device session was admitted (after mosquitto accepted it).
-    void admitted(const void* client, const std::string& device_id, const char* address, std::string fingerprint,
-                  std::string serial);
-    /// MOSQ_EVT_DISCONNECT: forgets the session if `client` still holds it.
-    void disconnected(const void* client, const std::string& device_id);
+    /// A device session was admitted (after mosquitto accepted it). Returns the session's
+    /// number, which the caller keeps with the session (session_record::fleet_seq) for
+    /// disconnected() and take_kicks(): the registry keeps nothing per device on this thread.
+    std::uint64_t admitted(const std::string& device_id, const char* address, const sha256_digest& fingerprint,
+                           const serial_key& serial, std::string_view serial_hex);
+    /// MOSQ_EVT_DISCONNECT of the client that held session `seq` of the device.
+    void disconnected(const std::string& device_id, std::uint64_t seq);
     /// The deny-list changes this broker applied (its tick performed their kicks): each is
     /// acknowledged in <p>revoke-ack:... for devicegate-ctl revoke.
     void acknowledge(const std::vector<kick_request>& applied);
+    /// The device's session number on this broker now (0: none).
+    using current_fn = std::function<std::uint64_t(const std::string& device_id)>;
     /// The sessions to end now (takeovers and clone refusals), each logged once; a request
     /// for a session that already ended or was replaced is dropped.
-    std::vector<std::pair<std::string, reason>> take_kicks();
+    std::vector<std::pair<std::string, reason>> take_kicks(const current_fn& current);
 
     // ---- any thread
     bool link_up() const noexcept { return link_up_.load(); }
@@ -71,26 +76,25 @@ public:
     std::uint64_t takeovers() const noexcept { return takeovers_.load(); }
     std::uint64_t clones() const noexcept { return clones_.load(); }
     std::uint64_t malformed() const noexcept { return malformed_.load(); }
+    /// Sessions as dg-fleet last applied them.
     std::size_t sessions() const noexcept { return online_.load(); }
 
 private:
-    // Per connected device, kept twice (broker thread, dg-fleet), so both are small: with
-    // 10,000 devices every 100 bytes here are 1 MB of the broker's RSS (issue 13).
-    struct local_session {  // broker thread: what takeovers and same-broker clones need
-        const void* client = nullptr;
+    // Per connected device, on dg-fleet only and in binary: with 10,000 devices every 100
+    // bytes here are 1 MB of the broker's RSS (issue 13). The entry is encoded when written.
+    struct written_session {  // what <p>sessions:<broker> holds for the device
         std::uint64_t seq = 0;  // the sid is "<run_id_>.<seq>"
+        std::int64_t connected_at = 0;
+        sha256_digest fingerprint{};
+        serial_key serial;
+        serial_spelling serial_text;
         std::string address;
-    };
-    struct written_session {  // dg-fleet: what <p>sessions:<broker> holds for the device
-        std::uint64_t seq = 0;
-        std::string value;  // encode_fleet_session(), parsed again only on a conflict
     };
     enum class event_kind { admit, remove, ack };
     struct event {
         event_kind what;
-        std::string device;     // for ack: the revoke-ack key
-        std::uint64_t seq = 0;  // admit, remove
-        std::string value;      // admit: the encoded session
+        std::string device;       // for ack: the revoke-ack key
+        written_session session;  // admit; remove: its seq only
     };
     struct pending_kick {
         std::string device;
@@ -111,6 +115,8 @@ private:
     void apply(std::vector<event>& events, std::vector<std::vector<std::string>>* changes = nullptr,
                std::vector<std::string>* admitted = nullptr);
     std::string sid(std::uint64_t seq) const { return run_id_ + "." + std::to_string(seq); }
+    fleet_session session_of(const written_session& w) const;
+    void note_local_clone(const std::string& device, const written_session& older, const written_session& newer);
     void write_all(redis_connection& redis);
     void write_batch(redis_connection& redis, std::vector<event>& events);
     void check_conflicts(redis_connection& redis, const std::vector<std::string>& devices,
@@ -132,9 +138,7 @@ private:
     std::string run_id_;
     std::int64_t started_at_ = 0;
 
-    // broker thread only
-    std::unordered_map<std::string, local_session> local_;
-    std::uint64_t next_seq_ = 0;
+    std::uint64_t next_seq_ = 0;  // broker thread only
 
     // dg-fleet only: what <p>sessions:<broker> should hold
     std::unordered_map<std::string, written_session> written_;

@@ -72,6 +72,7 @@ struct session_record {
     bool ends_with_connection = false;  // erase on the next tick after DISCONNECT
     bool kick_pending = false;
     sha256_digest fingerprint{};
+    std::uint64_t fleet_seq = 0;  // fleet_registry's number of this session (0: not registered)
     std::chrono::steady_clock::time_point offline_since{};
     serial_spelling serial_text;
     std::unique_ptr<deny_window> deny_state;  // only for a client that was denied something
@@ -87,9 +88,10 @@ struct session_record {
 
 class session_registry {
 public:
-    void admit(const void* client, const std::string& device_id, const serial_key& serial,
-               const sha256_digest& fingerprint = {}, std::string_view serial_hex = "-",
-               identity_kind kind = identity_kind::device);
+    /// Records (or replaces) the device's session; returns the new record.
+    session_record& admit(const void* client, const std::string& device_id, const serial_key& serial,
+                          const sha256_digest& fingerprint = {}, std::string_view serial_hex = "-",
+                          identity_kind kind = identity_kind::device);
     /// Erases the record if `client` still holds it; returns its certificate's fingerprint.
     std::optional<sha256_digest> remove(const void* client, const std::string& device_id);
     /// MOSQ_EVT_DISCONNECT: marks the record offline if `client` still holds it (returns its

@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <map>
 #include <thread>
 
 using namespace devicegate;
@@ -95,7 +96,6 @@ struct fleet_fixture {
     test::log_capture logs;
     redis_model model;
     std::vector<std::unique_ptr<fleet_registry>> brokers;
-    int dummy[4] = {};  // distinct client handles
 
     fleet_registry& add(const std::string& id, clone_policy policy = clone_policy::log) {
         fleet_registry::options o{server.options(), model, id, 100ms, 400ms, policy};
@@ -106,15 +106,29 @@ struct fleet_fixture {
         REQUIRE(eventually([&] { return brokers.back()->link_up(); }));
         return *brokers.back();
     }
-    const void* client(int i) const { return &dummy[i]; }
+    // What each broker's session registry holds: device -> the fleet's session number.
+    std::map<const fleet_registry*, std::map<std::string, std::uint64_t>> current;
+    std::uint64_t admit(fleet_registry& r, const std::string& device, const char* address = "127.0.0.1") {
+        return current[&r][device] = r.admitted(device, address, sha256_digest{0xab, 0x12}, *serial_key_from_hex("0A7A"), "0A7A");
+    }
+    void disconnect(fleet_registry& r, const std::string& device) {
+        r.disconnected(device, current[&r][device]);
+        current[&r].erase(device);
+    }
+    fleet_registry::current_fn current_of(fleet_registry& r) {
+        return [this, &r](const std::string& device) {
+            auto it = current[&r].find(device);
+            return it == current[&r].end() ? std::uint64_t{0} : it->second;
+        };
+    }
     std::optional<std::string> entry(const std::string& broker, const std::string& device) {
         return reply_optional_string(server.command({"HGET", model.sessions(broker), device}).get(), "HGET");
     }
     /// Kicks taken from `r` within `wait` (as its broker's ticks would take them).
-    static std::vector<std::pair<std::string, reason>> kicks_within(fleet_registry& r, std::chrono::milliseconds wait) {
+    std::vector<std::pair<std::string, reason>> kicks_within(fleet_registry& r, std::chrono::milliseconds wait) {
         std::vector<std::pair<std::string, reason>> all;
         for (auto deadline = std::chrono::steady_clock::now() + wait; std::chrono::steady_clock::now() < deadline;) {
-            for (auto& k : r.take_kicks()) all.push_back(std::move(k));
+            for (auto& k : r.take_kicks(current_of(r))) all.push_back(std::move(k));
             if (!all.empty()) break;
             std::this_thread::sleep_for(5ms);
         }
@@ -129,7 +143,7 @@ using kick_list = std::vector<std::pair<std::string, reason>>;
 TEST_CASE("fleet: a session is registered, expires with the heartbeat, and leaves on disconnect", "[fleet][redis]") {
     fleet_fixture f;
     auto& a = f.add("a");
-    a.admitted(f.client(0), "dev-1", "127.0.0.1", "ab12", "0A7A");
+    f.admit(a, "dev-1", "127.0.0.1");
     REQUIRE(eventually([&] { return f.entry("a", "dev-1").has_value(); }));
     const auto s = parse_fleet_session(*f.entry("a", "dev-1"));
     CHECK(s.address == "127.0.0.1");
@@ -150,11 +164,11 @@ TEST_CASE("fleet: a session is registered, expires with the heartbeat, and leave
     CHECK(listed[0].number(broker_field::sessions) == 1);
     CHECK(listed[0].number(broker_field::job_backlog) == 7);
     CHECK(listed[0].number(broker_field::denylist_synced_at) == 1795000000);
-    // A disconnect of another client (a replaced connection) does not remove it; its own does.
-    a.disconnected(f.client(1), "dev-1");
+    // A disconnect of an older session (a replaced connection) does not remove it; its own does.
+    a.disconnected("dev-1", f.current[&a]["dev-1"] - 1);
     std::this_thread::sleep_for(200ms);
     CHECK(f.entry("a", "dev-1").has_value());
-    a.disconnected(f.client(0), "dev-1");
+    f.disconnect(a, "dev-1");
     CHECK(eventually([&] { return !f.entry("a", "dev-1").has_value(); }));
     CHECK(a.sessions() == 0);
 }
@@ -163,17 +177,17 @@ TEST_CASE("fleet: a newer session on another broker ends the older one", "[fleet
     fleet_fixture f;
     auto& a = f.add("a");
     auto& b = f.add("b");
-    a.admitted(f.client(0), "dev-1", "127.0.0.1", "ab12", "0A7A");
+    f.admit(a, "dev-1", "127.0.0.1");
     REQUIRE(eventually([&] { return f.entry("a", "dev-1").has_value(); }));
-    b.admitted(f.client(1), "dev-1", "127.0.0.1", "ab12", "0A7A");
-    CHECK(fleet_fixture::kicks_within(a, 3000ms) == kick_list{{"dev-1", reason::session_taken_over}});
+    f.admit(b, "dev-1", "127.0.0.1");
+    CHECK(f.kicks_within(a, 3000ms) == kick_list{{"dev-1", reason::session_taken_over}});
     CHECK(f.logs.contains("kick client=dev-1 reason=session_taken_over broker=a new_broker=b new_address=127.0.0.1"));
     CHECK(f.logs.contains("clone=no"));
     CHECK(a.takeovers() == 1);
-    CHECK(b.take_kicks().empty());  // the newer session stays
+    CHECK(b.take_kicks(f.current_of(b)).empty());  // the newer session stays
     CHECK(b.clones() == 0);
     // The kick is performed; a's DISCONNECT removes a's entry; b's stays.
-    a.disconnected(f.client(0), "dev-1");
+    f.disconnect(a, "dev-1");
     CHECK(eventually([&] { return !f.entry("a", "dev-1").has_value(); }));
     CHECK(f.entry("b", "dev-1").has_value());
 }
@@ -182,16 +196,16 @@ TEST_CASE("fleet: a device that bounced back keeps its newest session", "[fleet]
     fleet_fixture f;
     auto& a = f.add("a");
     auto& b = f.add("b");
-    a.admitted(f.client(0), "dev-1", "127.0.0.1", "ab12", "0A7A");
+    f.admit(a, "dev-1", "127.0.0.1");
     REQUIRE(eventually([&] { return f.entry("a", "dev-1").has_value(); }));
-    b.admitted(f.client(1), "dev-1", "127.0.0.1", "ab12", "0A7A");
+    f.admit(b, "dev-1", "127.0.0.1");
     std::this_thread::sleep_for(2ms);
     // Back on a before a's tick took b's kick: the kick names the old session only.
-    a.disconnected(f.client(0), "dev-1");
-    a.admitted(f.client(2), "dev-1", "127.0.0.1", "ab12", "0A7A");
+    f.disconnect(a, "dev-1");
+    f.admit(a, "dev-1", "127.0.0.1");
     // b's session is now the older one: b ends it (a's lookup found it).
-    CHECK(fleet_fixture::kicks_within(b, 3000ms) == kick_list{{"dev-1", reason::session_taken_over}});
-    CHECK(fleet_fixture::kicks_within(a, 500ms).empty());
+    CHECK(f.kicks_within(b, 3000ms) == kick_list{{"dev-1", reason::session_taken_over}});
+    CHECK(f.kicks_within(a, 500ms).empty());
 }
 
 TEST_CASE("fleet: a clone from another address is counted and logged; refuse ends both", "[fleet][redis]") {
@@ -199,38 +213,38 @@ TEST_CASE("fleet: a clone from another address is counted and logged; refuse end
     fleet_fixture f;
     auto& a = f.add("a", policy);
     auto& b = f.add("b", policy);
-    a.admitted(f.client(0), "dev-2", "10.0.0.1", "ab12", "0A7A");
+    f.admit(a, "dev-2", "10.0.0.1");
     REQUIRE(eventually([&] { return f.entry("a", "dev-2").has_value(); }));
-    b.admitted(f.client(1), "dev-2", "10.0.0.2", "ab12", "0A7A");
+    f.admit(b, "dev-2", "10.0.0.2");
     const reason why = policy == clone_policy::refuse ? reason::clone_refused : reason::session_taken_over;
-    CHECK(fleet_fixture::kicks_within(a, 3000ms) == kick_list{{"dev-2", why}});
+    CHECK(f.kicks_within(a, 3000ms) == kick_list{{"dev-2", why}});
     CHECK(b.clones() == 1);
     CHECK(f.logs.contains("possible clone device=dev-2 broker=b address=10.0.0.2 other_broker=a other_address=10.0.0.1"));
     CHECK(f.logs.contains("clone=yes"));
     if (policy == clone_policy::refuse) {
-        CHECK(fleet_fixture::kicks_within(b, 1000ms) == kick_list{{"dev-2", reason::clone_refused}});
+        CHECK(f.kicks_within(b, 1000ms) == kick_list{{"dev-2", reason::clone_refused}});
     } else {
-        CHECK(fleet_fixture::kicks_within(b, 300ms).empty());
+        CHECK(f.kicks_within(b, 300ms).empty());
     }
 }
 
-TEST_CASE("fleet: a second address on the same broker is a possible clone too", "[fleet]") {
-    test::log_capture logs;
-    fleet_registry r({redis_options{}, redis_model{}, "a", 100ms, 400ms, clone_policy::refuse}, logs.sink());
-    int c1 = 0, c2 = 0;  // not started: no Redis needed for the broker-thread side
-    r.admitted(&c1, "dev-1", "10.0.0.1", "ab", "01");
-    r.admitted(&c2, "dev-1", "10.0.0.1", "ab", "01");  // a reconnect from the same host
+TEST_CASE("fleet: a second address on the same broker is a possible clone too", "[fleet][redis]") {
+    fleet_fixture f;
+    auto& r = f.add("a", clone_policy::refuse);
+    f.admit(r, "dev-1", "10.0.0.1");
+    f.admit(r, "dev-1", "10.0.0.1");  // a reconnect from the same host (mosquitto ended the old one)
+    REQUIRE(eventually([&] { return f.entry("a", "dev-1").has_value(); }));
     CHECK(r.clones() == 0);
-    r.admitted(&c1, "dev-1", "10.0.0.9", "ab", "01");
-    CHECK(r.clones() == 1);
-    CHECK(logs.contains("possible clone device=dev-1 broker=a address=10.0.0.9 other_broker=a other_address=10.0.0.1"));
-    CHECK(r.take_kicks() == kick_list{{"dev-1", reason::clone_refused}});  // the new one; mosquitto ends the old
+    f.admit(r, "dev-1", "10.0.0.9");
+    CHECK(eventually([&] { return r.clones() == 1; }));
+    CHECK(f.logs.contains("possible clone device=dev-1 broker=a address=10.0.0.9 other_broker=a other_address=10.0.0.1"));
+    CHECK(f.kicks_within(r, 1000ms) == kick_list{{"dev-1", reason::clone_refused}});  // the new one; mosquitto ends the old
 }
 
 TEST_CASE("fleet: a dead broker's sessions expire; it stays listed as dead", "[fleet][redis]") {
     fleet_fixture f;
     auto& a = f.add("a");
-    a.admitted(f.client(0), "dev-1", "127.0.0.1", "ab12", "0A7A");
+    f.admit(a, "dev-1", "127.0.0.1");
     REQUIRE(eventually([&] { return f.entry("a", "dev-1").has_value(); }));
     a.stop();  // no more heartbeats, nothing removed: as after a SIGKILL
     const auto stopped = std::chrono::steady_clock::now();
@@ -247,7 +261,7 @@ TEST_CASE("fleet: a dead broker's sessions expire; it stays listed as dead", "[f
 TEST_CASE("fleet: a restarted Redis gets the registry back", "[fleet][redis]") {
     fleet_fixture f;
     auto& a = f.add("a");
-    a.admitted(f.client(0), "dev-1", "127.0.0.1", "ab12", "0A7A");
+    f.admit(a, "dev-1", "127.0.0.1");
     REQUIRE(eventually([&] { return f.entry("a", "dev-1").has_value(); }));
     f.server.kill();
     f.server.start();  // empty: no persistence
@@ -283,14 +297,14 @@ TEST_CASE("fleet: applied revocations are acknowledged under revoke-ack", "[flee
 TEST_CASE("fleet: a malformed kick message is counted and dropped", "[fleet][redis]") {
     fleet_fixture f;
     auto& a = f.add("a");
-    a.admitted(f.client(0), "dev-1", "127.0.0.1", "ab12", "0A7A");
+    f.admit(a, "dev-1", "127.0.0.1");
     f.server.command({"RPUSH", f.model.kicks("a"), "{bad"});
     CHECK(eventually([&] { return a.malformed() == 1; }));
     CHECK(f.logs.contains("malformed takeover kick in devicegate:kicks:a: not JSON"));
     // A well-formed kick for a session that is not the current one is dropped too.
     f.server.command({"RPUSH", f.model.kicks("a"),
                       encode_takeover({"dev-1", "not-the-sid", "b", unix_ms_now(), "127.0.0.1", false, false})});
-    CHECK(fleet_fixture::kicks_within(a, 300ms).empty());
+    CHECK(f.kicks_within(a, 300ms).empty());
 }
 
 namespace {

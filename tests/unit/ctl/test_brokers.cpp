@@ -21,7 +21,6 @@ struct fixture {
     test::redis_process server;
     test::log_capture logs;
     std::vector<std::unique_ptr<fleet_registry>> brokers;
-    int clients[4] = {};
 
     test::ctl_result ctl(const std::vector<std::string>& args) { return test::run_ctl(server.url(), args); }
     fleet_registry& add(const std::string& id, std::chrono::milliseconds timeout = 400ms) {
@@ -45,7 +44,7 @@ TEST_CASE("ctl brokers: live and dead brokers with their numbers", "[ctl][fleet]
     CHECK_THAT(f.ctl({"brokers"}).out, Catch::StartsWith("no broker has written a heartbeat"));
     auto& a = f.add("broker-a");
     f.add("broker-b");
-    a.admitted(&f.clients[0], "dev-1", "127.0.0.1", "ab12", "0A7A");
+    a.admitted("dev-1", "127.0.0.1", sha256_digest{0xab, 0x12}, *serial_key_from_hex("0A7A"), "0A7A");
     REQUIRE(eventually([&] { return f.registered("broker-a", "dev-1"); }));
     REQUIRE(eventually([&] { return f.ctl({"brokers"}).out.find("broker-a  live") != std::string::npos; }));
     // The heartbeat after the admission carries the session count.
@@ -73,7 +72,7 @@ TEST_CASE("ctl status: where the device is connected", "[ctl][fleet]") {
     CHECK(f.ctl({"status", "dev-1"}).out.find("connected:") == std::string::npos);
     auto& a = f.add("broker-a");
     CHECK_THAT(f.ctl({"status", "dev-1"}).out, Catch::Contains("connected:    no (no live broker holds a session)\n"));
-    a.admitted(&f.clients[0], "dev-1", "127.0.0.5", "ab12", "0A7A");
+    a.admitted("dev-1", "127.0.0.5", sha256_digest{0xab, 0x12}, *serial_key_from_hex("0A7A"), "0A7A");
     REQUIRE(eventually([&] { return f.registered("broker-a", "dev-1"); }));
     auto out = f.ctl({"status", "dev-1"}).out;
     CHECK_THAT(out, Catch::Contains("connected:    broker broker-a since 20"));
