@@ -92,7 +92,7 @@ const verified_certificate* authorizer::verified(X509* leaf, decision& d) {
     d.fingerprint = certificate_sha256(leaf);
     if (auto hit = cache_.find(d.fingerprint); hit != cache_.end()) {
         d.cache_hit = true;
-        return &hit->second;
+        return &hit->second.cert;
     }
     verify_outcome outcome = trust_->verify(leaf, tenant_signature_);
     if (outcome.why == reason::wrong_issuer && service_trust_) return verified_service(leaf, outcome, d);
@@ -104,7 +104,7 @@ const verified_certificate* authorizer::verified(X509* leaf, decision& d) {
     if (cache_.size() >= config_->verify_cache_size) {
         cache_.clear();  // bounded; a full refill costs one cold verify per device
     }
-    return &cache_.emplace(d.fingerprint, std::move(*outcome.cert)).first->second;
+    return &cache_.emplace(d.fingerprint, cache_entry{std::move(*outcome.cert)}).first->second.cert;
 }
 
 const verified_certificate* authorizer::verified_service(X509* leaf, verify_outcome& outcome, decision& d) {
@@ -126,7 +126,7 @@ const verified_certificate* authorizer::verified_service(X509* leaf, verify_outc
         return nullptr;
     }
     if (cache_.size() >= config_->verify_cache_size) cache_.clear();
-    return &cache_.emplace(d.fingerprint, std::move(*service.cert)).first->second;
+    return &cache_.emplace(d.fingerprint, cache_entry{std::move(*service.cert)}).first->second.cert;
 }
 
 bool authorizer::crl_allows(const verified_certificate& cert, std::time_t now, decision& d) const {
@@ -199,6 +199,15 @@ bool authorizer::ocsp_allows(const sha256_digest& fingerprint, std::time_t now, 
         return refuse(d, reason::ocsp_unknown, "the OCSP responder does not know this certificate");
     }
     return true;
+}
+
+bool authorizer::job_handed_over(const sha256_digest& fingerprint, std::uint64_t generation) const {
+    auto it = cache_.find(fingerprint);
+    return it != cache_.end() && it->second.job_generation == generation + 1;
+}
+
+void authorizer::note_job_handed_over(const sha256_digest& fingerprint, std::uint64_t generation) {
+    if (auto it = cache_.find(fingerprint); it != cache_.end()) it->second.job_generation = generation + 1;
 }
 
 }  // namespace devicegate

@@ -244,12 +244,8 @@ admission gate::admit(X509* leaf, std::string_view client_id, std::time_t now) {
 
 std::optional<device_certificate> gate::plan_job(X509* leaf, const decision& d) {
     // Once per certificate and broker run: reconnects cost nothing; Redis decides "first".
-    if (!jobs_) return std::nullopt;
-    if (jobs_->generation() != submitted_generation_) {  // Redis lost its data: forget what it never kept
-        submitted_.clear();
-        submitted_generation_ = jobs_->generation();
-    }
-    if (submitted_.count(d.fingerprint) > 0) return std::nullopt;
+    // A new generation (Redis lost its data) forgets what Redis never kept.
+    if (!jobs_ || authorizer_->job_handed_over(d.fingerprint, jobs_->generation())) return std::nullopt;
     // The DER only: the job producer's thread writes the PEM (issue 13).
     const int len = i2d_X509(leaf, nullptr);
     device_certificate cert;
@@ -298,9 +294,8 @@ void gate::settle(const void* client, X509* leaf, const admission& a, const char
     if (ocsp_cache_) ocsp_cache_->set_active(d.fingerprint, true, leaf);
     ++admits_;
     if (a.job && jobs_) {
-        if (submitted_.size() >= max_submitted_certificates) submitted_.clear();
         jobs_->submit(*a.job);
-        submitted_.insert(d.fingerprint);
+        authorizer_->note_job_handed_over(d.fingerprint, jobs_->generation());
     }
     for (const auto& url : a.learned_crl_urls) {
         if (cdp_urls_.size() < max_learned_crl_urls && cdp_urls_.insert(url).second) watcher_->add_url(url);

@@ -53,6 +53,13 @@ public:
 
     std::size_t cache_size() const noexcept { return cache_.size(); }
 
+    /// Whether the certificate was handed to the job producer during its `generation`. Kept in
+    /// the certificate's verify-cache entry (issue 13: no set of its own per device); a cache
+    /// emptied when full forgets it, and the device's next connect costs one more candidate,
+    /// which Redis answers as already known.
+    bool job_handed_over(const sha256_digest& fingerprint, std::uint64_t generation) const;
+    void note_job_handed_over(const sha256_digest& fingerprint, std::uint64_t generation);
+
     /// Broker thread: whether the leaf's signature is left to mosquitto's TLS handshake for
     /// the tenant Sub-CA and for the service CA (each proven by a handshake_pin).
     void set_leaf_signatures(leaf_signature tenant, leaf_signature service) noexcept {
@@ -78,7 +85,11 @@ private:
     const denylist_state* denylist_;
     const ocsp_cache* ocsp_;
     std::optional<sha256_digest> sub_ca_fingerprint_;  // set with ocsp_sub_ca
-    std::unordered_map<sha256_digest, verified_certificate, sha256_hash> cache_;
+    struct cache_entry {
+        verified_certificate cert;
+        std::uint64_t job_generation = 0;  // 1 + the job producer's generation it was handed over in
+    };
+    std::unordered_map<sha256_digest, cache_entry, sha256_hash> cache_;
     leaf_signature tenant_signature_ = leaf_signature::verify;
     leaf_signature service_signature_ = leaf_signature::verify;
 };

@@ -40,9 +40,6 @@ namespace devicegate {
 /// CRL URLs learned from device certificates' CRL Distribution Points, at most (a device
 /// must not be able to make the broker fetch arbitrary many URLs).
 inline constexpr std::size_t max_learned_crl_urls = 64;
-/// Certificates remembered as already handed to the job producer; then the memory starts over
-/// (a reconnect after that costs one more candidate, which Redis answers as already known).
-inline constexpr std::size_t max_submitted_certificates = 1'000'000;
 
 /// What the gate decided about a CONNECT, and what the adapter's admission entails.
 struct admission {
@@ -174,8 +171,6 @@ private:
     std::unique_ptr<fleet_registry> fleet_;  // one session per device across brokers
     std::string state_dir_;
     std::string broker_id_;
-    std::unordered_set<sha256_digest, sha256_hash> submitted_;  // certificates handed to jobs_
-    std::uint64_t submitted_generation_ = 0;                     // jobs_->generation() when submitted_ was valid
     std::unordered_set<std::string> cdp_urls_;                   // CDP URLs handed to watcher_
     std::chrono::steady_clock::time_point next_stats_{};
     session_registry sessions_;
