@@ -67,7 +67,7 @@ TEST_CASE("with the shipped Redis ACL users the broker, worker and ctl work, and
     worker_process worker(redis, fakes, {.extra = {{"redis_url", url_for(redis, "worker")}}});
     REQUIRE(worker.start());
     auto state = test_dir();
-    broker b({.plugin_opts = {{"redis_url", url_for(redis, "plugin")}, {"state_dir", state.string()}}});
+    broker b({.plugin_opts = {{"redis_url", url_for(redis, "plugin")}, {"state_dir", state.string()}, {"broker_id", "acl-b1"}}});
     REQUIRE(b.start());
     REQUIRE(b.wait_for_log("redis link up"));
 
@@ -75,6 +75,7 @@ TEST_CASE("with the shipped Redis ACL users the broker, worker and ctl work, and
     auto dev = device("dev-001");
     REQUIRE(dev->connect(b.port()) == 0);
     REQUIRE(eventually([&] { return fakes.thingsboard_device("dev-001").is_object(); }, 10s));
+    CHECK(eventually([&] { return redis.integer({"HLEN", "devicegate:sessions:acl-b1"}) == 1; }));
     REQUIRE(eventually([&] {
         return ctl({"status", "dev-001"}, url_for(redis, "ctl")).out.find("hawkbit:      registered") != std::string::npos;
     }));
@@ -82,6 +83,8 @@ TEST_CASE("with the shipped Redis ACL users the broker, worker and ctl work, and
     auto revoke = ctl({"revoke", "dev-001", "--reason", "acl test"}, url_for(redis, "ctl"));
     CHECK(revoke.exit_code == 0);
     CHECK(dev->wait_disconnected(3s));
+    // The fleet registry removes the ended session (HDEL) with the plugin user.
+    CHECK(eventually([&] { return redis.integer({"HLEN", "devicegate:sessions:acl-b1"}) == 0; }));
     CHECK(device("dev-001")->connect(b.port()) == not_authorized);
     CHECK(ctl({"dlq", "list"}, url_for(redis, "ctl")).exit_code == 0);
     // reregister writes the device hash (forgets the targets' ids) and enqueues a job.
