@@ -1,0 +1,293 @@
+// Attacks on plugin_opt_leaf_signature auto (handshake_pin.hpp): while the plugin leaves the
+// leaf's signature to mosquitto's handshake, a device certificate that the pinned Sub-CA's key
+// did not sign must still be refused. Each case asserts the safe outcome; the twin is a
+// "Tenant A Sub-CA" with the real one's name (and key id) but another key, issued by the ICA
+// that the default listener's cafile (tenant-a-chain.crt: Sub-CA, ICA, Root) trusts.
+#include "chain_factory.hpp"
+#include "harness.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <thread>
+
+using namespace devicegate::itest;
+using namespace devicegate::test;
+using devicegate::evp_pkey_ptr;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int not_authorized = 135;  // MQTT v5 CONNACK reason code
+const std::string handshake_line = "devicegate: leaf_signature=handshake ca=tenant";
+
+/// Writes <dir>/<id>.crt (leaf + issuer) and <dir>/<id>.key for a leaf of `issuer` with
+/// `extensions` (the device extensions by default).
+void write_leaf(const fs::path& dir, const std::string& id, const made_cert& issuer,
+                std::vector<std::pair<std::string, std::string>> extensions = {}) {
+    if (extensions.empty()) extensions = device_extensions(id);
+    made_cert leaf = make_cert({"/CN=" + id, std::move(extensions)}, &issuer);
+    write_pem(dir / (id + ".crt"), {leaf.cert.get(), issuer.cert.get()});
+    write_key(dir / (id + ".key"), leaf.key.get());
+}
+
+int connect_leaf(const fs::path& dir, const std::string& id, int port) {
+    client c(id, (dir / (id + ".crt")).string(), (dir / (id + ".key")).string());
+    return c.connect(port);
+}
+
+evp_pkey_ptr new_rsa_key() {
+    evp_pkey_ptr key(EVP_RSA_gen(2048));
+    if (!key) throw std::runtime_error("cannot generate an RSA key");
+    return key;
+}
+
+/// The real Sub-CA, the ICA, and a twin of the Sub-CA (same name and key id) issued by the ICA.
+struct twin_pki {
+    explicit twin_pki(const fs::path& d, evp_pkey_ptr twin_key = {}) : dir(d) {
+        twin = make_cert({"/CN=Tenant A Sub-CA/O=Tenant A",
+                          {{"basicConstraints", "critical,CA:TRUE"},
+                           {"keyUsage", "critical,keyCertSign,cRLSign"},
+                           {"subjectKeyIdentifier", subject_key_id(real.cert.get())},
+                           {"authorityKeyIdentifier", "keyid:always"}}},
+                         &ica, std::move(twin_key));
+        made_cert root = load_made(pki("root.crt"), pki("root.key"));
+        write_pem(dir / "ica-root.crt", {ica.cert.get(), root.cert.get()});  // trusts the twin's chain
+        write_pem(dir / "with-subca.crt", {real.cert.get(), ica.cert.get(), root.cert.get()});
+    }
+    fs::path dir;
+    made_cert ica = load_made(pki("ica.crt"), pki("ica.key"));
+    made_cert real = load_made(pki("subca-a.crt"), pki("subca-a.key"));
+    made_cert twin;
+};
+
+std::string tls_listener(int port, const std::string& cafile) {
+    return "\nlistener " + std::to_string(port) + " 127.0.0.1\ncafile " + cafile + "\ncertfile " +
+           pki("server-chain.crt") + "\nkeyfile " + pki("server.key") + "\nrequire_certificate true\n";
+}
+
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void make_fifo(const fs::path& p) {
+    if (::mkfifo(p.c_str(), 0600) != 0) throw std::runtime_error("mkfifo " + p.string());
+}
+
+/// Points the symlink `link` at `target` atomically (a new symlink renamed over the old).
+void point_link(const fs::path& link, const fs::path& target) {
+    const fs::path tmp = link.string() + ".new";
+    fs::remove(tmp);
+    fs::create_symlink(target, tmp);
+    fs::rename(tmp, link);
+}
+
+/// Waits until a reader (mosquitto) opens `fifo`, runs `then` while the reader waits for
+/// data, then writes `content` and closes: a hook at a known point of mosquitto's start.
+bool feed_fifo(const fs::path& fifo, const std::function<void()>& then, const std::string& content) {
+    int fd = -1;
+    // O_NONBLOCK: the open fails with ENXIO until a reader has the FIFO open.
+    if (!eventually([&] { return (fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) >= 0; }, 10000ms)) {
+        return false;
+    }
+    then();
+    ::fcntl(fd, F_SETFL, 0);
+    bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+    ::close(fd);
+    return ok;
+}
+
+/// Reads a FIFO that mosquitto writes its log to, so that mosquitto's open and writes do
+/// not block once `open_reader()` was called; stops when destroyed.
+class fifo_drain {
+public:
+    explicit fifo_drain(fs::path fifo) : fifo_(std::move(fifo)) {}
+    ~fifo_drain() {
+        stop_ = true;
+        if (thread_.joinable()) thread_.join();
+        if (fd_ >= 0) ::close(fd_);
+    }
+    void open_reader() {
+        fd_ = ::open(fifo_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd_ < 0) throw std::runtime_error("cannot open " + fifo_.string());
+        thread_ = std::thread([this] {
+            char buf[4096];
+            while (!stop_) {
+                if (::read(fd_, buf, sizeof buf) <= 0) std::this_thread::sleep_for(5ms);
+            }
+        });
+    }
+
+private:
+    fs::path fifo_;
+    int fd_ = -1;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+/// Sets an environment variable for the broker started in its scope (children inherit it).
+class scoped_env {
+public:
+    scoped_env(const char* name, const std::string& value) : name_(name) { ::setenv(name, value.c_str(), 1); }
+    ~scoped_env() { ::unsetenv(name_); }
+    scoped_env(const scoped_env&) = delete;
+    scoped_env& operator=(const scoped_env&) = delete;
+
+private:
+    const char* name_;
+};
+
+}  // namespace
+
+TEST_CASE("leaf_signature attack: a leaf signed by an RSA twin, which OpenSSL's handshake takes from the client's "
+          "chain since the EC Sub-CA's key type does not match, is refused by the pinning",
+          "[integration][leaf_signature_attack]") {
+    // OpenSSL 3 (ossl_x509_likely_issued, check_sig_alg_match): the store's EC Sub-CA is not a
+    // candidate issuer of an RSA-signed leaf, so build_chain takes the twin the client sent
+    // and verifies it up to the trusted ICA: the handshake succeeds. Only the plugin's
+    // X509_check_issued (the same key-type check) keeps the fast path sound.
+    const auto dir = test_dir();
+    twin_pki p(dir, new_rsa_key());
+    write_leaf(dir, "dev-rsa-twin", p.twin);
+    broker b;
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log(handshake_line));
+    CHECK(connect_leaf(dir, "dev-rsa-twin", b.port()) == not_authorized);  // the handshake passed it
+    CHECK(b.wait_for_log("devicegate: deny client=dev-rsa-twin reason=wrong_issuer"));
+    CHECK_FALSE(b.log_contains("devicegate: allow client=dev-rsa-twin"));
+}
+
+TEST_CASE("leaf_signature attack: a twin leaf whose authority key id names the twin's issuer and serial is refused",
+          "[integration][leaf_signature_attack]") {
+    // X509_check_akid: the real Sub-CA's serial differs from the one in the leaf's AKI, so
+    // the handshake takes the twin from the client's chain (and accepts it via the ICA).
+    const auto dir = test_dir();
+    twin_pki p(dir);
+    auto extensions = device_extensions("dev-aki-serial");
+    for (auto& [name, value] : extensions) {
+        if (name == "authorityKeyIdentifier") value = "keyid:always,issuer:always";
+    }
+    write_leaf(dir, "dev-aki-serial", p.twin, extensions);
+    broker b;
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log(handshake_line));
+    CHECK(connect_leaf(dir, "dev-aki-serial", b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: deny client=dev-aki-serial reason=wrong_issuer"));
+    CHECK_FALSE(b.log_contains("devicegate: allow client=dev-aki-serial"));
+}
+
+TEST_CASE("leaf_signature attack: a twin leaf without an authority key id is refused by the handshake",
+          "[integration][leaf_signature_attack]") {
+    // Without an AKI the issuer is chosen by name alone: the real Sub-CA from the store.
+    const auto dir = test_dir();
+    twin_pki p(dir);
+    auto extensions = device_extensions("dev-no-aki");
+    std::erase_if(extensions, [](const auto& e) { return e.first == "authorityKeyIdentifier"; });
+    write_leaf(dir, "dev-no-aki", p.twin, extensions);
+    broker b;
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log(handshake_line));
+    CHECK(connect_leaf(dir, "dev-no-aki", b.port()) == transport_error);
+    CHECK_FALSE(b.log_contains("client=dev-no-aki"));
+}
+
+TEST_CASE("leaf_signature attack: OpenSSL's system configuration cannot replace the listener's verify store",
+          "[integration][leaf_signature_attack]") {
+    // ssl_conf's VerifyCAFile would give every SSL_CTX a verify store of its own, used instead
+    // of the cafile's store (ssl_verify_cert_chain). OpenSSL refuses it in the system_default
+    // section (SSL_CONF_FLAG_CERTIFICATE is not set for the system configuration), so the
+    // cafile still decides; the twin's devices stay refused by the handshake.
+    const auto dir = test_dir();
+    twin_pki p(dir);
+    write_leaf(dir, "dev-conf-twin", p.twin);
+    write_text(dir / "openssl.cnf", "openssl_conf = conf_init\n[conf_init]\nssl_conf = ssl_sect\n"
+                                    "[ssl_sect]\nsystem_default = sys_sect\n[sys_sect]\nVerifyCAFile = " +
+                                        (dir / "ica-root.crt").string() + "\n");
+    broker b;
+    {
+        scoped_env env("OPENSSL_CONF", (dir / "openssl.cnf").string());
+        REQUIRE(b.start());
+    }
+    REQUIRE(b.wait_for_log(handshake_line));
+    CHECK(connect_leaf(dir, "dev-conf-twin", b.port()) == transport_error);
+    CHECK_FALSE(b.log_contains("devicegate: allow client=dev-conf-twin"));
+}
+
+TEST_CASE("leaf_signature attack: a cafile symlink pointed elsewhere while mosquitto loads the listener, and back "
+          "before the first tick, is noticed",
+          "[integration][leaf_signature_attack]") {
+    // The plugin reads <link> -> with-subca.crt at its init; mosquitto loads the second
+    // listener's store from <link> -> ica-root.crt; at the first tick <link> points back, so
+    // stat(<link>) shows the file the plugin read. The FIFOs are the first and third
+    // listeners' crlfiles, which mosquitto opens just before and just after loading the
+    // second listener's cafile (src/net.c: listeners start in order; cafile, then crlfile).
+    const auto dir = test_dir();
+    twin_pki p(dir);
+    write_leaf(dir, "dev-link-twin", p.twin);
+    const fs::path link = dir / "cafile.pem";
+    point_link(link, dir / "with-subca.crt");
+    make_fifo(dir / "crl-before.fifo");
+    make_fifo(dir / "crl-after.fifo");
+    const int swapped_port = free_port(), last_port = free_port();
+    broker b({.listener_extra = "crlfile " + (dir / "crl-before.fifo").string() + "\n" +
+                                tls_listener(swapped_port, link.string()) + tls_listener(last_port, pki("tenant-a-chain.crt")) +
+                                "crlfile " + (dir / "crl-after.fifo").string() + "\n"});
+    const std::string crl = slurp(pki("subca-a.crl.pem"));
+    std::thread attacker([&] {
+        feed_fifo(dir / "crl-before.fifo", [&] { point_link(link, dir / "ica-root.crt"); }, crl);
+        feed_fifo(dir / "crl-after.fifo", [&] { point_link(link, dir / "with-subca.crt"); }, crl);
+    });
+    const bool started = b.start();
+    attacker.join();
+    REQUIRE(started);
+    REQUIRE(b.wait_for_log("devicegate: leaf_signature="));
+    CHECK(connect_leaf(dir, "dev-link-twin", swapped_port) != 0);
+    CHECK_FALSE(b.log_contains("devicegate: allow client=dev-link-twin"));
+}
+
+TEST_CASE("leaf_signature attack: mosquitto.conf rewritten after mosquitto parsed it and before the plugin reads it "
+          "is noticed",
+          "[integration][leaf_signature_attack]") {
+    // mosquitto parses its -c files (config__parse_args) before it loads plugins; the plugin
+    // re-reads them at its init. Between the two, mosquitto writes pid_file and opens its log
+    // file (here a FIFO, so it waits for a reader): the second listener's cafile is changed
+    // from ica-root.crt, which mosquitto uses, to with-subca.crt, which the plugin then reads.
+    const auto dir = test_dir();
+    twin_pki p(dir);
+    write_leaf(dir, "dev-conf-race", p.twin);
+    make_fifo(dir / "log.fifo");
+    fifo_drain log_reader(dir / "log.fifo");
+    const int other_port = free_port();
+    const std::string wide = "cafile " + (dir / "ica-root.crt").string() + "\n";
+    broker b({.listener_extra = "pid_file " + (dir / "mosquitto.pid").string() + "\nlog_dest file " +
+                                (dir / "log.fifo").string() + "\n" + tls_listener(other_port, (dir / "ica-root.crt").string())});
+    std::thread editor([&] {
+        if (!eventually([&] { return fs::exists(dir / "mosquitto.pid") && fs::file_size(dir / "mosquitto.pid") > 0; },
+                        10000ms)) {
+            return;
+        }
+        const fs::path conf_file = b.dir() / "mosquitto.conf";
+        std::string conf = slurp(conf_file);
+        if (auto at = conf.find(wide); at != std::string::npos) {
+            conf.replace(at, wide.size(), "cafile " + (dir / "with-subca.crt").string() + "\n");
+        }
+        write_text(conf_file, conf);
+        log_reader.open_reader();
+    });
+    const bool started = b.start();
+    editor.join();
+    REQUIRE(started);
+    REQUIRE(b.wait_for_log("devicegate: leaf_signature="));
+    CHECK(connect_leaf(dir, "dev-conf-race", other_port) != 0);
+    CHECK_FALSE(b.log_contains("devicegate: allow client=dev-conf-race"));
+}
