@@ -135,6 +135,38 @@ private:
     std::thread thread_;
 };
 
+/// Three listeners: the harness's, one whose cafile is `cafile`, and a last one. mosquitto
+/// starts them in order and opens a listener's crlfile right after its cafile (src/net.c
+/// net__tls_load_verify), so FIFOs as the first and last listeners' crlfiles are hooks just
+/// before and just after mosquitto loads the middle listener's cafile, both after the
+/// plugin's init and before its first tick.
+class listener_start_hooks {
+public:
+    listener_start_hooks(const fs::path& dir, const std::string& cafile) : dir_(dir) {
+        make_fifo(dir_ / "crl-before.fifo");
+        make_fifo(dir_ / "crl-after.fifo");
+        listener_extra_ = "crlfile " + (dir_ / "crl-before.fifo").string() + "\n" + tls_listener(middle_port, cafile) +
+                          tls_listener(free_port(), pki("tenant-a-chain.crt")) + "crlfile " +
+                          (dir_ / "crl-after.fifo").string() + "\n";
+    }
+    const std::string& listener_extra() const { return listener_extra_; }
+    /// Starts `b`, running `before` and `after` at the hooks.
+    bool start(broker& b, const std::function<void()>& before, const std::function<void()>& after) const {
+        const std::string crl = slurp(pki("subca-a.crl.pem"));
+        std::thread hooks([&] {
+            if (feed_fifo(dir_ / "crl-before.fifo", before, crl)) feed_fifo(dir_ / "crl-after.fifo", after, crl);
+        });
+        const bool started = b.start();
+        hooks.join();
+        return started;
+    }
+    const int middle_port = free_port();
+
+private:
+    fs::path dir_;
+    std::string listener_extra_;
+};
+
 /// Sets an environment variable for the broker started in its scope (children inherit it).
 class scoped_env {
 public:
@@ -226,33 +258,49 @@ TEST_CASE("leaf_signature attack: OpenSSL's system configuration cannot replace 
 TEST_CASE("leaf_signature attack: a cafile symlink pointed elsewhere while mosquitto loads the listener, and back "
           "before the first tick, is noticed",
           "[integration][leaf_signature_attack]") {
-    // The plugin reads <link> -> with-subca.crt at its init; mosquitto loads the second
+    // The plugin reads <link> -> with-subca.crt at its init; mosquitto loads the middle
     // listener's store from <link> -> ica-root.crt; at the first tick <link> points back, so
-    // stat(<link>) shows the file the plugin read. The FIFOs are the first and third
-    // listeners' crlfiles, which mosquitto opens just before and just after loading the
-    // second listener's cafile (src/net.c: listeners start in order; cafile, then crlfile).
+    // stat(<link>) shows the very file the plugin read (same device, inode, size and times).
     const auto dir = test_dir();
     twin_pki p(dir);
     write_leaf(dir, "dev-link-twin", p.twin);
     const fs::path link = dir / "cafile.pem";
     point_link(link, dir / "with-subca.crt");
-    make_fifo(dir / "crl-before.fifo");
-    make_fifo(dir / "crl-after.fifo");
-    const int swapped_port = free_port(), last_port = free_port();
-    broker b({.listener_extra = "crlfile " + (dir / "crl-before.fifo").string() + "\n" +
-                                tls_listener(swapped_port, link.string()) + tls_listener(last_port, pki("tenant-a-chain.crt")) +
-                                "crlfile " + (dir / "crl-after.fifo").string() + "\n"});
-    const std::string crl = slurp(pki("subca-a.crl.pem"));
-    std::thread attacker([&] {
-        feed_fifo(dir / "crl-before.fifo", [&] { point_link(link, dir / "ica-root.crt"); }, crl);
-        feed_fifo(dir / "crl-after.fifo", [&] { point_link(link, dir / "with-subca.crt"); }, crl);
-    });
-    const bool started = b.start();
-    attacker.join();
-    REQUIRE(started);
+    listener_start_hooks hooks(dir, link.string());
+    broker b({.listener_extra = hooks.listener_extra()});
+    REQUIRE(hooks.start(
+        b, [&] { point_link(link, dir / "ica-root.crt"); }, [&] { point_link(link, dir / "with-subca.crt"); }));
     REQUIRE(b.wait_for_log("devicegate: leaf_signature="));
-    CHECK(connect_leaf(dir, "dev-link-twin", swapped_port) != 0);
+    CHECK(connect_leaf(dir, "dev-link-twin", hooks.middle_port) != 0);
     CHECK_FALSE(b.log_contains("devicegate: allow client=dev-link-twin"));
+}
+
+TEST_CASE("leaf_signature attack: a cafile rewritten in place while mosquitto loads the listener, and restored with "
+          "its old mtime before the first tick, is noticed by its ctime",
+          "[integration][leaf_signature_attack]") {
+    const auto dir = test_dir();
+    twin_pki p(dir);
+    write_leaf(dir, "dev-inplace-twin", p.twin);
+    const std::string original = slurp(dir / "with-subca.crt");
+    std::string wide = slurp(dir / "ica-root.crt");
+    REQUIRE(wide.size() + 2 <= original.size());
+    wide += std::string(original.size() - wide.size() - 1, 'x') + "\n";  // text outside PEM blocks is skipped
+    const fs::path cafile = dir / "cafile.pem";
+    write_text(cafile, original);
+    struct stat before {};
+    REQUIRE(::stat(cafile.c_str(), &before) == 0);
+    auto overwrite = [&](const std::string& text) {
+        std::ofstream(cafile, std::ios::binary | std::ios::in | std::ios::out) << text;  // same inode, same size
+        const struct timespec times[2] = {before.st_atim, before.st_mtim};
+        ::utimensat(AT_FDCWD, cafile.c_str(), times, 0);
+    };
+    listener_start_hooks hooks(dir, cafile.string());
+    broker b({.listener_extra = hooks.listener_extra()});
+    REQUIRE(hooks.start(b, [&] { overwrite(wide); }, [&] { overwrite(original); }));
+    CHECK(b.wait_for_log("devicegate: leaf_signature=per_connect ca=tenant: cafile " + cafile.string() +
+                         " changed between the plugin's start and mosquitto's listeners' start"));
+    CHECK(connect_leaf(dir, "dev-inplace-twin", hooks.middle_port) == not_authorized);  // the handshake passed it
+    CHECK(b.wait_for_log("devicegate: deny client=dev-inplace-twin reason=chain_invalid"));
 }
 
 TEST_CASE("leaf_signature attack: mosquitto.conf rewritten after mosquitto parsed it and before the plugin reads it "
@@ -290,4 +338,31 @@ TEST_CASE("leaf_signature attack: mosquitto.conf rewritten after mosquitto parse
     REQUIRE(b.wait_for_log("devicegate: leaf_signature="));
     CHECK(connect_leaf(dir, "dev-conf-race", other_port) != 0);
     CHECK_FALSE(b.log_contains("devicegate: allow client=dev-conf-race"));
+}
+
+TEST_CASE("listener check attack: allow_zero_length_clientid before any listener with per_listener_settings true "
+          "opens the default listener, which must be refused",
+          "[integration][listener_check_attack]") {
+    // mosquitto 2.0.11 config__parse_args creates the default listener (port 1883, plain TCP)
+    // when default_listener.security_options.allow_zero_length_clientid != true, which a line
+    // before any `listener` sets when per_listener_settings is true (conf__set_cur_security_options).
+    // That listener has no plugin and allow_anonymous unset: anonymous MQTT without DeviceGate.
+    const auto dir = test_dir();
+    std::string conf = "per_listener_settings true\nallow_zero_length_clientid false\nlog_dest stderr\nlog_type all\n"
+                       "persistence false\n";
+    if (::geteuid() == 0) conf += "user root\n";
+    conf += tls_listener(free_port(), pki("tenant-a-chain.crt")) + "allow_anonymous false\nplugin " +
+            DEVICEGATE_PLUGIN_PATH + "\nplugin_opt_tenant_ca_file " + pki("subca-a.crt") + "\nplugin_opt_ica_file " +
+            pki("ica.crt") + "\nplugin_opt_root_ca_file " + pki("root.crt") + "\nplugin_opt_crl_file " +
+            pki("subca-a.crl.pem") + "\nplugin_opt_state_dir " +
+            dir.string() + "\n";
+    write_text(dir / "mosquitto.conf", conf);
+    const fs::path log = dir / "mosquitto.log";
+    process mosquitto({"mosquitto", "-c", (dir / "mosquitto.conf").string()}, log);
+    // mosquitto opens its listeners only after the plugin's init: a refusal comes first.
+    eventually([&] { return !mosquitto.running() || slurp(log).find(" running") != std::string::npos; }, 10000ms);
+    const std::string out = slurp(log);
+    INFO(out);
+    CHECK(out.find("devicegate: refusing to start: plugin_opt_listener_check") != std::string::npos);
+    CHECK(out.find("Opening ipv4 listen socket on port 1883") == std::string::npos);
 }
