@@ -366,3 +366,28 @@ TEST_CASE("listener check attack: allow_zero_length_clientid before any listener
     CHECK(out.find("devicegate: refusing to start: plugin_opt_listener_check") != std::string::npos);
     CHECK(out.find("Opening ipv4 listen socket on port 1883") == std::string::npos);
 }
+
+TEST_CASE("leaf_signature attack: a twin in a cafile under a differently spelled but equal name (case, spaces) "
+          "turns the fast path off",
+          "[integration][leaf_signature_attack]") {
+    // X509_NAME_cmp compares canonical encodings (lower case, inner spaces folded), as the
+    // store's issuer lookup does: the variant counts as a second certificate with the name.
+    const auto dir = test_dir();
+    twin_pki p(dir);
+    made_cert variant = make_cert({"/CN=tenant a   SUB-CA/O=TENANT A",
+                                   {{"basicConstraints", "critical,CA:TRUE"},
+                                    {"keyUsage", "critical,keyCertSign,cRLSign"},
+                                    {"subjectKeyIdentifier", subject_key_id(p.real.cert.get())},
+                                    {"authorityKeyIdentifier", "keyid:always"}}},
+                                  &p.ica);
+    write_leaf(dir, "dev-variant", variant);
+    made_cert root = load_made(pki("root.crt"), pki("root.key"));
+    write_pem(dir / "two-named.crt", {p.real.cert.get(), variant.cert.get(), p.ica.cert.get(), root.cert.get()});
+    const int port = free_port();
+    broker b({.listener_extra = tls_listener(port, (dir / "two-named.crt").string())});
+    REQUIRE(b.start());
+    CHECK(b.wait_for_log("devicegate: leaf_signature=per_connect ca=tenant: cafile " + (dir / "two-named.crt").string() +
+                         " (listener " + std::to_string(port) + " 127.0.0.1) holds 2 certificates named"));
+    CHECK(connect_leaf(dir, "dev-variant", port) != 0);
+    CHECK_FALSE(b.log_contains("devicegate: allow client=dev-variant"));
+}
