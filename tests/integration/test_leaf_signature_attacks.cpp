@@ -53,7 +53,7 @@ evp_pkey_ptr new_rsa_key() {
 
 /// The real Sub-CA, the ICA, and a twin of the Sub-CA (same name and key id) issued by the ICA.
 struct twin_pki {
-    explicit twin_pki(const fs::path& d, evp_pkey_ptr twin_key = {}) : dir(d) {
+    explicit twin_pki(evp_pkey_ptr twin_key = {}) {
         twin = make_cert({"/CN=Tenant A Sub-CA/O=Tenant A",
                           {{"basicConstraints", "critical,CA:TRUE"},
                            {"keyUsage", "critical,keyCertSign,cRLSign"},
@@ -64,7 +64,13 @@ struct twin_pki {
         write_pem(dir / "ica-root.crt", {ica.cert.get(), root.cert.get()});  // trusts the twin's chain
         write_pem(dir / "with-subca.crt", {real.cert.get(), ica.cert.get(), root.cert.get()});
     }
-    fs::path dir;
+    /// Writes the device `id` of the twin (leaf + twin) into dir.
+    void twin_device(const std::string& id, std::vector<std::pair<std::string, std::string>> extensions = {}) const {
+        write_leaf(dir, id, twin, std::move(extensions));
+    }
+    int connect(const std::string& id, int port) const { return connect_leaf(dir, id, port); }
+
+    const fs::path dir = test_dir();
     made_cert ica = load_made(pki("ica.crt"), pki("ica.key"));
     made_cert real = load_made(pki("subca-a.crt"), pki("subca-a.key"));
     made_cert twin;
@@ -179,6 +185,17 @@ private:
     const char* name_;
 };
 
+/// With the fast path on, the twin's device `id` passes mosquitto's handshake (the CONNACK
+/// refusal comes from the plugin) and the pinning refuses it.
+void check_refused_by_pinning(const twin_pki& p, const std::string& id) {
+    broker b;
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log(handshake_line));
+    CHECK(p.connect(id, b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: deny client=" + id + " reason=wrong_issuer"));
+    CHECK_FALSE(b.log_contains("devicegate: allow client=" + id));
+}
+
 }  // namespace
 
 TEST_CASE("leaf_signature attack: a leaf signed by an RSA twin, which OpenSSL's handshake takes from the client's "
@@ -188,48 +205,35 @@ TEST_CASE("leaf_signature attack: a leaf signed by an RSA twin, which OpenSSL's 
     // candidate issuer of an RSA-signed leaf, so build_chain takes the twin the client sent
     // and verifies it up to the trusted ICA: the handshake succeeds. Only the plugin's
     // X509_check_issued (the same key-type check) keeps the fast path sound.
-    const auto dir = test_dir();
-    twin_pki p(dir, new_rsa_key());
-    write_leaf(dir, "dev-rsa-twin", p.twin);
-    broker b;
-    REQUIRE(b.start());
-    REQUIRE(b.wait_for_log(handshake_line));
-    CHECK(connect_leaf(dir, "dev-rsa-twin", b.port()) == not_authorized);  // the handshake passed it
-    CHECK(b.wait_for_log("devicegate: deny client=dev-rsa-twin reason=wrong_issuer"));
-    CHECK_FALSE(b.log_contains("devicegate: allow client=dev-rsa-twin"));
+    twin_pki p(new_rsa_key());
+    p.twin_device("dev-rsa-twin");
+    check_refused_by_pinning(p, "dev-rsa-twin");
 }
 
 TEST_CASE("leaf_signature attack: a twin leaf whose authority key id names the twin's issuer and serial is refused",
           "[integration][leaf_signature_attack]") {
     // X509_check_akid: the real Sub-CA's serial differs from the one in the leaf's AKI, so
     // the handshake takes the twin from the client's chain (and accepts it via the ICA).
-    const auto dir = test_dir();
-    twin_pki p(dir);
+    twin_pki p;
     auto extensions = device_extensions("dev-aki-serial");
     for (auto& [name, value] : extensions) {
         if (name == "authorityKeyIdentifier") value = "keyid:always,issuer:always";
     }
-    write_leaf(dir, "dev-aki-serial", p.twin, extensions);
-    broker b;
-    REQUIRE(b.start());
-    REQUIRE(b.wait_for_log(handshake_line));
-    CHECK(connect_leaf(dir, "dev-aki-serial", b.port()) == not_authorized);
-    CHECK(b.wait_for_log("devicegate: deny client=dev-aki-serial reason=wrong_issuer"));
-    CHECK_FALSE(b.log_contains("devicegate: allow client=dev-aki-serial"));
+    p.twin_device("dev-aki-serial", extensions);
+    check_refused_by_pinning(p, "dev-aki-serial");
 }
 
 TEST_CASE("leaf_signature attack: a twin leaf without an authority key id is refused by the handshake",
           "[integration][leaf_signature_attack]") {
     // Without an AKI the issuer is chosen by name alone: the real Sub-CA from the store.
-    const auto dir = test_dir();
-    twin_pki p(dir);
+    twin_pki p;
     auto extensions = device_extensions("dev-no-aki");
     std::erase_if(extensions, [](const auto& e) { return e.first == "authorityKeyIdentifier"; });
-    write_leaf(dir, "dev-no-aki", p.twin, extensions);
+    p.twin_device("dev-no-aki", extensions);
     broker b;
     REQUIRE(b.start());
     REQUIRE(b.wait_for_log(handshake_line));
-    CHECK(connect_leaf(dir, "dev-no-aki", b.port()) == transport_error);
+    CHECK(p.connect("dev-no-aki", b.port()) == transport_error);
     CHECK_FALSE(b.log_contains("client=dev-no-aki"));
 }
 
@@ -239,19 +243,18 @@ TEST_CASE("leaf_signature attack: OpenSSL's system configuration cannot replace 
     // of the cafile's store (ssl_verify_cert_chain). OpenSSL refuses it in the system_default
     // section (SSL_CONF_FLAG_CERTIFICATE is not set for the system configuration), so the
     // cafile still decides; the twin's devices stay refused by the handshake.
-    const auto dir = test_dir();
-    twin_pki p(dir);
-    write_leaf(dir, "dev-conf-twin", p.twin);
-    write_text(dir / "openssl.cnf", "openssl_conf = conf_init\n[conf_init]\nssl_conf = ssl_sect\n"
+    twin_pki p;
+    p.twin_device("dev-conf-twin");
+    write_text(p.dir / "openssl.cnf", "openssl_conf = conf_init\n[conf_init]\nssl_conf = ssl_sect\n"
                                     "[ssl_sect]\nsystem_default = sys_sect\n[sys_sect]\nVerifyCAFile = " +
-                                        (dir / "ica-root.crt").string() + "\n");
+                                        (p.dir / "ica-root.crt").string() + "\n");
     broker b;
     {
-        scoped_env env("OPENSSL_CONF", (dir / "openssl.cnf").string());
+        scoped_env env("OPENSSL_CONF", (p.dir / "openssl.cnf").string());
         REQUIRE(b.start());
     }
     REQUIRE(b.wait_for_log(handshake_line));
-    CHECK(connect_leaf(dir, "dev-conf-twin", b.port()) == transport_error);
+    CHECK(p.connect("dev-conf-twin", b.port()) == transport_error);
     CHECK_FALSE(b.log_contains("devicegate: allow client=dev-conf-twin"));
 }
 
@@ -261,31 +264,29 @@ TEST_CASE("leaf_signature attack: a cafile symlink pointed elsewhere while mosqu
     // The plugin reads <link> -> with-subca.crt at its init; mosquitto loads the middle
     // listener's store from <link> -> ica-root.crt; at the first tick <link> points back, so
     // stat(<link>) shows the very file the plugin read (same device, inode, size and times).
-    const auto dir = test_dir();
-    twin_pki p(dir);
-    write_leaf(dir, "dev-link-twin", p.twin);
-    const fs::path link = dir / "cafile.pem";
-    point_link(link, dir / "with-subca.crt");
-    listener_start_hooks hooks(dir, link.string());
+    twin_pki p;
+    p.twin_device("dev-link-twin");
+    const fs::path link = p.dir / "cafile.pem";
+    point_link(link, p.dir / "with-subca.crt");
+    listener_start_hooks hooks(p.dir, link.string());
     broker b({.listener_extra = hooks.listener_extra()});
     REQUIRE(hooks.start(
-        b, [&] { point_link(link, dir / "ica-root.crt"); }, [&] { point_link(link, dir / "with-subca.crt"); }));
+        b, [&] { point_link(link, p.dir / "ica-root.crt"); }, [&] { point_link(link, p.dir / "with-subca.crt"); }));
     REQUIRE(b.wait_for_log("devicegate: leaf_signature="));
-    CHECK(connect_leaf(dir, "dev-link-twin", hooks.middle_port) != 0);
+    CHECK(p.connect("dev-link-twin", hooks.middle_port) != 0);
     CHECK_FALSE(b.log_contains("devicegate: allow client=dev-link-twin"));
 }
 
 TEST_CASE("leaf_signature attack: a cafile rewritten in place while mosquitto loads the listener, and restored with "
           "its old mtime before the first tick, is noticed by its ctime",
           "[integration][leaf_signature_attack]") {
-    const auto dir = test_dir();
-    twin_pki p(dir);
-    write_leaf(dir, "dev-inplace-twin", p.twin);
-    const std::string original = slurp(dir / "with-subca.crt");
-    std::string wide = slurp(dir / "ica-root.crt");
+    twin_pki p;
+    p.twin_device("dev-inplace-twin");
+    const std::string original = slurp(p.dir / "with-subca.crt");
+    std::string wide = slurp(p.dir / "ica-root.crt");
     REQUIRE(wide.size() + 2 <= original.size());
     wide += std::string(original.size() - wide.size() - 1, 'x') + "\n";  // text outside PEM blocks is skipped
-    const fs::path cafile = dir / "cafile.pem";
+    const fs::path cafile = p.dir / "cafile.pem";
     write_text(cafile, original);
     struct stat before {};
     REQUIRE(::stat(cafile.c_str(), &before) == 0);
@@ -294,12 +295,12 @@ TEST_CASE("leaf_signature attack: a cafile rewritten in place while mosquitto lo
         const struct timespec times[2] = {before.st_atim, before.st_mtim};
         ::utimensat(AT_FDCWD, cafile.c_str(), times, 0);
     };
-    listener_start_hooks hooks(dir, cafile.string());
+    listener_start_hooks hooks(p.dir, cafile.string());
     broker b({.listener_extra = hooks.listener_extra()});
     REQUIRE(hooks.start(b, [&] { overwrite(wide); }, [&] { overwrite(original); }));
     CHECK(b.wait_for_log("devicegate: leaf_signature=per_connect ca=tenant: cafile " + cafile.string() +
                          " changed between the plugin's start and mosquitto's listeners' start"));
-    CHECK(connect_leaf(dir, "dev-inplace-twin", hooks.middle_port) == not_authorized);  // the handshake passed it
+    CHECK(p.connect("dev-inplace-twin", hooks.middle_port) == not_authorized);  // the handshake passed it
     CHECK(b.wait_for_log("devicegate: deny client=dev-inplace-twin reason=chain_invalid"));
 }
 
@@ -310,24 +311,23 @@ TEST_CASE("leaf_signature attack: mosquitto.conf rewritten after mosquitto parse
     // re-reads them at its init. Between the two, mosquitto writes pid_file and opens its log
     // file (here a FIFO, so it waits for a reader): the second listener's cafile is changed
     // from ica-root.crt, which mosquitto uses, to with-subca.crt, which the plugin then reads.
-    const auto dir = test_dir();
-    twin_pki p(dir);
-    write_leaf(dir, "dev-conf-race", p.twin);
-    make_fifo(dir / "log.fifo");
-    fifo_drain log_reader(dir / "log.fifo");
+    twin_pki p;
+    p.twin_device("dev-conf-race");
+    make_fifo(p.dir / "log.fifo");
+    fifo_drain log_reader(p.dir / "log.fifo");
     const int other_port = free_port();
-    const std::string wide = "cafile " + (dir / "ica-root.crt").string() + "\n";
-    broker b({.listener_extra = "pid_file " + (dir / "mosquitto.pid").string() + "\nlog_dest file " +
-                                (dir / "log.fifo").string() + "\n" + tls_listener(other_port, (dir / "ica-root.crt").string())});
+    const std::string wide = "cafile " + (p.dir / "ica-root.crt").string() + "\n";
+    broker b({.listener_extra = "pid_file " + (p.dir / "mosquitto.pid").string() + "\nlog_dest file " +
+                                (p.dir / "log.fifo").string() + "\n" + tls_listener(other_port, (p.dir / "ica-root.crt").string())});
     std::thread editor([&] {
-        if (!eventually([&] { return fs::exists(dir / "mosquitto.pid") && fs::file_size(dir / "mosquitto.pid") > 0; },
+        if (!eventually([&] { return fs::exists(p.dir / "mosquitto.pid") && fs::file_size(p.dir / "mosquitto.pid") > 0; },
                         10000ms)) {
             return;
         }
         const fs::path conf_file = b.dir() / "mosquitto.conf";
         std::string conf = slurp(conf_file);
         if (auto at = conf.find(wide); at != std::string::npos) {
-            conf.replace(at, wide.size(), "cafile " + (dir / "with-subca.crt").string() + "\n");
+            conf.replace(at, wide.size(), "cafile " + (p.dir / "with-subca.crt").string() + "\n");
         }
         write_text(conf_file, conf);
         log_reader.open_reader();
@@ -336,7 +336,7 @@ TEST_CASE("leaf_signature attack: mosquitto.conf rewritten after mosquitto parse
     editor.join();
     REQUIRE(started);
     REQUIRE(b.wait_for_log("devicegate: leaf_signature="));
-    CHECK(connect_leaf(dir, "dev-conf-race", other_port) != 0);
+    CHECK(p.connect("dev-conf-race", other_port) != 0);
     CHECK_FALSE(b.log_contains("devicegate: allow client=dev-conf-race"));
 }
 
@@ -372,22 +372,21 @@ TEST_CASE("leaf_signature attack: a twin in a cafile under a differently spelled
           "[integration][leaf_signature_attack]") {
     // X509_NAME_cmp compares canonical encodings (lower case, inner spaces folded), as the
     // store's issuer lookup does: the variant counts as a second certificate with the name.
-    const auto dir = test_dir();
-    twin_pki p(dir);
+    twin_pki p;
     made_cert variant = make_cert({"/CN=tenant a   SUB-CA/O=TENANT A",
                                    {{"basicConstraints", "critical,CA:TRUE"},
                                     {"keyUsage", "critical,keyCertSign,cRLSign"},
                                     {"subjectKeyIdentifier", subject_key_id(p.real.cert.get())},
                                     {"authorityKeyIdentifier", "keyid:always"}}},
                                   &p.ica);
-    write_leaf(dir, "dev-variant", variant);
+    write_leaf(p.dir, "dev-variant", variant);
     made_cert root = load_made(pki("root.crt"), pki("root.key"));
-    write_pem(dir / "two-named.crt", {p.real.cert.get(), variant.cert.get(), p.ica.cert.get(), root.cert.get()});
+    write_pem(p.dir / "two-named.crt", {p.real.cert.get(), variant.cert.get(), p.ica.cert.get(), root.cert.get()});
     const int port = free_port();
-    broker b({.listener_extra = tls_listener(port, (dir / "two-named.crt").string())});
+    broker b({.listener_extra = tls_listener(port, (p.dir / "two-named.crt").string())});
     REQUIRE(b.start());
-    CHECK(b.wait_for_log("devicegate: leaf_signature=per_connect ca=tenant: cafile " + (dir / "two-named.crt").string() +
+    CHECK(b.wait_for_log("devicegate: leaf_signature=per_connect ca=tenant: cafile " + (p.dir / "two-named.crt").string() +
                          " (listener " + std::to_string(port) + " 127.0.0.1) holds 2 certificates named"));
-    CHECK(connect_leaf(dir, "dev-variant", port) != 0);
+    CHECK(p.connect("dev-variant", port) != 0);
     CHECK_FALSE(b.log_contains("devicegate: allow client=dev-variant"));
 }
