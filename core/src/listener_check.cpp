@@ -44,6 +44,9 @@ struct listener_conf {
     std::optional<site> require_certificate_site;
     bool in_use = false;  // default listener: config__parse_args creates it only when set
     security_opts security;
+    // default listener, per_listener_settings true: `allow_zero_length_clientid false` before
+    // any listener line creates it too (src/conf.c config__parse_args: "!= true").
+    std::optional<site> zero_length_clientid_off;
 };
 
 struct conf_state {
@@ -218,6 +221,14 @@ void reader::apply(const std::string& file, int number, int level, const std::st
                "a bridge: mosquitto_acl_check (src/security.c) lets every bridge message through without asking "
                "DeviceGate; the remote broker can write and read device topics",
                false);
+    } else if (key == "allow_zero_length_clientid") {
+        auto value = w.next();
+        at.text += " " + value.value_or("");
+        auto v = parse_bool(at, value);
+        security(cur);  // conf__set_cur_security_options
+        if (v && s_.per_listener && cur < 0) {
+            s_.default_listener.zero_length_clientid_off = *v ? std::nullopt : std::optional<site>(at);
+        }
     } else if (security_keys.count(key) != 0) {
         apply_security_setting(at, key, w, cur);
     } else if (listener_keys.count(key) != 0) {
@@ -404,6 +415,10 @@ conf_state read_configs(const std::vector<std::string>& paths) {
     for (const auto& path : paths) {
         r.read_file(path, 0);
         after_config_file(s, path);
+    }
+    if (auto& l = s.default_listener; l.zero_length_clientid_off) {
+        l.in_use = true;
+        if (l.declared.file.empty()) l.declared = *l.zero_length_clientid_off;
     }
     return s;
 }

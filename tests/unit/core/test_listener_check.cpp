@@ -134,6 +134,21 @@ TEST_CASE("listener check: per_listener_settings and plugins", "[listener_check]
         CHECK(find(findings, "allow_anonymous").line == 2);
         CHECK(find(findings, "plugin").line == 3);
     }
+    SECTION("per_listener_settings true: allow_zero_length_clientid false before any listener creates the default "
+            "listener") {
+        auto findings = fx.check("per_listener_settings true\nallow_zero_length_clientid false\n" +
+                                 fixture::good_listener(8883) + plugin);
+        CHECK_THAT(find(findings, "certfile").why,
+                   Catch::Contains("the default listener (port 1883, created by allow_zero_length_clientid false)"));
+        CHECK(any_bypass(findings));
+        // true (mosquitto's default) or after a listener line: no default listener.
+        CHECK(fx.check("per_listener_settings true\nallow_zero_length_clientid true\n" + fixture::good_listener(8883) +
+                       plugin + "allow_anonymous false\n")
+                  .empty());
+        CHECK(fx.check("per_listener_settings true\n" + fixture::good_listener(8883) + plugin +
+                       "allow_anonymous false\nallow_zero_length_clientid false\n")
+                  .empty());
+    }
     SECTION("another plugin before DeviceGate answers first; after it, a warning") {
         write_file(fx.dir.file("other.so"), "x");
         auto findings = fx.check(fixture::good_listener(8883) + "plugin " + fx.dir.file("other.so") + "\n" + plugin +
