@@ -7,15 +7,36 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 namespace devicegate {
 
 namespace {
 
 bool same_file(const struct stat& a, const struct stat& b) {
-    return a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_size == b.st_size &&
-           a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
+    if (a.st_dev != b.st_dev || a.st_ino != b.st_ino || a.st_mode != b.st_mode) return false;
+    // A directory's times change whenever a file in it does; its identity is what matters.
+    if (S_ISDIR(a.st_mode)) return true;
+    return a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
            a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+}
+
+// Every name the path is resolved through: each prefix of the path as given (lstat: a
+// symlink re-pointed, even pointed back, is a new link or a new ctime) and of its canonical
+// form (the directories and the file a symlink leads to), then the file itself.
+std::vector<std::string> names_along(const std::string& path) {
+    namespace fs = std::filesystem;
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const fs::path& full : {fs::absolute(path, ec), fs::canonical(path, ec)}) {
+        if (full.empty()) continue;
+        fs::path prefix;
+        for (const auto& part : full) {
+            prefix /= part;
+            out.push_back(prefix.string());
+        }
+    }
+    return out;
 }
 
 // OpenSSL's built-in verification parameters for a TLS server checking its clients: the
@@ -32,6 +53,7 @@ bool trusted_first() {
 std::string check_cafile(const listener_tls& l, X509* ca, struct stat& st) {
     const std::string in = " (" + l.name + ")";
     if (::stat(l.cafile.c_str(), &st) != 0) return "cannot stat cafile " + l.cafile + in + ": " + std::strerror(errno);
+    if (!S_ISREG(st.st_mode)) return "cafile " + l.cafile + in + " is not a regular file";
     x509_store_ptr store(X509_STORE_new());
     if (!store || X509_STORE_load_file(store.get(), l.cafile.c_str()) != 1) {
         return "cannot load cafile " + l.cafile + in + ": " + take_openssl_errors();
@@ -72,9 +94,14 @@ handshake_pin handshake_pin::evaluate(const std::vector<listener_tls>& listeners
         if (l.websockets) return refused(l.name + " is a websockets listener; libwebsockets builds its own TLS context");
         if (!l.capath.empty()) return refused(l.name + " has capath " + l.capath + ", which OpenSSL reads on demand");
         if (l.cafile.empty()) return refused(l.name + " has no cafile");
-        file_stamp f{l.cafile, {}};
-        if (auto why = check_cafile(l, ca, f.st); !why.empty()) return refused(why);
-        pin.files_.push_back(std::move(f));
+        file_stamp target{l.cafile, {}, true};
+        if (auto why = check_cafile(l, ca, target.st); !why.empty()) return refused(why);
+        pin.files_.push_back(std::move(target));
+        for (auto& name : names_along(l.cafile)) {
+            file_stamp f{std::move(name), {}, false};
+            if (::lstat(f.path.c_str(), &f.st) != 0) return refused("cannot stat " + f.path + ": " + std::strerror(errno));
+            pin.files_.push_back(std::move(f));
+        }
     }
     ERR_clear_error();
     return pin;
@@ -84,8 +111,11 @@ bool handshake_pin::confirm() {
     if (!proven()) return false;
     for (const auto& f : files_) {
         struct stat now {};
-        if (::stat(f.path.c_str(), &now) != 0 || !same_file(now, f.st)) {
-            why_not_ = "cafile " + f.path + " changed between the plugin's start and mosquitto's listeners' start";
+        const int rc = f.follow ? ::stat(f.path.c_str(), &now) : ::lstat(f.path.c_str(), &now);
+        if (rc != 0 || !same_file(now, f.st)) {
+            const bool file = f.follow || S_ISREG(f.st.st_mode);
+            why_not_ = (file ? "cafile " + f.path : f.path + " (a directory or symlink on the way to a cafile)") +
+                       " changed between the plugin's start and mosquitto's listeners' start";
             return false;
         }
     }

@@ -17,9 +17,12 @@
 // mosquitto 2.0.11 fills a listener's store from `cafile` and `capath` once, when the
 // listener starts (after the plugin's init); a SIGHUP reloads only certfile, keyfile and
 // crlfile. `capath` is read on demand, so a listener with one is never proven; nor is a
-// websockets listener (libwebsockets builds its own TLS context). The cafile's identity
-// (device, inode, size, times) is kept, and confirm() compares it once the listeners run: a
-// file that changed in between is not proven.
+// websockets listener (libwebsockets builds its own TLS context). Every name a cafile is
+// resolved through (each directory and symlink of its path as given and of its canonical
+// path: device, inode, type; symlinks and the file also size and times) is kept, and confirm()
+// compares them once the listeners run: a file replaced, rewritten or re-pointed in between,
+// even if put back, is not proven. The configuration itself is read after mosquitto read it,
+// as the listener check reads it; a change in between is not seen (docs/security.md).
 #include "devicegate/listener_check.hpp"
 
 #include <openssl/x509.h>
@@ -50,6 +53,7 @@ private:
     struct file_stamp {
         std::string path;
         struct stat st {};
+        bool follow = false;  // stat (the file a cafile names), else lstat (a name on the way)
     };
     std::vector<file_stamp> files_;
     std::string why_not_;
