@@ -14,6 +14,7 @@
 #include <optional>
 #include <random>
 #include <unordered_set>
+#include <utility>
 
 namespace devicegate {
 
@@ -128,17 +129,31 @@ bool job_producer::back_off(background_loop& loop, std::chrono::milliseconds d) 
     return true;
 }
 
+void job_producer::wait_for_work(background_loop& loop) {
+    bool idle = false;
+    {
+        std::lock_guard lock(mutex_);
+        idle = pending_.empty() && buffer_.empty();
+    }
+    // Idle: wait for a submission (wake) or a second, then read the jobs marker (health check).
+    if (idle) loop.wait_for(std::chrono::seconds(1));
+    bool submitted = false;
+    {
+        std::lock_guard lock(mutex_);
+        submitted = !pending_.empty();
+    }
+    // Let the storm's next jobs join this batch. back_off sleeps to a deadline, so the sticky
+    // wake() of a submission that arrives meanwhile does not end the linger early (nor spin it);
+    // stop() does. Nothing waits here while idle: only a submission leads here.
+    if (submitted) back_off(loop, batch_linger);
+}
+
 void job_producer::run(background_loop& loop) {
     std::unique_ptr<redis_connection> redis;
     std::chrono::milliseconds backoff{100};
     for (;;) {
-        bool idle = false;
-        {
-            std::lock_guard lock(mutex_);
-            idle = pending_.empty() && redis && buffer_.empty();
-        }
-        // Idle: wait for a submission (wake) or a second, then read the jobs marker (health check).
-        if (idle) loop.wait_for(std::chrono::seconds(1));
+        // Not connected: straight on to (re)connect and deliver the backlog.
+        if (redis) wait_for_work(loop);
         take_pending();
         counters_.buffered = buffer_.size();
         if (loop.stopping()) {
@@ -147,7 +162,6 @@ void job_producer::run(background_loop& loop) {
         }
         try {
             if (!redis) redis = connect();
-            check_marker(*redis);
             deliver_waiting(*redis);
             counters_.buffered = buffer_.size();
             // Reset on a clean pass, not on connect: Redis that answers every job with an
@@ -201,16 +215,22 @@ void job_producer::note_refusal(const std::string& device_id, const std::string&
     refused_logged_ = true;
 }
 
-void job_producer::check_marker(redis_connection& redis) {
+void job_producer::check_marker(redis_connection& redis, redis_reply_ptr got) {
     // A key that lives as long as Redis's data: if it vanishes or changes, Redis restarted
     // without its data, was flushed, or failed over to an empty replica. The jobs it held are
     // gone, so certificates already handed over must be handed over again.
     const std::string key = opts_.model.jobs_marker();
     std::string current;
     try {
-        auto value = reply_optional_string(redis.command({"GET", key}).get(), "GET " + key);
+        if (!got) {
+            ++counters_.round_trips;
+            got = redis.command({"GET", key});
+        }
+        auto value = reply_optional_string(got.get(), "GET " + key);
         if (!value) {
             // NX: another broker sharing this Redis may plant it first; read back whichever won.
+            // Rare (first start, data loss): two more round trips.
+            counters_.round_trips += 2;
             expect_ok(redis.command({"SET", key, random_token(), "NX"}).get(), "SET " + key);
             value = reply_string(redis.command({"GET", key}).get(), "GET " + key);
         }
@@ -241,6 +261,7 @@ void job_producer::retire(redis_connection& redis, std::vector<std::string>& cal
     if (is_error_code(reply.get(), "NOSCRIPT")) {
         call[0] = "EVAL";  // Redis restarted or SCRIPT FLUSH: send the body once more
         call[1] = first_connect_script;
+        ++counters_.round_trips;  // also tells deliver_all that its batch's ROLE came before this write
         reply = redis.command(call);
     }
     // Only the script's own answer retires the job; anything else is retried.
@@ -262,16 +283,21 @@ void job_producer::deliver_waiting(redis_connection& redis) {
     // the buffer too, but other devices' jobs go on.
     std::unordered_set<std::string> held;
     std::optional<error_reply> refused;
+    // Every pass reads the marker: in the first batch's pipeline (no round trip of its own).
+    marker_due_ = true;
     try {
         deliver_journal(redis, held);
     } catch (const error_reply& e) {
+        if (e.device_id.empty()) throw;  // the marker: the pass stops, as when it went first
         refused = e;
     }
     try {
         deliver_all(redis, buffer_, held);
     } catch (const error_reply& e) {
+        if (e.device_id.empty()) throw;
         if (!refused) refused = e;
     }
+    if (marker_due_) check_marker(redis);  // no batch went out (idle, or every job held)
     if (refused) throw *refused;
 }
 
@@ -298,11 +324,22 @@ void take_batch(std::deque<device_certificate>& jobs, const std::unordered_set<s
 
 }  // namespace
 
+std::vector<std::vector<std::string>> job_producer::batch_calls(const std::deque<device_certificate>& batch,
+                                                                 bool with_marker) const {
+    std::vector<std::vector<std::string>> calls;
+    calls.reserve(batch.size() + 2);
+    if (with_marker) calls.push_back({"GET", opts_.model.jobs_marker()});
+    for (const auto& cert : batch) calls.push_back(script_call(cert));
+    calls.push_back({"ROLE"});
+    return calls;
+}
+
 void job_producer::deliver_all(redis_connection& redis, std::deque<device_certificate>& jobs,
                                std::unordered_set<std::string>& held) {
     std::deque<device_certificate> kept, batch;
     std::deque<device_certificate> sent;  // accepted by the master, not yet confirmed by a replica
     std::optional<error_reply> first;
+    redis_reply_ptr role;  // the last batch's ROLE, while no write came after it
     // Order per device: sent, then kept, then the unanswered rest of the batch, then the others.
     // `all`: the sent jobs go again too (the script answers "known" for a job that did arrive,
     // so a first-connect job is never doubled).
@@ -317,11 +354,18 @@ void job_producer::deliver_all(redis_connection& redis, std::deque<device_certif
         for (int in_a_row = 0; !jobs.empty() && in_a_row < max_consecutive_error_replies;) {
             // Pipelined: one write and one read per batch instead of a round trip per job;
             // one job at a time after an error reply, so a Redis-wide refusal stops early.
+            // The marker GET and ROLE travel with the calls: one round trip per batch.
             take_batch(jobs, held, kept, batch, in_a_row > 0 ? 1 : max_pipelined_jobs);
-            std::vector<std::vector<std::string>> calls;
-            for (const auto& cert : batch) calls.push_back(script_call(cert));
+            if (batch.empty()) break;  // every remaining job is held
+            const bool with_marker = std::exchange(marker_due_, false);
+            auto calls = batch_calls(batch, with_marker);
             auto replies = redis.pipeline(calls);
-            for (std::size_t i = 0; i < replies.size(); ++i) {
+            ++counters_.batches;
+            ++counters_.round_trips;
+            const auto round_trips = counters_.round_trips.load();
+            std::size_t i = 0;
+            if (with_marker) check_marker(redis, std::move(replies[i++]));
+            for (; i + 1 < replies.size(); ++i) {
                 try {
                     retire(redis, calls[i], std::move(replies[i]), batch.front());
                     sent.push_back(std::move(batch.front()));
@@ -335,8 +379,10 @@ void job_producer::deliver_all(redis_connection& redis, std::deque<device_certif
                 }
                 batch.pop_front();
             }
+            // A marker SET or a NOSCRIPT re-send wrote after ROLE: confirm_replicated asks again.
+            role = counters_.round_trips == round_trips ? std::move(replies.back()) : nullptr;
         }
-        if (!sent.empty()) confirm_replicated(redis);
+        if (!sent.empty()) confirm_replicated(redis, role.get());
     } catch (...) {
         put_back(true);
         throw;
@@ -345,7 +391,7 @@ void job_producer::deliver_all(redis_connection& redis, std::deque<device_certif
     if (first) throw *first;
 }
 
-void job_producer::confirm_replicated(redis_connection& redis) {
+void job_producer::confirm_replicated(redis_connection& redis, const redisReply* role) {
     // A master acknowledges a write before any replica has it; if Sentinel promotes a replica
     // that never got it, the job is gone (https://redis.io/docs/management/replication/). One
     // WAIT per batch; below the command timeout, or the socket would time out first.
@@ -353,7 +399,16 @@ void job_producer::confirm_replicated(redis_connection& redis) {
     // The INCR: a re-sent batch that the script answers "known" writes nothing, and WAIT on a
     // connection without writes confirms at once, though the first write may not have reached
     // the replica.
-    const replication_status r = wait_replicated(redis, timeout, opts_.model.jobs_replicated());
+    long long replicas = 0;
+    if (role) {
+        replicas = redis.expect_master(role);  // throws unless "master", as wait_replicated does
+    } else {
+        ++counters_.round_trips;
+        replicas = redis.expect_master();
+    }
+    if (replicas > 0) ++counters_.round_trips;
+    const replication_status r =
+        wait_replicated_after_role(redis, replicas, timeout, opts_.model.jobs_replicated());
     // No replica listed (a single Redis, or a Sentinel master whose replicas are gone): there
     // is none to promote that could miss the batch, and holding every job until one comes
     // back would stall delivery for as long as the cluster runs degraded. A replica cut off

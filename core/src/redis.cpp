@@ -135,11 +135,12 @@ void redis_connection::open(const redis_endpoint& at, const redis_options& optio
     }
 }
 
-long long redis_connection::expect_master() {
+long long redis_connection::expect_master() { return expect_master(command({"ROLE"}).get()); }
+
+long long redis_connection::expect_master(const redisReply* r) {
     // ROLE (Redis 2.8.12+): ["master", offset, [[ip, port, offset], ...]] on a master,
     // ["slave", ip, port, state, offset] on a replica, ["sentinel", [names]] on a sentinel.
-    auto r = command({"ROLE"});
-    auto parts = reply_array(r.get(), "redis " + where_ + ": ROLE");
+    auto parts = reply_array(r, "redis " + where_ + ": ROLE");
     if (parts.empty()) throw redis_data_error("redis " + where_ + ": ROLE: empty reply");
     const std::string role = reply_string(parts[0], "redis " + where_ + ": ROLE");
     if (role != "master") throw redis_io_error(address_.describe() + " reports role " + role);
@@ -149,16 +150,28 @@ long long redis_connection::expect_master() {
 
 replication_status wait_replicated(redis_connection& redis, std::chrono::milliseconds timeout,
                                    const std::string& counter) {
+    return wait_replicated_after_role(redis, redis.expect_master(), timeout, counter);
+}
+
+replication_status wait_replicated_after_role(redis_connection& redis, long long replicas,
+                                              std::chrono::milliseconds timeout, const std::string& counter) {
     replication_status out;
     out.timeout = timeout;
-    out.replicas = redis.expect_master();
+    out.replicas = replicas;
     out.expected = out.replicas > 0 || redis.via_sentinel();
     if (out.replicas == 0) return out;  // WAIT would only sit out the timeout
-    if (!counter.empty()) reply_integer(redis.command({"INCR", counter}).get(), "INCR " + counter);
     // WAIT numreplicas timeout: blocks until the writes of this connection reached that many
     // replicas or the timeout passed, and returns how many did (https://redis.io/commands/wait).
-    const auto ms = std::max<long long>(1, timeout.count());
-    out.acknowledged = reply_integer(redis.command({"WAIT", "1", std::to_string(ms)}).get(), "WAIT");
+    // Redis runs a client's pipelined commands in order, so the INCR is written before WAIT
+    // counts, as when they were sent one by one.
+    const std::vector<std::string> wait{"WAIT", "1", std::to_string(std::max<long long>(1, timeout.count()))};
+    if (counter.empty()) {
+        out.acknowledged = reply_integer(redis.command(wait).get(), "WAIT");
+        return out;
+    }
+    auto replies = redis.pipeline({{"INCR", counter}, wait});
+    reply_integer(replies[0].get(), "INCR " + counter);
+    out.acknowledged = reply_integer(replies[1].get(), "WAIT");
     return out;
 }
 

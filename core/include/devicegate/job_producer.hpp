@@ -4,6 +4,8 @@
 // storms and several brokers sharing a Redis enqueue each device once. While Redis is
 // unreachable candidates wait in memory (bounded), then in a journal file, which is also
 // written at shutdown and replayed at start: nothing is lost across a broker restart.
+// Jobs go in batches: the thread lingers batch_linger after a submission wakes it, then sends
+// the jobs marker GET, the batch's script calls and ROLE in one pipelined round trip.
 #include "devicegate/background_loop.hpp"
 #include "devicegate/job.hpp"
 #include "devicegate/log.hpp"
@@ -46,6 +48,13 @@ public:
         std::chrono::milliseconds replication_timeout{1000};
     };
 
+    /// How long the thread waits after a submission woke it before it takes the queue. A
+    /// connect storm (~700 first connects/s per broker) then sends a batch every few ms instead
+    /// of a pass of round trips per job: each round trip is a write and a blocking read (a sleep
+    /// and a wake-up of the thread) on the broker's CPU, which issue 13 counts per connect. Jobs
+    /// are asynchronous (the worker registers devices seconds later), so 5 ms costs nothing.
+    static constexpr std::chrono::milliseconds batch_linger{5};
+
     struct counters {
         std::atomic<std::uint64_t> submitted{0};
         std::atomic<std::uint64_t> first_connect{0};
@@ -59,6 +68,10 @@ public:
         std::atomic<std::uint64_t> buffered{0};    // waiting in memory now
         std::atomic<std::uint64_t> journaled{0};   // waiting in the journal now
         std::atomic<std::uint64_t> link_downs{0};  // transitions to down
+        std::atomic<std::uint64_t> batches{0};     // pipelined writes of script calls
+        /// Writes with a blocking read for an answer (a pipeline counts once) the thread made
+        /// after connecting: one per batch on a master without replicas.
+        std::atomic<std::uint64_t> round_trips{0};
         std::atomic<bool> link_up{false};
     };
 
@@ -84,10 +97,16 @@ private:
     std::unique_ptr<redis_connection> connect();
     /// Waits `d` (submissions do not cut it short: no reconnect storm); false when stopping.
     bool back_off(background_loop& loop, std::chrono::milliseconds d);
+    /// Connected: waits for a submission (or the 1 s health check) unless work waits, then
+    /// lingers batch_linger when there are submissions so that they travel together.
+    void wait_for_work(background_loop& loop);
     /// Reads (plants) the jobs marker; also the idle health check that keeps $SYS jobs/link
-    /// honest. Counts a data loss when the marker vanished or changed.
-    void check_marker(redis_connection& redis);
-    /// The journal, then the buffer; throws the first error reply after both, an I/O error at once.
+    /// honest. Counts a data loss when the marker vanished or changed. `got`: the reply to
+    /// the marker GET when a batch's pipeline carried it (null: sends GET itself).
+    void check_marker(redis_connection& redis, redis_reply_ptr got = nullptr);
+    /// The journal, then the buffer, and the jobs marker (with the first batch, or alone when
+    /// nothing is sent); throws the first error reply after both, an I/O error or the marker's
+    /// error reply at once.
     void deliver_waiting(redis_connection& redis);
     /// Delivers `jobs` from the front. A job that gets an error reply is kept, and so are the
     /// later jobs of its device, which joins `held` (order matters: the script tells "first"
@@ -96,9 +115,14 @@ private:
     void deliver_all(redis_connection& redis, std::deque<device_certificate>& jobs,
                      std::unordered_set<std::string>& held);
     void deliver_journal(redis_connection& redis, std::unordered_set<std::string>& held);
-    /// After a batch: returns when a replica has it or the master lists none (ROLE);
+    /// After a batch: returns when a replica has it or the master lists none (ROLE, read from
+    /// `role` when the batch's pipeline ended with it after every write, else asked now);
     /// throws redis_io_error otherwise, so the batch is kept and sent again after reconnecting.
-    void confirm_replicated(redis_connection& redis);
+    void confirm_replicated(redis_connection& redis, const redisReply* role);
+    /// One pipeline for `batch`: the marker GET first when `with_marker`, the script calls,
+    /// ROLE last (after every write, for confirm_replicated).
+    std::vector<std::vector<std::string>> batch_calls(const std::deque<device_certificate>& batch,
+                                                      bool with_marker) const;
     /// The script call for one job (EVALSHA).
     std::vector<std::string> script_call(const device_certificate& cert) const;
     /// The script's reply to `call` for one job: retired (counted) on its integer answer
@@ -117,6 +141,7 @@ private:
     counters counters_;
     std::string script_sha_;
     std::string marker_;  // the value of the jobs marker key last seen in Redis ("" = not yet)
+    bool marker_due_ = false;  // this pass has not read the marker yet: its first batch carries the GET
 
     std::mutex mutex_;  // guards pending_ only
     std::vector<device_certificate> pending_;

@@ -100,6 +100,9 @@ public:
     /// ROLE: throws redis_io_error unless this node says "master". Returns how many replicas
     /// the master lists (connected ones).
     long long expect_master();
+    /// As expect_master(), reading a ROLE reply the caller got in its own pipeline (one round
+    /// trip for the writes and the check).
+    long long expect_master(const redisReply* role);
     /// The node this connection talks to (for sentinel URLs: the discovered master).
     const redis_endpoint& address() const noexcept { return address_; }
     bool via_sentinel() const noexcept { return via_sentinel_; }
@@ -139,6 +142,10 @@ struct replication_status {
 /// (nothing to wait for); throws redis_io_error when the node is not a master.
 replication_status wait_replicated(redis_connection& redis, std::chrono::milliseconds timeout,
                                    const std::string& counter = {});
+/// wait_replicated() once ROLE is known: `replicas` is what expect_master() returned after the
+/// writes. No round trip without replicas; otherwise one (`INCR counter` and WAIT pipelined).
+replication_status wait_replicated_after_role(redis_connection& redis, long long replicas,
+                                              std::chrono::milliseconds timeout, const std::string& counter = {});
 
 /// The sentinels' "+switch-master" announcements for one master (Sentinel URLs only). A
 /// long-lived subscriber uses it to learn of a failover even while its old master is still up

@@ -325,3 +325,77 @@ TEST_CASE("job_producer: a burst of jobs is delivered in pipelined batches, each
     CHECK(f.device("dev-001").at(device_field::fingerprint) == renewed.fingerprint_sha256);
     producer.stop();
 }
+
+TEST_CASE("job_producer: jobs that arrive one by one share batches, one round trip each (issue 13)",
+          "[job_producer]") {
+    fixture f;
+    job_producer producer(f.options(), f.log());
+    producer.start();
+    const auto cert = certificate_of("dev-001");
+    producer.submit(cert);
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 1 && producer.stats().buffered == 0; }));
+    const auto batches = producer.stats().batches.load();
+    const auto round_trips = producer.stats().round_trips.load();
+
+    // A connect storm as the broker thread hands it over: one job about every millisecond.
+    constexpr int paced = 200;
+    const auto began = std::chrono::steady_clock::now();
+    for (int i = 0; i < paced; ++i) {
+        auto other = cert;
+        other.device_id = "paced-" + std::to_string(i);
+        producer.submit(std::move(other));
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    const auto elapsed = std::chrono::steady_clock::now() - began;
+    REQUIRE(eventually([&] { return producer.stats().first_connect == paced + 1 && producer.stats().buffered == 0; }));
+    CHECK(f.jobs().size() == paced + 1);
+    const auto sent = producer.stats().batches.load() - batches;
+    // The thread takes the queue batch_linger after the submission that woke it, and the next
+    // batch begins with a later submission: batches begin at least batch_linger apart. Without
+    // the linger each job (a pass takes well under a millisecond) went in a batch of its own.
+    const auto bound = static_cast<std::uint64_t>(elapsed / job_producer::batch_linger) + 2;
+    INFO("batches " << sent << " in " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+                    << " ms");
+    CHECK(sent <= bound);
+    // The marker GET and ROLE travel in the batch's pipeline (a single Redis: no WAIT).
+    CHECK(producer.stats().round_trips.load() - round_trips == sent);
+    producer.stop();
+}
+
+TEST_CASE("job_producer: the marker GET a batch carries sees that Redis lost its data", "[job_producer]") {
+    fixture f;
+    job_producer producer(f.options(), f.log());
+    producer.start();
+    producer.submit(certificate_of("dev-001"));
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 1 && producer.stats().buffered == 0; }));
+    const auto round_trips = producer.stats().round_trips.load();
+    f.server.command({"FLUSHALL"});
+    // Long before the idle check (a second after the last pass): the next batch finds it.
+    producer.submit(certificate_of("dev-002"));
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 2 && producer.stats().buffered == 0; }));
+    CHECK(producer.stats().data_losses == 1);
+    CHECK(producer.generation() == 1);
+    CHECK(f.logged("lost its data"));
+    // The batch's pipeline, SET NX + GET planting the marker again, and a ROLE of its own (the
+    // SET came after the pipeline's ROLE).
+    CHECK(producer.stats().round_trips.load() - round_trips == 4);
+    CHECK(f.jobs().size() == 1);  // the flushed stream holds the new job only
+
+    // The marker planted again is the one the next batch reads: no second loss.
+    producer.submit(certificate_of("dev-003"));
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 3 && producer.stats().buffered == 0; }));
+    CHECK(producer.stats().data_losses == 1);
+    CHECK(producer.generation() == 1);
+
+    // Changed rather than gone (another broker planted its own after a loss): the batch's GET
+    // alone sees it, in the batch's one round trip.
+    f.server.command({"SET", redis_model{}.jobs_marker(), "planted-by-another-broker"});
+    const auto before_change = producer.stats().round_trips.load();
+    producer.submit(certificate_of("dev-004"));
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 4 && producer.stats().buffered == 0; }));
+    CHECK(producer.stats().data_losses == 2);
+    CHECK(producer.generation() == 2);
+    CHECK(producer.stats().round_trips.load() - before_change == 1);
+    CHECK(f.logs.count("lost its data") == 2);
+    producer.stop();
+}
