@@ -194,6 +194,9 @@ TEST_CASE("fleet: devicegate-ctl revoke reports how many live brokers acknowledg
     auto dev = device("dev-005");
     REQUIRE(dev->connect(f.b->port()) == 0);
     REQUIRE(eventually([&] { return registered(f.redis, "fleet-b", "dev-005"); }));
+    // revoke without --force needs the device hash, which the first-connect job writes a few
+    // ms later (the job thread batches: job_producer::batch_linger), not the session registry.
+    REQUIRE(eventually([&] { return f.redis.integer({"HEXISTS", std::string(prefix) + "device:dev-005", "fingerprint"}) == 1; }));
     auto r = ctl({"revoke", "dev-005"}, f.redis.url());
     CHECK(r.exit_code == 0);
     CHECK_THAT(r.out, Catch::Contains("2 broker(s) notified"));
