@@ -26,6 +26,13 @@ bool registered(const redis_server& redis, const std::string& broker_id, const s
     return redis.integer({"HEXISTS", std::string(prefix) + "sessions:" + broker_id, device}) == 1;
 }
 
+/// The device hash the first-connect job writes, which `devicegate-ctl status` and `revoke`
+/// (without --force) need. It comes a few ms after the session registry: the job thread
+/// batches (job_producer::batch_linger).
+bool known_device(const redis_server& redis, const std::string& device) {
+    return redis.integer({"HEXISTS", std::string(prefix) + "device:" + device, "fingerprint"}) == 1;
+}
+
 /// Two brokers on one Redis, both registered in the fleet.
 struct two_brokers {
     redis_server redis;
@@ -135,7 +142,7 @@ TEST_CASE("fleet: a SIGKILLed broker's registry entries expire after its heartbe
     two_brokers f;
     auto dev = device("dev-004");
     REQUIRE(dev->connect(f.a->port()) == 0);
-    REQUIRE(eventually([&] { return registered(f.redis, "fleet-a", "dev-004"); }));
+    REQUIRE(eventually([&] { return registered(f.redis, "fleet-a", "dev-004") && known_device(f.redis, "dev-004"); }));
     CHECK_THAT(ctl({"status", "dev-004"}, f.redis.url()).out, Catch::Contains("connected:    broker fleet-a since"));
     f.a->signal(SIGKILL);
     REQUIRE(f.a->wait_exit(5s));
@@ -193,10 +200,7 @@ TEST_CASE("fleet: devicegate-ctl revoke reports how many live brokers acknowledg
     two_brokers f;
     auto dev = device("dev-005");
     REQUIRE(dev->connect(f.b->port()) == 0);
-    REQUIRE(eventually([&] { return registered(f.redis, "fleet-b", "dev-005"); }));
-    // revoke without --force needs the device hash, which the first-connect job writes a few
-    // ms later (the job thread batches: job_producer::batch_linger), not the session registry.
-    REQUIRE(eventually([&] { return f.redis.integer({"HEXISTS", std::string(prefix) + "device:dev-005", "fingerprint"}) == 1; }));
+    REQUIRE(eventually([&] { return registered(f.redis, "fleet-b", "dev-005") && known_device(f.redis, "dev-005"); }));
     auto r = ctl({"revoke", "dev-005"}, f.redis.url());
     CHECK(r.exit_code == 0);
     CHECK_THAT(r.out, Catch::Contains("2 broker(s) notified"));
