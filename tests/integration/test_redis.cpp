@@ -24,6 +24,8 @@ TEST_CASE("devicegate-ctl revoke disconnects a connected device and refuses it; 
     REQUIRE(b.wait_for_log("allow client=dev-002"));
     auto bystander = device("dev-001");
     REQUIRE(bystander->connect(b.port()) == 0);
+    // revoke without --force wants a known device: the hash its (batched) first-connect job writes.
+    REQUIRE(eventually([&] { return redis.integer({"EXISTS", "devicegate:device:dev-002"}) == 1; }));
 
     auto r = ctl({"revoke", "dev-002", "--reason", "stolen"}, redis.url());
     auto returned = clock::now();
