@@ -114,8 +114,11 @@ revoke_ack::revoke_ack(const arguments& args, session& s, const revocation_targe
     : s_(s), key_(ack_key(s.model(), target)) {
     const std::string* timeout = args.value("--ack-timeout");
     try {
-        timeout_ = timeout ? parse_duration_in(*timeout, std::chrono::milliseconds(0), std::chrono::minutes(10))
-                           : std::chrono::milliseconds(1000);
+        // "0" (no wait) as the usage says; otherwise a duration with its unit.
+        timeout_ = !timeout ? std::chrono::milliseconds(1000)
+                   : *timeout == "0"
+                       ? std::chrono::milliseconds(0)
+                       : parse_duration_in(*timeout, std::chrono::milliseconds(0), std::chrono::minutes(10));
     } catch (const value_error& e) {
         throw usage_error("--ack-timeout \"" + *timeout + "\" " + e.what());
     }
