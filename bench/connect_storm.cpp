@@ -318,10 +318,16 @@ int main(int argc, char** argv) {
         std::filesystem::remove_all(dir);
         return 0;
     }
-    // DEVICEGATE_STORM_ONLY=<configuration>: only its rounds, no memory run and no report
-    // (for profiling one broker: perf record -a ... then perf report --comm mosquitto).
+    // DEVICEGATE_STORM_ONLY=<configuration>[,<configuration>...]: only their rounds, interleaved,
+    // no memory run and no report (for profiling one broker: perf record -a ... then perf
+    // report --comm mosquitto; or more rounds of two configurations than a full run affords).
     const char* only = std::getenv("DEVICEGATE_STORM_ONLY");
-    const std::vector<std::string> run = only ? std::vector<std::string>{only} : configs;
+    std::vector<std::string> run = configs;
+    if (only) {
+        run.clear();
+        std::istringstream in(only);
+        for (std::string name; std::getline(in, name, ',');) run.push_back(name);
+    }
     results_map results;
     for (int round = 0; round < rounds; ++round) {
         for (std::size_t k = 0; k < run.size(); ++k) {
