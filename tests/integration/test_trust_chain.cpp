@@ -39,11 +39,7 @@ TEST_CASE("a twin of the tenant Sub-CA (same name and key id, other key, issued 
     const auto dir = test_dir();
     made_cert ica = load_made(pki("ica.crt"), pki("ica.key"));
     made_cert real = load_made(pki("subca-a.crt"), pki("subca-a.key"));
-    made_cert twin = make_cert(
-        {"/CN=Tenant A Sub-CA/O=Tenant A",
-         {{"basicConstraints", "critical,CA:TRUE"}, {"keyUsage", "critical,keyCertSign,cRLSign"},
-          {"subjectKeyIdentifier", subject_key_id(real.cert.get())}, {"authorityKeyIdentifier", "keyid:always"}}},
-        &ica);
+    made_cert twin = make_twin(real, ica);
     write_device(dir, "dev-twin", twin);
     write_device(dir, "dev-real", real);
     made_cert root = load_made(pki("root.crt"), pki("root.key"));
@@ -75,11 +71,7 @@ TEST_CASE("leaf_signature: with the Sub-CA in every cafile the handshake's signa
     const auto dir = test_dir();
     made_cert ica = load_made(pki("ica.crt"), pki("ica.key"));
     made_cert real = load_made(pki("subca-a.crt"), pki("subca-a.key"));
-    made_cert twin = make_cert(
-        {"/CN=Tenant A Sub-CA/O=Tenant A",
-         {{"basicConstraints", "critical,CA:TRUE"}, {"keyUsage", "critical,keyCertSign,cRLSign"},
-          {"subjectKeyIdentifier", subject_key_id(real.cert.get())}, {"authorityKeyIdentifier", "keyid:always"}}},
-        &ica);
+    made_cert twin = make_twin(real, ica);
     write_device(dir, "dev-twin", twin);
     write_device(dir, "dev-real", real);
     for (const char* mode : {"auto", "always"}) {

@@ -115,6 +115,19 @@ inline std::string subject_key_id(X509* cert) {
     return out;
 }
 
+/// The forged twin of a CA: its subject and subject key id, another key, issued by `issuer`
+/// (the tenant Sub-CA's twin issued by the ICA chains to the Root).
+inline made_cert make_twin(const made_cert& real, const made_cert& issuer) {
+    char subject[256];
+    X509_NAME_oneline(X509_get_subject_name(real.cert.get()), subject, sizeof subject);
+    return make_cert({subject,
+                      {{"basicConstraints", "critical,CA:TRUE"},
+                       {"keyUsage", "critical,keyCertSign,cRLSign"},
+                       {"subjectKeyIdentifier", subject_key_id(real.cert.get())},
+                       {"authorityKeyIdentifier", "keyid:always"}}},
+                     &issuer);
+}
+
 inline void write_pem(const std::filesystem::path& path, const std::vector<X509*>& certs) {
     bio_ptr bio(BIO_new_file(path.c_str(), "w"));
     for (X509* c : certs) {

@@ -86,12 +86,7 @@ TEST_CASE("handshake pin: what cannot be proven is named") {
     // A second certificate with the Sub-CA's name: the handshake might choose it.
     made_cert ica = load_made(pki("ica.crt"), pki("ica.key"));
     made_cert real = load_made(pki("subca-a.crt"), pki("subca-a.key"));
-    made_cert twin = make_cert({"/CN=Tenant A Sub-CA/O=Tenant A",
-                                {{"basicConstraints", "critical,CA:TRUE"},
-                                 {"keyUsage", "critical,keyCertSign,cRLSign"},
-                                 {"subjectKeyIdentifier", subject_key_id(real.cert.get())},
-                                 {"authorityKeyIdentifier", "keyid:always"}}},
-                               &ica);
+    made_cert twin = make_twin(real, ica);
     write_pem(dir.file("both.crt"), {real.cert.get(), twin.cert.get(), ica.cert.get()});
     CHECK_THAT(why({listener_with(dir.file("both.crt"))}), Catch::Contains("holds 2 certificates named CN = Tenant A Sub-CA"));
 
@@ -123,12 +118,7 @@ TEST_CASE("handshake pin: OpenSSL's handshake refuses a twin's leaf exactly when
     made_cert real = load_made(pki("subca-a.crt"), pki("subca-a.key"));
     // The twin: the Sub-CA's name and key id, another key, issued by the ICA itself (the
     // strongest twin: it chains to the Root), and sent by the client with its leaf.
-    made_cert twin = make_cert({"/CN=Tenant A Sub-CA/O=Tenant A",
-                                {{"basicConstraints", "critical,CA:TRUE"},
-                                 {"keyUsage", "critical,keyCertSign,cRLSign"},
-                                 {"subjectKeyIdentifier", subject_key_id(real.cert.get())},
-                                 {"authorityKeyIdentifier", "keyid:always"}}},
-                               &ica);
+    made_cert twin = make_twin(real, ica);
     made_cert twin_leaf = make_cert({"/CN=dev-twin", device_extensions("dev-twin")}, &twin);
     made_cert real_leaf = make_cert({"/CN=dev-real", device_extensions("dev-real")}, &real);
     auto trust = tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
