@@ -18,6 +18,7 @@
 
 #include <openssl/crypto.h>
 #include <csignal>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -185,6 +186,27 @@ std::unique_ptr<process> start_profiler(const std::string& config, int pass, pid
 }
 
 /// One round of one configuration on a fresh broker (and Redis): three passes. False on failure.
+/// DEVICEGATE_STORM_PIN=1: the broker (every thread) on CPU 0, this load generator and
+/// redis-server (started by it) on CPU 1, so that the broker's CPU time is not inflated by
+/// sharing a core's caches with them (main() pins this process first).
+bool pinned() {
+    const char* pin = std::getenv("DEVICEGATE_STORM_PIN");
+    return pin != nullptr && std::string(pin) == "1";
+}
+
+void pin_to(pid_t tid, int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    ::sched_setaffinity(tid, sizeof set, &set);
+}
+
+void pin_process(pid_t pid, int cpu) {
+    for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+        pin_to(static_cast<pid_t>(std::stol(task.path().filename().string())), cpu);
+    }
+}
+
 bool run_config(const std::string& config, const std::string& crl, std::vector<storm_device>& devices,
                 storm_client& client, results_map& results) {
     redis_server redis;
@@ -195,6 +217,7 @@ bool run_config(const std::string& config, const std::string& crl, std::vector<s
         return false;
     }
     for (auto& d : devices) d.session.reset();
+    if (pinned()) pin_process(b.pid(), 0);
     const bool uses_redis = config == devicegate_full || config == devicegate_before;
     for (int p = 0; p < 3; ++p) {
         auto profiler = start_profiler(config, p, b.pid());
@@ -321,6 +344,7 @@ int main(int argc, char** argv) {
     // DEVICEGATE_STORM_ONLY=<configuration>[,<configuration>...]: only their rounds, interleaved,
     // no memory run and no report (for profiling one broker: perf record -a ... then perf
     // report --comm mosquitto; or more rounds of two configurations than a full run affords).
+    if (pinned()) pin_to(0, 1);  // before the client's threads start: they inherit it
     const char* only = std::getenv("DEVICEGATE_STORM_ONLY");
     std::vector<std::string> run = configs;
     if (only) {
