@@ -28,7 +28,10 @@ std::vector<std::string> names_along(const std::string& path) {
     namespace fs = std::filesystem;
     std::vector<std::string> out;
     std::error_code ec;
-    for (const fs::path& full : {fs::absolute(path, ec), fs::canonical(path, ec)}) {
+    const fs::path absolute = fs::absolute(path, ec), canonical = fs::canonical(path, ec);
+    std::vector<fs::path> paths{absolute};
+    if (canonical != absolute) paths.push_back(canonical);  // else the same names: stamped once
+    for (const fs::path& full : paths) {
         if (full.empty()) continue;
         fs::path prefix;
         for (const auto& part : full) {
