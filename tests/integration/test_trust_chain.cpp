@@ -30,6 +30,16 @@ storm_device storm_device_of(const std::filesystem::path& dir, const std::string
     return std::move(devices.at(0));
 }
 
+/// dev-real (issued by the tenant Sub-CA) and dev-twin (by its twin: same name and key id,
+/// another key, issued by the ICA) in `dir`; returns the ICA.
+made_cert write_real_and_twin_devices(const std::filesystem::path& dir) {
+    made_cert ica = load_made(pki("ica.crt"), pki("ica.key"));
+    made_cert real = load_made(pki("subca-a.crt"), pki("subca-a.key"));
+    write_device(dir, "dev-twin", make_twin(real, ica));
+    write_device(dir, "dev-real", real);
+    return ica;
+}
+
 }  // namespace
 
 TEST_CASE("a twin of the tenant Sub-CA (same name and key id, other key, issued by the ICA) is refused",
@@ -37,11 +47,7 @@ TEST_CASE("a twin of the tenant Sub-CA (same name and key id, other key, issued 
     // A listener whose cafile holds only the ICA and the Root (devices send their Sub-CA):
     // mosquitto's TLS check accepts the twin's devices, the plugin's pinning must not.
     const auto dir = test_dir();
-    made_cert ica = load_made(pki("ica.crt"), pki("ica.key"));
-    made_cert real = load_made(pki("subca-a.crt"), pki("subca-a.key"));
-    made_cert twin = make_twin(real, ica);
-    write_device(dir, "dev-twin", twin);
-    write_device(dir, "dev-real", real);
+    made_cert ica = write_real_and_twin_devices(dir);
     made_cert root = load_made(pki("root.crt"), pki("root.key"));
     write_pem(dir / "ica-root.crt", {ica.cert.get(), root.cert.get()});
     const int wide_port = free_port();
@@ -69,11 +75,7 @@ TEST_CASE("leaf_signature: with the Sub-CA in every cafile the handshake's signa
           "the twin's devices are still refused",
           "[integration]") {
     const auto dir = test_dir();
-    made_cert ica = load_made(pki("ica.crt"), pki("ica.key"));
-    made_cert real = load_made(pki("subca-a.crt"), pki("subca-a.key"));
-    made_cert twin = make_twin(real, ica);
-    write_device(dir, "dev-twin", twin);
-    write_device(dir, "dev-real", real);
+    write_real_and_twin_devices(dir);
     for (const char* mode : {"auto", "always"}) {
         INFO("plugin_opt_leaf_signature " << mode);
         broker b({.plugin_opts = {{"leaf_signature", mode},
