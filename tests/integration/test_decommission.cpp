@@ -158,9 +158,11 @@ TEST_CASE("decommission_mode keep: the ThingsBoard device stays without its cert
     // The documented way back: unrevoke, then reregister; the stored certificate returns.
     REQUIRE(ctl({"unrevoke", "dev-001"}, redis.url()).exit_code == 0);
     REQUIRE(ctl({"reregister", "dev-001"}, redis.url()).exit_code == 0);
+    // The worker restores the credentials, then writes revoked=false (a later call): wait for both.
     REQUIRE(eventually([&] {
         json back = fakes.thingsboard_device("dev-001");
-        return back["credentials"]["credentialsType"] == "X509_CERTIFICATE";
+        return back["credentials"]["credentialsType"] == "X509_CERTIFICATE" &&
+               back["server_attributes"]["revoked"]["value"] == false;
     }, 10s));
     json back = fakes.thingsboard_device("dev-001");
     CHECK(back["credentials"]["credentialsValue"] == certificate);
