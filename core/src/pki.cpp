@@ -223,11 +223,18 @@ std::string serial_hex(const ASN1_INTEGER* serial) {
 }
 
 sha256_digest certificate_sha256(X509* cert) {
+    // What X509_digest(cert, EVP_sha256()) computes (the hash of the DER), with the digest
+    // fetched once: OpenSSL 3 fetches EVP_sha256() from its provider store, under a lock, on
+    // every use, and this runs on every connect.
+    static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // kept for the process
+    unsigned char* der = nullptr;
+    const int der_len = sha256 != nullptr ? i2d_X509(cert, &der) : -1;
     sha256_digest out{};
     unsigned int len = 0;
-    if (X509_digest(cert, EVP_sha256(), out.data(), &len) != 1 || len != out.size()) {
-        throw pki_error("cannot compute the certificate's SHA-256: " + take_openssl_errors());
-    }
+    const bool ok = der_len > 0 && EVP_Digest(der, static_cast<std::size_t>(der_len), out.data(), &len, sha256, nullptr) == 1 &&
+                    len == out.size();
+    OPENSSL_free(der);
+    if (!ok) throw pki_error("cannot compute the certificate's SHA-256: " + take_openssl_errors());
     return out;
 }
 

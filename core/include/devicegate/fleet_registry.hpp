@@ -149,6 +149,7 @@ private:
 
     std::mutex mutex_;  // guards events_ and kicks_, never held during I/O
     std::vector<event> events_;
+    std::size_t last_batch_ = 0;  // dg-fleet's: the size of the batch it took last
     std::vector<pending_kick> kicks_;
 
     std::atomic<bool> link_up_{false};
