@@ -23,6 +23,14 @@ inline double percentile(std::vector<double> v, double q) {
     return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
 }
 
+/// The median: the mean of the two middle values for an even count; 0 for no values.
+inline double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const std::size_t mid = v.size() / 2;
+    return v.size() % 2 == 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
 struct latency {
     double p50, p99, max;
 };

@@ -2,6 +2,10 @@
 // in one run with the same PKI, devices and load generator. Writes docs/PERFORMANCE.md(.measured).
 //   native + crlfile        mosquitto: cafile + crlfile (100,000 serials) + use_identity_as_username
 //   native without crlfile  the same without crlfile: the floor (no revocation check at all)
+//   native + an idle thread the floor with one idle thread (bench/idle_thread.cpp preloaded):
+//                           what any plugin with a background thread costs mosquitto
+//   native + a minimal plugin the floor's listener with bench/minimal_plugin.cpp instead of
+//                           use_identity_as_username: what any authentication plugin costs
 //   DeviceGate              the plugin, the same 100,000-serial CRL, Redis, first-connect jobs on
 //   DeviceGate without Redis the plugin and the CRL only
 // Each round starts every configuration's broker (and Redis) fresh and at once; each pass
@@ -43,6 +47,7 @@ namespace {
 const char* const native_crl = "native + crlfile";
 const char* const native_floor = "native without crlfile";
 const char* const native_thread = "native + an idle thread";
+const char* const native_plugin = "native + a minimal plugin";
 const char* const devicegate_full = "DeviceGate";
 const char* const devicegate_no_redis = "DeviceGate without Redis";
 const char* const devicegate_before = "DeviceGate before";
@@ -56,7 +61,8 @@ const char* before_plugin() {
 }
 
 std::vector<std::string> all_configs() {
-    std::vector<std::string> out = {native_crl, native_floor, native_thread, devicegate_full, devicegate_no_redis};
+    std::vector<std::string> out = {native_crl,      native_floor,    native_thread,
+                                    native_plugin,   devicegate_full, devicegate_no_redis};
     if (before_plugin() != nullptr) out.push_back(devicegate_before);
     return out;
 }
@@ -146,6 +152,9 @@ broker_options options_for(const std::string& config, const setup& s) {
     if (config == native_crl) {
         return {.crl_files = {}, .listener_extra = default_logging + "use_identity_as_username true\ncrlfile " + s.crl,
                 .plugin = false};
+    }
+    if (config == native_plugin) {
+        return {.crl_files = {}, .listener_extra = default_logging + "plugin " + DEVICEGATE_MINIMAL_PLUGIN, .plugin = false};
     }
     if (config == native_floor || config == native_thread) {
         return {.crl_files = {}, .listener_extra = default_logging + "use_identity_as_username true", .plugin = false};
@@ -400,7 +409,7 @@ bool measure_memory(const std::string& config, const std::string& crl, std::vect
 double median_of(const std::vector<pass_stats>& v, double pass_stats::*field) {
     std::vector<double> x;
     for (const auto& s : v) x.push_back(s.*field);
-    return percentile(x, 0.5);
+    return devicegate::bench::median(x);
 }
 
 }  // namespace
@@ -528,8 +537,8 @@ paired_ratios paired(const blocks_map& blocks, const std::string& config, const 
         cpu.push_back((a.cpu_seconds / a.connects) / (f.cpu_seconds / f.connects));
         cps.push_back((a.connects / a.seconds) / (f.connects / f.seconds));
     }
-    return {percentile(cpu, 0.5), percentile(cpu, 0.25), percentile(cpu, 0.75),
-            percentile(cps, 0.5), percentile(cps, 0.25), percentile(cps, 0.75), cpu.size()};
+    return {devicegate::bench::median(cpu), percentile(cpu, 0.25), percentile(cpu, 0.75),
+            devicegate::bench::median(cps), percentile(cps, 0.25), percentile(cps, 0.75), cpu.size()};
 }
 
 std::string paired_section(const blocks_map& blocks) {
