@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 #include <sys/types.h>
+#include <utility>
 #include <vector>
 
 namespace devicegate::bench {
@@ -23,13 +24,18 @@ inline double percentile(std::vector<double> v, double q) {
     return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
 }
 
-/// The median: the mean of the two middle values for an even count; 0 for no values.
-inline double median(std::vector<double> v) {
+/// The q-quantile (0 <= q <= 1) interpolated between the two nearest ranks, as quartiles and
+/// medians are usually given (the median of an even count is the mean of the middle two); 0
+/// for no values.
+inline double quantile(std::vector<double> v, double q) {
     if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
-    const std::size_t mid = v.size() / 2;
-    return v.size() % 2 == 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+    const double at = q * static_cast<double>(v.size() - 1);
+    const auto below = static_cast<std::size_t>(at);
+    if (below + 1 >= v.size()) return v.back();
+    return v[below] + (at - static_cast<double>(below)) * (v[below + 1] - v[below]);
 }
+inline double median(std::vector<double> v) { return quantile(std::move(v), 0.5); }
 
 struct latency {
     double p50, p99, max;

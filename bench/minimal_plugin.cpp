@@ -1,6 +1,6 @@
 // The "native + a minimal plugin" broker of bench/connect_storm: a mosquitto plugin (API v5)
 // that does nothing but what every authentication plugin must: it registers the callbacks
-// DeviceGate registers (basic auth, ACL check, disconnect, tick), requires a client
+// DeviceGate registers (basic auth, ACL check, disconnect, tick, reload), requires a client
 // certificate and sets the username, and allows every ACL check. No thread. Against native
 // (use_identity_as_username, no plugin) it measures what mosquitto spends on having such a
 // plugin, which no plugin can avoid.
@@ -34,7 +34,7 @@ __attribute__((visibility("default"))) int mosquitto_plugin_version(int, const i
 __attribute__((visibility("default"))) int mosquitto_plugin_init(mosquitto_plugin_id_t* id, void**,
                                                                  struct mosquitto_opt*, int) {
     plugin_id = id;
-    const int events[] = {MOSQ_EVT_ACL_CHECK, MOSQ_EVT_DISCONNECT, MOSQ_EVT_TICK};
+    const int events[] = {MOSQ_EVT_ACL_CHECK, MOSQ_EVT_DISCONNECT, MOSQ_EVT_TICK, MOSQ_EVT_RELOAD};
     if (mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, basic_auth, nullptr, nullptr) != MOSQ_ERR_SUCCESS) {
         return MOSQ_ERR_UNKNOWN;
     }

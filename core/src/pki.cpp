@@ -226,9 +226,10 @@ sha256_digest certificate_sha256(X509* cert) {
     // What X509_digest(cert, EVP_sha256()) computes (the hash of the DER), with the digest
     // fetched once: OpenSSL 3 fetches EVP_sha256() from its provider store, under a lock, on
     // every use, and this runs on every connect.
-    static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // kept for the process
+    static EVP_MD* const fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // kept for the process
+    const EVP_MD* sha256 = fetched != nullptr ? fetched : EVP_sha256();     // else fetched per call
     unsigned char* der = nullptr;
-    const int der_len = sha256 != nullptr ? i2d_X509(cert, &der) : -1;
+    const int der_len = i2d_X509(cert, &der);
     sha256_digest out{};
     unsigned int len = 0;
     const bool ok = der_len > 0 && EVP_Digest(der, static_cast<std::size_t>(der_len), out.data(), &len, sha256, nullptr) == 1 &&

@@ -107,14 +107,16 @@ TEST_CASE("pki: CRL Distribution Point URLs") {
 TEST_CASE("pki: certificate_sha256 is the fingerprint openssl x509 prints") {
     for (const char* name : {"root.crt", "subca-a.crt", "devices/dev-001.crt"}) {
         auto cert = load_cert(pki(name));
-        FILE* p = popen(("openssl x509 -noout -fingerprint -sha256 -in " + pki(name)).c_str(), "r");
+        FILE* p = popen(("openssl x509 -noout -fingerprint -sha256 -in '" + pki(name) + "'").c_str(), "r");
         REQUIRE(p != nullptr);
         char line[256] = {};
         const bool read = fgets(line, sizeof line, p) != nullptr;
         pclose(p);
         REQUIRE(read);
-        std::string expected;  // "sha256 Fingerprint=AB:CD:..." -> "abcd..."
-        for (const char* c = std::strchr(line, '=') + 1; *c != '\0' && *c != '\n'; ++c) {
+        const char* equals = std::strchr(line, '=');  // "sha256 Fingerprint=AB:CD:..." -> "abcd..."
+        REQUIRE(equals != nullptr);
+        std::string expected;
+        for (const char* c = equals + 1; *c != '\0' && *c != '\n'; ++c) {
             if (*c != ':') expected += static_cast<char>(std::tolower(static_cast<unsigned char>(*c)));
         }
         CHECK(fingerprint_hex(certificate_sha256(cert.get())) == expected);
