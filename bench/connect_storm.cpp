@@ -9,7 +9,7 @@
 //   DeviceGate              the plugin, the same 100,000-serial CRL, Redis, first-connect jobs on
 //   DeviceGate without Redis the plugin and the CRL only
 // Each round starts every configuration's broker (and Redis) fresh and at once; each pass
-// alternates them in blocks of devices, in a rotated order (a shared machine's speed drifts by
+// alternates them in blocks of devices, in a shuffled order (a shared machine's speed drifts by
 // 10-20% over minutes, which hits every configuration alike this way). Per pass each broker's
 // CPU time (schedstat run time of all its threads) is read before and after: connects/s
 // depends on the load generator, which shares the cores; broker CPU per connect does not.
@@ -355,10 +355,10 @@ bool run_round(const std::vector<std::string>& run, int round, const std::string
                 auto& br = brokers[config];
                 auto& block = blocks[k];
                 for (std::size_t i = 0; i < block.size(); ++i) block[i].session = br.sessions[k][i];
+                auto profiler = start_profiler(config, p, br.b->pid());  // before the block's clock starts
                 auto& w = windows[config].emplace_back();
                 w.cpu_at_start = broker_cpu_seconds(br.b->pid());
                 w.start = wall::now();
-                auto profiler = start_profiler(config, p, br.b->pid());
                 auto r = client.run(block, {.port = br.b->port(), .concurrency = 32, .resume = p == 2});
                 w.own_seconds = std::chrono::duration<double>(wall::now() - w.start).count();
                 if (profiler) {
