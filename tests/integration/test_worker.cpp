@@ -251,7 +251,7 @@ TEST_CASE("A permanent 4xx is dead-lettered, listed, and succeeds on replay once
     CHECK(list.out.find("device=refused-0") != std::string::npos);
     CHECK(list.out.find("reason=permanent") != std::string::npos);
     CHECK(list.out.find("hawkbit: POST /rest/v1/targets: HTTP 400") != std::string::npos);
-    CHECK(worker.metric("devicegate_worker_jobs_dead_total{reason=\"permanent\"}") == 2);
+    CHECK(eventually([&] { return worker.metric("devicegate_worker_jobs_dead_total{reason=\"permanent\"}") == 2; }));  // counted after the dead letter is written
 
     fakes.hawkbit_faults(json::object());
     // Replay one by id, then the rest.
@@ -291,7 +291,7 @@ TEST_CASE("Malformed jobs are dead-lettered at once and the worker keeps serving
 
     REQUIRE(eventually([&] { return dead(redis) == 6; }, 10s));
     REQUIRE(registered(fakes, 1, 10s));
-    CHECK(worker.metric("devicegate_worker_jobs_dead_total{reason=\"malformed\"}") == 6);
+    CHECK(eventually([&] { return worker.metric("devicegate_worker_jobs_dead_total{reason=\"malformed\"}") == 6; }));  // counted after the dead letter is written
     const std::string log = worker.log();
     CHECK(log.find("malformed job: not JSON") != std::string::npos);
     CHECK(log.find("malformed job: unsupported schema") != std::string::npos);

@@ -87,7 +87,7 @@ TEST_CASE("jobs whose certificate the tenant chain does not vouch for are dead-l
         CHECK(redis.integer({"EXISTS", "devicegate:device:" + id}) == 0);  // not even the state hash
     }
     CHECK(redis.integer({"EXISTS", "devicegate:device:dev-001"}) == 0);
-    CHECK(worker.metric("devicegate_worker_jobs_dead_total{reason=\"untrusted\"}") == 6);
+    CHECK(eventually([&] { return worker.metric("devicegate_worker_jobs_dead_total{reason=\"untrusted\"}") == 6; }));  // counted after the dead letter is written
     std::this_thread::sleep_for(300ms);
     auto tb = fakes.thingsboard_state();
     CHECK(tb.at("devices").get<long long>() == 1);  // only trusted-0
