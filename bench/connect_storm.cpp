@@ -345,9 +345,6 @@ bool run_round(const std::vector<std::string>& run, int round, const std::string
         std::map<std::string, storm_result> acc;
         std::map<std::string, double> redis0;
         for (const auto& config : run) redis0[config] = redis_cpu_seconds(*brokers[config].redis);
-        const auto pass_start = wall::now();
-        std::map<std::string, broker_cpu> pass_cpu0;
-        for (const auto& config : run) pass_cpu0[config] = broker_cpu_seconds(brokers[config].b->pid());
         for (std::size_t k = 0; k < blocks.size(); ++k) {
             std::vector<std::string> order = run;
             std::shuffle(order.begin(), order.end(), shuffle_order);
@@ -390,25 +387,25 @@ bool run_round(const std::vector<std::string>& run, int round, const std::string
             const auto cpu_end = broker_cpu_seconds(br.b->pid());
             auto& ws = windows[config];
             auto& bl = pass_blocks[config];
-            double own_total = 0;
+            broker_cpu used;  // the pass: the sum of its blocks
             for (std::size_t k = 0; k < ws.size(); ++k) {
                 const bool last = k + 1 == ws.size();
                 const auto end_cpu = last ? cpu_end : ws[k + 1].cpu_at_start;
                 const auto end_time = last ? pass_end : ws[k + 1].start;
                 const double outside = std::chrono::duration<double>(end_time - ws[k].start).count() - ws[k].own_seconds;
-                bl[k].cpu_seconds = (end_cpu - ws[k].cpu_at_start).all - br.idle_rate.all * outside;
-                own_total += ws[k].own_seconds;
+                const auto window = end_cpu - ws[k].cpu_at_start;
+                bl[k].cpu_seconds = window.all - br.idle_rate.all * outside;
+                used.all += bl[k].cpu_seconds;
+                used.main_thread += window.main_thread - br.idle_rate.main_thread * outside;
             }
             auto& all_blocks = block_results[config + "|" + passes[p]];
             all_blocks.insert(all_blocks.end(), bl.begin(), bl.end());
             const auto& a = acc[config];
             const double n = std::max(1, a.accepted);
-            const double outside = std::chrono::duration<double>(pass_end - pass_start).count() - own_total;
-            const auto used = cpu_end - pass_cpu0[config];
             pass_stats s{a.connects_per_second(), percentile(a.connack_ms, 0.5), percentile(a.connack_ms, 0.99),
                          percentile(a.connack_ms, 0.999)};
-            s.cpu_ms = 1000.0 * (used.all - br.idle_rate.all * outside) / n;
-            s.main_cpu_ms = 1000.0 * (used.main_thread - br.idle_rate.main_thread * outside) / n;
+            s.cpu_ms = 1000.0 * used.all / n;
+            s.main_cpu_ms = 1000.0 * used.main_thread / n;
             s.redis_cpu_ms = 1000.0 * (redis_cpu_seconds(*br.redis) - redis0[config]) / n;
             s.resumed = a.resumed;
             s.load = load_1min();
