@@ -240,11 +240,16 @@ TEST_CASE("finding 7: started as root with user mosquitto, an unreadable CA file
     std::filesystem::copy_file(pki("subca-a.crt"), dir / "private" / "subca-a.crt");
     ::chmod((dir / "private").c_str(), 0700);  // root only: mosquitto's `user` cannot even stat the file
     ::chmod(dir.c_str(), 0755);
+    // The plugin from a directory mosquitto's user can read: a checkout may sit in a private
+    // directory (mktemp -d makes it 0700), which is not what this test is about.
+    const auto plugin = dir / "devicegate.so";
+    std::filesystem::copy_file(DEVICEGATE_PLUGIN_PATH, plugin);
+    ::chmod(plugin.c_str(), 0755);
     const int port = free_port();
     write_text(dir / "mosquitto.conf",
                "log_dest stderr\npersistence false\nuser mosquitto\nlistener " + std::to_string(port) +
                    " 127.0.0.1\ncafile " + pki("tenant-a-chain.crt") + "\ncertfile " + pki("server-chain.crt") +
-                   "\nkeyfile " + pki("server.key") + "\nrequire_certificate true\nplugin " + DEVICEGATE_PLUGIN_PATH +
+                   "\nkeyfile " + pki("server.key") + "\nrequire_certificate true\nplugin " + plugin.string() +
                    "\nplugin_opt_tenant_ca_file " + (dir / "private" / "subca-a.crt").string() +
                    "\nplugin_opt_ica_file " + pki("ica.crt") + "\nplugin_opt_root_ca_file " + pki("root.crt") +
                    "\nplugin_opt_crl_file " + pki("subca-a.crl.pem") + "\n");
