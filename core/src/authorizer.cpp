@@ -2,6 +2,8 @@
 
 #include "devicegate/log.hpp"
 
+#include <limits>
+
 namespace devicegate {
 
 authorizer::authorizer(std::shared_ptr<const plugin_config> config, std::shared_ptr<const tenant_trust> trust,
@@ -47,15 +49,16 @@ decision authorizer::decide(X509* leaf, std::string_view client_id, std::time_t 
         refuse(d, reason::no_certificate, "no client certificate (listener needs require_certificate true)");
         return d;
     }
-    const verified_certificate* cert = verified(leaf, d);
-    if (cert == nullptr) return d;
+    cache_entry* entry = verified(leaf, d);
+    if (entry == nullptr) return d;
+    const verified_certificate* cert = &entry->cert;
     d.device_id = cert->device_id;
     if (d.cache_hit) d.serial_hex = cert->serial_hex();  // a miss set it from the certificate
     d.serial = cert->serial;
     if (config_->service_names.count(cert->device_id) > 0) d.kind = identity_kind::service;
     // The steps in order of cost and of precedence of their reason codes.
     if ((d.why = trust_->check_times(*cert, now, config_->clock_skew, d.detail)) != reason::ok) return d;
-    if (!crl_allows(*cert, now, d) || !denylist_allows(*cert, now, d) || !sub_ca_ocsp_allows(now, d) ||
+    if (!crl_allows(*entry, now, d) || !denylist_allows(*cert, now, d) || !sub_ca_ocsp_allows(now, d) ||
         !ocsp_allows(d.fingerprint, now, d)) {
         return d;
     }
@@ -88,11 +91,11 @@ reason authorizer::revocation(const serial_key& serial, const std::string& devic
     }
 }
 
-const verified_certificate* authorizer::verified(X509* leaf, decision& d) {
+authorizer::cache_entry* authorizer::verified(X509* leaf, decision& d) {
     d.fingerprint = certificate_sha256(leaf);
     if (auto hit = cache_.find(d.fingerprint); hit != cache_.end()) {
         d.cache_hit = true;
-        return &hit->second.cert;
+        return &hit->second;
     }
     verify_outcome outcome = trust_->verify(leaf, tenant_signature_);
     if (outcome.why == reason::wrong_issuer && service_trust_) return verified_service(leaf, outcome, d);
@@ -104,10 +107,10 @@ const verified_certificate* authorizer::verified(X509* leaf, decision& d) {
     if (cache_.size() >= config_->verify_cache_size) {
         cache_.clear();  // bounded; a full refill costs one cold verify per device
     }
-    return &cache_.emplace(d.fingerprint, cache_entry{std::move(*outcome.cert)}).first->second.cert;
+    return &cache_.emplace(d.fingerprint, cache_entry{std::move(*outcome.cert)}).first->second;
 }
 
-const verified_certificate* authorizer::verified_service(X509* leaf, verify_outcome& outcome, decision& d) {
+authorizer::cache_entry* authorizer::verified_service(X509* leaf, verify_outcome& outcome, decision& d) {
     verify_outcome service = service_trust_->verify(leaf, service_signature_);
     if (service.why == reason::wrong_issuer) {  // neither the tenant Sub-CA nor the service CA
         d.serial_hex = outcome.serial_hex;
@@ -126,13 +129,13 @@ const verified_certificate* authorizer::verified_service(X509* leaf, verify_outc
         return nullptr;
     }
     if (cache_.size() >= config_->verify_cache_size) cache_.clear();
-    return &cache_.emplace(d.fingerprint, cache_entry{std::move(*service.cert)}).first->second.cert;
+    return &cache_.emplace(d.fingerprint, cache_entry{std::move(*service.cert)}).first->second;
 }
 
-bool authorizer::crl_allows(const verified_certificate& cert, std::time_t now, decision& d) const {
+bool authorizer::crl_allows(cache_entry& entry, std::time_t now, decision& d) const {
     auto snapshot = revocations_.load();
     if (!snapshot) return refuse(d, reason::internal_error, "no revocation snapshot loaded");
-    auto status = snapshot->check(cert.serial, now, config_->crl_grace, config_->crl_stale_policy);
+    auto status = snapshot->check(entry.cert.serial, now, config_->crl_grace, config_->crl_stale_policy, &entry.crl_clear);
     if (status.why == reason::ok) return true;
     d.why = status.why;
     if (status.why == reason::ca_revoked) d.detail = snapshot->chain_detail();
@@ -202,12 +205,16 @@ bool authorizer::ocsp_allows(const sha256_digest& fingerprint, std::time_t now, 
 }
 
 bool authorizer::job_handed_over(const sha256_digest& fingerprint, std::uint64_t generation) const {
+    if (generation >= std::numeric_limits<std::uint32_t>::max()) return false;  // not memoized
     auto it = cache_.find(fingerprint);
     return it != cache_.end() && it->second.job_generation == generation + 1;
 }
 
 void authorizer::note_job_handed_over(const sha256_digest& fingerprint, std::uint64_t generation) {
-    if (auto it = cache_.find(fingerprint); it != cache_.end()) it->second.job_generation = generation + 1;
+    if (generation >= std::numeric_limits<std::uint32_t>::max()) return;
+    if (auto it = cache_.find(fingerprint); it != cache_.end()) {
+        it->second.job_generation = static_cast<std::uint32_t>(generation + 1);
+    }
 }
 
 }  // namespace devicegate

@@ -205,6 +205,16 @@ reason extract_device_id(X509* leaf, std::string& device_id, std::string& detail
 }
 
 reason check_client_auth_eku(X509* leaf, std::string& detail) {
+    // OpenSSL decoded the extension once when it cached the certificate's extensions
+    // (X509_get_extension_flags; the handshake did): no second decode per connect. An
+    // undecodable one made the certificate EXFLAG_INVALID, named below.
+    const std::uint32_t flags = X509_get_extension_flags(leaf);
+    if ((flags & EXFLAG_INVALID) == 0) {
+        if ((flags & EXFLAG_XKUSAGE) == 0) return reason::ok;  // no extension: any use (RFC 5280 4.2.1.12)
+        if ((X509_get_extended_key_usage(leaf) & (XKU_SSL_CLIENT | XKU_ANYEKU)) != 0) return reason::ok;
+        detail = "extendedKeyUsage does not include clientAuth";
+        return reason::wrong_eku;
+    }
     int critical = 0;
     eku_ptr eku(static_cast<EXTENDED_KEY_USAGE*>(X509_get_ext_d2i(leaf, NID_ext_key_usage, &critical, nullptr)));
     if (!eku) {
@@ -221,6 +231,13 @@ reason check_client_auth_eku(X509* leaf, std::string& detail) {
 }
 
 reason tenant_trust::check_pinning(X509* leaf, std::string& detail) const {
+    // An extension OpenSSL cannot decode, one that is there twice, or a combination RFC 5280
+    // or 3820 forbids. OpenSSL's issuer check below fails on such a certificate too, which
+    // would be reported as another issuer.
+    if ((X509_get_extension_flags(leaf) & EXFLAG_INVALID) != 0) {
+        detail = X509_verify_cert_error_string(X509_V_ERR_INVALID_EXTENSION);
+        return reason::chain_invalid;
+    }
     if (X509_check_issued(leaf, leaf) == X509_V_OK) {
         detail = "self-issued certificate " + subject_line(leaf);
         return reason::self_signed;

@@ -69,12 +69,19 @@ public:
 
 private:
     decision decide(X509* leaf, std::string_view client_id, std::time_t now);
+    struct cache_entry {
+        verified_certificate cert;
+        // 32 bits each, so that the entry stays in the same malloc size class (10,000
+        // devices: 160 KB); a value that does not fit is not memoized.
+        std::uint32_t job_generation = 0;  // 1 + the job producer's generation it was handed over in
+        std::uint32_t crl_clear = 0;       // crl_set::check's memo for cert.serial
+    };
     // The steps of decide(): each refuses by filling `d` and returning false (nullptr).
-    const verified_certificate* verified(X509* leaf, decision& d);  // the chain, or the cache
-    bool crl_allows(const verified_certificate& cert, std::time_t now, decision& d) const;
+    cache_entry* verified(X509* leaf, decision& d);  // the chain, or the cache
+    bool crl_allows(cache_entry& entry, std::time_t now, decision& d) const;
     bool denylist_allows(const verified_certificate& cert, std::time_t now, decision& d) const;
     /// Only when the certificate was issued by the service CA: it must name a configured service.
-    const verified_certificate* verified_service(X509* leaf, verify_outcome& outcome, decision& d);
+    cache_entry* verified_service(X509* leaf, verify_outcome& outcome, decision& d);
     bool sub_ca_ocsp_allows(std::time_t now, decision& d) const;
     bool ocsp_allows(const sha256_digest& fingerprint, std::time_t now, decision& d) const;
 
@@ -85,10 +92,6 @@ private:
     const denylist_state* denylist_;
     const ocsp_cache* ocsp_;
     std::optional<sha256_digest> sub_ca_fingerprint_;  // set with ocsp_sub_ca
-    struct cache_entry {
-        verified_certificate cert;
-        std::uint64_t job_generation = 0;  // 1 + the job producer's generation it was handed over in
-    };
     std::unordered_map<sha256_digest, cache_entry, sha256_hash> cache_;
     leaf_signature tenant_signature_ = leaf_signature::verify;
     leaf_signature service_signature_ = leaf_signature::verify;

@@ -83,14 +83,21 @@ public:
 
     /// revoked_crl, ca_revoked, crl_stale (past nextUpdate + grace, or a source without any
     /// CRL for longer than grace, with policy deny) or ok.
-    crl_status check(const serial_key& leaf, std::time_t now, std::chrono::seconds grace,
-                            stale_policy policy) const;
+    /// `clear`, for a caller that checks the same serial again (the verify cache): the
+    /// instance() in which the serial was last found on none of the leaf CRLs, or 0. When it
+    /// names this set the search is skipped (this set is immutable); after a search that
+    /// finds nothing it is set to this set's instance().
+    crl_status check(const serial_key& leaf, std::time_t now, std::chrono::seconds grace, stale_policy policy,
+                     std::uint32_t* clear = nullptr) const;
 
     bool chain_revoked() const noexcept { return chain_revoked_; }
     const std::string& chain_detail() const noexcept { return chain_detail_; }
     const std::vector<serial_key>& revoked_leaves() const noexcept { return revoked_leaves_.get(); }
     const std::vector<verified_crl>& crls() const noexcept { return crls_; }
     std::uint64_t generation() const noexcept { return generation_; }
+    /// Unique among the sets this process made (generation() is the watcher's count, and
+    /// tests reuse it); 0 once 2^32 - 1 sets were made, which check() never memoizes.
+    std::uint32_t instance() const noexcept { return instance_; }
 
 private:
     shared_serials revoked_leaves_;   // the Sub-CA CRL's own array when there is one Sub-CA CRL
@@ -99,6 +106,9 @@ private:
     bool chain_revoked_ = false;
     std::string chain_detail_;
     std::uint64_t generation_ = 0;
+    std::uint32_t instance_ = next_instance();
+
+    static std::uint32_t next_instance() noexcept;
 };
 
 /// Serials revoked in `next` but not in `prev` (both sorted): the devices to disconnect.

@@ -82,3 +82,43 @@ TEST_CASE("revocation: snapshot decisions") {
         CHECK(newly_revoked(s4.revoked_leaves(), snap.revoked_leaves()).empty());
     }
 }
+
+TEST_CASE("revocation: a serial found clear is searched again only in another snapshot") {
+    auto trust = trust_a();
+    const std::time_t now = std::time(nullptr);
+    // The same generation on purpose: the memo is keyed by the snapshot, not by the number.
+    crl_set before(load_crl_file(pki("subca-a.crl.pem"), *trust), *trust, 1);
+    crl_set after(load_crl_file(pki("subca-a-revokes-dev-002.crl.der"), *trust), *trust, 1);
+    CHECK(before.instance() != 0);
+    CHECK(before.instance() != after.instance());
+
+    std::uint32_t clear = 0;
+    REQUIRE(before.check(serial_of("dev-002"), now, 24h, stale_policy::deny, &clear).why == reason::ok);
+    CHECK(clear == before.instance());
+    CHECK(before.check(serial_of("dev-002"), now, 24h, stale_policy::deny, &clear).why == reason::ok);
+    // The memo of one snapshot is worthless in the next: dev-002 is revoked there.
+    CHECK(after.check(serial_of("dev-002"), now, 24h, stale_policy::deny, &clear).why == reason::revoked_crl);
+    CHECK(clear == before.instance());
+    // A revoked serial never gets a memo.
+    std::uint32_t revoked = 0;
+    CHECK(before.check(serial_of("dev-revoked"), now, 24h, stale_policy::deny, &revoked).why == reason::revoked_crl);
+    CHECK(revoked == 0);
+
+    SECTION("the memo skips only the serial search: a revoked chain and staleness still refuse") {
+        auto crls = load_crl_file(pki("subca-a-stale.crl.pem"), *trust);
+        const std::time_t next = crls[0].next_update;
+        crl_set stale(crls, *trust, 1);
+        std::uint32_t memo = 0;
+        REQUIRE(stale.check(serial_of("dev-001"), next, 1h, stale_policy::deny, &memo).why == reason::ok);
+        REQUIRE(memo == stale.instance());
+        CHECK(stale.check(serial_of("dev-001"), next + 3601, 1h, stale_policy::deny, &memo).why == reason::crl_stale);
+
+        auto ica = load_crl_file(pki("ica-revokes-subca-a.crl.pem"), *trust);
+        auto leaf = load_crl_file(pki("subca-a.crl.pem"), *trust);
+        leaf.insert(leaf.end(), ica.begin(), ica.end());
+        crl_set revoked_chain(leaf, *trust, 1);
+        std::uint32_t chain_memo = revoked_chain.instance();
+        CHECK(revoked_chain.check(serial_of("dev-001"), now, 24h, stale_policy::deny, &chain_memo).why ==
+              reason::ca_revoked);
+    }
+}

@@ -167,12 +167,14 @@ TEST_CASE("tenant trust: leaf extensions X509_verify_cert refused are refused ex
         auto twice = device_extensions("dev-1");
         twice.emplace_back("extendedKeyUsage", "clientAuth");
         auto leaf = make_cert({"/CN=dev-1", twice}, &c.sub);
-        CHECK(decide(*trust, leaf.cert.get()) != reason::ok);
+        CHECK(decide(*trust, leaf.cert.get()) == reason::chain_invalid);
     }
     SECTION("proxy certificate") {
-        // X509_check_issued already refuses it: a proxy's issuer needs keyUsage digitalSignature.
+        // OpenSSL marks a proxy certificate with a subjectAltName invalid (RFC 3820 3.5),
+        // refused before the issuer check (which wants keyUsage digitalSignature for a proxy).
         auto leaf = c.leaf("dev-1", {{"1.3.6.1.5.5.7.1.14", "critical,DER:30:0C:30:0A:06:08:2B:06:01:05:05:07:15:00"}});
-        CHECK(decide(*trust, leaf.cert.get()) == reason::wrong_issuer);
+        CHECK(decide(*trust, leaf.cert.get()) == reason::chain_invalid);
+        CHECK((X509_get_extension_flags(leaf.cert.get()) & EXFLAG_INVALID) != 0);
     }
     SECTION("EC key with explicit curve parameters") {
         auto leaf = c.leaf("dev-1", {}, new_p256_key(/*explicit_curve=*/true));
@@ -186,6 +188,26 @@ TEST_CASE("tenant trust: leaf extensions X509_verify_cert refused are refused ex
                                 {"authorityKeyIdentifier", "keyid:always"}}},
                               &c.sub);
         CHECK(decide(*trust, leaf.cert.get()) == reason::wrong_eku);
+        CHECK(trust->verify(leaf.cert.get()).detail == "extendedKeyUsage does not include clientAuth");
+        auto eku = [&](const char* value) {
+            return make_cert({"/CN=dev-1",
+                              {{"basicConstraints", "critical,CA:FALSE"},
+                               {"extendedKeyUsage", value},
+                               {"authorityKeyIdentifier", "keyid:always"}}},
+                             &c.sub);
+        };
+        CHECK(decide(*trust, eku("serverAuth,clientAuth").cert.get()) == reason::ok);
+        CHECK(decide(*trust, eku("anyExtendedKeyUsage").cert.get()) == reason::ok);
+        // Not a SEQUENCE of OIDs: OpenSSL marks the certificate invalid; refused, with the cause.
+        auto broken = eku("DER:05:00");
+        CHECK(decide(*trust, broken.cert.get()) == reason::chain_invalid);
+        CHECK(trust->verify(broken.cert.get()).detail == X509_verify_cert_error_string(X509_V_ERR_INVALID_EXTENSION));
+        std::string detail;
+        CHECK(check_client_auth_eku(broken.cert.get(), detail) == reason::wrong_eku);
+        CHECK(detail == "extendedKeyUsage extension cannot be decoded");
+        auto none = make_cert({"/CN=dev-1", {{"basicConstraints", "critical,CA:FALSE"}, {"authorityKeyIdentifier", "keyid:always"}}},
+                              &c.sub);
+        CHECK(decide(*trust, none.cert.get()) == reason::ok);  // no extension: any use
     }
     SECTION("RFC 3779 resources in a leaf go through the full verification") {
         auto leaf = c.leaf("dev-1", {{"sbgp-ipAddrBlock", "critical,IPv4:10.0.0.0/8"}});
