@@ -363,12 +363,11 @@ void gate::log_deny(session_record& record, const std::string& id, reason why, a
 
 void gate::disconnected(const void* client, const char* client_id, bool persists) {
     if (client_id == nullptr) return;
-    if (fleet_) {
-        const session_record* record = sessions_.find(client, client_id);
-        if (record != nullptr && record->online) fleet_->disconnected(client_id, record->fleet_seq);
-    }
-    auto fingerprint = sessions_.disconnected(client, client_id, persists, std::chrono::steady_clock::now());
-    if (fingerprint && ocsp_cache_) ocsp_cache_->set_active(*fingerprint, false);
+    const std::string id(client_id);
+    const session_record* record = sessions_.disconnected(client, id, persists, std::chrono::steady_clock::now());
+    if (record == nullptr) return;  // not this client's, or already offline
+    if (fleet_) fleet_->disconnected(id, record->fleet_seq);
+    if (ocsp_cache_) ocsp_cache_->set_active(record->fingerprint, false);
 }
 
 void gate::reload() {

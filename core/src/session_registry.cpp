@@ -69,10 +69,10 @@ std::optional<sha256_digest> session_registry::remove(const void* client, const 
     return fingerprint;
 }
 
-std::optional<sha256_digest> session_registry::disconnected(const void* client, const std::string& device_id,
-                                                            bool persists, std::chrono::steady_clock::time_point now) {
+const session_record* session_registry::disconnected(const void* client, const std::string& device_id, bool persists,
+                                                     std::chrono::steady_clock::time_point now) {
     auto it = by_id_.find(device_id);
-    if (it == by_id_.end() || it->second.client != client || !it->second.online) return std::nullopt;
+    if (it == by_id_.end() || it->second.client != client || !it->second.online) return nullptr;
     session_record& r = it->second;
     r.online = false;
     r.kick_pending = false;
@@ -84,7 +84,7 @@ std::optional<sha256_digest> session_registry::disconnected(const void* client, 
         r.ends_with_connection = true;
         ending_.push_back(device_id);
     }
-    return r.fingerprint;
+    return &r;
 }
 
 std::size_t session_registry::sweep_disconnected() {

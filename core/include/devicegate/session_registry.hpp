@@ -94,11 +94,12 @@ public:
                           identity_kind kind = identity_kind::device);
     /// Erases the record if `client` still holds it; returns its certificate's fingerprint.
     std::optional<sha256_digest> remove(const void* client, const std::string& device_id);
-    /// MOSQ_EVT_DISCONNECT: marks the record offline if `client` still holds it (returns its
-    /// fingerprint). `persists`: the session may outlive the connection (kept until the
-    /// retention sweep); otherwise it is erased by the next sweep_disconnected().
-    std::optional<sha256_digest> disconnected(const void* client, const std::string& device_id, bool persists,
-                                              std::chrono::steady_clock::time_point now);
+    /// MOSQ_EVT_DISCONNECT: marks the record offline if `client` holds it online, and returns
+    /// it (valid until the registry changes); nullptr otherwise. `persists`: the session may
+    /// outlive the connection (kept until the retention sweep); otherwise it is erased by the
+    /// next sweep_disconnected().
+    const session_record* disconnected(const void* client, const std::string& device_id, bool persists,
+                                       std::chrono::steady_clock::time_point now);
     /// Erases records whose session ended with the connection (call on tick: the will's
     /// ACL check ran synchronously after DISCONNECT). Returns how many.
     std::size_t sweep_disconnected();

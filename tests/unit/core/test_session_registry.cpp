@@ -61,6 +61,7 @@ TEST_CASE("session registry: offline records outlive the connection, are never k
     CHECK(r.disconnected(&a, "dev-1", true, t0));    // may persist: kept
     CHECK(r.disconnected(&b, "dev-2", false, t0));   // clean session: until the next sweep
     CHECK_FALSE(r.disconnected(&a, "dev-3", true, t0));  // not this client's record
+    CHECK_FALSE(r.disconnected(&a, "dev-1", true, t0));  // already offline
     CHECK(r.offline() == 2);
     CHECK(r.find(&a, "dev-1") != nullptr);
     CHECK(r.find(&b, "dev-2") != nullptr);  // the will is checked after the disconnect event
