@@ -1,4 +1,5 @@
 #include "devicegate/pki.hpp"
+#include "devicegate/serial_spelling.hpp"
 #include "test_pki.hpp"
 
 #include <catch2/catch.hpp>
@@ -7,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <openssl/bn.h>
 
 using namespace devicegate;
@@ -96,6 +98,20 @@ TEST_CASE("pki: serial keys") {
     CHECK(long1.bytes[0] == 0xFF);
     CHECK(long1 != long2);
     CHECK(long1_hex == "0102030405060708090A0B0C0D0E0F101112131415");
+
+    // The spelling keeps text only for a serial its key cannot give back, and copies own it.
+    CHECK(serial_spelling(a, a_hex).hex(a) == "0102");
+    auto odd = std::make_unique<serial_spelling>(long1, long1_hex);
+    serial_spelling copied(*odd);
+    serial_spelling assigned;
+    assigned = *odd;
+    odd.reset();
+    CHECK(copied.hex(long1) == long1_hex);
+    CHECK(assigned.hex(long1) == long1_hex);
+    serial_spelling moved(std::move(copied));
+    CHECK(moved.hex(long1) == long1_hex);
+    assigned = serial_spelling(a, a_hex);
+    CHECK(assigned.hex(a) == "0102");
 }
 
 TEST_CASE("pki: CRL Distribution Point URLs") {
