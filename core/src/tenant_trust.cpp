@@ -206,10 +206,13 @@ reason extract_device_id(X509* leaf, std::string& device_id, std::string& detail
 
 reason check_client_auth_eku(X509* leaf, std::string& detail) {
     // OpenSSL decoded the extension once when it cached the certificate's extensions
-    // (X509_get_extension_flags; the handshake did): no second decode per connect. An
-    // undecodable one made the certificate EXFLAG_INVALID, named below.
+    // (X509_get_extension_flags; the handshake did): no second decode per connect. Only when
+    // that cache was filled (EXFLAG_SET: it is not when OpenSSL could not take the
+    // certificate's lock) and the certificate is valid; otherwise the extension is decoded
+    // here, to name the cause. check_pinning() refuses EXFLAG_INVALID before this runs; the
+    // decoding stays for other callers.
     const std::uint32_t flags = X509_get_extension_flags(leaf);
-    if ((flags & EXFLAG_INVALID) == 0) {
+    if ((flags & EXFLAG_SET) != 0 && (flags & EXFLAG_INVALID) == 0) {
         if ((flags & EXFLAG_XKUSAGE) == 0) return reason::ok;  // no extension: any use (RFC 5280 4.2.1.12)
         if ((X509_get_extended_key_usage(leaf) & (XKU_SSL_CLIENT | XKU_ANYEKU)) != 0) return reason::ok;
         detail = "extendedKeyUsage does not include clientAuth";
@@ -266,6 +269,7 @@ reason tenant_trust::check_leaf(X509* leaf, leaf_signature signature, std::strin
         return reason::chain_invalid;
     };
     const std::uint32_t flags = X509_get_extension_flags(leaf);
+    // check_pinning() refused these already; kept as defence in depth.
     if ((flags & EXFLAG_INVALID) != 0) return refuse(X509_V_ERR_INVALID_EXTENSION);
     if ((flags & EXFLAG_CRITICAL) != 0) return refuse(X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION);
     if ((flags & EXFLAG_PROXY) != 0) return refuse(X509_V_ERR_PROXY_CERTIFICATES_NOT_ALLOWED);

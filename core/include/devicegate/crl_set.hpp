@@ -76,6 +76,11 @@ struct crl_status {
 class crl_set {
 public:
     crl_set() = default;
+    // Immutable, and identified by instance(): a copy would share the id (harmless), a move
+    // would leave the id with an emptied array (a memo written against it would skip the
+    // search in the moved-to set). Held through shared_ptr<const crl_set> only.
+    crl_set(const crl_set&) = delete;
+    crl_set& operator=(const crl_set&) = delete;
     /// Merges the CRLs: leaf serials from Sub-CA CRLs; a Sub-CA on an ICA CRL, or an ICA on a
     /// Root CRL, revokes the whole tenant chain.
     crl_set(std::vector<verified_crl> crls, const tenant_trust& trust, std::uint64_t generation,
