@@ -135,7 +135,8 @@ authorizer::cache_entry* authorizer::verified_service(X509* leaf, verify_outcome
 bool authorizer::crl_allows(cache_entry& entry, std::time_t now, decision& d) const {
     auto snapshot = revocations_.load();
     if (!snapshot) return refuse(d, reason::internal_error, "no revocation snapshot loaded");
-    auto status = snapshot->check(entry.cert.serial, now, config_->crl_grace, config_->crl_stale_policy, &entry.crl_clear);
+    auto status =
+        snapshot->check(entry.cert.serial, now, config_->crl_grace, config_->crl_stale_policy, &entry.crl_clear);
     if (status.why == reason::ok) return true;
     d.why = status.why;
     if (status.why == reason::ca_revoked) d.detail = snapshot->chain_detail();

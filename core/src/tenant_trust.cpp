@@ -234,8 +234,8 @@ reason check_client_auth_eku(X509* leaf, std::string& detail) {
 }
 
 reason tenant_trust::check_pinning(X509* leaf, std::string& detail) const {
-    // An extension OpenSSL cannot decode, one that is there twice, or a combination RFC 5280
-    // or 3820 forbids. OpenSSL's issuer check below fails on such a certificate too, which
+    // An extension OpenSSL cannot decode, a duplicate of one it caches, or a combination RFC
+    // 5280 or 3820 forbids. OpenSSL's issuer check below fails on such a certificate too, which
     // would be reported as another issuer.
     if ((X509_get_extension_flags(leaf) & EXFLAG_INVALID) != 0) {
         detail = X509_verify_cert_error_string(X509_V_ERR_INVALID_EXTENSION);
