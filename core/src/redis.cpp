@@ -61,6 +61,35 @@ int parse_redis_port(std::string_view text, const std::string& form) {
     return port;
 }
 
+redis_endpoint parse_redis_endpoint(std::string_view text, int default_port, const std::string& form) {
+    redis_endpoint e{std::string(text), default_port};
+    std::string_view port;
+    bool has_port = false;
+    if (!text.empty() && text.front() == '[') {
+        const std::size_t close = text.find(']');
+        if (close == std::string_view::npos || close == 1 || text.substr(1, close - 1).find(':') == std::string_view::npos) {
+            throw std::invalid_argument("bad IPv6 address \"" + std::string(text) + "\" (expected [address]:port); " + form);
+        }
+        e.host = std::string(text.substr(1, close - 1));
+        const std::string_view after = text.substr(close + 1);
+        if (!after.empty() && after.front() != ':') {
+            throw std::invalid_argument("unexpected \"" + std::string(after) + "\" after the IPv6 address; " + form);
+        }
+        has_port = !after.empty();
+        if (has_port) port = after.substr(1);
+    } else if (const std::size_t colon = text.rfind(':'); colon != std::string_view::npos) {
+        if (text.find(':') != colon) {
+            throw std::invalid_argument("an IPv6 address needs brackets: [" + std::string(text) + "]; " + form);
+        }
+        e.host = std::string(text.substr(0, colon));
+        has_port = true;
+        port = text.substr(colon + 1);
+    }
+    if (e.host.empty()) throw std::invalid_argument("missing host; " + form);
+    if (has_port) e.port = parse_redis_port(port, form);
+    return e;
+}
+
 int parse_redis_db(std::string_view text, const std::string& form) {
     int db = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), db);
@@ -91,17 +120,14 @@ redis_options redis_options::parse_url(const std::string& url) {
         rest = rest.substr(0, slash);
         if (!db.empty()) o.db = parse_redis_db(db, form);
     }
-    if (auto colon = rest.rfind(':'); colon != std::string::npos) {
-        o.port = parse_redis_port(std::string_view(rest).substr(colon + 1), form);
-        rest = rest.substr(0, colon);
-    }
-    if (rest.empty()) throw std::invalid_argument("missing host; " + form);
-    o.host = rest;
+    redis_endpoint at = parse_redis_endpoint(rest, o.port, form);
+    o.host = std::move(at.host);
+    o.port = at.port;
     return o;
 }
 
 std::string redis_options::describe() const {
-    if (!via_sentinel()) return host + ":" + std::to_string(port) + "/" + std::to_string(db);
+    if (!via_sentinel()) return redis_endpoint{host, port}.describe() + "/" + std::to_string(db);
     std::string out = "sentinel master '" + master_name + "' via ";
     for (std::size_t i = 0; i < sentinels.size(); ++i) out += (i ? "," : "") + sentinels[i].describe();
     return out + " db " + std::to_string(db);

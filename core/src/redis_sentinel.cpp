@@ -41,19 +41,14 @@ std::string percent_decoded(std::string_view text, std::string_view what) {
     return out;
 }
 
-/// "h1:p1,h2,h3:p3" -> endpoints (26379 where no port is given).
+/// "h1:p1,h2,[v6]:p3" -> endpoints (26379 where no port is given).
 std::vector<redis_endpoint> parse_sentinels(std::string_view list) {
     std::vector<redis_endpoint> out;
     for (std::size_t from = 0;;) {
         const std::size_t comma = std::min(list.find(',', from), list.size());
         std::string_view item = list.substr(from, comma - from);
-        redis_endpoint e{std::string(item), 26379};
-        if (auto colon = item.rfind(':'); colon != std::string_view::npos) {
-            e.host = std::string(item.substr(0, colon));
-            e.port = parse_redis_port(item.substr(colon + 1), form());
-        }
-        if (e.host.empty()) throw std::invalid_argument("missing sentinel host in \"" + std::string(list) + "\"; " + form());
-        out.push_back(std::move(e));
+        if (item.empty()) throw std::invalid_argument("missing sentinel host in \"" + std::string(list) + "\"; " + form());
+        out.push_back(parse_redis_endpoint(item, 26379, form()));
         if (comma == list.size()) return out;
         from = comma + 1;
     }

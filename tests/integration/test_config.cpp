@@ -32,6 +32,8 @@ TEST_CASE("a bad plugin option stops the broker with a message naming it", "[int
     refuses_to_start({.crl_files = {"/nonexistent/subca.crl"}}, "/nonexistent/subca.crl: cannot stat");
     refuses_to_start({.crl_files = {pki("subca-a.crt")}}, "no PEM CRL found");
     refuses_to_start({.crl_files = {pki("subca-b.crl.pem")}}, "is none of the configured Sub-CA, ICA or Root");
+    refuses_to_start({.plugin_opts = {{"redis_url", "redis://fd00::5:6379"}}},
+                     "an IPv6 address needs brackets: [fd00::5:6379]");
 }
 
 TEST_CASE("a listener that would bypass the plugin is refused, or reported and contained", "[integration]") {

@@ -1,4 +1,5 @@
 // The Redis deny-list through the real broker and a real redis-server, and devicegate-ctl.
+#include "devicegate/redis.hpp"
 #include "harness.hpp"
 
 #include <catch2/catch.hpp>
@@ -222,4 +223,31 @@ TEST_CASE("counters and states are published as retained messages under $SYS/bro
     auto other = device("dev-003");
     REQUIRE(other->connect(b.port()) == 0);
     CHECK(other->subscribe("$SYS/broker/devicegate/#") == 135);
+}
+
+TEST_CASE("an IPv6 redis_url: the broker and devicegate-ctl reach Redis over [::1]", "[integration][redis]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    // Redis 7 rebinds at runtime; an address prefixed with '-' may fail without failing the rest.
+    REQUIRE(redis.command({"CONFIG", "SET", "bind", "127.0.0.1 -::1"}) == "OK");
+    const std::string v6 = "redis://[::1]:" + std::to_string(redis.port());
+    devicegate::redis_options probe = devicegate::redis_options::parse_url(v6);
+    probe.connect_timeout = 500ms;
+    try {
+        devicegate::redis_connection c(probe);
+    } catch (const devicegate::redis_io_error& e) {
+        WARN("no IPv6 loopback here (" << e.what() << "): the [::1] URL was not tried");
+        return;
+    }
+    broker b({.plugin_opts = {{"redis_url", v6}}});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    CHECK(b.log_contains("[::1]:" + std::to_string(redis.port())));
+    auto dev = device("dev-002");
+    REQUIRE(dev->connect(b.port()) == 0);
+    REQUIRE(eventually([&] { return redis.integer({"EXISTS", "devicegate:device:dev-002"}) == 1; }));
+    auto r = ctl({"revoke", "dev-002", "--reason", "stolen"}, v6);
+    CHECK(r.exit_code == 0);
+    CHECK(dev->wait_disconnected(2s));
+    CHECK(b.wait_for_log("devicegate: kick client=dev-002 reason=revoked_denylist"));
 }

@@ -17,6 +17,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -34,7 +35,8 @@ bool eventually(F&& done, std::chrono::milliseconds timeout = std::chrono::milli
 
 class redis_process {
 public:
-    redis_process() {
+    /// `bind`: the address redis-server listens on (127.0.0.1, or ::1 for IPv6).
+    explicit redis_process(std::string bind = "127.0.0.1") : bind_(std::move(bind)) {
         std::random_device rd;
         dir_ = std::filesystem::temp_directory_path() / ("devicegate-unit-redis-" + std::to_string(rd()));
         std::filesystem::create_directories(dir_);
@@ -66,9 +68,10 @@ public:
     }
 
     int port() const noexcept { return port_; }
-    std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+    std::string url() const { return "redis://" + redis_endpoint{bind_, port_}.describe(); }
     redis_options options() const {
         redis_options o;
+        o.host = bind_;
         o.port = port_;
         o.connect_timeout = std::chrono::milliseconds(500);
         o.command_timeout = std::chrono::milliseconds(1000);
@@ -101,7 +104,7 @@ private:
         pid_ = ::fork();
         if (pid_ < 0) throw std::runtime_error("fork failed");
         if (pid_ == 0) {
-            ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--dir", dir.c_str(),
+            ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", bind_.c_str(), "--dir", dir.c_str(),
                      "--save", "", "--appendonly", "no", "--logfile", log.c_str(), static_cast<char*>(nullptr));
             ::_exit(127);
         }
@@ -121,6 +124,7 @@ private:
         return false;
     }
 
+    std::string bind_;
     std::filesystem::path dir_;
     int port_ = 0;
     pid_t pid_ = -1;

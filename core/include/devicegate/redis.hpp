@@ -39,7 +39,10 @@ struct redis_data_error : std::runtime_error {
 struct redis_endpoint {
     std::string host;
     int port = 0;
-    std::string describe() const { return host + ":" + std::to_string(port); }
+    std::string describe() const {  // host:port, [v6 address]:port
+        const bool v6 = host.find(':') != std::string::npos;
+        return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    }
     bool operator==(const redis_endpoint&) const = default;
 };
 

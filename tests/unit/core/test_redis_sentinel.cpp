@@ -28,6 +28,17 @@ std::string invalid_url(const std::string& url) {
     return "(accepted)";
 }
 
+bool ipv6_loopback() {
+    const int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in6 addr{};
+    addr.sin6_family = AF_INET6;
+    addr.sin6_addr = in6addr_loopback;
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+}
+
 std::string io_error_of(const std::function<void()>& f) {
     try {
         f();
@@ -123,6 +134,43 @@ TEST_CASE("redis-sentinel URLs: sentinels, master name, db and credentials", "[r
     auto direct = redis_options::parse_url("redis://u:p@host:6390/2");
     CHECK_FALSE(direct.via_sentinel());
     CHECK(direct.describe() == "host:6390/2");
+}
+
+TEST_CASE("redis and redis-sentinel URLs: IPv6 addresses in brackets", "[redis_sentinel]") {
+    auto direct = redis_options::parse_url("redis://:pw@[::1]:6390/2");
+    CHECK(direct.host == "::1");
+    CHECK(direct.port == 6390);
+    CHECK(direct.db == 2);
+    CHECK(direct.describe() == "[::1]:6390/2");
+    auto no_port = redis_options::parse_url("redis://[fd00::5]");
+    CHECK(no_port.host == "fd00::5");
+    CHECK(no_port.port == 6379);
+
+    auto o = redis_options::parse_url("redis-sentinel://[::1]:26380,[fd00::2],10.0.0.3:5000/mymaster");
+    REQUIRE(o.sentinels.size() == 3);
+    CHECK(o.sentinels[0] == redis_endpoint{"::1", 26380});
+    CHECK(o.sentinels[1] == redis_endpoint{"fd00::2", 26379});
+    CHECK(o.sentinels[2] == redis_endpoint{"10.0.0.3", 5000});
+    CHECK(o.describe() == "sentinel master 'mymaster' via [::1]:26380,[fd00::2]:26379,10.0.0.3:5000 db 0");
+
+    // A real connection to a redis-server listening on the IPv6 loopback only.
+    if (ipv6_loopback()) {
+        test::redis_process v6("::1");
+        CHECK(v6.url() == "redis://[::1]:" + std::to_string(v6.port()));
+        redis_connection c(redis_options::parse_url(v6.url()));
+        CHECK(reply_string(c.command({"PING"}).get(), "PING") == "PONG");
+    } else {
+        WARN("no IPv6 loopback on this machine: the connection over [::1] was not tried");
+    }
+
+    // Without brackets an IPv6 address is ambiguous (is the last group a port?): refused.
+    CHECK_THAT(invalid_url("redis://::1:6379"), Catch::Contains("an IPv6 address needs brackets: [::1:6379]"));
+    CHECK_THAT(invalid_url("redis-sentinel://fd00::2/m"), Catch::Contains("an IPv6 address needs brackets"));
+    for (const std::string bad : {"redis://[::1", "redis://[]:6379", "redis://[host]:6379", "redis://[::1]x",
+                                  "redis://[::1]:", "redis-sentinel://[::1]:0/m"}) {
+        INFO(bad);
+        CHECK_THAT(invalid_url(bad), Catch::Contains("expected redis"));
+    }
 }
 
 TEST_CASE("redis-sentinel URLs: refusals name the expected form, never the password", "[redis_sentinel]") {
