@@ -10,8 +10,9 @@
 //   DeviceGate without Redis the plugin and the CRL only
 // Each round starts every configuration's broker (and Redis) fresh and at once; each pass
 // alternates them in blocks of devices, in a shuffled order (a shared machine's speed drifts by
-// 10-20% over minutes, which hits every configuration alike this way). Per pass each broker's
-// CPU time (schedstat run time of all its threads) is read before and after: connects/s
+// 10-20% over minutes, which hits every configuration alike this way). Each broker's CPU time
+// (schedstat run time of all its threads) is read at its blocks' starts and a pass's CPU is
+// the sum of its blocks', less the broker's idle rate outside its own blocks: connects/s
 // depends on the load generator, which shares the cores; broker CPU per connect does not.
 // Pass 1 is every device's first connect, pass 2 the same devices reconnecting, pass 3
 // reconnecting with TLS session resumption. Then broker RSS with 10,000 devices connected.

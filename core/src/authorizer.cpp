@@ -205,17 +205,22 @@ bool authorizer::ocsp_allows(const sha256_digest& fingerprint, std::time_t now, 
     return true;
 }
 
+namespace {
+/// cache_entry::job_generation's value for the job producer's `generation`: 1 + it, or 0
+/// (never memoized) when that does not fit in 32 bits.
+std::uint32_t job_mark(std::uint64_t generation) {
+    return generation < std::numeric_limits<std::uint32_t>::max() ? static_cast<std::uint32_t>(generation + 1) : 0;
+}
+}  // namespace
+
 bool authorizer::job_handed_over(const sha256_digest& fingerprint, std::uint64_t generation) const {
-    if (generation >= std::numeric_limits<std::uint32_t>::max()) return false;  // not memoized
+    const std::uint32_t mark = job_mark(generation);
     auto it = cache_.find(fingerprint);
-    return it != cache_.end() && it->second.job_generation == generation + 1;
+    return mark != 0 && it != cache_.end() && it->second.job_generation == mark;
 }
 
 void authorizer::note_job_handed_over(const sha256_digest& fingerprint, std::uint64_t generation) {
-    if (generation >= std::numeric_limits<std::uint32_t>::max()) return;
-    if (auto it = cache_.find(fingerprint); it != cache_.end()) {
-        it->second.job_generation = static_cast<std::uint32_t>(generation + 1);
-    }
+    if (auto it = cache_.find(fingerprint); it != cache_.end()) it->second.job_generation = job_mark(generation);
 }
 
 }  // namespace devicegate

@@ -67,8 +67,10 @@ redis_endpoint parse_redis_endpoint(std::string_view text, int default_port, con
     bool has_port = false;
     if (!text.empty() && text.front() == '[') {
         const std::size_t close = text.find(']');
-        if (close == std::string_view::npos || close == 1 || text.substr(1, close - 1).find(':') == std::string_view::npos) {
-            throw std::invalid_argument("bad IPv6 address \"" + std::string(text) + "\" (expected [address]:port); " + form);
+        const bool v6 = close != std::string_view::npos && text.substr(1, close - 1).find(':') != std::string_view::npos;
+        if (!v6) {
+            throw std::invalid_argument("bad IPv6 address \"" + std::string(text) + "\" (expected [address]:port); " +
+                                        form);
         }
         e.host = std::string(text.substr(1, close - 1));
         const std::string_view after = text.substr(close + 1);

@@ -17,8 +17,8 @@
 #include <random>
 #include <stdexcept>
 #include <string>
-#include <utility>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace devicegate::test {

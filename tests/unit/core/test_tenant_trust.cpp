@@ -205,8 +205,8 @@ TEST_CASE("tenant trust: leaf extensions X509_verify_cert refused are refused ex
         std::string detail;
         CHECK(check_client_auth_eku(broken.cert.get(), detail) == reason::wrong_eku);
         CHECK(detail == "extendedKeyUsage extension cannot be decoded");
-        auto none = make_cert({"/CN=dev-1", {{"basicConstraints", "critical,CA:FALSE"}, {"authorityKeyIdentifier", "keyid:always"}}},
-                              &c.sub);
+        auto none = make_cert(
+            {"/CN=dev-1", {{"basicConstraints", "critical,CA:FALSE"}, {"authorityKeyIdentifier", "keyid:always"}}}, &c.sub);
         CHECK(decide(*trust, none.cert.get()) == reason::ok);  // no extension: any use
     }
     SECTION("RFC 3779 resources in a leaf go through the full verification") {
