@@ -13,6 +13,8 @@ namespace devicegate {
 namespace {
 
 std::string or_dash(const char* s) { return s != nullptr && *s != '\0' ? log_safe(s) : "-"; }
+/// For an unquoted field: a client id claimed by a client that was not admitted.
+std::string word_or_dash(const char* s) { return s != nullptr && *s != '\0' ? log_word(s) : "-"; }
 
 const char* to_string(acl_action action) {
     switch (action) {
@@ -282,9 +284,9 @@ void gate::settle(const void* client, X509* leaf, const admission& a, const char
     if (a.ocsp_fetch) ocsp_fetcher_->request(d.fingerprint, leaf, d.serial_hex);
     if (!a.admitted()) {
         count_deny(d.why);
-        log_.notice("devicegate: deny client=" + or_dash(client_id) + " reason=" + std::string(to_string(d.why)) +
+        log_.notice("devicegate: deny client=" + word_or_dash(client_id) + " reason=" + std::string(to_string(d.why)) +
                     " serial=" + d.serial_hex + " device=" + (d.device_id.empty() ? "-" : d.device_id) +
-                    " address=" + or_dash(address) + " detail=\"" + log_safe(d.detail, 300) + "\"");
+                    " address=" + word_or_dash(address) + " detail=\"" + log_safe(d.detail, 300) + "\"");
         return;
     }
     session_record& record = sessions_.admit(client, d.device_id, d.serial, d.fingerprint, d.serial_hex, d.kind);
@@ -312,7 +314,7 @@ reason gate::check_acl(const void* client, const char* client_id, const char* to
     session_record* record = client_id != nullptr ? sessions_.find(client, client_id) : nullptr;
     if (record == nullptr) {
         count_deny(reason::not_authenticated);
-        log_.error("devicegate: deny client=" + or_dash(client_id) + " reason=not_authenticated access=" +
+        log_.error("devicegate: deny client=" + word_or_dash(client_id) + " reason=not_authenticated access=" +
                    to_string(action) + " topic=\"" + or_dash(topic) +
                    "\" detail=\"client was never admitted by DeviceGate; is the plugin bypassed "
                    "(use_identity_as_username, password_file)?\"");

@@ -4,7 +4,9 @@
 
 namespace devicegate {
 
-std::string log_safe(std::string_view text, std::size_t max_len) {
+namespace {
+
+std::string escaped(std::string_view text, std::size_t max_len, bool escape_space) {
     std::string out;
     out.reserve(text.size() < max_len ? text.size() : max_len);
     for (unsigned char c : text) {
@@ -15,7 +17,7 @@ std::string log_safe(std::string_view text, std::size_t max_len) {
         if (c == '"' || c == '\\') {
             out += '\\';
             out += static_cast<char>(c);
-        } else if (c >= 0x20 && c < 0x7f) {
+        } else if ((c > 0x20 && c < 0x7f) || (c == 0x20 && !escape_space)) {
             out += static_cast<char>(c);
         } else {
             char buf[5];
@@ -25,5 +27,11 @@ std::string log_safe(std::string_view text, std::size_t max_len) {
     }
     return out;
 }
+
+}  // namespace
+
+std::string log_safe(std::string_view text, std::size_t max_len) { return escaped(text, max_len, false); }
+
+std::string log_word(std::string_view text, std::size_t max_len) { return escaped(text, max_len, true); }
 
 }  // namespace devicegate

@@ -66,6 +66,18 @@ TEST_CASE("refusals decided by the plugin name the client, the reason and the se
     CHECK(b.log_contains("reason=revoked_crl serial=" + serial_of("dev-revoked")));
 }
 
+TEST_CASE("a claimed client id cannot add fields to the deny line", "[integration]") {
+    // The id of a refused client is the client's own text, logged unquoted: a space in it
+    // would start a field of the client's choosing ("... reason=ok ...").
+    broker b;
+    REQUIRE(b.start());
+    auto c = device("dev-001", "victim reason=ok serial=0A01 device=victim");
+    CHECK(c->connect(b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: deny client=victim\\x20reason=ok\\x20serial=0A01\\x20device=victim "
+                         "reason=client_id_mismatch serial="));
+    CHECK_FALSE(b.log_contains("deny client=victim reason=ok"));
+}
+
 TEST_CASE("refusals decided by mosquitto's own TLS check never reach the plugin", "[integration]") {
     // mosquitto verifies the client chain against its cafile before CONNECT: expired, not
     // yet valid, self-signed, foreign-root and serverAuth-only certificates fail the

@@ -34,5 +34,8 @@ private:
 /// Makes untrusted text (client ids, certificate fields, file contents) safe for one log
 /// line: printable ASCII only, quotes and backslashes escaped, bounded length.
 std::string log_safe(std::string_view text, std::size_t max_len = 128);
+/// log_safe for an unquoted key=value field (a client id as the client claimed it): spaces
+/// escaped too (\x20), so that the value cannot add fields or words of its own to the line.
+std::string log_word(std::string_view text, std::size_t max_len = 128);
 
 }  // namespace devicegate

@@ -368,3 +368,10 @@ TEST_CASE("gate: state_dir and broker_id defaults") {
     c.broker_id = "edge-1";
     CHECK(default_broker_id(c) == "edge-1");
 }
+
+TEST_CASE("log_word escapes what log_safe escapes, and spaces", "[log]") {
+    CHECK(log_safe("a b\"c\n") == "a b\\\"c\\x0a");
+    CHECK(log_word("a b\"c\n") == "a\\x20b\\\"c\\x0a");
+    CHECK(log_word("dev-001") == "dev-001");
+    CHECK(log_word(std::string(200, 'x'), 10) == std::string(10, 'x') + "...");
+}
