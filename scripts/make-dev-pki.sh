@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A development PKI for the local tenant stack, shaped like production:
-#   provider Root -> provider ICA -> tenant Sub-CA -> devices (device-001, device-002)
+#   provider Root -> provider ICA -> tenant Sub-CA -> devices (device-001, device-002) and the
+#   service svc-monitor
 # plus the broker's server certificate and the Sub-CA's CRL.
 # Usage: make-dev-pki.sh DIR   (keeps an existing PKI; delete DIR to start over)
 set -euo pipefail
@@ -23,5 +24,6 @@ cat server.crt ica.crt > server-chain.crt
 rm server.csr
 
 for n in device-001 device-002; do device subca "$n" "$n"; done
+device subca svc-monitor svc-monitor  # a service identity: reads $SYS/broker/devicegate/ (run-local.sh)
 ca subca -gencrl -out subca.crl.pem
 touch .complete

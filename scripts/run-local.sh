@@ -20,12 +20,22 @@ tb_port=${DEVICEGATE_TB_PORT:-18080}
 hb_port=${DEVICEGATE_HAWKBIT_PORT:-18081}
 metrics_port=${DEVICEGATE_METRICS_PORT:-9464}
 bridge_port=${DEVICEGATE_BRIDGE_PORT:-8443}
-scripts/setup-debian.sh
+# A stack left over from an earlier run (or another service) on one of these ports would be
+# used instead of this run's, silently: refuse to start instead.
+for p in "$port" "$redis_port" "$tb_port" "$hb_port" "$metrics_port" "$bridge_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "run-local.sh: 127.0.0.1:$p is in use (a stack from an earlier run? see: ss -ltnp 'sport = :$p');" \
+         "stop it, or choose other ports (DEVICEGATE_*_PORT, in this script's header)" >&2
+    exit 1
+  fi
+done
+scripts/setup-debian.sh build local
 cmake -S . -B build >/dev/null
 cmake --build build -j"$(nproc)" --target devicegate_plugin devicegate-ctl devicegate-worker devicegate-bridge devicegate-fakes
 run=$root/run
-# Each run starts empty, like the fakes: no Redis state or CA index from an earlier run.
-rm -rf "$run/redis" "$run/bridge" "$run/data"
+# Each run starts empty, like the fakes: no Redis state, PKI, CA index or CRL (with an earlier
+# run's revocations) from an earlier run.
+rm -rf "$run/redis" "$run/bridge" "$run/data" "$run/pki"
 mkdir -p "$run/data" "$run/redis" "$run/bridge"
 scripts/make-dev-pki.sh "$run/pki"
 
@@ -36,19 +46,37 @@ sed -e "s|/etc/devicegate/pki|$run/pki|g" \
     -e "s|^listener 8883$|listener $port 127.0.0.1|" \
     -e "s|redis://redis:6379|redis://127.0.0.1:$redis_port|" \
     config/mosquitto.conf.example > "$run/mosquitto.conf"
+# A service identity that may read the plugin's $SYS statistics (docs/operations.md).
+echo 'plugin_opt_service svc-monitor read $SYS/broker/devicegate/#' >> "$run/mosquitto.conf"
 # mosquitto started as root drops to the 'mosquitto' user, which cannot read run/pki.
 [[ $(id -u) -eq 0 ]] && sed -i '1i user root' "$run/mosquitto.conf"
 
 ctl="build/ctl/devicegate-ctl --redis redis://127.0.0.1:$redis_port"
 pids=()
 stop_all() {  # last started first: the bridge, mosquitto, the worker, the fakes, then Redis
+  local status=$?  # the script's exit status, kept: a kill or wait failing here must not stop the loop
+  set +e
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null; wait "${pids[i]}" 2>/dev/null; done
+  exit "$status"
+}
+# Stops here, with its log, unless the process `pids[$1]` is still running.
+require_running() {
+  if ! kill -0 "${pids[$1]}" 2>/dev/null; then
+    echo "$2 did not start; run/$3.log:" >&2
+    cat "$run/$3.log" >&2
+    exit 1
+  fi
 }
 trap stop_all EXIT
 trap 'exit 130' INT TERM  # runs the EXIT trap
 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$run/redis" --appendonly yes \
     --logfile "$run/redis.log" --daemonize no &
 pids+=($!)
+for _ in $(seq 50); do
+  [[ $(redis-cli -p "$redis_port" ping 2>/dev/null) == PONG ]] && break
+  sleep 0.1
+done
+require_running 0 redis-server redis
 build/tests/devicegate-fakes --thingsboard "127.0.0.1:$tb_port" --hawkbit "127.0.0.1:$hb_port" > "$run/fakes.log" 2>&1 &
 pids+=($!)
 # The shipped example, with this machine's endpoints from the environment (which wins).
@@ -66,11 +94,7 @@ for _ in $(seq 100); do
   grep -q "Opening ipv4 listen socket on port $port" "$run/mosquitto.log" 2>/dev/null && break
   sleep 0.1
 done
-if ! kill -0 "${pids[3]}" 2>/dev/null; then
-  echo "mosquitto did not start; run/mosquitto.log:" >&2
-  cat "$run/mosquitto.log" >&2
-  exit 1
-fi
+require_running 3 mosquitto mosquitto
 # The enrollment API: the shipped example with this machine's paths from the environment. The
 # embedded CA signs with the dev Sub-CA; its TLS certificate is the broker's (CN localhost).
 DEVICEGATE_BRIDGE_LISTEN="127.0.0.1:$bridge_port" DEVICEGATE_BRIDGE_TLS_CERT="$run/pki/server-chain.crt" \
@@ -86,14 +110,9 @@ for _ in $(seq 100); do
   curl -s --cacert "$run/pki/tenant-chain.crt" -o /dev/null "$api/.well-known/est/cacerts" && break
   sleep 0.1
 done
-for i in 2 4; do  # the worker and the bridge: stop here, with their log, if one did not start
-  if ! kill -0 "${pids[i]}" 2>/dev/null; then
-    log=$([[ $i -eq 2 ]] && echo worker || echo bridge)
-    echo "devicegate-$log did not start; run/$log.log:" >&2
-    cat "$run/$log.log" >&2
-    exit 1
-  fi
-done
+require_running 1 devicegate-fakes fakes
+require_running 2 devicegate-worker worker
+require_running 4 devicegate-bridge bridge
 
 echo
 echo "The enrollment guide, step by step, against the local stack:"
@@ -146,6 +165,11 @@ Revoke device-001 at once through Redis (disconnected within ~100 ms), see it, u
   build/ctl/devicegate-ctl --redis redis://127.0.0.1:$redis_port revoke device-001 --reason test
   build/ctl/devicegate-ctl --redis redis://127.0.0.1:$redis_port status device-001
   build/ctl/devicegate-ctl --redis redis://127.0.0.1:$redis_port unrevoke device-001
+
+Read the plugin's statistics (\$SYS, every 10 s) as the service identity svc-monitor:
+  mosquitto_sub --host localhost --port $port --cafile $run/pki/tenant-chain.crt \\
+    --cert $run/pki/devices/svc-monitor.crt --key $run/pki/devices/svc-monitor.key \\
+    -i svc-monitor -t '\$SYS/broker/devicegate/#' -v
 
 Revoke device-002 with a new CRL (the plugin loads it within a second and kicks the device):
   scripts/dev-revoke.sh device-002

@@ -5,6 +5,7 @@
 # Groups:
 #   build           compile the plugin, devicegate-ctl and devicegate-worker
 #   test            run the unit, integration and fuzz tests and the benchmarks; CI's tools
+#   local           scripts/run-local.sh's stack and scripts/enroll-device.sh (with build)
 #   runtime-broker  run mosquitto with the plugin (and devicegate-ctl): the broker image
 #   runtime-worker  run devicegate-worker and devicegate-ctl: the worker image
 #   mosquitto-2.1   scripts/check-mosquitto-2.1.sh: build the plugin and the broker from a 2.1 tree
@@ -15,7 +16,8 @@ declare -A groups=(
            libhiredis-dev nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev"
   [test]="openssl mosquitto mosquitto-clients catch2 libbenchmark-dev redis-server
           clang libclang-rt-14-dev docker-compose valgrind nftables nginx wireguard-tools
-          haproxy redis-sentinel"
+          haproxy redis-sentinel curl python3"
+  [local]="openssl mosquitto mosquitto-clients redis-server wireguard-tools curl python3"
   [runtime-broker]="mosquitto libhiredis0.14 libcurl4 libssl3 libcpp-httplib0.11 ca-certificates"
   [runtime-worker]="libhiredis0.14 libcurl4 libssl3 libcpp-httplib0.11 ca-certificates"
   [mosquitto-2.1]="libcjson-dev"
@@ -30,7 +32,7 @@ selected=("$@")
 packages=()
 for g in "${selected[@]}"; do
   if [[ -z ${groups[$g]+set} ]]; then
-    echo "setup-debian.sh: unknown group '$g' (groups: build test runtime-broker runtime-worker mosquitto-2.1)" >&2
+    echo "setup-debian.sh: unknown group '$g' (groups: build test local runtime-broker runtime-worker mosquitto-2.1)" >&2
     exit 1
   fi
   read -r -a more <<<"$(echo ${groups[$g]})"
