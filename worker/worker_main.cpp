@@ -2,6 +2,7 @@
 #include "worker.hpp"
 
 #include "devicegate/daemon.hpp"
+#include "devicegate/listen_socket.hpp"
 #include "devicegate/pki.hpp"
 
 #include <httplib.h>
@@ -97,6 +98,7 @@ public:
         const std::string host = listen.substr(0, colon);
         const int port = std::stoi(listen.substr(colon + 1));
         server_.new_task_queue = [] { return new httplib::ThreadPool(2); };
+        server_.set_socket_options(devicegate::exclusive_listen_options);  // a port in use fails
         server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
             res.set_content(metrics_.render(), "text/plain; version=0.0.4");
         });

@@ -440,3 +440,24 @@ TEST_CASE("harness: fakes on ports they pick, and a worker whose metrics port wa
     CHECK(worker.metric("devicegate_worker_redis_up") == 1);
     CHECK(worker.log().find("cannot listen on metrics_listen") == std::string::npos);  // set aside
 }
+
+TEST_CASE("a second worker on the metrics port of a running one refuses to start", "[integration][worker]") {
+    // cpp-httplib's default SO_REUSEPORT let the second bind succeed: two workers answered
+    // scrapes of one port in turn.
+    redis_server redis;
+    REQUIRE(redis.start());
+    fake_backends fakes;
+    REQUIRE(fakes.start());
+    worker_process first(redis, fakes);
+    REQUIRE(first.start());
+    const auto log = first.config_file().parent_path() / "second-worker.log";
+    process second({DEVICEGATE_WORKER_PATH, "-c", first.config_file().string()}, log);  // the same metrics_listen
+    const auto status = second.wait_exit(5000ms);
+    REQUIRE(status.has_value());
+    CHECK(*status != 0);
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(text.find("cannot listen on metrics_listen 127.0.0.1:" + std::to_string(first.metrics_port())) !=
+          std::string::npos);
+    CHECK(first.metric("devicegate_worker_redis_up") == 1);
+}
