@@ -56,21 +56,21 @@ void job_queue::touch(const std::string& id) {
               "XCLAIM " + model_.jobs());
 }
 
-void job_queue::transaction(std::vector<std::vector<std::string>> commands, const std::string& device_id,
+redis_reply_ptr job_queue::transaction(std::vector<std::vector<std::string>> commands, const std::string& device_id,
                             const std::map<std::string, std::string>& state) {
     if (!device_id.empty() && !state.empty()) {
         std::vector<std::string> hset{"HSET", model_.device(device_id)};
         for (const auto& [k, v] : state) hset.insert(hset.end(), {k, v});
         commands.push_back(std::move(hset));
     }
-    redis_.transaction(commands);
+    return redis_.transaction(commands);
 }
 
 void job_queue::done(const std::string& id, const std::string& device_id, const std::map<std::string, std::string>& state) {
     transaction({{"XACK", model_.jobs(), group_, id}, {"XDEL", model_.jobs(), id}}, device_id, state);
 }
 
-void job_queue::dead_letter(const stream_entry& e, const std::map<std::string, std::string>& info,
+std::string job_queue::dead_letter(const stream_entry& e, const std::map<std::string, std::string>& info,
                             const std::string& device_id, const std::map<std::string, std::string>& state) {
     std::vector<std::string> xadd{"XADD", model_.dead_jobs()};
     if (dead_letter_max_ > 0) xadd.insert(xadd.end(), {"MAXLEN", "~", std::to_string(dead_letter_max_)});
@@ -79,7 +79,8 @@ void job_queue::dead_letter(const stream_entry& e, const std::map<std::string, s
         if (k == job_field::job || k == job_field::type) xadd.insert(xadd.end(), {k, v});
     }
     for (const auto& [k, v] : info) xadd.insert(xadd.end(), {k, v});
-    transaction({xadd, {"XACK", model_.jobs(), group_, e.id}, {"XDEL", model_.jobs(), e.id}}, device_id, state);
+    auto exec = transaction({xadd, {"XACK", model_.jobs(), group_, e.id}, {"XDEL", model_.jobs(), e.id}}, device_id, state);
+    return reply_string(exec->element[0], "XADD " + model_.dead_jobs());  // EXEC checked the count
 }
 
 void job_queue::requeue(const stream_entry& e, std::size_t attempts) {

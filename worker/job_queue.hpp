@@ -40,8 +40,9 @@ public:
     /// keeps only unfinished jobs), atomically. No HSET when `device_id` is empty.
     void done(const std::string& id, const std::string& device_id, const std::map<std::string, std::string>& state);
     /// Moves the job to the dead-letter stream with `info` (error, target, status, ...) and
-    /// writes the device's state, atomically.
-    void dead_letter(const stream_entry& e, const std::map<std::string, std::string>& info, const std::string& device_id,
+    /// writes the device's state, atomically. Returns the dead letter's id (what
+    /// `devicegate-ctl dlq list` shows and `dlq replay` takes).
+    std::string dead_letter(const stream_entry& e, const std::map<std::string, std::string>& info, const std::string& device_id,
                      const std::map<std::string, std::string>& state);
     /// Hands the job back to the stream as a new entry (shutdown while waiting to retry).
     void requeue(const stream_entry& e, std::size_t attempts);
@@ -53,7 +54,7 @@ public:
 
 private:
     std::vector<stream_entry> read(const std::string& from, std::size_t count, std::chrono::milliseconds block);
-    void transaction(std::vector<std::vector<std::string>> commands, const std::string& device_id,
+    redis_reply_ptr transaction(std::vector<std::vector<std::string>> commands, const std::string& device_id,
                      const std::map<std::string, std::string>& state);
 
     redis_connection redis_;

@@ -356,11 +356,11 @@ void registration_worker::dead_letter(job_run& run, dead_reason reason, const st
     info[job_field::failed_at] = now_text();
     info[job_field::worker] = config_.consumer_name;
     if (!device_id.empty()) info[job_field::device_id] = device_id;
-    run.queue.dead_letter(run.entry, info, device_id, state);
+    const std::string dead_id = run.queue.dead_letter(run.entry, info, device_id, state);
     metrics_.dead(reason);
-    log_.warning("devicegate-worker: dead-lettered job=" + run.entry.id + " device=" +
+    log_.warning("devicegate-worker: dead-lettered job=" + run.entry.id + " as " + dead_id + " device=" +
                  (device_id.empty() ? "-" : device_id) + " reason=" + to_string(reason) + " attempts=" +
-                 std::to_string(run.attempts) + ": " + error + " (devicegate-ctl dlq replay " + run.entry.id + ")");
+                 std::to_string(run.attempts) + ": " + error + " (devicegate-ctl dlq replay " + dead_id + ")");
 }
 
 void registration_worker::finish(job_run& run, const job& j, const registration& r,

@@ -254,8 +254,13 @@ TEST_CASE("A permanent 4xx is dead-lettered, listed, and succeeds on replay once
     CHECK(eventually([&] { return worker.metric("devicegate_worker_jobs_dead_total{reason=\"permanent\"}") == 2; }));  // counted after the dead letter is written
 
     fakes.hawkbit_faults(json::object());
-    // Replay one by id, then the rest.
-    const std::string first_id = list.out.substr(0, list.out.find(' '));
+    // Replay one by the id the worker's log line names, then the rest.
+    const std::string log = worker.log();
+    const auto line = log.rfind('\n', log.find("device=refused-0 reason=permanent")) + 1;
+    const auto hint = log.find("(devicegate-ctl dlq replay ", line) + std::string("(devicegate-ctl dlq replay ").size();
+    const std::string first_id = log.substr(hint, log.find(')', hint) - hint);
+    CHECK(list.out.find(first_id + " ") != std::string::npos);
+    CHECK(log.find(" as " + first_id + " device=refused-0") != std::string::npos);
     auto one = ctl({"dlq", "replay", first_id}, redis.url());
     CHECK(one.exit_code == 0);
     CHECK(one.out.find("replayed 1 job") != std::string::npos);
