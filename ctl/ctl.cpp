@@ -18,9 +18,9 @@ Redis: --redis, else DEVICEGATE_REDIS_URL, else redis://127.0.0.1:6379
        (redis://[:password@]host[:port][/db], or with Sentinel
        redis-sentinel://[:password@]host[:port][,host[:port]...]/master_name[/db][?sentinel_password=P]);
        key prefix: --prefix, else DEVICEGATE_REDIS_PREFIX, else devicegate:
-exit codes: 0 ok, 1 bad arguments, 2 Redis unreachable, 3 unknown device, not revoked, or no such dead letter,
-            4 unexpected data in Redis, 5 revoked but not confirmed by a replica (revoke again
-            after a failover); reconcile: 0 in step, 1 differences (or bad arguments),
+exit codes: 0 ok, 1 bad arguments, 2 Redis unreachable (down, hung, or refused the login),
+            3 unknown device, not revoked, or no such dead letter, 4 unexpected data in Redis,
+            5 revoked but not confirmed by a replica (revoke again after a failover); reconcile: 0 in step, 1 differences (or bad arguments),
             2 an error (Redis, ThingsBoard, hawkBit or the worker configuration)
 )";
 
@@ -124,8 +124,11 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         c = find_command(parsed.words[0]);
         if (c == nullptr) throw usage_error("unknown command " + parsed.words[0]);
     } catch (const usage_error& e) {
-        if (*e.what()) err << "devicegate-ctl: " << e.what() << "\n";
-        err << usage_text();
+        if (!*e.what()) {  // -h / --help: asked for, so on stdout and not an error
+            out << usage_text();
+            return ok;
+        }
+        err << "devicegate-ctl: " << e.what() << "\n" << usage_text();
         return usage;
     } catch (const std::invalid_argument& e) {
         err << "devicegate-ctl: bad Redis URL: " << e.what() << "\n";

@@ -4,7 +4,9 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 
 namespace devicegate {
 
@@ -30,14 +32,6 @@ void throw_if_not_master(const redisReply* r, const std::string& where) {
     }
 }
 
-redis_reply_ptr checked(redisContext* c, void* reply, const std::string& where) {
-    if (reply == nullptr) {
-        throw redis_io_error("redis " + where + ": " + (c->err ? c->errstr : "no reply"));
-    }
-    redis_reply_ptr out(static_cast<redisReply*>(reply));
-    throw_if_not_master(out.get(), where);
-    return out;
-}
 
 std::vector<const char*> argv_ptrs(const std::vector<std::string>& argv, std::vector<size_t>& lens) {
     std::vector<const char*> out;
@@ -148,18 +142,25 @@ redis_connection::redis_connection(const redis_options& options) {
 void redis_connection::open(const redis_endpoint& at, const redis_options& options) {
     address_ = at;
     where_ = at.describe() + "/" + std::to_string(options.db);
+    command_timeout_ = options.command_timeout;
     ctx_.reset(redisConnectWithTimeout(at.host.c_str(), at.port, to_timeval(options.connect_timeout)));
     if (!ctx_) throw redis_io_error("redis " + where_ + ": cannot allocate a context");
-    if (ctx_->err) throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
+    if (ctx_->err) throw redis_io_error(link_error());
     redisSetTimeout(ctx_.get(), to_timeval(options.command_timeout));
-    if (!options.password.empty()) {
-        // Redis 6+ ACL users: AUTH username password (https://redis.io/commands/auth).
-        auto r = options.username.empty() ? command({"AUTH", options.password})
-                                          : command({"AUTH", options.username, options.password});
-        expect_ok(r.get(), "redis " + where_ + ": AUTH refused");
-    }
-    if (options.db != 0) {
-        expect_ok(command({"SELECT", std::to_string(options.db)}).get(), "redis " + where_ + ": SELECT refused");
+    // A refused AUTH or SELECT is a link that cannot be used (exit 2 in devicegate-ctl, a
+    // reconnect elsewhere), not bad data in Redis.
+    try {
+        if (!options.password.empty()) {
+            // Redis 6+ ACL users: AUTH username password (https://redis.io/commands/auth).
+            auto r = options.username.empty() ? command({"AUTH", options.password})
+                                              : command({"AUTH", options.username, options.password});
+            expect_ok(r.get(), "redis " + where_ + ": AUTH refused (check the user and password in the URL)");
+        }
+        if (options.db != 0) {
+            expect_ok(command({"SELECT", std::to_string(options.db)}).get(), "redis " + where_ + ": SELECT refused");
+        }
+    } catch (const redis_data_error& e) {
+        throw redis_io_error(e.what());
     }
 }
 
@@ -203,11 +204,26 @@ replication_status wait_replicated_after_role(redis_connection& redis, long long
     return out;
 }
 
+std::string redis_connection::link_error() const {
+    std::string cause = ctx_->err != 0 ? ctx_->errstr : "no reply";
+    if (ctx_->err == REDIS_ERR_IO && (cause == std::strerror(EAGAIN) || cause == std::strerror(EWOULDBLOCK))) {
+        cause = "no answer within " + std::to_string(command_timeout_.count()) +
+                " ms (timed out: the server is hung, overloaded or cut off)";
+    }
+    return "redis " + where_ + ": " + cause;
+}
+
+redis_reply_ptr redis_connection::checked(void* reply) const {
+    if (reply == nullptr) throw redis_io_error(link_error());
+    redis_reply_ptr out(static_cast<redisReply*>(reply));
+    throw_if_not_master(out.get(), where_);
+    return out;
+}
+
 redis_reply_ptr redis_connection::command(const std::vector<std::string>& argv) {
     std::vector<size_t> lens;
     auto ptrs = argv_ptrs(argv, lens);
-    return checked(ctx_.get(), redisCommandArgv(ctx_.get(), static_cast<int>(ptrs.size()), ptrs.data(), lens.data()),
-                   where_);
+    return checked(redisCommandArgv(ctx_.get(), static_cast<int>(ptrs.size()), ptrs.data(), lens.data()));
 }
 
 std::vector<redis_reply_ptr> redis_connection::pipeline(const std::vector<std::vector<std::string>>& commands) {
@@ -215,14 +231,14 @@ std::vector<redis_reply_ptr> redis_connection::pipeline(const std::vector<std::v
         std::vector<size_t> lens;
         auto ptrs = argv_ptrs(argv, lens);
         if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(ptrs.size()), ptrs.data(), lens.data()) != REDIS_OK) {
-            throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
+            throw redis_io_error(link_error());
         }
     }
     std::vector<redis_reply_ptr> replies;
     for (std::size_t i = 0; i < commands.size(); ++i) {
         void* reply = nullptr;
         if (redisGetReply(ctx_.get(), &reply) != REDIS_OK || reply == nullptr) {
-            throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
+            throw redis_io_error(link_error());
         }
         replies.emplace_back(static_cast<redisReply*>(reply));
     }
@@ -246,30 +262,30 @@ void redis_connection::append(const std::vector<std::string>& argv) {
     std::vector<size_t> lens;
     auto ptrs = argv_ptrs(argv, lens);
     if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(ptrs.size()), ptrs.data(), lens.data()) != REDIS_OK) {
-        throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
+        throw redis_io_error(link_error());
     }
     int done = 0;
     while (!done) {
-        if (redisBufferWrite(ctx_.get(), &done) != REDIS_OK) throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
+        if (redisBufferWrite(ctx_.get(), &done) != REDIS_OK) throw redis_io_error(link_error());
     }
 }
 
 std::optional<redis_reply_ptr> redis_connection::next_reply(std::chrono::milliseconds timeout) {
     void* reply = nullptr;
     if (redisGetReplyFromReader(ctx_.get(), &reply) != REDIS_OK) {
-        throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
+        throw redis_io_error(link_error());
     }
-    if (reply != nullptr) return checked(ctx_.get(), reply, where_);
+    if (reply != nullptr) return checked(reply);
     pollfd pfd{ctx_->fd, POLLIN, 0};
     int n = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
     if (n == 0) return std::nullopt;
     if (n < 0) return std::nullopt;  // EINTR: the caller loops
-    if (redisBufferRead(ctx_.get()) != REDIS_OK) throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
+    if (redisBufferRead(ctx_.get()) != REDIS_OK) throw redis_io_error(link_error());
     if (redisGetReplyFromReader(ctx_.get(), &reply) != REDIS_OK) {
-        throw redis_io_error("redis " + where_ + ": " + ctx_->errstr);
+        throw redis_io_error(link_error());
     }
     if (reply == nullptr) return std::nullopt;
-    return checked(ctx_.get(), reply, where_);
+    return checked(reply);
 }
 
 }  // namespace devicegate

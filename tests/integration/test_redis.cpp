@@ -184,6 +184,14 @@ TEST_CASE("devicegate-ctl error paths", "[integration][redis]") {
     CHECK(down.exit_code == 2);
     CHECK_THAT(down.out, Catch::Contains("cannot reach Redis at 127.0.0.1:"));
     CHECK(ctl({"list-revoked"}, "mysql://x").exit_code == 1);
+    {  // a server that takes the connection and never answers (hung): said as a timeout
+        const int hung_port = free_port();
+        port_holder hung(hung_port);
+        auto silent = ctl({"list-revoked"}, "redis://127.0.0.1:" + std::to_string(hung_port));
+        CHECK(silent.exit_code == 2);
+        CHECK_THAT(silent.out, Catch::Contains("no answer within 2000 ms (timed out"));
+        CHECK_THAT(silent.out, !Catch::Contains("Resource temporarily unavailable"));
+    }
 
     redis.command({"DEL", "devicegate:revoked:device"});
     redis.command({"SET", "devicegate:revoked:device", "oops"});

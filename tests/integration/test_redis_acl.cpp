@@ -87,6 +87,11 @@ TEST_CASE("with the shipped Redis ACL users the broker, worker and ctl work, and
     CHECK(eventually([&] { return redis.integer({"HLEN", "devicegate:sessions:acl-b1"}) == 0; }));
     CHECK(device("dev-001")->connect(b.port()) == not_authorized);
     CHECK(ctl({"dlq", "list"}, url_for(redis, "ctl")).exit_code == 0);
+    // A wrong password is a Redis that cannot be used (exit 2), not unexpected data (4).
+    auto wrong = ctl({"dlq", "list"}, "redis://devicegate-ctl:wrong-Secret@127.0.0.1:" + std::to_string(redis.port()));
+    CHECK(wrong.exit_code == 2);
+    CHECK(wrong.out.find("AUTH refused (check the user and password in the URL)") != std::string::npos);
+    CHECK(wrong.out.find("wrong-Secret") == std::string::npos);
     // reregister writes the device hash (forgets the targets' ids) and enqueues a job.
     auto again = ctl({"reregister", "dev-001"}, url_for(redis, "ctl"));
     CHECK(again.exit_code == 0);

@@ -119,8 +119,14 @@ private:
     /// Connects to `at` with the data node's credentials and db.
     void open(const redis_endpoint& at, const redis_options& options);
     void discover(const redis_options& options);
+    /// "redis <where>: <hiredis's error>", a read timeout spelled as one (hiredis reports it
+    /// as EAGAIN's "Resource temporarily unavailable").
+    std::string link_error() const;
+    /// The reply, or redis_io_error when there is none; READONLY/LOADING/MASTERDOWN throw too.
+    redis_reply_ptr checked(void* reply) const;
 
     redis_context_ptr ctx_;
+    std::chrono::milliseconds command_timeout_{};
     redis_endpoint address_;
     bool via_sentinel_ = false;
     std::string where_;

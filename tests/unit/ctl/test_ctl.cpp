@@ -72,6 +72,12 @@ TEST_CASE("ctl: arguments are checked before Redis is asked", "[ctl]") {
     std::ostringstream out, err;
     CHECK(ctl::run({"list-revoked"}, out, err, "mysql://x", "") == ctl::usage);
     CHECK_THAT(err.str(), Catch::Contains("bad Redis URL"));
+    for (const char* help : {"--help", "-h"}) {  // asked for: stdout, exit 0
+        std::ostringstream help_out, help_err;
+        CHECK(ctl::run({help}, help_out, help_err, "", "") == ctl::ok);
+        CHECK_THAT(help_out.str(), Catch::StartsWith("usage: devicegate-ctl"));
+        CHECK(help_err.str().empty());
+    }
     auto down = f.ctl({"list-revoked"});
     CHECK(down.code == ctl::unreachable);
     CHECK_THAT(down.err, Catch::Contains("cannot reach Redis at 127.0.0.1:" + std::to_string(f.server.port())));
