@@ -20,8 +20,8 @@ Redis: --redis, else DEVICEGATE_REDIS_URL, else redis://127.0.0.1:6379
        key prefix: --prefix, else DEVICEGATE_REDIS_PREFIX, else devicegate:
 exit codes: 0 ok, 1 bad arguments, 2 Redis unreachable (down, hung, or refused the login),
             3 unknown device, not revoked, or no such dead letter, 4 unexpected data in Redis,
-            5 revoked but not confirmed by a replica (revoke again after a failover); reconcile: 0 in step, 1 differences (or bad arguments),
-            2 an error (Redis, ThingsBoard, hawkBit or the worker configuration)
+            5 revoked but not confirmed by a replica (revoke again after a failover);
+            reconcile: 0 in step, 1 differences (or bad arguments), 2 an error (Redis, ThingsBoard, hawkBit or the worker configuration)
 )";
 
 std::string usage_text() {
