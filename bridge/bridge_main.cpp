@@ -7,6 +7,7 @@
 #include "devicegate/pki.hpp"
 
 #include <csignal>
+#include <ctime>
 #include <iostream>
 #include <thread>
 
@@ -86,6 +87,12 @@ int main(int argc, char** argv) {
     try {
         config = parse_bridge_config(file.empty() ? "" : read_file(file, 1 << 20), environment_variables());
         trust = tenant_trust::load(config.sub_ca_file, config.ica_file, config.root_file);
+        // An expired (or not yet valid) chain would only sign certificates that no broker
+        // accepts (notAfter is clamped to the Sub-CA's): refuse to start, naming the file.
+        const std::time_t now = std::time(nullptr);
+        check_ca_validity(trust->certificate(ca_role::sub_ca), config.sub_ca_file, now, std::chrono::seconds(0));
+        check_ca_validity(trust->certificate(ca_role::ica), config.ica_file, now, std::chrono::seconds(0));
+        check_ca_validity(trust->certificate(ca_role::root), config.root_file, now, std::chrono::seconds(0));
         ca = make_signer(config);
     } catch (const std::exception& e) {
         std::cerr << "devicegate-bridge: configuration " << (file.empty() ? "" : "(" + file + ") ") << "error: " << e.what()
