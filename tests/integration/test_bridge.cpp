@@ -581,20 +581,37 @@ TEST_CASE("WireGuard: the device's own key or a generated pair; stable addresses
     CHECK(devicegate::ctl::run({"--redis", redis.url(), "enroll-token", "dev-x", "--ttl", "1000h"}, o2, e2, "", "") == 1);
 }
 
+namespace {
+
+/// The fake step-ca (signing with Sub-CA A) and its JWK provisioner's key in a file.
+struct stepca_signer_setup {
+    devicegate::evp_pkey_ptr provisioner = devicegate::test::make_key("P-256");
+    fs::path key_file = test_dir() / "provisioner.key";
+    devicegate::test::fake_stepca ca{{pki("server-chain.crt"), pki("server.key"), pki("subca-a.crt"), pki("subca-a.key"),
+                                      "devicegate", devicegate::test::public_key_pem(provisioner.get()),
+                                      devicegate::bridge::jwk_thumbprint(provisioner.get()), "localhost"}};
+    stepca_signer_setup() {
+        write_text(key_file, devicegate::test::key_pem(provisioner.get()));
+        REQUIRE(ca.start());
+    }
+    /// The bridge settings for it, and `more`.
+    bridge_options options(std::vector<std::pair<std::string, std::string>> more = {}) const {
+        more.insert(more.end(), {{"signer", "stepca"},
+                                 {"stepca_url", ca.url()},
+                                 {"stepca_root_file", pki("root.crt")},
+                                 {"stepca_provisioner", "devicegate"},
+                                 {"stepca_key_file", key_file.string()}});
+        return {.extra = more};
+    }
+};
+
+}  // namespace
+
 TEST_CASE("the guide with step-ca as signer (the fake step-ca): enroll, connect, revoke at step-ca, CA failures are 502",
           "[integration][bridge][stepca]") {
-    const fs::path keys = test_dir();
-    auto provisioner = devicegate::test::make_key("P-256");
-    write_text(keys / "provisioner.key", devicegate::test::key_pem(provisioner.get()));
-    devicegate::test::fake_stepca ca({pki("server-chain.crt"), pki("server.key"), pki("subca-a.crt"), pki("subca-a.key"),
-                                      "devicegate", devicegate::test::public_key_pem(provisioner.get()),
-                                      devicegate::bridge::jwk_thumbprint(provisioner.get()), "localhost"});
-    REQUIRE(ca.start());
-    stack s(broker_mode::deny_list, {.extra = {{"signer", "stepca"},
-                                               {"stepca_url", ca.url()},
-                                               {"stepca_root_file", pki("root.crt")},
-                                               {"stepca_provisioner", "devicegate"},
-                                               {"stepca_key_file", (keys / "provisioner.key").string()}}});
+    stepca_signer_setup setup;
+    auto& ca = setup.ca;
+    stack s(broker_mode::deny_list, setup.options());
     auto& [redis, bridge, broker_ptr, dir] = s;
     broker& b = *broker_ptr;
 
@@ -841,19 +858,31 @@ TEST_CASE("a Sub-CA about to expire signs nothing: 503 ca_expired, the token kep
           "[integration][bridge][validity]") {
     const std::time_t now = std::time(nullptr);
     const std::string expiring = subca_a_valid(test_dir(), now - 86400, now + 1800);  // 30 minutes left
-    stack s(broker_mode::none, {.extra = {{"sub_ca_file", expiring}}});
-    auto& [redis, bridge, broker_ptr, dir] = s;
-    const std::string token = token_for(redis, "dev-x");
-    key_and_csr(dir, "dev-x", "dev-x");
-    auto r = enroll(bridge, "dev-x", token, body_file(dir, "dev-x", slurp(dir / "dev-x.csr")));
-    INFO(r.body);
-    CHECK(r.status == 503);
-    CHECK(r.j()["error"] == "ca_expired");
-    CHECK_THAT(r.j()["message"].get<std::string>(), Catch::Contains("the enrollment token remains valid"));
-    CHECK(bridge.wait_for_log("less than 3600 s from now: replace it"));
-    CHECK(bridge.log().find(expiring + ": the CA certificate expires at ") != std::string::npos);
-    CHECK(redis.integer({"XLEN", "devicegate:jobs"}) == 0);
-    CHECK(redis.integer({"EXISTS", devicegate::bridge::token_key(devicegate::redis_model{}, token)}) == 1);
+    auto expect_refused = [&](stack& s) {
+        auto& [redis, bridge, broker_ptr, dir] = s;
+        const std::string token = token_for(redis, "dev-x");
+        key_and_csr(dir, "dev-x", "dev-x");
+        auto r = enroll(bridge, "dev-x", token, body_file(dir, "dev-x", slurp(dir / "dev-x.csr")));
+        INFO(r.body);
+        CHECK(r.status == 503);
+        CHECK(r.j()["error"] == "ca_expired");
+        CHECK_THAT(r.j()["message"].get<std::string>(), Catch::Contains("the enrollment token remains valid"));
+        CHECK(bridge.wait_for_log("less than 3600 s from now: replace it"));
+        CHECK(bridge.log().find(expiring + ": the CA certificate expires at ") != std::string::npos);
+        CHECK(redis.integer({"XLEN", "devicegate:jobs"}) == 0);
+        CHECK(redis.integer({"HLEN", "devicegate:wg:slot"}) == 0);  // no address taken either
+        CHECK(redis.integer({"EXISTS", devicegate::bridge::token_key(devicegate::redis_model{}, token)}) == 1);
+    };
+    SECTION("embedded CA") {
+        stack s(broker_mode::none, {.extra = {{"sub_ca_file", expiring}}});
+        expect_refused(s);
+    }
+    SECTION("step-ca: the bridge does not ask it") {
+        stepca_signer_setup setup;
+        stack s(broker_mode::none, setup.options({{"sub_ca_file", expiring}}));
+        expect_refused(s);
+        CHECK(setup.ca.signed_count() == 0);
+    }
 }
 
 TEST_CASE("a WireGuard public key registered to another device is refused with 409; the owner keeps and changes it",
