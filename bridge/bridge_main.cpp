@@ -104,6 +104,13 @@ int main(int argc, char** argv) {
         return 0;
     }
     const logger log = stderr_logger(log_threshold(config.log_level));
+    try {
+        check_ca_validity(trust->certificate(ca_role::sub_ca), config.sub_ca_file, std::time(nullptr),
+                          required_ca_validity_left(config.cert_validity));
+    } catch (const ca_validity_error& e) {
+        log.warning(std::string("devicegate-bridge: ") + e.what() +
+                    "; enrollments and renewals are refused (503 ca_expired) until it is replaced");
+    }
     const sigset_t signals = block_stop_signals();  // every thread started below inherits it
     bridge_service service(config, trust, ca, log);
     std::unique_ptr<httplib::SSLServer> server;

@@ -231,8 +231,7 @@ void embedded_ca::append_index(const std::string& line) {
 }
 
 issued_certificate embedded_ca::issue(X509_REQ* csr, const std::string& device_id) {
-    check_ca_validity(cert_.get(), opts_.ca_cert_file, std::time(nullptr),
-                      std::min(opts_.profile.validity, std::chrono::seconds(min_ca_validity_left)));
+    check_ca_validity(cert_.get(), opts_.ca_cert_file, std::time(nullptr), required_ca_validity_left(opts_.profile.validity));
     auto serial = random_serial();
     x509_ptr cert = make_device_certificate(csr, device_id, cert_.get(), key_.get(), serial.get(), opts_.profile);
     issued_certificate out;

@@ -5,6 +5,8 @@
 // when half of its validity has passed).
 #include "signer.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <string>
@@ -23,6 +25,11 @@ struct ca_validity_error : signer_error {
 };
 /// The least validity the CA must have left to issue: a certificate clamped to less is useless.
 inline constexpr std::chrono::seconds min_ca_validity_left{3600};
+/// What the CA must have left to issue certificates of `cert_validity`: the minimum, or less
+/// when the certificates are shorter-lived than that.
+inline std::chrono::seconds required_ca_validity_left(std::chrono::milliseconds cert_validity) {
+    return std::min(std::chrono::duration_cast<std::chrono::seconds>(cert_validity), min_ca_validity_left);
+}
 /// Throws ca_validity_error naming `file` and the date when `ca` is not valid at `now` or has
 /// less than `min_left` of validity left.
 void check_ca_validity(X509* ca, const std::string& file, std::time_t now, std::chrono::seconds min_left);

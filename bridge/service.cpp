@@ -10,7 +10,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
 #include <ctime>
 
 namespace devicegate::bridge {
@@ -191,8 +190,7 @@ std::variant<api_response, bridge_service::issued> bridge_service::issue_checked
         // Before anything is allocated, whichever the signer: a certificate clamped to a Sub-CA
         // that expires (or has expired) is useless. The embedded CA checks again when it signs.
         check_ca_validity(trust_->certificate(ca_role::sub_ca), config_.sub_ca_file, std::time(nullptr),
-                          std::min(std::chrono::duration_cast<std::chrono::seconds>(config_.cert_validity),
-                                   std::chrono::seconds(min_ca_validity_left)));
+                          required_ca_validity_left(config_.cert_validity));
         issued out;
         if (wireguard_public_key != nullptr) out.wireguard_config = wireguard_for(device_id, *wireguard_public_key);
         out.cert = ca_->issue(csr.get(), device_id);

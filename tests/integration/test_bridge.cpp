@@ -860,6 +860,7 @@ TEST_CASE("a Sub-CA about to expire signs nothing: 503 ca_expired, the token kep
     const std::string expiring = subca_a_valid(test_dir(), now - 86400, now + 1800);  // 30 minutes left
     auto expect_refused = [&](stack& s) {
         auto& [redis, bridge, broker_ptr, dir] = s;
+        CHECK(bridge.log().find("refused (503 ca_expired) until it is replaced") != std::string::npos);  // said at start
         const std::string token = token_for(redis, "dev-x");
         key_and_csr(dir, "dev-x", "dev-x");
         auto r = enroll(bridge, "dev-x", token, body_file(dir, "dev-x", slurp(dir / "dev-x.csr")));
