@@ -7,6 +7,7 @@
 #include "devicegate/pki.hpp"
 
 #include <csignal>
+#include <ctime>
 #include <iostream>
 #include <thread>
 
@@ -86,6 +87,12 @@ int main(int argc, char** argv) {
     try {
         config = parse_bridge_config(file.empty() ? "" : read_file(file, 1 << 20), environment_variables());
         trust = tenant_trust::load(config.sub_ca_file, config.ica_file, config.root_file);
+        // An expired (or not yet valid) chain would only sign certificates that no broker
+        // accepts (notAfter is clamped to the Sub-CA's): refuse to start, naming the file.
+        const std::time_t now = std::time(nullptr);
+        check_ca_validity(trust->certificate(ca_role::sub_ca), config.sub_ca_file, now, std::chrono::seconds(0));
+        check_ca_validity(trust->certificate(ca_role::ica), config.ica_file, now, std::chrono::seconds(0));
+        check_ca_validity(trust->certificate(ca_role::root), config.root_file, now, std::chrono::seconds(0));
         ca = make_signer(config);
     } catch (const std::exception& e) {
         std::cerr << "devicegate-bridge: configuration " << (file.empty() ? "" : "(" + file + ") ") << "error: " << e.what()
@@ -97,6 +104,13 @@ int main(int argc, char** argv) {
         return 0;
     }
     const logger log = stderr_logger(log_threshold(config.log_level));
+    try {
+        check_ca_validity(trust->certificate(ca_role::sub_ca), config.sub_ca_file, std::time(nullptr),
+                          required_ca_validity_left(config.cert_validity));
+    } catch (const ca_validity_error& e) {
+        log.warning(std::string("devicegate-bridge: ") + e.what() +
+                    "; enrollments and renewals are refused (503 ca_expired) until it is replaced");
+    }
     const sigset_t signals = block_stop_signals();  // every thread started below inherits it
     bridge_service service(config, trust, ca, log);
     std::unique_ptr<httplib::SSLServer> server;

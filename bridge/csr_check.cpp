@@ -13,15 +13,27 @@ std::string_view to_string(csr_problem p) noexcept {
         case csr_problem::not_pem: return "csr_unparsable";
         case csr_problem::bad_signature: return "csr_bad_signature";
         case csr_problem::weak_key: return "csr_key_refused";
+        case csr_problem::explicit_ec_parameters: return "csr_key_explicit_parameters";
         case csr_problem::bad_subject: return "csr_bad_subject";
         case csr_problem::cn_mismatch: return "csr_cn_mismatch";
     }
     return "unknown";
 }
 
+bool has_explicit_ec_parameters(EVP_PKEY* key) {
+    if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC) return false;
+    char encoding[32] = {};
+    std::size_t len = 0;
+    // OpenSSL 3: OSSL_PKEY_EC_ENCODING_GROUP ("named_curve") or _EXPLICIT ("explicit"); a key that
+    // does not say is treated as explicit (refused).
+    if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_EC_ENCODING, encoding, sizeof encoding, &len) != 1) return true;
+    return std::string_view(encoding, len) != OSSL_PKEY_EC_ENCODING_GROUP;
+}
+
 std::string allowed_key_type(EVP_PKEY* key) {
     switch (EVP_PKEY_get_base_id(key)) {
         case EVP_PKEY_EC: {
+            if (has_explicit_ec_parameters(key)) return "";
             char group[64] = {};
             std::size_t len = 0;
             if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &len) != 1) return "";
@@ -89,6 +101,12 @@ csr_result check_csr(x509_req_ptr req, std::string_view device_id) {
     if (!req) return fail(csr_problem::not_pem, "no CSR");
     EVP_PKEY* key = X509_REQ_get0_pubkey(req.get());
     if (key == nullptr) return fail(csr_problem::not_pem, "the CSR has no usable public key");
+    if (has_explicit_ec_parameters(key)) {
+        take_openssl_errors();
+        return fail(csr_problem::explicit_ec_parameters,
+                    "the EC key carries explicit curve parameters; use a named curve (openssl: -param_enc named_curve, "
+                    "the default): TLS refuses certificates with explicit ECC parameters");
+    }
     const std::string type = allowed_key_type(key);
     if (type.empty()) {
         take_openssl_errors();

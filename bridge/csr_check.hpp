@@ -22,6 +22,7 @@ enum class csr_problem {
     not_pem,          // not exactly one PEM "CERTIFICATE REQUEST" block
     bad_signature,    // the CSR's signature does not verify with its own key
     weak_key,         // key type or size outside the policy
+    explicit_ec_parameters,  // an EC key with explicit curve parameters instead of a named curve
     bad_subject,      // the subject is not exactly one CN
     cn_mismatch,      // CN != the device id of the URL (and of the token)
 };
@@ -43,7 +44,11 @@ csr_result check_csr(x509_req_ptr req, std::string_view device_id);
 /// The CSR's subject CN when the subject is exactly one CN; "" otherwise.
 std::string csr_common_name(X509_REQ* req);
 
-/// Key policy: EC P-256/P-384, RSA >= 2048 bits, Ed25519. Returns "" when refused.
+/// True for an EC key that spells out its curve (RFC 5480 2.1.1: specifiedCurve is not
+/// allowed; OpenSSL's TLS refuses such a certificate with "explicit ECC parameters").
+bool has_explicit_ec_parameters(EVP_PKEY* key);
+
+/// Key policy: EC P-256/P-384 (named curve), RSA >= 2048 bits, Ed25519. Returns "" when refused.
 std::string allowed_key_type(EVP_PKEY* key);
 
 }  // namespace devicegate::bridge

@@ -9,6 +9,8 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -43,7 +45,69 @@ asn1_integer_ptr serial_from_hex(const std::string& hex) {
     return asn1_integer_ptr(BN_to_ASN1_INTEGER(bn.get(), nullptr));
 }
 
+std::string utc(std::time_t t) {
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char out[32];
+    std::strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return out;
+}
+
+/// Written next to the target, fsynced and renamed: a reader (or a restart after a power
+/// loss) never sees half a file.
+void replace_file(const std::string& path, const std::string& bytes) {
+    const std::string tmp = path + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw signer_error(tmp + ": cannot open for writing");
+    const bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) throw signer_error(tmp + ": cannot write");
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) throw signer_error(path + ": cannot replace: " + ec.message());
+}
+
 }  // namespace
+
+void check_ca_validity(X509* ca, const std::string& file, std::time_t now, std::chrono::seconds min_left) {
+    const std::time_t not_before = to_time_t(X509_get0_notBefore(ca));
+    const std::time_t not_after = to_time_t(X509_get0_notAfter(ca));
+    if (now < not_before) {
+        throw ca_validity_error(file + ": the CA certificate is not valid before " + utc(not_before) + " (notBefore; now " +
+                                utc(now) + ")");
+    }
+    if (now >= not_after) {
+        throw ca_validity_error(file + ": the CA certificate expired at " + utc(not_after) + " (notAfter; now " + utc(now) +
+                                "): replace it");
+    }
+    if (not_after - now < min_left.count()) {
+        throw ca_validity_error(file + ": the CA certificate expires at " + utc(not_after) + " (notAfter), less than " +
+                                std::to_string(min_left.count()) + " s from now: replace it");
+    }
+}
+
+long stored_crl_number(const std::string& path) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return 0;
+    try {
+        auto crls = parse_crls(read_file(path, max_crl_file_bytes), path);
+        if (crls.size() != 1) throw signer_error("holds " + std::to_string(crls.size()) + " CRLs, not one");
+        int critical = 0;
+        asn1_integer_ptr number(static_cast<ASN1_INTEGER*>(X509_CRL_get_ext_d2i(crls[0].get(), NID_crl_number, &critical, nullptr)));
+        if (!number) return 0;
+        std::int64_t value = 0;
+        if (ASN1_INTEGER_get_int64(&value, number.get()) != 1 || value < 0) {
+            take_openssl_errors();
+            throw signer_error("its CRL number is negative or too large");
+        }
+        return static_cast<long>(value);
+    } catch (const std::exception& e) {
+        // Starting from the clock instead could number the next CRL below the one the brokers
+        // hold, and they would refuse it as a rollback (RFC 5280 5.2.3: CRLNumber increases).
+        throw signer_error(path + ": cannot read the stored CRL's number (" + e.what() +
+                           "); the next CRL must be numbered above it");
+    }
+}
 
 std::unique_ptr<ASN1_INTEGER, c_deleter<ASN1_INTEGER_free>> random_serial() {
     unsigned char bytes[16];
@@ -109,6 +173,7 @@ embedded_ca::embedded_ca(options opts) : opts_(std::move(opts)) {
     } catch (const std::exception& e) {
         throw signer_error(e.what());
     }
+    check_ca_validity(cert_.get(), opts_.ca_cert_file, std::time(nullptr), std::chrono::seconds(0));
     key_ = read_private_key(opts_.ca_key_file);
     if (X509_check_private_key(cert_.get(), key_.get()) != 1) {
         take_openssl_errors();
@@ -121,6 +186,9 @@ embedded_ca::embedded_ca(options opts) : opts_(std::move(opts)) {
     crl_path_ = opts_.state_dir + "/crl.der";
     replay_index();
     std::lock_guard lock(mutex_);
+    // CRLNumber keeps increasing across restarts: a burst of revocations numbers CRLs ahead
+    // of the clock, and a restart must not number the next one below them.
+    crl_number_ = stored_crl_number(crl_path_);
     write_crl_locked();
 }
 
@@ -163,6 +231,7 @@ void embedded_ca::append_index(const std::string& line) {
 }
 
 issued_certificate embedded_ca::issue(X509_REQ* csr, const std::string& device_id) {
+    check_ca_validity(cert_.get(), opts_.ca_cert_file, std::time(nullptr), required_ca_validity_left(opts_.profile.validity));
     auto serial = random_serial();
     x509_ptr cert = make_device_certificate(csr, device_id, cert_.get(), key_.get(), serial.get(), opts_.profile);
     issued_certificate out;
@@ -251,16 +320,7 @@ void embedded_ca::write_crl_locked() const {
     if (len <= 0) throw signer_error("cannot encode the CRL");
     std::string bytes(reinterpret_cast<const char*>(der), static_cast<std::size_t>(len));
     OPENSSL_free(der);
-    // Written next to the index and renamed, so a reader never sees half a CRL.
-    const std::string tmp = crl_path_ + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        if (!out.flush()) throw signer_error(tmp + ": cannot write");
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, crl_path_, ec);
-    if (ec) throw signer_error(crl_path_ + ": cannot replace: " + ec.message());
+    replace_file(crl_path_, bytes);
     crl_der_ = std::move(bytes);
     crl_this_update_ = now;
 }

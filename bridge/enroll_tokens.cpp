@@ -44,15 +44,34 @@ std::string_view to_string(token_check c) noexcept {
     return "unknown";
 }
 
-token_check consume_enroll_token(redis_connection& redis, const redis_model& model, std::string_view token,
-                                 const std::string& device_id) {
-    if (token.empty()) return token_check::missing;
+token_use consume_enroll_token(redis_connection& redis, const redis_model& model, std::string_view token,
+                               const std::string& device_id) {
+    if (token.empty()) return {token_check::missing};
     // Anything that is not one of ours cannot be in Redis: no need to ask.
-    if (token.size() > 128 || token.substr(0, token_prefix.size()) != token_prefix) return token_check::unknown;
-    auto reply = redis.command({"GETDEL", token_key(model, token)});
-    if (reply->type == REDIS_REPLY_NIL) return token_check::unknown;
-    const std::string bound = reply_string(reply.get(), "GETDEL token");
-    return bound == device_id ? token_check::ok : token_check::wrong_device;
+    if (token.size() > 128 || token.substr(0, token_prefix.size()) != token_prefix) return {token_check::unknown};
+    const std::string key = token_key(model, token);
+    // One transaction: the lifetime read is the one of the value deleted.
+    auto reply = redis.transaction({{"PTTL", key}, {"GETDEL", key}});
+    const auto parts = reply_array(reply.get(), "PTTL+GETDEL token", 2);
+    if (parts[1]->type == REDIS_REPLY_NIL) return {token_check::unknown};
+    const std::string bound = reply_string(parts[1], "GETDEL token");
+    const std::chrono::milliseconds remaining(reply_integer(parts[0], "PTTL token"));
+    return {bound == device_id ? token_check::ok : token_check::wrong_device, remaining};
+}
+
+bool restore_enroll_token(redis_connection& redis, const redis_model& model, std::string_view token,
+                          const std::string& device_id, const token_use& used, std::chrono::milliseconds elapsed) {
+    std::vector<std::string> argv{"SET", token_key(model, token), device_id, "NX"};
+    if (used.remaining.count() >= 0) {  // negative: the token had no expiry (not one of ctl's)
+        const auto left = used.remaining - elapsed;
+        if (left.count() <= 0) return false;
+        argv.push_back("PX");
+        argv.push_back(std::to_string(left.count()));
+    }
+    auto reply = redis.command(argv);
+    if (reply->type == REDIS_REPLY_NIL) return false;  // NX: a key with this hash exists already
+    if (reply->type != REDIS_REPLY_STATUS) throw redis_data_error("SET of the token refused: " + std::string(reply_type_name(reply.get())));
+    return true;
 }
 
 }  // namespace devicegate::bridge

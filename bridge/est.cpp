@@ -89,10 +89,11 @@ api_response bridge_service::est_issue(const api_request& r, const char* op, boo
     }
     auto checked = check_csr(std::move(csr), id);
     if (checked.problem != csr_problem::ok) return refuse(op, r, id, 400, to_string(checked.problem), checked.detail);
-    auto refused = reenroll ? authenticate_renewal(r, id, op) : authenticate_enrollment(r, id, op);
+    std::optional<held_token> held;
+    auto refused = reenroll ? authenticate_renewal(r, id, op) : authenticate_enrollment(r, id, op, held);
     if (refused) return *refused;
     auto result = issue_checked(r, id, std::move(checked.csr), checked.key_type, op, nullptr);
-    if (auto* failed = std::get_if<api_response>(&result)) return std::move(*failed);
+    if (auto* failed = std::get_if<api_response>(&result)) return give_back(held, std::move(*failed), op, r, id);
     auto certs = parse_certificates(std::get<issued>(result).cert.certificate_pem, "issued certificate");
     return pkcs7_response({certs.at(0).get()});
 }

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <ctime>
+
 namespace devicegate::bridge {
 
 namespace {
@@ -20,6 +22,15 @@ constexpr const char* broker_id = "devicegate-bridge";
 struct pool_exhausted : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
+
+/// The WireGuard public key is another device's peer already: nothing is signed.
+struct wireguard_key_in_use : std::runtime_error {
+    using std::runtime_error::runtime_error;
+    std::string owner;
+};
+
+/// Failures that sign nothing and that the client can retry (502, 503) or correct (409).
+bool token_worth_keeping(int status) { return status == 409 || status == 502 || status == 503; }
 
 std::string chain_pem(const tenant_trust& trust) {
     std::string out;
@@ -83,19 +94,21 @@ bool bridge_service::operator_key_ok(const std::string& key) const {
 }
 
 std::optional<api_response> bridge_service::authenticate_enrollment(const api_request& r, const std::string& device_id,
-                                                                    const char* op) {
+                                                                    const char* op, std::optional<held_token>& held) {
     if (!r.api_key.empty()) {
         if (operator_key_ok(r.api_key)) return std::nullopt;
         return refuse(op, r, device_id, 401, "bad_api_key", "the operator API key is not valid");
     }
     const std::string token = bearer_token(r.authorization);
-    token_check check = token_check::missing;
+    token_use use;
     try {
-        check = redis_.with([&](redis_connection& c) { return consume_enroll_token(c, model_, token, device_id); });
+        use = redis_.with([&](redis_connection& c) { return consume_enroll_token(c, model_, token, device_id); });
     } catch (const std::exception& e) {
         log_.error(std::string("devicegate-bridge: Redis: ") + log_safe(e.what(), 200));
         return refuse(op, r, device_id, 503, "redis_unavailable", "the token store is unreachable; retry later");
     }
+    const token_check check = use.check;
+    if (check == token_check::ok) held = held_token{token, use, std::chrono::steady_clock::now()};
     switch (check) {
         case token_check::ok: return std::nullopt;
         case token_check::missing:
@@ -126,8 +139,31 @@ api_response bridge_service::enroll(const api_request& r) {
     }
     auto checked = check_csr(req.csr_pem, r.device_id);
     if (checked.problem != csr_problem::ok) return refuse(op, r, r.device_id, 400, to_string(checked.problem), checked.detail);
-    if (auto refused = authenticate_enrollment(r, r.device_id, op)) return *refused;
-    return issue_json(r, req, r.device_id, std::move(checked), op, true);
+    std::optional<held_token> held;
+    if (auto refused = authenticate_enrollment(r, r.device_id, op, held)) return *refused;
+    return give_back(held, issue_json(r, req, r.device_id, std::move(checked), op, true), op, r, r.device_id);
+}
+
+api_response bridge_service::give_back(const std::optional<held_token>& held, api_response answer, const char* op,
+                                       const api_request& r, const std::string& device_id) {
+    if (!held || !token_worth_keeping(answer.status)) return answer;
+    std::string note, outcome = "token_lost";
+    try {
+        const auto elapsed =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - held->at);
+        const bool kept = redis_.with([&](redis_connection& c) {
+            return restore_enroll_token(c, model_, held->token, device_id, held->use, elapsed);
+        });
+        if (kept) outcome = "token_kept";
+        note = kept ? "; the enrollment token remains valid for a retry" : "; the enrollment token has expired meanwhile";
+    } catch (const std::exception& e) {
+        log_.error(std::string("devicegate-bridge: Redis: the enrollment token could not be put back: ") + log_safe(e.what(), 200));
+        note = "; the enrollment token could not be kept: ask the operator for a new one";
+    }
+    audit(op, r, device_id, outcome, note.substr(2));
+    auto body = nlohmann::json::parse(answer.body, nullptr, false);
+    if (!body.is_object() || !body.contains("error") || !body.contains("message")) return answer;
+    return error_response(answer.status, body["error"].get<std::string>(), body["message"].get<std::string>() + note);
 }
 
 std::string bridge_service::wireguard_for(const std::string& device_id, const std::string& device_public_key) {
@@ -136,10 +172,13 @@ std::string bridge_service::wireguard_for(const std::string& device_id, const st
     const std::string address = pool_.address(*slot);
     wireguard_keypair pair{"", device_public_key};
     if (pair.public_key.empty()) pair = generate_wireguard_keypair();
-    redis_.with([&](redis_connection& c) {
-        record_peer(c, wg_keys_, device_id, pair.public_key, address);
-        return 0;
-    });
+    auto owner = redis_.with([&](redis_connection& c) { return record_peer(c, wg_keys_, device_id, pair.public_key, address); });
+    if (owner) {
+        wireguard_key_in_use e("the wireguard_public_key is registered to another device (WireGuard allows one peer per "
+                               "key): generate the device's own key pair");
+        e.owner = *owner;
+        throw e;
+    }
     return device_config(config_.wireguard, address, pair.private_key);
 }
 
@@ -148,6 +187,10 @@ std::variant<api_response, bridge_service::issued> bridge_service::issue_checked
                                                                               const char* op,
                                                                               const std::string* wireguard_public_key) {
     try {
+        // Before anything is allocated, whichever the signer: a certificate clamped to a Sub-CA
+        // that expires (or has expired) is useless. The embedded CA checks again when it signs.
+        check_ca_validity(trust_->certificate(ca_role::sub_ca), config_.sub_ca_file, std::time(nullptr),
+                          required_ca_validity_left(config_.cert_validity));
         issued out;
         if (wireguard_public_key != nullptr) out.wireguard_config = wireguard_for(device_id, *wireguard_public_key);
         out.cert = ca_->issue(csr.get(), device_id);
@@ -165,6 +208,15 @@ std::variant<api_response, bridge_service::issued> bridge_service::issue_checked
         return out;
     } catch (const pool_exhausted& e) {
         return refuse(op, r, device_id, 503, "wireguard_pool_exhausted", e.what());
+    } catch (const wireguard_key_in_use& e) {
+        // The other device's id goes to the audit line only, not to the caller.
+        audit(op, r, device_id, "wireguard_key_in_use", std::string(e.what()) + " (device " + e.owner + ")");
+        return error_response(409, "wireguard_key_in_use", e.what());
+    } catch (const ca_validity_error& e) {
+        log_.error(std::string("devicegate-bridge: CA: ") + log_safe(e.what(), 300));
+        return refuse(op, r, device_id, 503, "ca_expired",
+                      "the CA certificate cannot sign now (expired, not yet valid or about to expire); the operator "
+                      "must replace it; retry later");
     } catch (const signer_error& e) {
         log_.error(std::string("devicegate-bridge: CA: ") + log_safe(e.what(), 300));
         return refuse(op, r, device_id, 502, "ca_failed", "the CA did not issue the certificate; retry later");

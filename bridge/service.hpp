@@ -11,12 +11,14 @@
 #include "devicegate/log.hpp"
 #include "devicegate/tenant_trust.hpp"
 #include "enroll_request.hpp"
+#include "enroll_tokens.hpp"
 #include "rate_limiter.hpp"
 #include "signer.hpp"
 #include "wireguard.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,6 +69,12 @@ private:
         issued_certificate cert;
         std::string wireguard_config;
     };
+    /// An enrollment token this request used, kept so that a retryable failure can put it back.
+    struct held_token {
+        std::string token;  // a secret: never logged
+        token_use use;
+        std::chrono::steady_clock::time_point at;
+    };
     /// Signs a checked CSR for an authenticated caller; with a WireGuard config when
     /// `wireguard_public_key` is given ("" = generate a pair). Refusals are audited.
     std::variant<api_response, issued> issue_checked(const api_request& r, const std::string& device_id, x509_req_ptr csr,
@@ -75,7 +83,14 @@ private:
     api_response issue_json(const api_request& r, const enroll_request& req, const std::string& device_id,
                             csr_result checked, const char* op, bool with_wireguard);
     api_response est_issue(const api_request& r, const char* op, bool reenroll);
-    std::optional<api_response> authenticate_enrollment(const api_request& r, const std::string& device_id, const char* op);
+    /// Authenticates by operator key or token; a token used up is left in `held`.
+    std::optional<api_response> authenticate_enrollment(const api_request& r, const std::string& device_id, const char* op,
+                                                        std::optional<held_token>& held);
+    /// `answer` to an authenticated enrollment; when it is a failure the client can retry
+    /// (502, 503) or correct (409), the token in `held` is put back first, and the message says
+    /// whether it is still valid.
+    api_response give_back(const std::optional<held_token>& held, api_response answer, const char* op, const api_request& r,
+                           const std::string& device_id);
     std::optional<api_response> authenticate_renewal(const api_request& r, const std::string& device_id, const char* op);
     bool operator_key_ok(const std::string& key) const;
     std::string wireguard_for(const std::string& device_id, const std::string& device_public_key);

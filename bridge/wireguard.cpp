@@ -74,6 +74,33 @@ redis.call('HSET', KEYS[1], ARGV[1], n)
 return n
 )";
 
+// KEYS[1] peers (id -> JSON), KEYS[2] owners (public key -> id); ARGV[1] id, ARGV[2] public
+// key, ARGV[3] the peer's JSON. Returns the other device that has the key, or '' (recorded).
+// The owners hash is built from the peers once when it is missing (peers recorded before it
+// existed); an entry counts only while its device's peer still has that key.
+constexpr const char* record_peer_script = R"(
+local function key_of(peer)
+  if not peer then return nil end
+  local ok, p = pcall(cjson.decode, peer)
+  if ok and type(p) == 'table' and type(p.public_key) == 'string' then return p.public_key end
+  return nil
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    local k = key_of(all[i + 1])
+    if k then redis.call('HSETNX', KEYS[2], k, all[i]) end
+  end
+end
+local owner = redis.call('HGET', KEYS[2], ARGV[2])
+if owner and owner ~= ARGV[1] and key_of(redis.call('HGET', KEYS[1], owner)) == ARGV[2] then return owner end
+local old = key_of(redis.call('HGET', KEYS[1], ARGV[1]))
+if old and old ~= ARGV[2] and redis.call('HGET', KEYS[2], old) == ARGV[1] then redis.call('HDEL', KEYS[2], old) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+return ''
+)";
+
 }  // namespace
 
 bool is_wireguard_key(std::string_view text) noexcept { return base64_decode_32(text).has_value(); }
@@ -102,11 +129,14 @@ std::optional<std::uint32_t> allocate_slot(redis_connection& redis, const wiregu
     return static_cast<std::uint32_t>(slot);
 }
 
-void record_peer(redis_connection& redis, const wireguard_keys& keys, const std::string& device_id,
-                 const std::string& public_key, const std::string& address) {
+std::optional<std::string> record_peer(redis_connection& redis, const wireguard_keys& keys, const std::string& device_id,
+                                       const std::string& public_key, const std::string& address) {
     nlohmann::json peer{{"public_key", public_key}, {"address", address}};
-    auto reply = redis.command({"HSET", keys.peers, device_id, peer.dump()});
-    reply_integer(reply.get(), "HSET " + keys.peers);
+    auto reply =
+        redis.command({"EVAL", record_peer_script, "2", keys.peers, keys.owners, device_id, public_key, peer.dump()});
+    std::string owner = reply_string(reply.get(), "wireguard peer script");
+    if (owner.empty()) return std::nullopt;
+    return owner;
 }
 
 std::string device_config(const wireguard_settings& s, const std::string& address, const std::string& private_key) {

@@ -42,20 +42,24 @@ wireguard_keypair generate_wireguard_keypair();
 std::optional<std::string> wireguard_public_key(std::string_view private_key_base64);
 
 /// Redis keys: <p>wg:slot HASH id -> slot, <p>wg:next counter, <p>wg:peers HASH id -> JSON
-/// {"public_key","address"}.
+/// {"public_key","address"}, <p>wg:owner HASH public key -> id (one device per key).
 struct wireguard_keys {
-    std::string slots, next, peers;
+    std::string slots, next, peers, owners;
     explicit wireguard_keys(const redis_model& m)
-        : slots(m.prefix + "wg:slot"), next(m.prefix + "wg:next"), peers(m.prefix + "wg:peers") {}
+        : slots(m.prefix + "wg:slot"), next(m.prefix + "wg:next"), peers(m.prefix + "wg:peers"),
+          owners(m.prefix + "wg:owner") {}
 };
 
 /// The device's slot: the one it had, or the next free one (one Lua script, atomic across
 /// bridges). nullopt when the pool is exhausted. Throws redis_io_error / redis_data_error.
 std::optional<std::uint32_t> allocate_slot(redis_connection& redis, const wireguard_keys& keys, const std::string& device_id,
                                            std::uint32_t capacity);
-/// Records the device's public key and address for the gateway's peer list.
-void record_peer(redis_connection& redis, const wireguard_keys& keys, const std::string& device_id,
-                 const std::string& public_key, const std::string& address);
+/// Records the device's public key and address for the gateway's peer list, unless another
+/// device's peer has that public key: WireGuard keys its peers by public key, so a second
+/// [Peer] with it takes over the first one's tunnel. Returns that other device's id (nothing
+/// recorded), or nullopt when recorded. One Lua script: atomic across bridges.
+std::optional<std::string> record_peer(redis_connection& redis, const wireguard_keys& keys, const std::string& device_id,
+                                       const std::string& public_key, const std::string& address);
 
 /// The device's wg-quick config. `private_key` empty: the device keeps its own.
 std::string device_config(const wireguard_settings& s, const std::string& address, const std::string& private_key);

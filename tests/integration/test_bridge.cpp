@@ -15,7 +15,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <ctime>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 using namespace devicegate::itest;
@@ -74,13 +76,21 @@ public:
         for (const auto& [k, v] : o.extra) conf << k << " " << v << "\n";
         write_text(dir_ / "bridge.conf", conf.str());
     }
+    /// Starts it (again); true once this run listens. The log is appended to across runs.
     bool start() {
+        const std::size_t from = log().size();
         process_ = std::make_unique<process>(
             std::vector<std::string>{DEVICEGATE_BRIDGE_PATH, "-c", (dir_ / "bridge.conf").string()}, dir_ / "bridge.log");
-        return eventually([&] { return log().find("listening on") != std::string::npos || !process_->running(); }) &&
+        return eventually([&] { return log().find("listening on", from) != std::string::npos || !process_->running(); }) &&
                process_->running();
     }
     void stop() { process_.reset(); }
+    /// The exit status of a run that ended (a refused start), or nullopt.
+    std::optional<int> exit_status() { return process_ ? process_->wait_exit(5s) : std::nullopt; }
+    /// Sets `key` for the next start (a later line wins).
+    void set(const std::string& key, const std::string& value) {
+        std::ofstream(dir_ / "bridge.conf", std::ios::app) << key << " " << value << "\n";
+    }
     std::string url() const { return "https://localhost:" + std::to_string(port_); }
     std::string crl_url() const { return "http://127.0.0.1:" + std::to_string(crl_port_) + "/crl"; }
     std::string log() const { return slurp(dir_ / "bridge.log"); }
@@ -571,20 +581,37 @@ TEST_CASE("WireGuard: the device's own key or a generated pair; stable addresses
     CHECK(devicegate::ctl::run({"--redis", redis.url(), "enroll-token", "dev-x", "--ttl", "1000h"}, o2, e2, "", "") == 1);
 }
 
+namespace {
+
+/// The fake step-ca (signing with Sub-CA A) and its JWK provisioner's key in a file.
+struct stepca_signer_setup {
+    devicegate::evp_pkey_ptr provisioner = devicegate::test::make_key("P-256");
+    fs::path key_file = test_dir() / "provisioner.key";
+    devicegate::test::fake_stepca ca{{pki("server-chain.crt"), pki("server.key"), pki("subca-a.crt"), pki("subca-a.key"),
+                                      "devicegate", devicegate::test::public_key_pem(provisioner.get()),
+                                      devicegate::bridge::jwk_thumbprint(provisioner.get()), "localhost"}};
+    stepca_signer_setup() {
+        write_text(key_file, devicegate::test::key_pem(provisioner.get()));
+        REQUIRE(ca.start());
+    }
+    /// The bridge settings for it, and `more`.
+    bridge_options options(std::vector<std::pair<std::string, std::string>> more = {}) const {
+        more.insert(more.end(), {{"signer", "stepca"},
+                                 {"stepca_url", ca.url()},
+                                 {"stepca_root_file", pki("root.crt")},
+                                 {"stepca_provisioner", "devicegate"},
+                                 {"stepca_key_file", key_file.string()}});
+        return {.extra = more};
+    }
+};
+
+}  // namespace
+
 TEST_CASE("the guide with step-ca as signer (the fake step-ca): enroll, connect, revoke at step-ca, CA failures are 502",
           "[integration][bridge][stepca]") {
-    const fs::path keys = test_dir();
-    auto provisioner = devicegate::test::make_key("P-256");
-    write_text(keys / "provisioner.key", devicegate::test::key_pem(provisioner.get()));
-    devicegate::test::fake_stepca ca({pki("server-chain.crt"), pki("server.key"), pki("subca-a.crt"), pki("subca-a.key"),
-                                      "devicegate", devicegate::test::public_key_pem(provisioner.get()),
-                                      devicegate::bridge::jwk_thumbprint(provisioner.get()), "localhost"});
-    REQUIRE(ca.start());
-    stack s(broker_mode::deny_list, {.extra = {{"signer", "stepca"},
-                                               {"stepca_url", ca.url()},
-                                               {"stepca_root_file", pki("root.crt")},
-                                               {"stepca_provisioner", "devicegate"},
-                                               {"stepca_key_file", (keys / "provisioner.key").string()}}});
+    stepca_signer_setup setup;
+    auto& ca = setup.ca;
+    stack s(broker_mode::deny_list, setup.options());
     auto& [redis, bridge, broker_ptr, dir] = s;
     broker& b = *broker_ptr;
 
@@ -606,11 +633,16 @@ TEST_CASE("the guide with step-ca as signer (the fake step-ca): enroll, connect,
 
     key_and_csr(dir, "dev-t", "dev-t");
     ca.fail_next_sign(500);
-    auto failed = enroll(bridge, "dev-t", token_for(redis, "dev-t"), body_file(dir, "dev-t", slurp(dir / "dev-t.csr")));
+    const std::string token_t = token_for(redis, "dev-t");
+    auto failed = enroll(bridge, "dev-t", token_t, body_file(dir, "dev-t", slurp(dir / "dev-t.csr")));
     CHECK(failed.status == 502);
     CHECK(failed.j()["error"] == "ca_failed");
     CHECK(bridge.wait_for_log("CA: step-ca answered HTTP 500"));
     CHECK(bridge.log().find("BEGIN CERTIFICATE REQUEST") == std::string::npos);
+    // "retry later" holds: the token was put back, and the retry enrolls.
+    CHECK_THAT(failed.j()["message"].get<std::string>(), Catch::Contains("the enrollment token remains valid for a retry"));
+    CHECK(enroll(bridge, "dev-t", token_t, body_file(dir, "dev-t", slurp(dir / "dev-t.csr"))).status == 200);
+    CHECK(ca.signed_count() == 2);
 }
 
 TEST_CASE("scripts/enroll-device.sh: enrolls once, is idempotent, and its exit codes say what to do",
@@ -646,4 +678,253 @@ TEST_CASE("scripts/enroll-device.sh: enrolls once, is idempotent, and its exit c
     CHECK(run("bad/id", "t", dir / "c4", bridge.url()).exit_code == 64);
     CHECK(run("dev-sh3", token_for(redis, "dev-other"), dir / "c5", bridge.url()).exit_code == 77);  // token of another id
     CHECK(bridge.log().find("dgt_") == std::string::npos);
+}
+
+namespace {
+
+http_result enroll_with_api_key(const bridge_process& bridge, const std::string& id, const std::string& data) {
+    return curl(bridge.url() + "/devices/" + id + "/enroll",
+                "-X POST -H 'Content-Type: application/json' -H 'X-Api-Key: " + api_key + "' --data-binary '" + data + "'");
+}
+
+/// The CRLNumber of the CRL the bridge serves now.
+long long served_crl_number(const bridge_process& bridge, const fs::path& dir) {
+    const fs::path file = dir / ("crl-" + std::to_string(free_port()) + ".der");
+    write_text(file, curl(bridge.crl_url(), "").body);
+    const auto out = sh("openssl crl -inform DER -noout -crlnumber -in " + file.string()).out;  // crlNumber=0x...
+    const auto x = out.find("0x");
+    REQUIRE(x != std::string::npos);
+    return std::stoll(out.substr(x + 2), nullptr, 16);
+}
+
+/// {"csr_pem", "wireguard_public_key"} in a file, for curl -d @file.
+std::string body_with_wireguard(const fs::path& dir, const std::string& name, const std::string& wg_public_key) {
+    const fs::path p = dir / (name + "-wg.json");
+    write_text(p, json{{"csr_pem", slurp(dir / (name + ".csr"))}, {"wireguard_public_key", wg_public_key}}.dump());
+    return "@" + p.string();
+}
+
+/// Sub-CA A (its name and key) valid from `not_before` to `not_after`, signed by the test ICA.
+std::string subca_a_valid(const fs::path& dir, std::time_t not_before, std::time_t not_after) {
+    auto cert = devicegate::parse_certificates(devicegate::read_file(pki("subca-a.crt"), 1 << 20), "subca-a");
+    auto ica_key = devicegate::bridge::read_private_key(pki("ica.key"));
+    const fs::path path = dir / ("subca-a-" + std::to_string(not_after) + ".crt");
+    write_text(path, devicegate::test::cert_pem(
+                         devicegate::test::with_validity(cert.at(0).get(), ica_key.get(), not_before, not_after).get()));
+    return path.string();
+}
+
+}  // namespace
+
+TEST_CASE("the embedded CA's CRL number keeps increasing across a bridge restart; brokers on crl_url take the next CRL",
+          "[integration][bridge][crl]") {
+    stack s(broker_mode::crl_url);
+    auto& [redis, bridge, broker_ptr, dir] = s;
+    broker& b = *broker_ptr;
+    // A burst: 30 certificates of one device revoked in one request number 30 CRLs, ahead of the clock.
+    key_and_csr(dir, "burst", "dev-burst");
+    const std::string burst = body_file(dir, "burst", slurp(dir / "burst.csr"));
+    for (int i = 0; i < 30; ++i) REQUIRE(enroll_with_api_key(bridge, "dev-burst", burst).status == 200);
+    REQUIRE(revoke(bridge, "dev-burst").j()["revoked_serials"].size() == 30);
+    const long long before = served_crl_number(bridge, dir);
+    CHECK(before > static_cast<long long>(std::time(nullptr)));
+    REQUIRE(b.wait_for_log("crl loaded url=" + bridge.crl_url() + " tenant Sub-CA CRL with 30 entries"));
+
+    bridge.stop();
+    REQUIRE(bridge.start());
+    CHECK(served_crl_number(bridge, dir) > before);
+    // A device revoked after the restart: off the deny-list, the broker's CRL still refuses it.
+    enroll_device(bridge, redis, dir, "dev-late");
+    REQUIRE(revoke(bridge, "dev-late").status == 200);
+    CHECK(b.wait_for_log("crl loaded url=" + bridge.crl_url() + " tenant Sub-CA CRL with 31 entries"));
+    CHECK(ctl({"unrevoke", "dev-late"}, redis.url()).exit_code == 0);
+    CHECK(eventually([&] {
+        client late("dev-late", (dir / "dev-late.crt").string(), (dir / "dev-late.key").string());
+        return late.connect(b.port()) == not_authorized && b.log_contains("devicegate: deny client=dev-late reason=revoked_crl");
+    }, 10s));
+    CHECK_FALSE(b.log_contains("rollback"));
+}
+
+TEST_CASE("a retryable enrollment failure keeps the token: pool exhausted (503), pool widened, the same token enrolls",
+          "[integration][bridge][token]") {
+    stack s(broker_mode::none, {.extra = {{"wg_pool", "10.80.0.0/30"}}});  // one device address
+    auto& [redis, bridge, broker_ptr, dir] = s;
+    enroll_device(bridge, redis, dir, "dev-a");
+    const std::string token = token_for(redis, "dev-b", "2h");
+    key_and_csr(dir, "dev-b", "dev-b");
+    const std::string body = body_file(dir, "dev-b", slurp(dir / "dev-b.csr"));
+    auto full = enroll(bridge, "dev-b", token, body);
+    INFO(full.body);
+    CHECK(full.status == 503);
+    CHECK(full.j()["error"] == "wireguard_pool_exhausted");
+    CHECK_THAT(full.j()["message"].get<std::string>(), Catch::Contains("the enrollment token remains valid for a retry"));
+    CHECK(bridge.wait_for_log("op=enroll device=dev-b source=127.0.0.1 outcome=token_kept"));
+    // Put back with the lifetime it had left, not a fresh one.
+    const std::string key = devicegate::bridge::token_key(devicegate::redis_model{}, token);
+    const long long left = redis.integer({"PTTL", key});
+    CHECK(left > 7'100'000);
+    CHECK(left <= 7'200'000);
+    CHECK(redis.command({"GET", key}) == "dev-b");
+
+    bridge.set("wg_pool", "10.80.0.0/29");
+    bridge.stop();
+    REQUIRE(bridge.start());
+    auto r = enroll(bridge, "dev-b", token, body);
+    CHECK(r.status == 200);
+    CHECK_THAT(r.j()["wireguard_config"].get<std::string>(), Catch::Contains("Address = 10.80.0.3/32"));
+    auto again = enroll(bridge, "dev-b", token, body);
+    CHECK(again.status == 401);
+    CHECK(again.j()["error"] == "token_unknown_used_or_expired");
+    CHECK(redis.integer({"EXISTS", key}) == 0);
+}
+
+TEST_CASE("one token, concurrent enrollments: at most one certificate, also when a failure puts the token back",
+          "[integration][bridge][token]") {
+    stack s(broker_mode::none, {.extra = {{"wg_pool", "10.80.0.0/29"}}});  // five device addresses
+    auto& [redis, bridge, broker_ptr, dir] = s;
+    for (int round = 0; round < 4; ++round) {
+        const std::string id = "dev-c" + std::to_string(round);
+        const std::string token = token_for(redis, id);
+        key_and_csr(dir, id, id);
+        const std::string body = body_file(dir, id, slurp(dir / (id + ".csr")));
+        std::vector<std::future<http_result>> calls;
+        for (int i = 0; i < 4; ++i) calls.push_back(std::async(std::launch::async, [&] { return enroll(bridge, id, token, body); }));
+        int ok = 0, unknown = 0;
+        for (auto& c : calls) {
+            const auto r = c.get();
+            if (r.status == 200) ++ok;
+            if (r.status == 401) ++unknown;
+        }
+        INFO("round " << round);
+        CHECK(ok == 1);
+        CHECK(unknown == 3);
+    }
+    // The pool is exhausted now for a sixth device: the token comes back on each failure, and
+    // concurrent retries still sign nothing twice.
+    enroll_device(bridge, redis, dir, "dev-c4");
+    const std::string token = token_for(redis, "dev-c5");
+    key_and_csr(dir, "dev-c5", "dev-c5");
+    const std::string body = body_file(dir, "dev-c5", slurp(dir / "dev-c5.csr"));
+    std::vector<std::future<http_result>> calls;
+    for (int i = 0; i < 4; ++i) calls.push_back(std::async(std::launch::async, [&] { return enroll(bridge, "dev-c5", token, body); }));
+    for (auto& c : calls) CHECK(c.get().status != 200);
+    CHECK(redis.command({"GET", devicegate::bridge::token_key(devicegate::redis_model{}, token)}) == "dev-c5");
+    CHECK(redis.integer({"XLEN", "devicegate:jobs"}) == 5);
+}
+
+TEST_CASE("a CSR with an explicit-parameter P-256 key is refused by name; the token stays usable",
+          "[integration][bridge][csr]") {
+    stack s;
+    auto& [redis, bridge, broker_ptr, dir] = s;
+    const std::string token = token_for(redis, "dev-e");
+    REQUIRE(sh("openssl ecparam -name prime256v1 -param_enc explicit -genkey -noout -out " + (dir / "expl.key").string())
+                .exit_code == 0);
+    REQUIRE(sh("openssl req -new -key " + (dir / "expl.key").string() + " -subj /CN=dev-e -out " + (dir / "expl.csr").string())
+                .exit_code == 0);
+    auto r = enroll(bridge, "dev-e", token, body_file(dir, "expl", slurp(dir / "expl.csr")));
+    INFO(r.body);
+    CHECK(r.status == 400);
+    CHECK(r.j()["error"] == "csr_key_explicit_parameters");
+    CHECK_THAT(r.j()["message"].get<std::string>(), Catch::Contains("explicit curve parameters"));
+    CHECK(bridge.wait_for_log("op=enroll device=dev-e source=127.0.0.1 outcome=csr_key_explicit_parameters"));
+    CHECK(redis.integer({"XLEN", "devicegate:jobs"}) == 0);
+    key_and_csr(dir, "dev-e", "dev-e");
+    CHECK(enroll(bridge, "dev-e", token, body_file(dir, "dev-e", slurp(dir / "dev-e.csr"))).status == 200);
+}
+
+TEST_CASE("an expired or not yet valid Sub-CA stops the bridge at start, naming the file and the date",
+          "[integration][bridge][validity]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    const std::time_t now = std::time(nullptr);
+    const fs::path dir = test_dir();
+    SECTION("expired") {
+        const std::string expired = subca_a_valid(dir, now - 7 * 86400, now - 3600);
+        bridge_process bridge(redis, {.extra = {{"sub_ca_file", expired}}});
+        CHECK_FALSE(bridge.start());
+        CHECK(bridge.exit_status() == 1);
+        CHECK_THAT(bridge.log(), Catch::Contains(expired + ": the CA certificate expired at ") && Catch::Contains("(notAfter; now "));
+    }
+    SECTION("not yet valid") {
+        const std::string future = subca_a_valid(dir, now + 86400, now + 7 * 86400);
+        bridge_process bridge(redis, {.extra = {{"sub_ca_file", future}}});
+        CHECK_FALSE(bridge.start());
+        CHECK(bridge.exit_status() == 1);
+        CHECK_THAT(bridge.log(), Catch::Contains(future + ": the CA certificate is not valid before "));
+    }
+}
+
+TEST_CASE("a Sub-CA about to expire signs nothing: 503 ca_expired, the token kept, nothing enqueued",
+          "[integration][bridge][validity]") {
+    const std::time_t now = std::time(nullptr);
+    const std::string expiring = subca_a_valid(test_dir(), now - 86400, now + 1800);  // 30 minutes left
+    auto expect_refused = [&](stack& s) {
+        auto& [redis, bridge, broker_ptr, dir] = s;
+        CHECK(bridge.log().find("refused (503 ca_expired) until it is replaced") != std::string::npos);  // said at start
+        const std::string token = token_for(redis, "dev-x");
+        key_and_csr(dir, "dev-x", "dev-x");
+        auto r = enroll(bridge, "dev-x", token, body_file(dir, "dev-x", slurp(dir / "dev-x.csr")));
+        INFO(r.body);
+        CHECK(r.status == 503);
+        CHECK(r.j()["error"] == "ca_expired");
+        CHECK_THAT(r.j()["message"].get<std::string>(), Catch::Contains("the enrollment token remains valid"));
+        CHECK(bridge.wait_for_log("less than 3600 s from now: replace it"));
+        CHECK(bridge.log().find(expiring + ": the CA certificate expires at ") != std::string::npos);
+        CHECK(redis.integer({"XLEN", "devicegate:jobs"}) == 0);
+        CHECK(redis.integer({"HLEN", "devicegate:wg:slot"}) == 0);  // no address taken either
+        CHECK(redis.integer({"EXISTS", devicegate::bridge::token_key(devicegate::redis_model{}, token)}) == 1);
+    };
+    SECTION("embedded CA") {
+        stack s(broker_mode::none, {.extra = {{"sub_ca_file", expiring}}});
+        expect_refused(s);
+    }
+    SECTION("step-ca: the bridge does not ask it") {
+        stepca_signer_setup setup;
+        stack s(broker_mode::none, setup.options({{"sub_ca_file", expiring}}));
+        expect_refused(s);
+        CHECK(setup.ca.signed_count() == 0);
+    }
+}
+
+TEST_CASE("a WireGuard public key registered to another device is refused with 409; the owner keeps and changes it",
+          "[integration][bridge][wireguard]") {
+    stack s;
+    auto& [redis, bridge, broker_ptr, dir] = s;
+    const auto victim_key = devicegate::bridge::generate_wireguard_keypair().public_key;
+    // A peer recorded before the owner index existed counts too.
+    const auto legacy_key = devicegate::bridge::generate_wireguard_keypair().public_key;
+    redis.command({"HSET", "devicegate:wg:peers", "dev-legacy",
+                   json{{"address", "10.80.0.200"}, {"public_key", legacy_key}}.dump()});
+    for (const char* id : {"dev-victim", "dev-attacker", "dev-next"}) key_and_csr(dir, id, id);
+
+    REQUIRE(enroll(bridge, "dev-victim", token_for(redis, "dev-victim"), body_with_wireguard(dir, "dev-victim", victim_key)).status == 200);
+    const std::string token = token_for(redis, "dev-attacker");
+    for (const auto& taken : {victim_key, legacy_key}) {
+        auto r = enroll(bridge, "dev-attacker", token, body_with_wireguard(dir, "dev-attacker", taken));
+        INFO(r.body);
+        CHECK(r.status == 409);
+        CHECK(r.j()["error"] == "wireguard_key_in_use");
+        CHECK_THAT(r.j()["message"].get<std::string>(),
+                   Catch::Contains("registered to another device") && !Catch::Contains("dev-victim") && !Catch::Contains("dev-legacy"));
+    }
+    CHECK(bridge.wait_for_log("device=dev-attacker source=127.0.0.1 outcome=wireguard_key_in_use"));
+    CHECK(bridge.wait_for_log("(device dev-victim)"));
+    // Its own key, with the same token (nothing was signed).
+    const auto own = devicegate::bridge::generate_wireguard_keypair().public_key;
+    CHECK(enroll(bridge, "dev-attacker", token, body_with_wireguard(dir, "dev-attacker", own)).status == 200);
+    // The owner re-enrolls with its key, then moves to a new one: the old key is free again.
+    CHECK(enroll(bridge, "dev-victim", token_for(redis, "dev-victim"), body_with_wireguard(dir, "dev-victim", victim_key)).status == 200);
+    const auto moved = devicegate::bridge::generate_wireguard_keypair().public_key;
+    CHECK(enroll(bridge, "dev-victim", token_for(redis, "dev-victim"), body_with_wireguard(dir, "dev-victim", moved)).status == 200);
+    CHECK(enroll(bridge, "dev-next", token_for(redis, "dev-next"), body_with_wireguard(dir, "dev-next", victim_key)).status == 200);
+
+    std::ostringstream out, err;
+    REQUIRE(devicegate::ctl::run({"--redis", redis.url(), "wg-peers"}, out, err, "", "") == 0);
+    const std::string peers = out.str();
+    for (const auto& k : {victim_key, legacy_key, own, moved}) {
+        INFO(k);
+        CHECK(peers.find("PublicKey = " + k) != std::string::npos);
+        CHECK(peers.find("PublicKey = " + k) == peers.rfind("PublicKey = " + k));
+    }
+    CHECK_THAT(peers, Catch::Contains("# dev-next\nPublicKey = " + victim_key) && Catch::Contains("# dev-victim\nPublicKey = " + moved));
 }

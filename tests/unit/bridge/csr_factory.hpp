@@ -2,10 +2,12 @@
 // CSRs made in memory for the bridge's tests, benchmark and fuzz seeds.
 #include "devicegate/ossl.hpp"
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include <ctime>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -20,6 +22,36 @@ std::string pem_text(Write write) {
     char* data = nullptr;
     const long n = BIO_get_mem_data(bio.get(), &data);
     return std::string(data, static_cast<std::size_t>(n));
+}
+
+/// A P-256 key that spells out its curve (as `openssl ecparam -param_enc explicit` makes).
+inline evp_pkey_ptr make_explicit_p256_key() {
+    std::unique_ptr<EVP_PKEY_CTX, c_deleter<EVP_PKEY_CTX_free>> ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("group", const_cast<char*>("P-256"), 0),
+                           OSSL_PARAM_construct_utf8_string("encoding", const_cast<char*>("explicit"), 0),
+                           OSSL_PARAM_construct_end()};
+    EVP_PKEY* key = nullptr;
+    if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_CTX_set_params(ctx.get(), params) != 1 ||
+        EVP_PKEY_generate(ctx.get(), &key) != 1) {
+        throw std::runtime_error("cannot make an explicit-parameter P-256 key");
+    }
+    return evp_pkey_ptr(key);
+}
+
+/// A copy of `cert` valid from `not_before` to `not_after`, signed again by `issuer_key`
+/// (an expired or expiring Sub-CA with the real one's name and key).
+inline x509_ptr with_validity(X509* cert, EVP_PKEY* issuer_key, std::time_t not_before, std::time_t not_after) {
+    x509_ptr copy(X509_dup(cert));
+    if (!copy || X509_time_adj_ex(X509_getm_notBefore(copy.get()), 0, 0, &not_before) == nullptr ||
+        X509_time_adj_ex(X509_getm_notAfter(copy.get()), 0, 0, &not_after) == nullptr ||
+        X509_sign(copy.get(), issuer_key, EVP_sha256()) == 0) {
+        throw std::runtime_error("cannot re-sign a certificate");
+    }
+    return copy;
+}
+
+inline std::string cert_pem(X509* cert) {
+    return pem_text([&](BIO* b) { return PEM_write_bio_X509(b, cert); });
 }
 
 /// "P-256", "P-384", "P-521", "secp256k1", "RSA-1024", "RSA-2048", "Ed25519".

@@ -60,3 +60,15 @@ TEST_CASE("CSR check: not exactly one PEM CSR is refused", "[bridge][csr]") {
     CHECK(check_csr(std::string(20000, 'A'), "dev-1").problem == csr_problem::not_pem);
     CHECK(csr_common_name(check_csr(good, "dev-1").csr.get()) == "dev-1");
 }
+
+TEST_CASE("CSR check: an EC key with explicit curve parameters is refused by name", "[bridge][csr]") {
+    auto key = devicegate::test::make_explicit_p256_key();
+    CHECK(has_explicit_ec_parameters(key.get()));
+    auto r = check_csr(make_csr_pem(key.get(), "dev-1"), "dev-1");
+    CHECK(r.problem == csr_problem::explicit_ec_parameters);
+    CHECK(to_string(r.problem) == "csr_key_explicit_parameters");
+    CHECK_THAT(r.detail, Catch::Contains("explicit curve parameters") && Catch::Contains("named curve"));
+    CHECK(r.csr == nullptr);
+    CHECK(allowed_key_type(key.get()).empty());
+    for (std::string type : {"P-256", "P-384", "RSA-2048", "Ed25519"}) CHECK_FALSE(has_explicit_ec_parameters(make_key(type).get()));
+}
