@@ -8,6 +8,7 @@
 
 #include <csignal>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 namespace {
@@ -98,13 +99,14 @@ int main(int argc, char** argv) {
     }
     const logger log = stderr_logger(log_threshold(config.log_level));
     const sigset_t signals = block_stop_signals();  // every thread started below inherits it
-    bridge_service service(config, trust, ca, log);
+    std::optional<bridge_service> service;
     std::unique_ptr<httplib::SSLServer> server;
     try {
+        service.emplace(config, trust, ca, log);  // loads the CRLs renewal checks: a bad file stops the start
         server = make_https_server(config, trust->certificate(ca_role::sub_ca));
     } catch (const std::exception& e) {
         std::cerr << "devicegate-bridge: " << e.what() << "\n";
         return 1;
     }
-    return serve(config, service, *server, signals, log);
+    return serve(config, *service, *server, signals, log);
 }
