@@ -507,6 +507,16 @@ TEST_CASE("revoke: a serial this CA did not issue is reported and audited, never
         auto c = connect_to(redis);
         CHECK(c.command({"HEXISTS", "devicegate:revoked:device", "dev-n"})->integer == 0);
     }
+    SECTION("a POST without Content-Length: cpp-httplib times out reading the body; the 400 names the cause, audited") {
+        auto r = curl(bridge.url() + "/devices/dev-n/revoke", "-X POST -H 'X-Api-Key: " + api_key + "'");
+        CHECK(r.status == 400);
+        CHECK_THAT(r.j()["message"].get<std::string>(), Catch::Contains("no Content-Length"));
+        CHECK(bridge.wait_for_log("op=http device=- source=127.0.0.1 outcome=body_unreadable"));
+        auto c = connect_to(redis);
+        CHECK(c.command({"HEXISTS", "devicegate:revoked:device", "dev-n"})->integer == 0);
+        // With Content-Length: 0 (curl -d '') the empty body is the defaults.
+        CHECK(curl(bridge.url() + "/devices/dev-n/revoke", "-X POST -H 'X-Api-Key: " + api_key + "' -d ''").status == 200);
+    }
     SECTION("the foreign serial is listed as not revoked, with the cause; the audit line says partial") {
         auto r = revoke(bridge, "dev-n");
         INFO(r.body);
