@@ -719,7 +719,10 @@ TEST_CASE("the guide with step-ca as signer (the fake step-ca): enroll, connect,
     CHECK(ca.is_revoked(devicegate::bridge::serial_hex_to_decimal(serial)));
     CHECK(dev.wait_disconnected(5s));
     // A second revoke finds it revoked at step-ca already, and still answers 200.
-    CHECK(revoke(bridge, "dev-s").status == 200);
+    auto second = revoke(bridge, "dev-s");
+    CHECK(second.status == 200);
+    CHECK(second.j()["already_revoked_serials"] == json::array({serial}));
+    CHECK(second.j()["not_revoked_serials"].empty());
 
     key_and_csr(dir, "dev-t", "dev-t");
     ca.fail_next_sign(500);
