@@ -449,6 +449,14 @@ TEST_CASE("renewal refuses what the brokers' CRLs refuse: a listed certificate, 
         stack s(broker_mode::none, {.extra = {{"crl_file", pki("subca-a-revokes-dev-002.crl.pem")}}});
         expect(s.bridge, renew_pki(s.bridge, "dev-002", for_002), 403, "certificate_revoked", "subca-a-revokes-dev-002.crl.pem");
         CHECK(renew_pki(s.bridge, "dev-001", for_001).status == 200);  // not on the CRL: renews
+        // EST simplereenroll authenticates the same way.
+        REQUIRE(sh("openssl req -in " + (dir / "next2.csr").string() + " -outform DER | openssl base64 > " +
+                   (dir / "next2.b64").string()).exit_code == 0);
+        auto est = curl(s.bridge.url() + "/.well-known/est/simplereenroll",
+                        "-X POST -H 'Content-Type: application/pkcs10' --data-binary @" + (dir / "next2.b64").string() +
+                            " --cert " + pki("devices/dev-002.crt") + " --key " + pki("devices/dev-002.key"));
+        CHECK(est.status == 403);
+        CHECK(est.j()["error"] == "certificate_revoked");
     }
     SECTION("a CRL file that changes while the bridge runs is followed") {
         const fs::path crl = dir / "live.crl.pem";
