@@ -110,10 +110,10 @@ ca_revocation revoke_at_ca(signer& ca, const std::vector<std::string>& serials, 
 std::string audit_detail(const ca_revocation& ca, long long brokers, bool replicated, const std::string& job_id) {
     std::string out = "serials=" + std::to_string(ca.revoked.size()) + " brokers=" + std::to_string(brokers) +
                       " replicated=" + (replicated ? "yes" : "no");
-    if (!ca.not_revoked.empty()) {
-        out += " not_revoked=";
-        for (const auto& n : ca.not_revoked) out += n["serial"].get<std::string>() + (&n == &ca.not_revoked.back() ? "" : ",");
-        out += " (not issued by this CA)";
+    const char* separator = " not_revoked=";  // serials this CA does not know: their issuer must revoke them
+    for (const auto& n : ca.not_revoked) {
+        out += separator + n["serial"].get<std::string>();
+        separator = ",";
     }
     return out + (job_id.empty() ? "" : " decommission=" + job_id);
 }
