@@ -3,6 +3,7 @@
 #include "http_api.hpp"
 #include "signer_factory.hpp"
 
+#include "devicegate/crl_set.hpp"
 #include "devicegate/daemon.hpp"
 #include "devicegate/pki.hpp"
 
@@ -88,6 +89,10 @@ int main(int argc, char** argv) {
         config = parse_bridge_config(file.empty() ? "" : read_file(file, 1 << 20), environment_variables());
         trust = tenant_trust::load(config.sub_ca_file, config.ica_file, config.root_file);
         ca = make_signer(config);
+        // The CRLs renewal checks verify against the chain now (the start loads them again).
+        if (check) {
+            for (const auto& f : config.crl.files) load_crl_file(f, *trust);
+        }
     } catch (const std::exception& e) {
         std::cerr << "devicegate-bridge: configuration " << (file.empty() ? "" : "(" + file + ") ") << "error: " << e.what()
                   << "\n";

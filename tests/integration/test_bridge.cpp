@@ -82,6 +82,12 @@ public:
                process_->running();
     }
     void stop() { process_.reset(); }
+    /// devicegate-bridge --check: its exit code and output.
+    std::pair<int, std::string> check() const {
+        process p({DEVICEGATE_BRIDGE_PATH, "-c", (dir_ / "bridge.conf").string(), "--check"}, dir_ / "check.log");
+        const int rc = p.wait_exit(std::chrono::seconds(20)).value_or(-1);
+        return {rc, slurp(dir_ / "check.log")};
+    }
     std::string url() const { return "https://localhost:" + std::to_string(port_); }
     std::string crl_url() const { return "http://127.0.0.1:" + std::to_string(crl_port_) + "/crl"; }
     std::string log() const { return slurp(dir_ / "bridge.log"); }
@@ -489,6 +495,11 @@ TEST_CASE("renewal refuses what the brokers' CRLs refuse: a listed certificate, 
         bridge_process bad(redis, {.extra = {{"crl_file", pki("subca-b.crl.pem")}}});
         CHECK_FALSE(bad.start());
         CHECK_THAT(bad.log(), Catch::Contains("subca-b.crl.pem"));
+        const auto [rc, out] = bad.check();
+        CHECK(rc == 1);
+        CHECK_THAT(out, Catch::Contains("subca-b.crl.pem"));
+        bridge_process good(redis, {.extra = {{"crl_file", pki("subca-a.crl.pem")}}});
+        CHECK(good.check().first == 0);
     }
 }
 
