@@ -27,10 +27,14 @@ std::size_t count(const std::string& v, std::size_t min, std::size_t max) {
     return static_cast<std::size_t>(n);
 }
 
-std::chrono::milliseconds duration(const std::string& v, std::chrono::milliseconds min) {
+std::chrono::milliseconds bounded(const std::string& v, std::chrono::milliseconds min, std::chrono::milliseconds max) {
     auto d = parse_duration(v);
-    if (d < min) throw std::invalid_argument("too short");
+    if (d < min || d > max) throw std::invalid_argument("out of range");
     return d;
+}
+
+std::chrono::milliseconds duration(const std::string& v, std::chrono::milliseconds min) {
+    return bounded(v, min, std::chrono::milliseconds::max());
 }
 
 std::string non_empty(const std::string& v) {
@@ -96,6 +100,36 @@ std::vector<setting> server_settings() {
     };
 }
 
+stale_policy policy(const std::string& v) {
+    if (v == "deny") return stale_policy::deny;
+    if (v == "allow") return stale_policy::allow;
+    throw std::invalid_argument("not deny or allow");
+}
+
+// The plugin's names, forms and ranges (core/src/config.cpp), so one CRL setup reads the same
+// in mosquitto.conf and here.
+std::vector<setting> crl_settings_table() {
+    using std::chrono::hours;
+    using std::chrono::milliseconds;
+    using std::chrono::seconds;
+    return {
+        {"crl_file", "an absolute CRL file path (PEM or DER), repeatable",
+         [](bridge_config& c, const std::string& v) {
+             if (v.empty() || v.front() != '/') throw std::invalid_argument("not absolute");
+             c.crl.files.push_back(v);
+         }},
+        {"crl_url", "an http(s) URL, repeatable", [](bridge_config& c, const std::string& v) { c.crl.urls.push_back(parse_http_url(v)); }},
+        {"crl_refresh", "a duration 1s..24h", [](bridge_config& c, const std::string& v) { c.crl.refresh = bounded(v, seconds(1), hours(24)); }},
+        {"crl_fetch_timeout", "a duration 100ms..60s",
+         [](bridge_config& c, const std::string& v) { c.crl.fetch_timeout = bounded(v, milliseconds(100), seconds(60)); }},
+        {"crl_grace", "a duration 0..30 days such as 24h",
+         [](bridge_config& c, const std::string& v) {
+             c.crl.grace = std::chrono::duration_cast<seconds>(bounded(v, milliseconds(0), hours(24 * 30)));
+         }},
+        {"crl_stale_policy", "deny or allow", [](bridge_config& c, const std::string& v) { c.crl.stale = policy(v); }},
+    };
+}
+
 std::vector<setting> wireguard_and_stepca_settings() {
     return {
         {"wg_pool", "an IPv4 CIDR such as 10.80.0.0/16",
@@ -130,8 +164,7 @@ std::vector<setting> wireguard_and_stepca_settings() {
 const std::vector<setting>& settings() {
     static const std::vector<setting> all = [] {
         auto out = server_settings();
-        auto more = wireguard_and_stepca_settings();
-        out.insert(out.end(), more.begin(), more.end());
+        for (auto more : {wireguard_and_stepca_settings(), crl_settings_table()}) out.insert(out.end(), more.begin(), more.end());
         return out;
     }();
     return all;
@@ -185,6 +218,9 @@ bridge_config parse_bridge_config(const std::string& file_text, const std::map<s
                       apply(c, *it, value, where);
                   });
     check_required(c);
+    // step-ca publishes its CRL at /1.0/crl (api/crl.go; docs/integrations.md section C): the
+    // CRL the brokers' crl_url follows, so renewal checks it unless told otherwise.
+    if (c.signer == signer_kind::stepca && !c.crl.any()) c.crl.urls.push_back(c.stepca.url + "/1.0/crl");
     return c;
 }
 
@@ -194,7 +230,9 @@ std::string bridge_config::describe() const {
         << " redis=" << redis.describe() << (redis.password.empty() ? "" : " (password set)") << " prefix=" << redis_prefix
         << " cert_validity=" << cert_validity.count() / 1000 << "s max_body_bytes=" << max_body_bytes
         << " rate_limit=" << rate_limit << "/min operator_api=" << (operator_api_key.empty() ? "off" : "on (key set)")
-        << " wg_pool=" << wireguard.pool << " wg_endpoint=" << wireguard.endpoint;
+        << " wg_pool=" << wireguard.pool << " wg_endpoint=" << wireguard.endpoint << " crl_files=" << crl.files.size()
+        << " crl_urls=" << crl.urls.size() << " crl_grace=" << crl.grace.count() << "s crl_stale_policy="
+        << (crl.stale == stale_policy::deny ? "deny" : "allow");
     return out.str();
 }
 

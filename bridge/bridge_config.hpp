@@ -2,6 +2,7 @@
 // devicegate-bridge's typed configuration: one "key value" file (bridge/devicegate-bridge.conf.example)
 // and environment variables DEVICEGATE_BRIDGE_<KEY> (upper case) that override it, for containers.
 // Parsed and validated once at start; errors name the key, never the value (it may be a secret).
+#include "devicegate/config.hpp"  // stale_policy
 #include "devicegate/redis.hpp"
 
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace devicegate::bridge {
 
@@ -36,6 +38,18 @@ struct stepca_settings {
     std::string kid;            // the provisioner key's kid (default: its RFC 7638 thumbprint)
 };
 
+/// The CRLs that renewal checks, as the brokers do (the plugin's crl_file, crl_url, crl_refresh,
+/// crl_fetch_timeout, crl_grace, crl_stale_policy, with the same meaning and defaults).
+struct crl_settings {
+    std::vector<std::string> files;   // PEM or DER, verified against the tenant chain
+    std::vector<std::string> urls;    // http(s); signer stepca without files or urls: {stepca_url}/1.0/crl
+    std::chrono::milliseconds refresh{std::chrono::minutes(15)};
+    std::chrono::milliseconds fetch_timeout{std::chrono::seconds(10)};
+    std::chrono::seconds grace{std::chrono::hours(24)};
+    stale_policy stale = stale_policy::deny;
+    bool any() const noexcept { return !files.empty() || !urls.empty(); }
+};
+
 struct bridge_config {
     std::string listen = "0.0.0.0:8443";
     std::string crl_listen;               // host:port of a plain-HTTP listener serving GET /crl only ("" = none)
@@ -56,6 +70,7 @@ struct bridge_config {
     bool enqueue_registration = true;     // hawkBit/ThingsBoard job at enrollment
     wireguard_settings wireguard;
     stepca_settings stepca;
+    crl_settings crl;                     // renewal's revocation check (bridge/renewal_crls.hpp)
     std::string log_level = "info";
 
     /// Every setting without secrets.

@@ -3,12 +3,14 @@
 #include "http_api.hpp"
 #include "signer_factory.hpp"
 
+#include "devicegate/crl_set.hpp"
 #include "devicegate/daemon.hpp"
 #include "devicegate/pki.hpp"
 
 #include <csignal>
 #include <ctime>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 namespace {
@@ -94,6 +96,10 @@ int main(int argc, char** argv) {
         check_ca_validity(trust->certificate(ca_role::ica), config.ica_file, now, std::chrono::seconds(0));
         check_ca_validity(trust->certificate(ca_role::root), config.root_file, now, std::chrono::seconds(0));
         ca = make_signer(config);
+        // The CRLs renewal checks verify against the chain now (the start loads them again).
+        if (check) {
+            for (const auto& f : config.crl.files) load_crl_file(f, *trust);
+        }
     } catch (const std::exception& e) {
         std::cerr << "devicegate-bridge: configuration " << (file.empty() ? "" : "(" + file + ") ") << "error: " << e.what()
                   << "\n";
@@ -112,13 +118,14 @@ int main(int argc, char** argv) {
                     "; enrollments and renewals are refused (503 ca_expired) until it is replaced");
     }
     const sigset_t signals = block_stop_signals();  // every thread started below inherits it
-    bridge_service service(config, trust, ca, log);
+    std::optional<bridge_service> service;
     std::unique_ptr<httplib::SSLServer> server;
     try {
+        service.emplace(config, trust, ca, log);  // loads the CRLs renewal checks: a bad file stops the start
         server = make_https_server(config, trust->certificate(ca_role::sub_ca));
     } catch (const std::exception& e) {
         std::cerr << "devicegate-bridge: " << e.what() << "\n";
         return 1;
     }
-    return serve(config, service, *server, signals, log);
+    return serve(config, *service, *server, signals, log);
 }

@@ -71,7 +71,14 @@ void install_routes(httplib::Server& server, bridge_service& service, const logg
             log.warning("devicegate-bridge: audit op=http device=- source=" + log_safe(req.remote_addr, 64) +
                         " outcome=body_too_large");
         }
-        send(res, error_response(res.status, code, std::string(code) + ": " + log_safe(req.method, 16) + " " + log_safe(req.path, 100)));
+        std::string message = std::string(code) + ": " + log_safe(req.method, 16) + " " + log_safe(req.path, 100);
+        // cpp-httplib 0.11 (Debian 12) reads a POST body without Content-Length or chunked
+        // encoding until the peer closes or its 5 s read timeout, then answers 400.
+        if (res.status == 400 && req.method == "POST" && !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+            message += ": no Content-Length (send Content-Length: 0 for an empty body) or chunked encoding; the body was not read";
+            log.warning("devicegate-bridge: audit op=http device=- source=" + log_safe(req.remote_addr, 64) + " outcome=body_unreadable");
+        }
+        send(res, error_response(res.status, code, message));
         return httplib::Server::HandlerResponse::Handled;
     }));
 }

@@ -13,6 +13,7 @@
 #include "enroll_request.hpp"
 #include "enroll_tokens.hpp"
 #include "rate_limiter.hpp"
+#include "renewal_crls.hpp"
 #include "signer.hpp"
 #include "wireguard.hpp"
 
@@ -109,6 +110,9 @@ private:
     address_pool pool_;
     wireguard_keys wg_keys_;
     std::string ca_chain_pem_;
+    // The CRLs renewal checks (null without crl_file/crl_url); last, as it starts a thread.
+    // Initialized here rather than in the constructor's list so that service.cpp need not know.
+    std::unique_ptr<renewal_crls> crls_ = make_renewal_crls(config_, trust_, log_);
 };
 
 /// The Bearer token of an Authorization header ("" when absent or another scheme).

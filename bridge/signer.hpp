@@ -23,9 +23,11 @@ struct issued_certificate {
 struct signer_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
-/// The certificate is unknown to the CA, or already revoked.
+/// The certificate is unknown to the CA, or already revoked: `already_revoked` when the CA says
+/// so (step-ca); the embedded CA's callers ask is_revoked() first.
 struct signer_not_found : signer_error {
-    using signer_error::signer_error;
+    explicit signer_not_found(const std::string& what, bool already = false) : signer_error(what), already_revoked(already) {}
+    bool already_revoked = false;
 };
 
 class signer {

@@ -116,7 +116,7 @@ void stepca_signer::revoke(const std::string& serial_hex_value, int reason_code)
     const reply r = post("/1.0/revoke", request.dump());
     if (r.status == 200) return;
     if (r.status == 400 && r.body.find("already revoked") != std::string::npos) {
-        throw signer_not_found("serial " + serial_hex_value + " is already revoked at step-ca");
+        throw signer_not_found("serial " + serial_hex_value + " is already revoked at step-ca", true);
     }
     throw signer_error(stepca_message(r.status, r.body));
 }

@@ -6,6 +6,7 @@
 #include "devicegate/pki.hpp"
 #include "devicegate/redis.hpp"
 #include "embedded_ca.hpp"
+#include "bridge_store.hpp"
 #include "enroll_tokens.hpp"
 #include "fake_stepca.hpp"
 #include "jwt.hpp"
@@ -90,6 +91,12 @@ public:
     /// Sets `key` for the next start (a later line wins).
     void set(const std::string& key, const std::string& value) {
         std::ofstream(dir_ / "bridge.conf", std::ios::app) << key << " " << value << "\n";
+    }
+    /// devicegate-bridge --check: its exit code and output.
+    std::pair<int, std::string> check() const {
+        process p({DEVICEGATE_BRIDGE_PATH, "-c", (dir_ / "bridge.conf").string(), "--check"}, dir_ / "check.log");
+        const int rc = p.wait_exit(std::chrono::seconds(20)).value_or(-1);
+        return {rc, slurp(dir_ / "check.log")};
     }
     std::string url() const { return "https://localhost:" + std::to_string(port_); }
     std::string crl_url() const { return "http://127.0.0.1:" + std::to_string(crl_port_) + "/crl"; }
@@ -435,6 +442,128 @@ TEST_CASE("renewal over mTLS: the current certificate renews; none, expired, rev
     }
 }
 
+TEST_CASE("renewal refuses what the brokers' CRLs refuse: a listed certificate, a revoked Sub-CA, a stale or missing CRL",
+          "[integration][bridge][crl]") {
+    const fs::path dir = test_dir();
+    key_and_csr(dir, "next1", "dev-001");
+    key_and_csr(dir, "next2", "dev-002");
+    const std::string for_001 = body_file(dir, "next1", slurp(dir / "next1.csr"));
+    const std::string for_002 = body_file(dir, "next2", slurp(dir / "next2.csr"));
+    auto renew_pki = [&](const bridge_process& bridge, const std::string& id, const std::string& body) {
+        return renew(bridge, id, pki("devices/" + id + ".crt"), pki("devices/" + id + ".key"), body);
+    };
+    auto expect = [](const bridge_process& bridge, const http_result& r, int status, const std::string& error,
+                     const std::string& named) {
+        INFO(r.body);
+        CHECK(r.status == status);
+        CHECK(r.j()["error"] == error);
+        CHECK_THAT(r.j()["message"].get<std::string>(), Catch::Contains(named));
+        CHECK(bridge.wait_for_log("op=renew device=dev-00"));
+        CHECK(bridge.log().find("outcome=" + error) != std::string::npos);
+    };
+    SECTION("a certificate issued outside this bridge and listed on the Sub-CA's CRL (the broker refuses it: revoked_crl)") {
+        stack s(broker_mode::none, {.extra = {{"crl_file", pki("subca-a-revokes-dev-002.crl.pem")}}});
+        expect(s.bridge, renew_pki(s.bridge, "dev-002", for_002), 403, "certificate_revoked", "subca-a-revokes-dev-002.crl.pem");
+        CHECK(renew_pki(s.bridge, "dev-001", for_001).status == 200);  // not on the CRL: renews
+        // EST simplereenroll authenticates the same way.
+        REQUIRE(sh("openssl req -in " + (dir / "next2.csr").string() + " -outform DER | openssl base64 > " +
+                   (dir / "next2.b64").string()).exit_code == 0);
+        auto est = curl(s.bridge.url() + "/.well-known/est/simplereenroll",
+                        "-X POST -H 'Content-Type: application/pkcs10' --data-binary @" + (dir / "next2.b64").string() +
+                            " --cert " + pki("devices/dev-002.crt") + " --key " + pki("devices/dev-002.key"));
+        CHECK(est.status == 403);
+        CHECK(est.j()["error"] == "certificate_revoked");
+    }
+    SECTION("a CRL file that changes while the bridge runs is followed") {
+        const fs::path crl = dir / "live.crl.pem";
+        write_text(crl, slurp(pki("subca-a.crl.pem")));
+        stack s(broker_mode::none, {.extra = {{"crl_file", crl.string()}}});
+        CHECK(renew_pki(s.bridge, "dev-002", for_002).status == 200);
+        replace_file(crl, pki("subca-a-revokes-dev-002.crl.pem"));
+        CHECK(eventually([&] { return renew_pki(s.bridge, "dev-002", for_002).status == 403; }));
+    }
+    SECTION("the Sub-CA revoked on the ICA's CRL: no device renews") {
+        stack s(broker_mode::none, {.extra = {{"crl_file", pki("subca-a.crl.pem")}, {"crl_file", pki("ica-revokes-subca-a.crl.pem")}}});
+        expect(s.bridge, renew_pki(s.bridge, "dev-001", for_001), 403, "ca_revoked", "tenant chain is revoked");
+    }
+    SECTION("a CRL past nextUpdate and crl_grace: 503 naming it; crl_stale_policy allow renews, as the plugin admits") {
+        stack s(broker_mode::none, {.extra = {{"crl_file", pki("subca-a-stale.crl.pem")}, {"crl_grace", "1h"}}});
+        expect(s.bridge, renew_pki(s.bridge, "dev-001", for_001), 503, "crl_stale", "subca-a-stale.crl.pem");
+        s.bridge.stop();
+        bridge_process allow(s.redis, {.extra = {{"crl_file", pki("subca-a-stale.crl.pem")}, {"crl_stale_policy", "allow"}}});
+        REQUIRE(allow.start());
+        CHECK(renew_pki(allow, "dev-001", for_001).status == 200);
+    }
+    SECTION("a CRL URL that has not answered yet: 503, nothing signed") {
+        const std::string url = "http://127.0.0.1:" + std::to_string(free_port()) + "/crl";
+        stack s(broker_mode::none, {.extra = {{"crl_url", url}}});
+        expect(s.bridge, renew_pki(s.bridge, "dev-001", for_001), 503, "crl_unavailable", url);
+    }
+    SECTION("a bad CRL file stops the start, naming the file") {
+        redis_server redis;
+        REQUIRE(redis.start());
+        bridge_process bad(redis, {.extra = {{"crl_file", pki("subca-b.crl.pem")}}});
+        CHECK_FALSE(bad.start());
+        CHECK_THAT(bad.log(), Catch::Contains("subca-b.crl.pem"));
+        const auto [rc, out] = bad.check();
+        CHECK(rc == 1);
+        CHECK_THAT(out, Catch::Contains("subca-b.crl.pem"));
+        bridge_process good(redis, {.extra = {{"crl_file", pki("subca-a.crl.pem")}}});
+        CHECK(good.check().first == 0);
+    }
+}
+
+TEST_CASE("revoke: a serial this CA did not issue is reported and audited, never counted as revoked; reason_code is "
+          "checked on its 64-bit value",
+          "[integration][bridge]") {
+    stack s(broker_mode::none);
+    auto& [redis, bridge, broker_ptr, dir] = s;
+    enroll_device(bridge, redis, dir, "dev-n");
+    const std::string own = serial_of_file(dir / "dev-n.crt");
+    {
+        // As another bridge sharing this Redis records what it issued (bridge_store.hpp).
+        auto c = connect_to(redis);
+        devicegate::bridge::remember_serial(c, devicegate::redis_model{}, "dev-n", "0A01");
+    }
+    SECTION("reason_code values that wrap in a 32-bit int are refused; nothing is revoked") {
+        for (const std::string code : {"4294967297", "4294967303", "-4294967295", "18446744073709551617", "7", "1.5", "\"1\""}) {
+            INFO(code);
+            auto r = curl(bridge.url() + "/devices/dev-n/revoke",
+                          "-X POST -H 'X-Api-Key: " + api_key + "' --data-binary '{\"reason_code\":" + code + "}'");
+            CHECK(r.status == 400);
+            CHECK_THAT(r.j()["message"].get<std::string>(), Catch::Contains("reason_code"));
+        }
+        auto c = connect_to(redis);
+        CHECK(c.command({"HEXISTS", "devicegate:revoked:device", "dev-n"})->integer == 0);
+    }
+    SECTION("a POST without Content-Length: cpp-httplib times out reading the body; the 400 names the cause, audited") {
+        auto r = curl(bridge.url() + "/devices/dev-n/revoke", "-X POST -H 'X-Api-Key: " + api_key + "'");
+        CHECK(r.status == 400);
+        CHECK_THAT(r.j()["message"].get<std::string>(), Catch::Contains("no Content-Length"));
+        CHECK(bridge.wait_for_log("op=http device=- source=127.0.0.1 outcome=body_unreadable"));
+        auto c = connect_to(redis);
+        CHECK(c.command({"HEXISTS", "devicegate:revoked:device", "dev-n"})->integer == 0);
+        // With Content-Length: 0 (curl -d '') the empty body is the defaults.
+        CHECK(curl(bridge.url() + "/devices/dev-n/revoke", "-X POST -H 'X-Api-Key: " + api_key + "' -d ''").status == 200);
+    }
+    SECTION("the foreign serial is listed as not revoked, with the cause; the audit line says partial") {
+        auto r = revoke(bridge, "dev-n");
+        INFO(r.body);
+        REQUIRE(r.status == 200);
+        CHECK(r.j()["revoked_serials"] == json::array({own}));
+        REQUIRE(r.j()["not_revoked_serials"].size() == 1);
+        CHECK(r.j()["not_revoked_serials"][0]["serial"] == "0A01");
+        CHECK_THAT(r.j()["not_revoked_serials"][0]["message"].get<std::string>(), Catch::Contains("not issued by this CA"));
+        CHECK(bridge.wait_for_log("op=revoke device=dev-n source=127.0.0.1 outcome=partial"));
+        CHECK_THAT(bridge.log(), Catch::Contains("not_revoked=0A01"));
+        // Again: its own serial is now already revoked; the foreign one is still not revoked.
+        auto again = revoke(bridge, "dev-n");
+        CHECK(again.j()["revoked_serials"].empty());
+        CHECK(again.j()["already_revoked_serials"] == json::array({own}));
+        CHECK(again.j()["not_revoked_serials"].size() == 1);
+    }
+}
+
 TEST_CASE("revocation: kicked at once, refused on reconnect, listed in the CRL that the plugin's crl_url follows",
           "[integration][bridge]") {
     stack s(broker_mode::crl_url);
@@ -622,6 +751,13 @@ TEST_CASE("the guide with step-ca as signer (the fake step-ca): enroll, connect,
     REQUIRE(dev.connect(b.port()) == 0);
     // step-ca publishes its own CRL: the bridge has none.
     CHECK(curl(bridge.url() + "/crl", "").status == 404);
+    // Renewal follows step-ca's CRL by default; this fake serves none, so renewal fails closed.
+    CHECK(bridge.log().find("renewal checks the CRLs from " + ca.url() + "/1.0/crl") != std::string::npos);
+    key_and_csr(dir, "dev-s-next", "dev-s");
+    auto renewed = renew(bridge, "dev-s", dir / "dev-s.crt", dir / "dev-s.key", body_file(dir, "dev-s-next", slurp(dir / "dev-s-next.csr")));
+    CHECK(renewed.status == 503);
+    CHECK(renewed.j()["error"] == "crl_unavailable");
+    CHECK(ca.signed_count() == 1);
 
     auto r = revoke(bridge, "dev-s");
     REQUIRE(r.status == 200);
@@ -629,7 +765,10 @@ TEST_CASE("the guide with step-ca as signer (the fake step-ca): enroll, connect,
     CHECK(ca.is_revoked(devicegate::bridge::serial_hex_to_decimal(serial)));
     CHECK(dev.wait_disconnected(5s));
     // A second revoke finds it revoked at step-ca already, and still answers 200.
-    CHECK(revoke(bridge, "dev-s").status == 200);
+    auto second = revoke(bridge, "dev-s");
+    CHECK(second.status == 200);
+    CHECK(second.j()["already_revoked_serials"] == json::array({serial}));
+    CHECK(second.j()["not_revoked_serials"].empty());
 
     key_and_csr(dir, "dev-t", "dev-t");
     ca.fail_next_sign(500);

@@ -73,3 +73,30 @@ TEST_CASE("bearer tokens and the rate limiter", "[bridge][request]") {
     CHECK(limiter.allow("a", t0 + std::chrono::seconds(21)));  // one more after 20 s at 3/min
     CHECK_FALSE(limiter.allow("a", t0 + std::chrono::seconds(21)));
 }
+
+TEST_CASE("bridge config: the CRLs renewal checks, with the plugin's names; step-ca's CRL by default", "[bridge][config]") {
+    auto none = parse_bridge_config(minimal, {});
+    CHECK_FALSE(none.crl.any());
+    CHECK(none.crl.grace == std::chrono::hours(24));
+    CHECK(none.crl.stale == devicegate::stale_policy::deny);
+    auto c = parse_bridge_config(minimal + "crl_file /pki/a.crl\ncrl_file /pki/b.crl\ncrl_url http://ca:8080/crl\ncrl_grace 1h\n"
+                                           "crl_stale_policy allow\ncrl_refresh 5m\ncrl_fetch_timeout 2s\n",
+                                 {});
+    CHECK(c.crl.files == std::vector<std::string>{"/pki/a.crl", "/pki/b.crl"});
+    CHECK(c.crl.urls == std::vector<std::string>{"http://ca:8080/crl"});
+    CHECK(c.crl.grace == std::chrono::hours(1));
+    CHECK(c.crl.stale == devicegate::stale_policy::allow);
+    CHECK(c.crl.refresh == std::chrono::minutes(5));
+    CHECK(c.crl.fetch_timeout == std::chrono::seconds(2));
+    const std::string stepca = minimal + "signer stepca\nstepca_url https://ca.example.com:9000/\nstepca_root_file /r\n"
+                                         "stepca_provisioner p\nstepca_key_file /k\n";
+    CHECK(parse_bridge_config(stepca, {}).crl.urls == std::vector<std::string>{"https://ca.example.com:9000/1.0/crl"});
+    // An explicit source replaces the default.
+    auto file_only = parse_bridge_config(stepca + "crl_file /pki/a.crl\n", {});
+    CHECK(file_only.crl.urls.empty());
+    CHECK_THROWS_WITH(parse_bridge_config(minimal + "crl_file relative.crl\n", {}), Catch::Contains("crl_file: bad value"));
+    CHECK_THROWS_WITH(parse_bridge_config(minimal + "crl_url ftp://x/crl\n", {}), Catch::Contains("crl_url: bad value"));
+    CHECK_THROWS_WITH(parse_bridge_config(minimal + "crl_grace 721h\n", {}), Catch::Contains("crl_grace: bad value"));
+    CHECK_THROWS_WITH(parse_bridge_config(minimal + "crl_stale_policy maybe\n", {}), Catch::Contains("crl_stale_policy: bad value"));
+    CHECK_THROWS_WITH(parse_bridge_config(minimal + "crl_refresh 0s\n", {}), Catch::Contains("crl_refresh: bad value"));
+}

@@ -84,6 +84,11 @@ TEST_CASE("step-ca: sign and revoke through the fake; its refusals become signer
     s.revoke(issued.serial_hex, 1);
     CHECK(f.ca.is_revoked(serial_hex_to_decimal(issued.serial_hex)));
     CHECK_THROWS_AS(s.revoke(issued.serial_hex, 1), signer_not_found);
+    try {
+        s.revoke(issued.serial_hex, 1);
+    } catch (const signer_not_found& e) {
+        CHECK(e.already_revoked);  // step-ca says "already revoked": the revoke answer lists it so
+    }
 
     // The CN must be the token's subject (commonNameSliceValidator): 403.
     CHECK_THROWS_WITH(s.issue(csr_for("dev-2").get(), "dev-1"), Catch::Contains("HTTP 403") && Catch::Contains("common name"));
