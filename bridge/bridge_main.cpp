@@ -5,6 +5,7 @@
 
 #include "devicegate/crl_set.hpp"
 #include "devicegate/daemon.hpp"
+#include "devicegate/listen_socket.hpp"
 #include "devicegate/pki.hpp"
 
 #include <csignal>
@@ -21,8 +22,10 @@ constexpr const char* usage = R"(usage: devicegate-bridge [-c FILE] [--check]
   --check   validate the settings, load the CA material, print the settings (no secrets), exit
 )";
 
-/// Binds host:port (the part after the last colon is the port); false if it cannot.
+/// Binds host:port (the part after the last colon is the port); false if it cannot, also when
+/// another process listens there (no SO_REUSEPORT: listen_socket.hpp).
 bool bind_listen(httplib::Server& server, const std::string& listen) {
+    server.set_socket_options(devicegate::exclusive_listen_options);
     const auto colon = listen.rfind(':');
     return server.bind_to_port(listen.substr(0, colon), std::stoi(listen.substr(colon + 1)));
 }

@@ -98,6 +98,13 @@ public:
         const int rc = p.wait_exit(std::chrono::seconds(20)).value_or(-1);
         return {rc, slurp(dir_ / "check.log")};
     }
+    /// A second devicegate-bridge on the same settings (ports): its exit code (-1 if it kept
+    /// running for 20 s) and output.
+    std::pair<int, std::string> run_twin() const {
+        process p({DEVICEGATE_BRIDGE_PATH, "-c", (dir_ / "bridge.conf").string()}, dir_ / "twin.log");
+        const int rc = p.wait_exit(std::chrono::seconds(20)).value_or(-1);
+        return {rc, slurp(dir_ / "twin.log")};
+    }
     std::string url() const { return "https://localhost:" + std::to_string(port_); }
     std::string crl_url() const { return "http://127.0.0.1:" + std::to_string(crl_port_) + "/crl"; }
     std::string log() const { return slurp(dir_ / "bridge.log"); }
@@ -1066,4 +1073,16 @@ TEST_CASE("a WireGuard public key registered to another device is refused with 4
         CHECK(peers.find("PublicKey = " + k) == peers.rfind("PublicKey = " + k));
     }
     CHECK_THAT(peers, Catch::Contains("# dev-next\nPublicKey = " + victim_key) && Catch::Contains("# dev-victim\nPublicKey = " + moved));
+}
+
+TEST_CASE("a second bridge on the port of a running one refuses to start", "[integration][bridge]") {
+    // cpp-httplib's default SO_REUSEPORT let the second bind succeed, and the kernel spread
+    // requests over two processes.
+    redis_server redis;
+    REQUIRE(redis.start());
+    bridge_process bridge(redis);
+    REQUIRE(bridge.start());
+    const auto [rc, out] = bridge.run_twin();
+    CHECK(rc == 1);
+    CHECK_THAT(out, Catch::Contains("listen: cannot bind 127.0.0.1:"));
 }
