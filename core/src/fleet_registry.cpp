@@ -473,9 +473,14 @@ void fleet_registry::receiver_session(background_loop& loop) {
     const auto block_ms = std::min<long long>(200, opts_.redis.command_timeout.count() / 2);
     char block[32];
     std::snprintf(block, sizeof block, "%.3f", static_cast<double>(block_ms) / 1000.0);
-    kick_queue_down_logged_ = false;
     while (!loop.stopping()) {
         auto reply = redis.command({"BLPOP", key, block});
+        // Up again only once a command answered: a hung server accepts connections, and
+        // resetting on connect logged "down" again on every reconnect.
+        if (kick_queue_down_logged_) {
+            kick_queue_down_logged_ = false;
+            log_.notice("devicegate: fleet kick queue up again (" + opts_.redis.describe() + ")");
+        }
         if (is_nil(reply.get())) continue;
         auto popped = reply_array(reply.get(), "BLPOP " + key, 2);
         receive(reply_string(popped[1], "BLPOP " + key));

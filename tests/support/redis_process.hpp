@@ -67,6 +67,11 @@ public:
         pid_ = -1;
     }
 
+    /// SIGSTOP / SIGCONT: a hung server (connections are accepted by the kernel, nothing answers).
+    void freeze(bool frozen) const {
+        if (pid_ > 0) ::kill(pid_, frozen ? SIGSTOP : SIGCONT);
+    }
+
     int port() const noexcept { return port_; }
     std::string url() const { return "redis://" + redis_endpoint{bind_, port_}.describe(); }
     redis_options options() const {

@@ -269,6 +269,25 @@ TEST_CASE("fleet: a restarted Redis gets the registry back", "[fleet][redis]") {
     CHECK(f.logs.contains("fleet registry link down"));
 }
 
+TEST_CASE("fleet: a hung Redis logs the kick queue down once, and up again when it answers", "[fleet][redis]") {
+    test::redis_process server;
+    test::log_capture logs;
+    auto options = server.options();
+    options.connect_timeout = options.command_timeout = 300ms;
+    fleet_registry r({options, redis_model{}, "a", 100ms, 400ms, clone_policy::log}, logs.sink(), [] {
+        return heartbeat_extras{};
+    });
+    r.start();
+    REQUIRE(eventually([&] { return r.link_up(); }));
+    server.freeze(true);
+    REQUIRE(eventually([&] { return logs.contains("fleet kick queue down"); }, 3000ms));
+    std::this_thread::sleep_for(2000ms);  // several reconnects: each connect succeeds, BLPOP times out
+    server.freeze(false);
+    CHECK(eventually([&] { return logs.contains("fleet kick queue up again"); }, 5000ms));
+    CHECK(logs.count("fleet kick queue down") == 1);
+    r.stop();
+}
+
 TEST_CASE("fleet: applied revocations are acknowledged under revoke-ack", "[fleet][redis]") {
     fleet_fixture f;
     auto& a = f.add("a");
