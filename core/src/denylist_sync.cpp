@@ -102,8 +102,12 @@ void denylist_sync::session(background_loop& loop) {
             publish(std::make_shared<const denylist>(full_resync(store)), "periodic resync");
             next_resync = now() + opts_.resync_interval;
         }
-        if (cmd.via_sentinel() && now() >= next_role_check) {
-            cmd.expect_master();  // throws redis_io_error "... reports role slave": reconnect, rediscover
+        if (now() >= next_role_check) {
+            if (cmd.via_sentinel()) {
+                cmd.expect_master();  // throws redis_io_error "... reports role slave": reconnect, rediscover
+            } else {
+                expect_ok(cmd.command({"PING"}).get(), "PING");  // no answer in time: redis_io_error
+            }
             next_role_check = now() + opts_.role_check_interval;
         }
         if (watch) {

@@ -23,9 +23,11 @@ public:
         redis_model model;
         std::chrono::milliseconds resync_interval{std::chrono::seconds(60)};
         std::string cache_file;  // "" = no local file
-        /// Sentinel URLs only: how often ROLE is asked on the command connection. A master
-        /// that Sentinel demoted (SENTINEL FAILOVER, or an old master back after a partition)
-        /// keeps its subscribers connected; this notices it and reconnects to the new one.
+        /// How often the command connection is checked: ROLE with Sentinel URLs (a master that
+        /// Sentinel demoted, by SENTINEL FAILOVER or back after a partition, keeps its
+        /// subscribers connected: this notices it and reconnects to the new one), PING
+        /// otherwise (a hung server keeps the subscription's socket open and silent: without a
+        /// check the link looked up until the next resync, up to resync_interval late).
         std::chrono::milliseconds role_check_interval{1000};
         /// Sentinel URLs only: also subscribe to the sentinels' +switch-master announcements
         /// (a failover seen by the sentinels while the old master still looks fine to us).

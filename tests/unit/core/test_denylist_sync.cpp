@@ -124,6 +124,24 @@ TEST_CASE("denylist_sync: a Redis crash marks the copy stale; the restart resync
     sync.stop();
 }
 
+TEST_CASE("denylist_sync: a hung Redis is noticed within seconds, not at the next resync", "[denylist_sync]") {
+    fixture f;
+    auto o = f.options();  // resync every 60 s: the periodic resync is not what notices it
+    o.redis.connect_timeout = o.redis.command_timeout = std::chrono::milliseconds(500);
+    denylist_sync sync(o, f.state, f.queue, f.log());
+    sync.start();
+    REQUIRE(eventually([&] { return sync.link_up(); }));
+    f.server.freeze(true);  // connections stay open, nothing answers
+    const auto frozen_at = std::chrono::steady_clock::now();
+    CHECK(eventually([&] { return !sync.link_up(); }, std::chrono::seconds(5)));
+    CHECK(std::chrono::steady_clock::now() - frozen_at < std::chrono::seconds(5));
+    CHECK(f.state.stale_since != 0);
+    CHECK(f.logged("no answer within 500 ms (timed out"));
+    f.server.freeze(false);
+    CHECK(eventually([&] { return sync.link_up(); }, std::chrono::seconds(10)));
+    sync.stop();
+}
+
 TEST_CASE("denylist_sync: the cache file serves a start without Redis", "[denylist_sync]") {
     fixture f;
     denylist cached;
