@@ -183,7 +183,11 @@ TEST_CASE("a jobs journal that cannot be written keeps first-connect jobs in mem
     redis_server redis(/*durable=*/true);  // keeps its jobs marker: no "lost its data" re-submission
     REQUIRE(redis.start());
     auto state = test_dir();
-    broker b({.plugin_opts = {{"state_dir", state.string()}, {"job_memory_limit", "0"}}, .redis = &redis});
+    broker b({.plugin_opts = {{"state_dir", state.string()},
+                              {"job_memory_limit", "0"},
+                              {"stats_interval", "1s"},
+                              {"acl_client_pattern", "dev-sub read $SYS/broker/devicegate/#"}},
+              .redis = &redis});
     REQUIRE(b.start());
     REQUIRE(b.wait_for_log("redis link up"));
     redis.kill();
@@ -198,10 +202,24 @@ TEST_CASE("a jobs journal that cannot be written keeps first-connect jobs in mem
     std::filesystem::remove(journal);
     std::filesystem::create_directory(journal);
     REQUIRE(b.wait_for_log("cannot open the jobs journal " + journal.string() + ": Is a directory", 10s));
+    // $SYS: the jobs wait in memory past job_memory_limit 0, and the failures are counted.
+    auto monitor = device("dev-sub");  // a device too: its job makes 21
+    REQUIRE(monitor->connect(b.port()) == 0);
+    REQUIRE(monitor->subscribe("$SYS/broker/devicegate/#") == 1);
+    auto sys_at_least = [&](const std::string& key, long long n) {
+        return eventually(
+            [&] {
+                auto v = monitor->wait_message("$SYS/broker/devicegate/" + key, 200ms);
+                return v && std::stoll(*v) >= n;
+            },
+            5s);
+    };
+    CHECK(sys_at_least("jobs/journal_write_failures", 2));
+    CHECK(sys_at_least("jobs/buffered", 21));
     REQUIRE(redis.start());
-    REQUIRE(eventually([&] { return stream_length(redis) >= 20; }, 20s));
-    REQUIRE(eventually([&] { return scripts_run(redis) >= 20; }, 20s));
-    check_one_first_connect_each(redis, 20);
+    REQUIRE(eventually([&] { return stream_length(redis) >= 21; }, 20s));
+    REQUIRE(eventually([&] { return scripts_run(redis) >= 21; }, 20s));
+    check_one_first_connect_each(redis, 21);
     // Rate-limited: one line for the failure that lasted, not one per job or per retry.
     CHECK(b.log().find("failed: No space left on device") == b.log().rfind("failed: No space left on device"));
 }
