@@ -194,6 +194,8 @@ TEST_CASE("job_producer: the hand-over queue is bounded", "[job_producer]") {
     CHECK(producer.stats().submitted == 2);
     CHECK(producer.stats().overflow == 1);
     CHECK(f.logged("jobs overflow: 2 first-connect jobs are waiting for the delivery thread; dropping device=dev-003"));
+    // Dropped: whoever read the generation before submit() sees it move on (dev-003 submits again).
+    CHECK(producer.generation() == 1);
 }
 
 TEST_CASE("job_producer: a plain URL naming a replica logs down once, and up once when it works",
