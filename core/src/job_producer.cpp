@@ -35,6 +35,9 @@ constexpr int max_consecutive_error_replies = 8;
 /// Jobs sent in one pipelined write (a connect storm's jobs arrive faster than one round trip each).
 constexpr std::size_t max_pipelined_jobs = 64;
 
+/// Jobs appended to the journal per write and fsync (~1.5 KB each).
+constexpr std::size_t max_spilled_jobs = 1024;
+
 std::string random_token() {
     std::random_device rd;
     unsigned char bytes[16];
@@ -532,7 +535,6 @@ std::vector<std::string> device_lines(const std::deque<device_certificate>& jobs
 
 void job_producer::spill_to_journal(std::size_t keep_in_memory) {
     if (buffer_.size() <= keep_in_memory || opts_.journal_file.empty()) return;
-    const std::size_t count = buffer_.size() - keep_in_memory;
     // O_RDWR: torn_tail reads the last byte.
     const int fd = ::open(opts_.journal_file.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -541,25 +543,36 @@ void job_producer::spill_to_journal(std::size_t keep_in_memory) {
     }
     struct stat st {};
     int err = ::fstat(fd, &st) == 0 ? 0 : errno;
-    const auto size = static_cast<std::uint64_t>(st.st_size);
-    std::string records = err == 0 && torn_tail(fd, size) ? "\n" : "";
-    std::size_t fit = 0;
-    for (; err == 0 && fit < count; ++fit) {
-        std::string line = encode_journal_line(buffer_[fit]) + "\n";
-        if (size + records.size() + line.size() > opts_.journal_max_bytes) break;
-        records += line;
+    auto size = static_cast<std::uint64_t>(st.st_size);
+    bool torn = err == 0 && torn_tail(fd, size);
+    // In chunks: a journal that keeps failing costs one chunk's encoding per pass, not the
+    // whole backlog's.
+    while (err == 0 && buffer_.size() > keep_in_memory) {
+        const std::size_t count = std::min(buffer_.size() - keep_in_memory, max_spilled_jobs);
+        std::string records = torn ? "\n" : "";
+        std::size_t fit = 0;
+        for (; fit < count; ++fit) {
+            std::string line = encode_journal_line(buffer_[fit]) + "\n";
+            if (size + records.size() + line.size() > opts_.journal_max_bytes) break;
+            records += line;
+        }
+        if (fit == 0) {
+            drop_newest(buffer_.size() - keep_in_memory);
+            break;
+        }
+        err = append_durably(fd, size, records);
+        if (err != 0) break;
+        size += records.size();
+        torn = false;
+        buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(fit));
+        counters_.journaled += fit;
+        note_journal_written();
     }
-    if (err == 0 && fit > 0) err = append_durably(fd, size, records);
     ::close(fd);
+    // The jobs not written stay in memory, beyond memory_limit: the next pass tries again.
     if (err != 0) {
-        // Every job stays in memory, beyond memory_limit: the next pass tries again.
         note_journal_failure("writing the jobs journal " + opts_.journal_file + " failed: " + std::strerror(err));
-        return;
     }
-    if (fit > 0) note_journal_written();
-    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(fit));
-    counters_.journaled += fit;
-    if (fit < count) drop_newest(count - fit);
 }
 
 void job_producer::drop_newest(std::size_t n) {
