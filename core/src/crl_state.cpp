@@ -24,28 +24,6 @@ const char* file_tag(ca_role role) noexcept {
     return "unknown";
 }
 
-// Writes `data` to `path` atomically: a reader (the next start) sees the old or the new file.
-std::string write_atomically(const std::string& path, const unsigned char* data, std::size_t size) {
-    const std::string tmp = path + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return "cannot create " + tmp + ": " + std::strerror(errno);
-    std::size_t done = 0;
-    while (done < size) {
-        ssize_t n = ::write(fd, data + done, size - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-    }
-    const int err = errno;
-    const bool ok = done == size && ::fsync(fd) == 0;
-    ::close(fd);
-    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-        ::unlink(tmp.c_str());
-        return "cannot write " + path + ": " + std::strerror(ok ? errno : err);
-    }
-    return "";
-}
-
 std::string compare_line(const crl_version& fresh, const crl_version& in_force, const std::string& in_force_source) {
     return describe(fresh) + " < " + describe(in_force) + " from " + in_force_source;
 }
@@ -158,11 +136,12 @@ crl_offer_result crl_state::offer(X509_CRL* crl, const std::string& source, std:
 std::string crl_state::persist(ca_role role, X509_CRL* crl, std::string_view der) const {
     const std::string path = persisted_file(role);
     if (path.empty()) return "";
-    if (!der.empty()) return write_atomically(path, reinterpret_cast<const unsigned char*>(der.data()), der.size());
+    if (!der.empty()) return write_atomically(path, der);
     unsigned char* encoded = nullptr;
     const int len = i2d_X509_CRL(crl, &encoded);
     if (len <= 0) return "cannot encode the CRL for " + path;
-    std::string error = write_atomically(path, encoded, static_cast<std::size_t>(len));
+    std::string error =
+        write_atomically(path, std::string_view(reinterpret_cast<const char*>(encoded), static_cast<std::size_t>(len)));
     OPENSSL_free(encoded);
     return error;
 }

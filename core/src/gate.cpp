@@ -222,6 +222,21 @@ void gate::stop() noexcept {
     if (jobs_) jobs_->stop();  // journals what it could not deliver
     if (denylist_sync_) denylist_sync_->stop();
     if (watcher_) watcher_->stop();
+    // What the threads logged last (the job producer's lost jobs at a stop with the journal
+    // unwritable) would otherwise wait for a tick that never comes.
+    if (!broker_.on_thread()) return;
+    try {
+        emit_logs(queue_.drain());
+    } catch (...) {  // noexcept: out of memory at shutdown loses these lines, nothing else
+    }
+}
+
+void gate::emit_logs(const broker_queue::batch& batch) {
+    for (const auto& [level, line] : batch.logs) log(level, line);
+    if (batch.dropped_logs > 0) {
+        log(log_level::warning, "devicegate: " + std::to_string(batch.dropped_logs) +
+                                    " log lines from background threads were dropped (queue full)");
+    }
 }
 
 void gate::log(log_level level, std::string_view line) {
@@ -296,8 +311,11 @@ void gate::settle(const void* client, X509* leaf, const admission& a, const char
     if (ocsp_cache_) ocsp_cache_->set_active(d.fingerprint, true, leaf);
     ++admits_;
     if (a.job && jobs_) {
+        // The generation before the hand-over: a job dropped from here on (submit's own bound,
+        // a full journal) moves it on, so that the device's next connect submits again.
+        const std::uint64_t generation = jobs_->generation();
         jobs_->submit(*a.job);
-        authorizer_->note_job_handed_over(d.fingerprint, jobs_->generation());
+        authorizer_->note_job_handed_over(d.fingerprint, generation);
     }
     for (const auto& url : a.learned_crl_urls) {
         if (cdp_urls_.size() < max_learned_crl_urls && cdp_urls_.insert(url).second) watcher_->add_url(url);
@@ -410,11 +428,7 @@ tick_work gate::tick(std::chrono::steady_clock::time_point now) {
     broker_.assert_on_thread("gate::tick");
     if (tenant_pin_) confirm_pins();
     auto batch = queue_.drain();
-    for (auto& [level, line] : batch.logs) log(level, line);
-    if (batch.dropped_logs > 0) {
-        log(log_level::warning, "devicegate: " + std::to_string(batch.dropped_logs) +
-                                    " log lines from background threads were dropped (queue full)");
-    }
+    emit_logs(batch);
     if (reauthenticating_ && offline_reauths_ > 0) {
         log(log_level::notice, "devicegate: reload: kept " + std::to_string(offline_reauths_) +
                                    " offline sessions (no certificate to re-check; revocation is re-checked on "
@@ -532,6 +546,7 @@ void gate::redis_stats(std::vector<std::pair<std::string, std::string>>& out, st
     out.emplace_back("jobs/overflow", std::to_string(j.overflow.load()));
     out.emplace_back("jobs/buffered", std::to_string(j.buffered.load()));
     out.emplace_back("jobs/journaled", std::to_string(j.journaled.load()));
+    out.emplace_back("jobs/journal_write_failures", std::to_string(j.journal_failures.load()));
 }
 
 }  // namespace devicegate

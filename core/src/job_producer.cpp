@@ -35,6 +35,9 @@ constexpr int max_consecutive_error_replies = 8;
 /// Jobs sent in one pipelined write (a connect storm's jobs arrive faster than one round trip each).
 constexpr std::size_t max_pipelined_jobs = 64;
 
+/// Jobs appended to the journal per write and fsync (~1.5 KB each).
+constexpr std::size_t max_spilled_jobs = 1024;
+
 std::string random_token() {
     std::random_device rd;
     unsigned char bytes[16];
@@ -158,6 +161,8 @@ void job_producer::run(background_loop& loop) {
         counters_.buffered = buffer_.size();
         if (loop.stopping()) {
             spill_to_journal(0);
+            if (!buffer_.empty()) log_lost_at_stop();  // nowhere left to keep them
+            counters_.buffered = buffer_.size();
             return;
         }
         try {
@@ -448,54 +453,169 @@ void job_producer::deliver_journal(redis_connection& redis, std::unordered_set<s
         }
     }
     const std::size_t total = jobs.size();
+    // A journal that cannot be rewritten still holds the jobs delivered from it, which go
+    // again on the next pass: each device's newer jobs wait until then, or the old job would
+    // arrive after them (and the script would take it for a certificate change).
+    std::vector<std::string> devices;
+    for (const auto& cert : jobs) devices.push_back(cert.device_id);
+    auto hold_all = [&] { held.insert(devices.begin(), devices.end()); };
     try {
         deliver_all(redis, jobs, held);
     } catch (...) {
         // Keep what was not retired (a delivered job may repeat: the script is idempotent).
         // Nothing retired (Redis refuses everything): the file already says so.
-        if (jobs.size() != total) {
-            std::ofstream out(opts_.journal_file + ".tmp", std::ios::trunc);
-            for (const auto& cert : jobs) out << encode_journal_line(cert) << '\n';
-            out.close();
-            std::rename((opts_.journal_file + ".tmp").c_str(), opts_.journal_file.c_str());
-        }
-        counters_.journaled = jobs.size();
+        if (jobs.size() != total && !rewrite_journal(jobs)) hold_all();
         throw;
     }
-    std::remove(opts_.journal_file.c_str());
+    // Delivered: the journal goes (emptied when it cannot be removed).
+    if (::unlink(opts_.journal_file.c_str()) != 0 && errno != ENOENT && !rewrite_journal({})) {
+        hold_all();
+        return;
+    }
     log_.notice("devicegate: delivered " + std::to_string(total) + " journaled first-connect jobs");
     counters_.journaled = 0;
 }
 
+bool job_producer::rewrite_journal(const std::deque<device_certificate>& jobs) {
+    std::string records;
+    for (const auto& cert : jobs) records += encode_journal_line(cert) + '\n';
+    // Renamed over the journal only once written and fsynced: on an error the old one stays.
+    const std::string error = write_atomically(opts_.journal_file, records);
+    if (!error.empty()) {
+        note_journal_failure(error + " (the journal keeps the jobs delivered from it: they go again, "
+                                     "answered as known)");
+        return false;
+    }
+    note_journal_written();
+    counters_.journaled = jobs.size();
+    return true;
+}
+
+namespace {
+
+/// Whether the journal open on `fd` ends inside a record (a crash mid-append, or a failed
+/// cut-back): appended records then start on a line of their own, so the torn one is skipped
+/// alone as malformed instead of swallowing the next.
+bool torn_tail(int fd, std::uint64_t size) {
+    char last = '\n';
+    return size > 0 && ::pread(fd, &last, 1, static_cast<off_t>(size - 1)) == 1 && last != '\n';
+}
+
+/// Appends `records` (O_APPEND) and fsyncs; on an error cuts the file back to `size`, so no
+/// torn record is left behind. 0 or the errno.
+int append_durably(int fd, std::uint64_t size, std::string_view records) {
+    int err = write_all(fd, records);
+    if (err == 0 && ::fsync(fd) != 0) err = errno;
+    if (err != 0 && ::ftruncate(fd, static_cast<off_t>(size)) == 0) ::fsync(fd);
+    return err;
+}
+
+/// "devices=a,b,..." lines for the log: mosquitto cuts a line at its format's length plus 500
+/// bytes (log__vprintf in src/logging.c), so each stays near 400. At most `max_lines`; the
+/// last one then says how many devices it left out.
+std::vector<std::string> device_lines(const std::deque<device_certificate>& jobs, std::size_t max_lines) {
+    std::vector<std::string> lines;
+    std::string line;
+    std::size_t listed = 0;
+    for (const auto& job : jobs) {
+        if (line.size() > 400) {
+            if (lines.size() + 1 == max_lines) break;
+            lines.push_back(std::move(line));
+            line.clear();
+        }
+        line += (line.empty() ? "devices=" : ",") + log_safe(job.device_id, 64);
+        ++listed;
+    }
+    if (listed < jobs.size()) line += " and " + std::to_string(jobs.size() - listed) + " more";
+    if (!line.empty()) lines.push_back(std::move(line));
+    return lines;
+}
+
+}  // namespace
+
 void job_producer::spill_to_journal(std::size_t keep_in_memory) {
-    if (buffer_.size() <= keep_in_memory) return;
-    if (opts_.journal_file.empty()) return;
-    int fd = ::open(opts_.journal_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (buffer_.size() <= keep_in_memory || opts_.journal_file.empty()) return;
+    // O_RDWR: torn_tail reads the last byte.
+    const int fd = ::open(opts_.journal_file.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
-        log_.error("devicegate: cannot open the jobs journal " + opts_.journal_file + ": " + std::strerror(errno) +
-                   "; " + std::to_string(buffer_.size()) + " jobs stay in memory");
+        note_journal_failure("cannot open the jobs journal " + opts_.journal_file + ": " + std::strerror(errno));
         return;
     }
     struct stat st {};
-    ::fstat(fd, &st);
+    int err = ::fstat(fd, &st) == 0 ? 0 : errno;
     auto size = static_cast<std::uint64_t>(st.st_size);
-    std::string out;
-    while (buffer_.size() > keep_in_memory) {
-        std::string line = encode_journal_line(buffer_.back()) + "\n";
-        if (size + out.size() + line.size() > opts_.journal_max_bytes) {
-            ++counters_.overflow;
-            log_.error("devicegate: jobs journal " + opts_.journal_file + " is full (" +
-                       std::to_string(opts_.journal_max_bytes) + " bytes); dropping the job of device=" +
-                       buffer_.back().device_id);
-        } else {
-            out += line;
-            ++counters_.journaled;
+    bool torn = err == 0 && torn_tail(fd, size);
+    // In chunks: a journal that keeps failing costs one chunk's encoding per pass, not the
+    // whole backlog's.
+    while (err == 0 && buffer_.size() > keep_in_memory) {
+        const std::size_t count = std::min(buffer_.size() - keep_in_memory, max_spilled_jobs);
+        std::string records = torn ? "\n" : "";
+        std::size_t fit = 0;
+        for (; fit < count; ++fit) {
+            std::string line = encode_journal_line(buffer_[fit]) + "\n";
+            if (size + records.size() + line.size() > opts_.journal_max_bytes) break;
+            records += line;
         }
+        if (fit == 0) {
+            drop_newest(buffer_.size() - keep_in_memory);
+            break;
+        }
+        err = append_durably(fd, size, records);
+        if (err != 0) break;
+        size += records.size();
+        torn = false;
+        buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(fit));
+        counters_.journaled += fit;
+        note_journal_written();
+    }
+    ::close(fd);
+    // The jobs not written stay in memory, beyond memory_limit: the next pass tries again.
+    if (err != 0) {
+        note_journal_failure("writing the jobs journal " + opts_.journal_file + " failed: " + std::strerror(err));
+    }
+}
+
+void job_producer::drop_newest(std::size_t n) {
+    std::deque<device_certificate> dropped;
+    for (; n > 0; --n) {
+        dropped.push_front(std::move(buffer_.back()));
         buffer_.pop_back();
     }
-    bool ok = ::write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size()) && ::fsync(fd) == 0;
-    ::close(fd);
-    if (!ok) log_.error("devicegate: writing the jobs journal " + opts_.journal_file + " failed: " + std::strerror(errno));
+    counters_.overflow += dropped.size();  // moves generation(): the devices' next connects submit again
+    log_.error("devicegate: jobs journal " + opts_.journal_file + " is full (" +
+               std::to_string(opts_.journal_max_bytes) + " bytes): dropped " + std::to_string(dropped.size()) +
+               " first-connect jobs (counted in $SYS jobs/overflow); each device is enqueued again when it next "
+               "connects: " + device_lines(dropped, 1).front());
+}
+
+void job_producer::log_lost_at_stop() {
+    counters_.lost += buffer_.size();
+    log_.error("devicegate: stopping with " + std::to_string(buffer_.size()) +
+               " undelivered first-connect jobs that no journal holds (" +
+               (journal_error_.empty() ? "no jobs journal" : journal_error_) +
+               "): they are LOST; each device is enqueued again when it next connects; the devices:");
+    for (const auto& line : device_lines(buffer_, 1000)) log_.error("devicegate: lost first-connect jobs: " + line);
+    buffer_.clear();
+}
+
+void job_producer::note_journal_failure(const std::string& cause) {
+    ++counters_.journal_failures;
+    const auto now = std::chrono::steady_clock::now();
+    // A new cause at once; the same one again once a minute (the thread retries every 2 s).
+    if (cause != journal_error_ || now - journal_error_logged_ >= std::chrono::minutes(1)) {
+        journal_error_logged_ = now;
+        log_.error("devicegate: " + cause + "; " + std::to_string(buffer_.size()) +
+                   " first-connect jobs stay in memory (job_memory_limit " + std::to_string(opts_.memory_limit) +
+                   ") and the journal is tried again (counted in $SYS jobs/journal_write_failures)");
+    }
+    journal_error_ = cause;
+}
+
+void job_producer::note_journal_written() {
+    if (journal_error_.empty()) return;
+    log_.notice("devicegate: the jobs journal " + opts_.journal_file + " is written again (" +
+                std::to_string(counters_.journal_failures.load()) + " failed writes so far)");
+    journal_error_.clear();
 }
 
 }  // namespace devicegate

@@ -11,6 +11,7 @@
 #include <string>
 #include <cstring>
 #include <fstream>
+#include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,6 +64,32 @@ std::string read_file(const std::string& path, std::size_t max_bytes) {
         throw pki_error(path + ": short read (file changed while reading?)");
     }
     return data;
+}
+
+int write_all(int fd, std::string_view data) noexcept {
+    while (!data.empty()) {
+        const ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return errno;
+        if (n == 0) return EIO;  // write(2) of a non-zero count never returns 0 on a file
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return 0;
+}
+
+std::string write_atomically(const std::string& path, std::string_view data) {
+    const std::string tmp = path + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return "cannot create " + tmp + ": " + std::strerror(errno);
+    int err = write_all(fd, data);
+    if (err == 0 && ::fsync(fd) != 0) err = errno;
+    if (::close(fd) != 0 && err == 0) err = errno;  // NFS reports a failed write at close
+    if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
+    if (err != 0) {
+        ::unlink(tmp.c_str());
+        return "cannot write " + path + ": " + std::strerror(err);
+    }
+    return "";
 }
 
 namespace {

@@ -12,6 +12,16 @@ using namespace devicegate::itest;
 
 namespace {
 constexpr int not_authorized = 135;
+
+/// `count` devices in the stream, one first-connect job each.
+void check_one_first_connect_each(const redis_server& redis, std::size_t count) {
+    auto jobs = jobs_in(redis);
+    CHECK(jobs.size() == count);
+    for (const auto& [id, types] : jobs) {
+        INFO(id);
+        CHECK(types == std::vector<std::string>{"first_connect"});
+    }
+}
 }  // namespace
 
 TEST_CASE("error replies (OOM) keep first-connect jobs; each arrives exactly once when Redis accepts writes again",
@@ -51,13 +61,8 @@ TEST_CASE("error replies (OOM) keep first-connect jobs; each arrives exactly onc
     CHECK(b.wait_for_log("redis accepts first-connect jobs again"));
     if (memory_limit == "5") CHECK(b.wait_for_log("journaled first-connect jobs"));
     std::this_thread::sleep_for(500ms);  // anything late would show up now
-    auto jobs = jobs_in(redis);
     CHECK(stream_length(redis) == 21);
-    CHECK(jobs.size() == 21);
-    for (const auto& [id, types] : jobs) {
-        INFO(id);
-        CHECK(types == std::vector<std::string>{"first_connect"});
-    }
+    check_one_first_connect_each(redis, 21);
 }
 
 // (Replaces test_jobs.cpp's "a device key of the wrong type refuses that job ...": same steps,
@@ -171,4 +176,95 @@ TEST_CASE("READONLY (the broker's Redis became a replica): jobs are kept until i
         INFO(id);
         CHECK(types == std::vector<std::string>{"first_connect"});
     }
+}
+
+TEST_CASE("a jobs journal that cannot be written keeps first-connect jobs in memory; each arrives when Redis is back",
+          "[integration][redis][jobs][integrity][journal]") {
+    redis_server redis(/*durable=*/true);  // keeps its jobs marker: no "lost its data" re-submission
+    REQUIRE(redis.start());
+    auto state = test_dir();
+    broker b({.plugin_opts = {{"state_dir", state.string()},
+                              {"job_memory_limit", "0"},
+                              {"stats_interval", "1s"},
+                              {"acl_client_pattern", "dev-sub read $SYS/broker/devicegate/#"}},
+              .redis = &redis});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    redis.kill();
+    REQUIRE(b.wait_for_log("jobs link to redis down"));
+    // A full disk: the journal opens, and every write fails with ENOSPC (/dev/full, null(4)).
+    const auto journal = state / "devicegate-jobs.journal";
+    std::filesystem::create_symlink("/dev/full", journal);
+    auto devices = make_devices("full-", 20);
+    CHECK(connect_all(devices, b.port(), 4) == 20);
+    REQUIRE(b.wait_for_log("writing the jobs journal " + journal.string() + " failed: No space left on device"));
+    // Still unwritable, in another way: a directory in its place.
+    std::filesystem::remove(journal);
+    std::filesystem::create_directory(journal);
+    REQUIRE(b.wait_for_log("cannot open the jobs journal " + journal.string() + ": Is a directory", 10s));
+    // $SYS: the jobs wait in memory past job_memory_limit 0, and the failures are counted.
+    auto monitor = device("dev-sub");  // a device too: its job makes 21
+    REQUIRE(monitor->connect(b.port()) == 0);
+    REQUIRE(monitor->subscribe("$SYS/broker/devicegate/#") == 1);
+    auto sys_at_least = [&](const std::string& key, long long n) {
+        return eventually(
+            [&] {
+                auto v = monitor->wait_message("$SYS/broker/devicegate/" + key, 200ms);
+                return v && std::stoll(*v) >= n;
+            },
+            5s);
+    };
+    CHECK(sys_at_least("jobs/journal_write_failures", 2));
+    CHECK(sys_at_least("jobs/buffered", 21));
+    REQUIRE(redis.start());
+    REQUIRE(eventually([&] { return stream_length(redis) >= 21; }, 20s));
+    REQUIRE(eventually([&] { return scripts_run(redis) >= 21; }, 20s));
+    check_one_first_connect_each(redis, 21);
+    // Rate-limited: one line for the failure that lasted, not one per job or per retry.
+    CHECK(b.log().find("failed: No space left on device") == b.log().rfind("failed: No space left on device"));
+}
+
+TEST_CASE("a first-connect job dropped at the full journal is submitted again when its device reconnects",
+          "[integration][redis][jobs][integrity][journal]") {
+    redis_server redis(/*durable=*/true);
+    REQUIRE(redis.start());
+    broker b({.plugin_opts = {{"job_memory_limit", "0"}, {"job_journal_max_bytes", "4096"}}, .redis = &redis});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    redis.kill();
+    REQUIRE(b.wait_for_log("jobs link to redis down"));
+    auto devices = make_devices("drop-", 10);  // ~1.2 KB per record: 4 KB holds three
+    CHECK(connect_all(devices, b.port(), 1) == 10);
+    REQUIRE(b.wait_for_log("is full (4096 bytes)"));
+    REQUIRE(redis.start());
+    REQUIRE(b.wait_for_log("journaled first-connect jobs", 20s));  // "delivered N ...": those that fit
+    // The devices whose jobs were dropped connect again: their certificates are submitted again
+    // (the others' too, answered "known").
+    CHECK(eventually(
+        [&] {
+            connect_all(devices, b.port(), 4);
+            return stream_length(redis) >= 10;
+        },
+        20s));
+    REQUIRE(eventually([&] { return scripts_run(redis) >= 10; }, 20s));
+    check_one_first_connect_each(redis, 10);
+}
+
+TEST_CASE("stopped with Redis down and the journal unwritable, the broker logs which devices' jobs are lost",
+          "[integration][redis][jobs][integrity][journal]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    auto state = test_dir();
+    std::filesystem::create_directory(state / "devicegate-jobs.journal");  // cannot be opened as a file
+    broker b({.plugin_opts = {{"state_dir", state.string()}, {"job_memory_limit", "0"}}, .redis = &redis});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    redis.kill();
+    REQUIRE(b.wait_for_log("jobs link to redis down"));
+    REQUIRE(device("dev-001")->connect(b.port()) == 0);
+    REQUIRE(b.wait_for_log("cannot open the jobs journal"));
+    b.stop();
+    CHECK(b.log_contains("stopping with 1 undelivered first-connect jobs that no journal holds"));
+    CHECK(b.log_contains("they are LOST"));
+    CHECK(b.log_contains("lost first-connect jobs: devices=dev-001"));
 }

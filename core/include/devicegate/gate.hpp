@@ -136,6 +136,8 @@ private:
     void start_redis();
     void start_fleet(const redis_model& model);
     std::optional<device_certificate> plan_job(X509* leaf, const decision& d);
+    /// Broker thread: the background threads' log lines of `batch`, and how many were dropped.
+    void emit_logs(const broker_queue::batch& batch);
     std::vector<std::string> plan_crl_urls(X509* leaf, const decision& d) const;
     void count_deny(reason why) { ++denies_[static_cast<std::size_t>(why)]; }
     reason check_offline(const session_record& record, const std::string& id);

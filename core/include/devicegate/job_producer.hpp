@@ -3,7 +3,10 @@
 // certificate changed") is decided atomically in Redis by one Lua script, so reconnect
 // storms and several brokers sharing a Redis enqueue each device once. While Redis is
 // unreachable candidates wait in memory (bounded), then in a journal file, which is also
-// written at shutdown and replayed at start: nothing is lost across a broker restart.
+// written at shutdown and replayed at start: nothing is lost across a broker restart. A job
+// leaves memory only once its journal record is written and fsynced; while the journal cannot
+// be written (disk full, I/O error) jobs stay in memory past the bound and the journal is
+// tried again on each pass.
 // Jobs go in batches: the thread lingers batch_linger after a submission wakes it, then sends
 // the jobs marker GET, the batch's script calls and ROLE in one pipelined round trip.
 #include "devicegate/background_loop.hpp"
@@ -70,6 +73,10 @@ public:
         std::atomic<std::uint64_t> overflow{0};    // dropped: every bound was full (logged)
         std::atomic<std::uint64_t> buffered{0};    // waiting in memory now
         std::atomic<std::uint64_t> journaled{0};   // waiting in the journal now
+        /// Journal writes (appends, rewrites, removals) that failed: the jobs stayed in memory
+        /// (beyond memory_limit) or the old journal was kept; retried on the next pass.
+        std::atomic<std::uint64_t> journal_failures{0};
+        std::atomic<std::uint64_t> lost{0};  // in memory at stop() with the journal unwritable (logged)
         std::atomic<std::uint64_t> link_downs{0};  // transitions to down
         std::atomic<std::uint64_t> batches{0};     // pipelined writes of script calls
         /// Writes with a blocking read for an answer (a pipeline counts once) the thread made
@@ -90,9 +97,14 @@ public:
     void submit(device_certificate cert);
 
     const counters& stats() const noexcept { return counters_; }
-    /// Changes whenever Redis is seen to have lost its data: whoever remembers "already
-    /// submitted" certificates must forget them then, or a reconnect would not enqueue again.
-    std::uint64_t generation() const noexcept { return counters_.data_losses.load(); }
+    /// Changes whenever a submitted job may be gone: Redis was seen to have lost its data, or
+    /// the producer dropped a job (a full bound, a malformed journal line, lost at stop).
+    /// Whoever remembers "already submitted" certificates must forget them then, or a
+    /// reconnect would not enqueue again; read it before submit(), since submit() may drop.
+    std::uint64_t generation() const noexcept {
+        return counters_.data_losses.load() + counters_.overflow.load() + counters_.rejected.load() +
+               counters_.lost.load();
+    }
 
 private:
     void run(background_loop& loop);
@@ -136,7 +148,21 @@ private:
     void take_pending();
     /// Logs (once) that Redis refuses jobs, and drops the link.
     void note_refusal(const std::string& device_id, const std::string& what);
+    /// Appends the oldest jobs beyond `keep_in_memory` to the journal (the journal is
+    /// delivered first, so each device's jobs keep their order). A job leaves memory only once
+    /// its record is written and fsynced; on an error the append is cut back off and every
+    /// job stays. Past journal_max_bytes the newest jobs are dropped (counted, logged).
     void spill_to_journal(std::size_t keep_in_memory);
+    /// Replaces the journal with `jobs` (written and fsynced before the rename); false (logged,
+    /// counted) when it cannot, and then the old journal stays as it was.
+    bool rewrite_journal(const std::deque<device_certificate>& jobs);
+    /// Drops the `n` newest jobs: the journal is full.
+    void drop_newest(std::size_t n);
+    /// stop() with the journal unwritable: the jobs in memory are lost; says which.
+    void log_lost_at_stop();
+    /// A failed journal write: counted; one error line per cause, again once a minute while it lasts.
+    void note_journal_failure(const std::string& cause);
+    void note_journal_written();
     std::size_t count_journal_lines();
 
     options opts_;
@@ -153,6 +179,8 @@ private:
 
     std::deque<device_certificate> buffer_;  // thread-owned
     bool down_logged_ = false;
+    std::string journal_error_;  // thread-owned: the last journal write error ("" = writable)
+    std::chrono::steady_clock::time_point journal_error_logged_{};
     bool refused_logged_ = false;  // error replies were logged; a clean pass logs the recovery
     background_loop loop_{"dg-jobs", [this](background_loop& loop) { run(loop); }};  // last: stops first
 };

@@ -29,6 +29,15 @@ inline constexpr std::size_t max_crl_file_bytes = 512u << 20;        // 512 MiB 
 /// oversized file. Only for background threads and start-up.
 std::string read_file(const std::string& path, std::size_t max_bytes);
 
+/// Writes all of `data` to `fd`, going on after short writes and EINTR: 0, or the errno that
+/// stopped it (some of `data` may be written then).
+int write_all(int fd, std::string_view data) noexcept;
+
+/// Replaces `path` atomically and durably: `path`.tmp is written, fsynced and only then
+/// renamed over it, so a reader (the next start) sees the old file or the new one, never a
+/// part. "" or the error naming the file and the cause; on an error `path` is untouched.
+std::string write_atomically(const std::string& path, std::string_view data);
+
 /// One or more PEM certificates, or exactly one DER certificate with nothing after it.
 std::vector<x509_ptr> parse_certificates(std::string_view data, std::string_view source);
 /// One or more PEM CRLs, or exactly one DER CRL with nothing after it.

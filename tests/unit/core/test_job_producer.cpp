@@ -9,6 +9,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/resource.h>
+
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 
 using namespace devicegate;
@@ -190,6 +194,8 @@ TEST_CASE("job_producer: the hand-over queue is bounded", "[job_producer]") {
     CHECK(producer.stats().submitted == 2);
     CHECK(producer.stats().overflow == 1);
     CHECK(f.logged("jobs overflow: 2 first-connect jobs are waiting for the delivery thread; dropping device=dev-003"));
+    // Dropped: whoever read the generation before submit() sees it move on (dev-003 submits again).
+    CHECK(producer.generation() == 1);
 }
 
 TEST_CASE("job_producer: a plain URL naming a replica logs down once, and up once when it works",
@@ -397,5 +403,174 @@ TEST_CASE("job_producer: the marker GET a batch carries sees that Redis lost its
     CHECK(producer.generation() == 2);
     CHECK(producer.stats().round_trips.load() - before_change == 1);
     CHECK(f.logs.count("lost its data") == 2);
+    producer.stop();
+}
+
+namespace {
+
+/// RLIMIT_FSIZE for this process while it lives: a write past `bytes` is cut short, the next
+/// fails with EFBIG (setrlimit(2)), as on a disk that fills up in the middle of a record.
+/// SIGXFSZ, which would end the process, is ignored meanwhile. Redis is not started under it.
+class file_size_limit {
+public:
+    explicit file_size_limit(rlim_t bytes) {
+        ::getrlimit(RLIMIT_FSIZE, &old_);
+        old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+        rlimit lower = old_;
+        lower.rlim_cur = bytes;
+        REQUIRE(::setrlimit(RLIMIT_FSIZE, &lower) == 0);
+    }
+    ~file_size_limit() {
+        ::setrlimit(RLIMIT_FSIZE, &old_);
+        std::signal(SIGXFSZ, old_handler_);
+    }
+    file_size_limit(const file_size_limit&) = delete;
+    file_size_limit& operator=(const file_size_limit&) = delete;
+
+private:
+    rlimit old_{};
+    void (*old_handler_)(int) = SIG_DFL;
+};
+
+std::vector<std::string> journal_lines(const std::string& file) {
+    std::ifstream in(file);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+}
+
+}  // namespace
+
+TEST_CASE("job_producer: a journal write that fails keeps every job in memory and leaves no torn record",
+          "[job_producer][journal]") {
+    fixture f;
+    auto options = f.options();
+    options.memory_limit = 0;  // every job goes to the journal at once
+    f.server.kill();
+    job_producer producer(options, f.log());
+    {
+        file_size_limit limit(100);  // a record (~1 KB of PEM) is cut after 100 bytes
+        for (const char* d : {"dev-001", "dev-002", "dev-003"}) producer.submit(certificate_of(d));
+        producer.start();  // takes the three at once
+        REQUIRE(eventually([&] { return producer.stats().journal_failures >= 3; }));
+        CHECK(producer.stats().buffered == 3);  // beyond memory_limit: nowhere else to keep them
+        CHECK(producer.stats().journaled == 0);
+        // The cut-off record was cut back off: a later append does not continue it.
+        CHECK(std::filesystem::file_size(options.journal_file) == 0);
+    }
+    INFO(f.logs.text());
+    // One error line naming the file and the cause, not one per job or per retry.
+    CHECK(f.logs.count("writing the jobs journal " + options.journal_file + " failed: File too large; 3 "
+                       "first-connect jobs stay in memory (job_memory_limit 0)") == 1);
+    // The disk has room again: the jobs move to the journal, whole, and from there to Redis.
+    REQUIRE(eventually([&] { return producer.stats().journaled == 3 && producer.stats().buffered == 0; }));
+    CHECK(f.logged("the jobs journal " + options.journal_file + " is written again"));
+    CHECK(journal_lines(options.journal_file).size() == 3);
+    f.server.start();
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 3; }));
+    CHECK(f.jobs().size() == 3);
+    CHECK(producer.stats().lost == 0);
+    CHECK(producer.stats().overflow == 0);
+    producer.stop();
+}
+
+TEST_CASE("job_producer: a torn last record (a crash mid-append) is skipped alone; records after it survive",
+          "[job_producer][journal]") {
+    fixture f;
+    auto options = f.options();
+    options.memory_limit = 0;
+    const std::string record = encode_journal_line(certificate_of("dev-001"));
+    {
+        std::ofstream torn(options.journal_file, std::ios::binary);
+        torn << record.substr(0, record.size() / 2);  // no newline: the write stopped here
+    }
+    f.server.kill();
+    job_producer producer(options, f.log());
+    producer.start();
+    for (const char* d : {"dev-002", "dev-003"}) producer.submit(certificate_of(d));
+    REQUIRE(eventually([&] { return producer.stats().journaled == 3; }));
+    f.server.start();
+    const bool delivered = eventually([&] { return producer.stats().first_connect == 2; });
+    INFO(f.logs.text());
+    REQUIRE(delivered);
+    CHECK(producer.stats().rejected == 1);
+    CHECK(f.logged("malformed line 1 in " + options.journal_file));
+    CHECK(f.jobs().size() == 2);
+    CHECK(f.device("dev-002").count("fingerprint") == 1);
+    CHECK(f.device("dev-003").count("fingerprint") == 1);
+    // The job lost with the torn record moves the generation on: the device submits again.
+    CHECK(producer.generation() == 1);
+    producer.stop();
+}
+
+TEST_CASE("job_producer: a journal rewrite that fails keeps the journal as it was", "[job_producer][journal]") {
+    fixture f;
+    auto options = f.options();
+    {
+        std::ofstream journal(options.journal_file, std::ios::binary);
+        for (const char* d : {"dev-001", "dev-002"}) journal << encode_journal_line(certificate_of(d)) << '\n';
+    }
+    // dev-002's device key is not a hash: its job is refused (kept), dev-001's is delivered,
+    // so the journal is rewritten with dev-002 alone. The rewrite's .tmp cannot be created.
+    f.server.command({"SET", redis_model{}.device("dev-002"), "oops"});
+    const std::filesystem::path tmp = options.journal_file + ".tmp";
+    std::filesystem::create_symlink(f.dir.path() / "missing" / "jobs.journal.tmp", tmp);
+    job_producer producer(options, f.log());
+    producer.start();
+    REQUIRE(eventually([&] { return producer.stats().journal_failures >= 2; }));
+    INFO(f.logs.text());
+    CHECK(f.logged("cannot create " + tmp.string()));
+    // Both records are still there, whole (dev-001's goes again and is answered "known").
+    REQUIRE(std::filesystem::is_regular_file(std::filesystem::symlink_status(options.journal_file)));
+    CHECK(journal_lines(options.journal_file).size() == 2);
+    CHECK(producer.stats().journaled == 2);
+
+    std::filesystem::remove(tmp);
+    f.server.command({"DEL", redis_model{}.device("dev-002")});
+    REQUIRE(eventually([&] { return producer.stats().first_connect == 2; }, std::chrono::seconds(10)));
+    CHECK(f.jobs().size() == 2);
+    REQUIRE(eventually([&] { return !std::filesystem::exists(options.journal_file); }));
+    CHECK(producer.stats().journaled == 0);
+    producer.stop();
+}
+
+TEST_CASE("job_producer: stopped with the journal unwritable, it names the devices whose jobs are lost",
+          "[job_producer][journal]") {
+    fixture f;
+    auto options = f.options();
+    options.memory_limit = 0;
+    options.journal_file = f.dir.file("missing/jobs.journal");  // its directory does not exist
+    f.server.kill();
+    job_producer producer(options, f.log());
+    producer.start();
+    for (const char* d : {"dev-001", "dev-002"}) producer.submit(certificate_of(d));
+    REQUIRE(eventually([&] { return f.logged("cannot open the jobs journal " + options.journal_file); }));
+    CHECK(producer.stats().buffered == 2);
+    producer.stop();
+    INFO(f.logs.text());
+    CHECK(f.logged("stopping with 2 undelivered first-connect jobs that no journal holds (cannot open the jobs "
+                   "journal " + options.journal_file + ": No such file or directory): they are LOST"));
+    CHECK(f.logged("lost first-connect jobs: devices=dev-001,dev-002"));
+    CHECK(producer.stats().lost == 2);
+    CHECK(producer.generation() == 2);
+}
+
+TEST_CASE("job_producer: a job dropped at the full journal moves the generation on", "[job_producer][journal]") {
+    fixture f;
+    auto options = f.options();
+    options.memory_limit = 0;
+    options.journal_max_bytes = 100;  // not one record fits
+    f.server.kill();
+    job_producer producer(options, f.log());
+    producer.start();
+    CHECK(producer.generation() == 0);
+    producer.submit(certificate_of("dev-001"));
+    REQUIRE(eventually([&] { return producer.stats().overflow == 1; }));
+    INFO(f.logs.text());
+    // Whoever marked dev-001's certificate as handed over in generation 0 submits it again.
+    CHECK(producer.generation() == 1);
+    CHECK(f.logged("jobs journal " + options.journal_file + " is full (100 bytes): dropped 1 first-connect jobs"));
+    CHECK(f.logged("each device is enqueued again when it next connects: devices=dev-001"));
+    CHECK(producer.stats().buffered == 0);
     producer.stop();
 }
