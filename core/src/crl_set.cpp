@@ -10,6 +10,100 @@
 
 namespace devicegate {
 
+namespace {
+
+// A printable, comparable form of an issuingDistributionPoint's distributionPoint name
+// (RFC 5280 section 5.2.5): its general names, or the DER of a name relative to the issuer.
+std::string point_name(const DIST_POINT_NAME* name) {
+    if (name == nullptr) return "";
+    bio_ptr out(BIO_new(BIO_s_mem()));
+    if (!out) throw pki_error("out of memory");
+    if (name->type == 0) {
+        for (int i = 0; i < sk_GENERAL_NAME_num(name->name.fullname); ++i) {
+            if (i > 0) BIO_puts(out.get(), ", ");
+            GENERAL_NAME_print(out.get(), sk_GENERAL_NAME_value(name->name.fullname, i));
+        }
+    } else {
+        unsigned char* der = nullptr;
+        const int len = i2d_DIST_POINT_NAME(name, &der);
+        openssl_bytes_ptr owned(der);
+        BIO_puts(out.get(), "relative name DER ");
+        for (int i = 0; i < len; ++i) BIO_printf(out.get(), "%02X", der[i]);
+    }
+    char* text = nullptr;
+    const long n = BIO_get_mem_data(out.get(), &text);
+    return n > 0 ? std::string(text, static_cast<std::size_t>(n)) : std::string("(empty name)");
+}
+
+// RFC 5280 sections 5.2.5 and 6.3.3 (b): the plugin keeps one CRL per CA and applies it as
+// complete for the certificates it checks against it: device certificates (end entities:
+// tenant_trust refuses a CA leaf) on the Sub-CA's CRL, the Sub-CA and the ICA (CAs) on the
+// ICA's and the Root's. A CRL whose issuingDistributionPoint narrows it to other certificates,
+// to some reasons, or makes it indirect, is not complete for them. Returns its distributionPoint
+// name ("" if none): a CRL for one distribution point is accepted (step-ca names its own
+// /1.0/crl there, authority/tls.go), but is a partition that crl_state keeps apart.
+std::string check_distribution_point(X509_CRL* crl, ca_role role, const std::string& where) {
+    int critical = 0;
+    issuing_dist_point_ptr idp(
+        static_cast<ISSUING_DIST_POINT*>(X509_CRL_get_ext_d2i(crl, NID_issuing_distribution_point, &critical, nullptr)));
+    if (critical == -1) return "";
+    if (critical == -2) throw pki_error(where + " has more than one issuingDistributionPoint extension");
+    if (!idp) throw pki_error(where + " has an undecodable issuingDistributionPoint extension");
+    const bool leaves = role == ca_role::sub_ca;
+    auto refuse = [&](const char* field, const char* covers) {
+        return pki_error(where + " is not complete for the " + (leaves ? "device" : "CA") +
+                         " certificates checked against it: its issuingDistributionPoint has " + field + " (" + covers +
+                         ")");
+    };
+    if (idp->onlyCA > 0 && leaves) throw refuse("onlyContainsCACerts", "it lists no end-entity certificate");
+    if (idp->onlyuser > 0 && !leaves) throw refuse("onlyContainsUserCerts", "it lists no CA certificate");
+    if (idp->onlyattr > 0) throw refuse("onlyContainsAttributeCerts", "it lists attribute certificates only");
+    if (idp->onlysomereasons != nullptr) throw refuse("onlySomeReasons", "it lists some revocation reasons only");
+    if (idp->indirectCRL > 0) throw refuse("indirectCRL", "entries may belong to other issuers");
+    return point_name(idp->distpoint);
+}
+
+// A critical CRL extension the plugin does not process means the CRL cannot be used
+// (RFC 5280 section 5.2). Handled: the CRL number, the authority key identifier and the
+// issuingDistributionPoint (checked above); delta CRLs are refused by name before this.
+void check_critical_extensions(X509_CRL* crl, const std::string& where) {
+    for (int i = 0; i < X509_CRL_get_ext_count(crl); ++i) {
+        X509_EXTENSION* ext = X509_CRL_get_ext(crl, i);
+        if (X509_EXTENSION_get_critical(ext) <= 0) continue;
+        const int nid = OBJ_obj2nid(X509_EXTENSION_get_object(ext));
+        if (nid == NID_crl_number || nid == NID_authority_key_identifier || nid == NID_issuing_distribution_point) {
+            continue;
+        }
+        char oid[80];
+        OBJ_obj2txt(oid, sizeof oid, X509_EXTENSION_get_object(ext), 1);
+        throw pki_error(where + " has a critical extension the plugin does not process (" + oid + ")");
+    }
+}
+
+// An entry names the certificate it revokes by serial alone, unless a certificateIssuer
+// extension (RFC 5280 section 5.3.3) makes it another issuer's: indirect, refused whether
+// or not marked critical. Other critical entry extensions than the informational reason code,
+// invalidity date and hold instruction (any entry counts as revoked) are not understood.
+void check_entry_extensions(const X509_REVOKED* entry, const std::string& where) {
+    const STACK_OF(X509_EXTENSION)* exts = X509_REVOKED_get0_extensions(entry);
+    for (int i = 0; i < sk_X509_EXTENSION_num(exts); ++i) {
+        X509_EXTENSION* ext = sk_X509_EXTENSION_value(exts, i);
+        const int nid = OBJ_obj2nid(X509_EXTENSION_get_object(ext));
+        if (nid == NID_certificate_issuer) {
+            throw pki_error(where + " is indirect: an entry carries a certificateIssuer extension");
+        }
+        if (X509_EXTENSION_get_critical(ext) <= 0 || nid == NID_crl_reason || nid == NID_invalidity_date ||
+            nid == NID_hold_instruction_code) {
+            continue;
+        }
+        char oid[80];
+        OBJ_obj2txt(oid, sizeof oid, X509_EXTENSION_get_object(ext), 1);
+        throw pki_error(where + " has an entry with a critical extension the plugin does not process (" + oid + ")");
+    }
+}
+
+}  // namespace
+
 verified_crl verify_crl(X509_CRL* crl, const tenant_trust& trust, const std::string& source) {
     verified_crl out;
     out.source = source;
@@ -37,6 +131,9 @@ verified_crl verify_crl(X509_CRL* crl, const tenant_trust& trust, const std::str
     if (X509_CRL_get_ext_by_NID(crl, NID_delta_crl, -1) >= 0) {
         throw pki_error(source + ": delta CRLs are not supported");
     }
+    const std::string where = source + ": the " + std::string(to_string(out.issuer)) + "'s CRL";
+    out.distribution_point = check_distribution_point(crl, out.issuer, where);
+    check_critical_extensions(crl, where);
     try {
         out.this_update = to_time_t(X509_CRL_get0_lastUpdate(crl));
         const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl);
@@ -49,7 +146,9 @@ verified_crl verify_crl(X509_CRL* crl, const tenant_trust& trust, const std::str
     std::vector<serial_key> revoked;
     revoked.reserve(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) {
-        revoked.push_back(make_serial_key(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(entries, i))));
+        const X509_REVOKED* entry = sk_X509_REVOKED_value(entries, i);
+        check_entry_extensions(entry, where);
+        revoked.push_back(make_serial_key(X509_REVOKED_get0_serialNumber(entry)));
     }
     std::sort(revoked.begin(), revoked.end());
     revoked.erase(std::unique(revoked.begin(), revoked.end()), revoked.end());

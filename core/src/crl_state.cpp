@@ -36,6 +36,7 @@ std::string_view to_string(crl_refusal r) noexcept {
         case crl_refusal::invalid: return "invalid";
         case crl_refusal::future_dated: return "future_dated";
         case crl_refusal::rollback: return "rollback";
+        case crl_refusal::other_partition: return "other_partition";
     }
     return "?";
 }
@@ -116,13 +117,24 @@ crl_offer_result crl_state::offer(X509_CRL* crl, const std::string& source, std:
         return r;
     }
     auto& s = slots_[index(v.issuer)];
+    if (s.crl && !v.distribution_point.empty() && v.distribution_point != s.crl->distribution_point) {
+        // A CA that partitions its revocations publishes one CRL per distribution point; each is
+        // complete for its own certificates only, so none replaces another, or a full CRL.
+        r.refusal = crl_refusal::other_partition;
+        r.detail = "its issuingDistributionPoint names " + v.distribution_point + ", the CRL in force from " +
+                   s.crl->source + (s.crl->distribution_point.empty() ? " has none (it covers every certificate)"
+                                                                        : " names " + s.crl->distribution_point) +
+                   ": a CRL for another distribution point cannot replace it";
+        return r;
+    }
     if (s.crl && is_rollback(version, s.version)) {
         r.refusal = crl_refusal::rollback;
         r.detail = "older than the one in force: " + compare_line(version, s.version, s.crl->source);
         return r;
     }
     r.changed = !s.crl || version.number != s.version.number || version.this_update != s.version.this_update ||
-                v.next_update != s.crl->next_update || v.revoked != s.crl->revoked;
+                v.next_update != s.crl->next_update || v.revoked != s.crl->revoked ||
+                v.distribution_point != s.crl->distribution_point;
     if (!r.changed) {
         s.crl->source = source;  // the same CRL, delivered again (possibly by another source)
         return r;

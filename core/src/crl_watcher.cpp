@@ -68,7 +68,8 @@ void crl_watcher::load_initial() {
             source.seen = {st.st_dev, st.st_ino, st.st_size, to_ns(st.st_mtim), to_ns(st.st_ctim)};
         }
         // A bad file stops the start, as before; a rollback does not: the newer CRL persisted
-        // by an earlier run is in force.
+        // by an earlier run is in force. Another partition does (docs/security.md, CRL scope):
+        // partitioned CRLs are not supported, and the CRL in force does not cover its devices.
         for (const auto& [why, cause] : take(source, read_file(source.name, url_opts_.max_body_bytes)).refused) {
             if (why != crl_refusal::rollback) throw pki_error(cause);
             log_refused(source, cause);

@@ -114,6 +114,7 @@ void gate::start_crl_and_ocsp() {
     o.nonce = config_->ocsp_nonce;
     o.timeout = config_->ocsp_timeout;
     o.skew = config_->clock_skew;
+    o.max_age = config_->ocsp_max_ttl;
     o.refresh_ahead = config_->ocsp_refresh_ahead;
     o.sub_ca = config_->ocsp_sub_ca;
     o.sub_ca_responder_override = config_->ocsp_sub_ca_responder_url;

@@ -70,7 +70,8 @@ ocsp_query make_ocsp_query(X509* leaf, X509* issuer, bool nonce) {
 }
 
 ocsp_answer verify_ocsp_response(std::string_view der, const ocsp_query& query, X509* issuer, STACK_OF(X509) * chain,
-                                 X509_STORE* store, std::time_t now, std::chrono::seconds skew) {
+                                 X509_STORE* store, std::time_t now, std::chrono::seconds skew,
+                                 std::chrono::seconds max_age) {
     ERR_clear_error();
     auto p = reinterpret_cast<const unsigned char*>(der.data());
     ocsp_response_ptr response(d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(der.size())));
@@ -116,6 +117,14 @@ ocsp_answer verify_ocsp_response(std::string_view der, const ocsp_query& query, 
     if (a.next_update != 0 && a.next_update < now - s) {
         throw ocsp_error("stale: nextUpdate was " + std::to_string(now - a.next_update) + "s ago");
     }
+    // Without nextUpdate a responder promises nothing about how long the answer holds (RFC 6960
+    // section 4.2.2.1): only a bounded age keeps an old "good" from being replayed forever after
+    // a revocation (OpenSSL's OCSP_check_validity takes the same bound as its maxsec).
+    if (a.next_update == 0 && a.this_update < now - s - max_age.count()) {
+        throw ocsp_error("stale: no nextUpdate, and thisUpdate was " + std::to_string(now - a.this_update) +
+                         "s ago (ocsp_max_ttl " + std::to_string(max_age.count()) + "s, clock_skew " +
+                         std::to_string(s) + "s)");
+    }
     a.status = status == V_OCSP_CERTSTATUS_GOOD      ? ocsp_status::good
                : status == V_OCSP_CERTSTATUS_REVOKED ? ocsp_status::revoked
                                                      : ocsp_status::unknown;
@@ -142,17 +151,24 @@ std::optional<ocsp_status> ocsp_cache::lookup(const sha256_digest& fingerprint, 
     return it->second.answer->status;
 }
 
-void ocsp_cache::store(const sha256_digest& fingerprint, const ocsp_answer& answer, std::time_t now) {
+std::optional<ocsp_answer> ocsp_cache::store(const sha256_digest& fingerprint, const ocsp_answer& answer,
+                                            std::time_t now) {
     std::lock_guard lock(mutex_);
     auto& e = entries_[fingerprint];
+    // An answer produced before the one held (even an expired one) is a replay or a lagging
+    // responder: it never replaces a newer answer, a "revoked" above all.
+    if (e.answer && answer.this_update < e.answer->this_update) return e.answer;
     e.answer = answer;
-    // Until nextUpdate, bounded by the maximum TTL (a responder without nextUpdate, or a
-    // far one, is asked again after max_ttl).
+    // Until nextUpdate, bounded by the maximum TTL; without nextUpdate, until thisUpdate plus
+    // the maximum TTL (the age verify_ocsp_response accepts), so a responder without nextUpdate,
+    // or a far one, is asked again.
     std::time_t until = now + max_ttl_.count();
-    if (answer.next_update != 0) until = std::min<std::time_t>(until, answer.next_update);
+    until = std::min<std::time_t>(until, answer.next_update != 0 ? answer.next_update
+                                                                 : answer.this_update + max_ttl_.count());
     e.expires = until;
     e.retry_after = 0;
     evict_locked(now);
+    return std::nullopt;
 }
 
 void ocsp_cache::store_failure(const sha256_digest& fingerprint, std::time_t retry_after) {

@@ -93,8 +93,13 @@ void ocsp_fetcher::fetch(const sha256_digest& fingerprint, X509* leaf) {
             X509_up_ref(trust_->certificate(ca_role::ica));
         }
         const std::time_t now = std::time(nullptr);
-        ocsp_answer answer = verify_ocsp_response(r.body, query, issuer, chain.get(), trust_->store(), now, opts_.skew);
-        cache_.store(fingerprint, answer, now);
+        ocsp_answer answer =
+            verify_ocsp_response(r.body, query, issuer, chain.get(), trust_->store(), now, opts_.skew, opts_.max_age);
+        if (auto newer = cache_.store(fingerprint, answer, now)) {
+            throw ocsp_error("older than the answer held: thisUpdate " + std::to_string(answer.this_update) + " (" +
+                             std::string(to_string(answer.status)) + ") < " + std::to_string(newer->this_update) +
+                             " (" + std::string(to_string(newer->status)) + ")");
+        }
         if (!last_failure_.empty()) {
             log_.notice("devicegate: ocsp responder " + url + " answers again");
             last_failure_.clear();

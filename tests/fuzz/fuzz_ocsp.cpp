@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     try {
         (void)verify_ocsp_response(std::string_view(reinterpret_cast<const char*>(data), size), query,
                                    trust->certificate(ca_role::sub_ca), chain.get(), trust->store(), 1800000000,
-                                   std::chrono::seconds(60));
+                                   std::chrono::seconds(60), std::chrono::hours(1));
     } catch (const ocsp_error&) {
     }
     return 0;

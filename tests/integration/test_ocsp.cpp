@@ -196,6 +196,75 @@ TEST_CASE("ocsp: a responder that is down or answers garbage", "[integration][oc
 }
 
 namespace {
+// A broker asking `server` (hard mode) about dev-001, and how to craft answers to its queries.
+struct crafted_responder {
+    devicegate::test::http_server server;
+    std::shared_ptr<const devicegate::tenant_trust> trust =
+        devicegate::tenant_trust::load(pki("subca-a.crt"), pki("ica.crt"), pki("root.crt"));
+    devicegate::x509_ptr leaf = devicegate::test::load_cert(pki("devices/dev-001.crt"));
+    devicegate::ocsp_query query =
+        devicegate::make_ocsp_query(leaf.get(), trust->certificate(devicegate::ca_role::sub_ca), false);
+    void answer(const devicegate::test::response_spec& spec) {
+        server.set("/", {200, devicegate::test::craft(query, spec), "", "application/ocsp-response"});
+    }
+};
+}  // namespace
+
+TEST_CASE("ocsp hard: a year-old good answer without nextUpdate (a replay) is refused by name; a fresh one is "
+          "taken", "[integration][ocsp][ocsp_freshness]") {
+    crafted_responder ocsp;
+    const std::time_t now = std::time(nullptr);
+    ocsp.answer({.this_update = now - 365 * 86400, .next_update = 0});
+    broker b(with_ocsp("hard", ocsp.server.url("/")));
+    REQUIRE(b.start());
+    CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: ocsp_failed serial=" + serial_of("dev-001"), 10s));
+    CHECK(b.log_contains("cause=\"stale: no nextUpdate, and thisUpdate was "));
+    CHECK(b.log_contains("s ago (ocsp_max_ttl 3600s, clock_skew 60s)\""));
+    // Asked again once the retry delay has passed: the same replay, still refused.
+    CHECK(eventually([&] {
+        CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+        return ocsp.server.count("/") >= 2;
+    }, 15s));
+    CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: deny client=dev-001 reason=ocsp_pending"));
+    CHECK_FALSE(b.log_contains("status=good"));
+
+    // What `openssl ocsp` without -nmin/-ndays sends: no nextUpdate, thisUpdate now.
+    ocsp.answer({.this_update = std::time(nullptr), .next_update = 0});
+    CHECK(connect_until_decided("dev-001", b.port(), not_authorized) == 0);
+    CHECK(b.log_contains("devicegate: ocsp serial=" + serial_of("dev-001") + " status=good"));
+}
+
+TEST_CASE("ocsp hard: an older good answer never replaces a newer revoked one in the cache",
+          "[integration][ocsp][ocsp_freshness]") {
+    crafted_responder ocsp;
+    const std::time_t now = std::time(nullptr);
+    ocsp.answer({.status = V_OCSP_CERTSTATUS_REVOKED, .this_update = now - 10, .next_update = now + 3600});
+    // Answers kept 1 s: the next connect after that asks the responder again.
+    broker b({.plugin_opts = {{"ocsp", "hard"}, {"ocsp_responder_url", ocsp.server.url("/")}, {"ocsp_max_ttl", "1s"}}});
+    REQUIRE(b.start());
+    CHECK(eventually([&] {
+        device("dev-001")->connect(b.port());
+        return b.log_contains("devicegate: deny client=dev-001 reason=revoked_ocsp");
+    }, 10s));
+
+    // A replay of the answer from before the revocation.
+    ocsp.answer({.this_update = now - 60, .next_update = now + 3600});
+    CHECK(eventually([&] {
+        CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+        return b.log_contains("cause=\"older than the answer held: thisUpdate " + std::to_string(now - 60) +
+                              " (good) < " + std::to_string(now - 10) + " (revoked)\"");
+    }, 15s));
+    CHECK(device("dev-001")->connect(b.port()) == not_authorized);
+    CHECK_FALSE(b.log_contains("status=good"));
+
+    // A newer good answer (the certificate put back from hold) is taken.
+    ocsp.answer({.this_update = std::time(nullptr), .next_update = std::time(nullptr) + 3600});
+    CHECK(connect_until_decided("dev-001", b.port(), not_authorized) == 0);
+}
+
+namespace {
 // An OCSP responder for the ICA, answering about the Sub-CAs (the test PKI's ICA database
 // has Sub-CA A revoked; `sub_ca_valid` serves a copy in which it is not).
 struct ica_responder {

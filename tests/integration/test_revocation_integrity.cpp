@@ -3,6 +3,7 @@
 // refused across restarts, future-dated CRLs refused, bounded CRL bodies, and OCSP answers
 // signed by an expired delegated responder refused.
 #include "../../bench/big_crl.hpp"
+#include "crl_factory.hpp"
 #include "harness.hpp"
 #include "http_server.hpp"
 #include "test_pki.hpp"
@@ -236,4 +237,117 @@ TEST_CASE("crl integrity: a valid 1,000,000-entry CRL at a URL is taken (peak me
                                        << " MiB DER): broker VmHWM " << before / 1024 << " -> "
                                        << status_kib(b.pid(), "VmHWM") / 1024 << " MiB, VmRSS after "
                                        << status_kib(b.pid(), "VmRSS") / 1024 << " MiB");
+}
+
+// ------------------------------------------------------------------ CRL scope (RFC 5280 5.2, 5.3)
+
+namespace {
+using devicegate::test::crl_ext;
+using devicegate::test::crl_spec;
+
+// A genuine Sub-CA A CRL, newer than every CRL of the test PKI, listing no device, whose scope
+// leaves the devices out (or which the plugin cannot process).
+crl_spec narrowed(const std::string& kind) {
+    crl_spec spec{.number = 0x7000};
+    if (kind == "onlyContainsCACerts") spec.extensions = {{"issuingDistributionPoint", "critical,onlyCA:TRUE"}};
+    if (kind == "onlySomeReasons") {
+        spec.extensions = {{"issuingDistributionPoint", "critical,onlysomereasons:keyCompromise"}};
+    }
+    if (kind == "a critical extension") spec.extensions = {{"1.3.6.1.4.1.99999.1", "critical,ASN1:NULL"}};
+    if (kind == "certificateIssuer") {
+        spec.revoked = {"dev-001"};
+        spec.entry_extensions = {devicegate::test::certificate_issuer(true)};
+    }
+    return spec;
+}
+}  // namespace
+
+TEST_CASE("crl scope: a genuine newer Sub-CA CRL limited by its issuingDistributionPoint, or with an unprocessed "
+          "critical extension, is refused by name; the CRL in force and the stored CRL number stay",
+          "[integration][crl_integrity][crl_scope]") {
+    auto dir = test_dir();
+    const auto crl = dir / "subca.crl", state = dir / "state";
+    std::filesystem::create_directories(state);
+    replace_file(crl, pki("subca-a-revokes-dev-002.crl.pem"));
+    const broker_options o{.plugin_opts = {{"crl_poll_interval", "200ms"}, {"state_dir", state.string()}},
+                           .crl_files = {crl.string()}};
+    const std::string kind = GENERATE("onlyContainsCACerts", "onlySomeReasons", "a critical extension",
+                                      "certificateIssuer");
+    INFO(kind);
+    {
+        broker b(o);
+        REQUIRE(b.start());
+        REQUIRE(connect_as("dev-002", b) == not_authorized);
+
+        devicegate::test::write_crl(narrowed(kind), crl.string());
+        CHECK(b.wait_for_log("devicegate: crl_rejected file=" + crl.string() + " cause=\"" + crl.string() +
+                             ": the tenant Sub-CA's CRL "));
+        CHECK(b.log_contains(kind == "certificateIssuer" ? "is indirect: an entry carries a certificateIssuer"
+                                                         : kind));
+        CHECK(b.log_contains("keeping the last good CRL"));
+        CHECK(connect_as("dev-002", b) == not_authorized);
+        CHECK(connect_as("dev-revoked", b) == not_authorized);
+        CHECK(b.wait_for_log("devicegate: deny client=dev-002 reason=revoked_crl"));
+        CHECK(connect_as("dev-001", b) == 0);
+        b.stop();
+    }
+    // The refused CRL's number (0x7000) was not stored: after a restart a complete CRL numbered
+    // below it is taken, no rollback.
+    devicegate::test::write_crl({.number = 0x5000, .revoked = {"dev-003"}}, crl.string());
+    broker again(o);
+    REQUIRE(again.start());
+    CHECK(again.wait_for_log("devicegate: crl loaded file=" + crl.string()));
+    CHECK_FALSE(again.log_contains("rollback"));
+    CHECK(connect_as("dev-003", again) == not_authorized);
+    CHECK(connect_as("dev-002", again) == 0);
+}
+
+TEST_CASE("crl scope: a CA-only CRL configured next to the full one stops the start, naming it",
+          "[integration][crl_integrity][crl_scope]") {
+    auto dir = test_dir();
+    const auto only_ca = dir / "subca-onlyca.crl";
+    devicegate::test::write_crl(narrowed("onlyContainsCACerts"), only_ca.string());
+    broker b({.crl_files = {pki("subca-a-revokes-dev-002.crl.pem"), only_ca.string()}});
+    CHECK_FALSE(b.start());
+    CHECK(b.wait_exit(5s).value_or(0) != 0);
+    CHECK(b.log_contains("devicegate: refusing to start: "));
+    CHECK(b.log_contains(only_ca.string() + ": the tenant Sub-CA's CRL is not complete for the device certificates "
+                                            "checked against it: its issuingDistributionPoint has "
+                                            "onlyContainsCACerts"));
+}
+
+TEST_CASE("crl scope: step-ca's CRL (issuingDistributionPoint naming its /1.0/crl) is taken; a CRL for another "
+          "distribution point replaces it not",
+          "[integration][crl_integrity][crl_scope]") {
+    auto dir = test_dir();
+    http_server server;
+    auto serve = [&](const std::string& url, long number, std::vector<std::string> revoked) {
+        const auto file = dir / "served.crl";
+        devicegate::test::write_crl({.number = number, .revoked = std::move(revoked),
+                                     .extensions = {devicegate::test::stepca_idp(url)}},
+                                    file.string());
+        server.set("/1.0/crl", {200, slurp(file.string()), "\"" + std::to_string(number) + "\""});
+    };
+    serve("https://ca.example:9000/1.0/crl", 0x7000, {"dev-002", "dev-revoked"});
+    broker b({.plugin_opts = {{"crl_url", server.url("/1.0/crl")}, {"crl_refresh", "1s"}},
+              .crl_files = {pki("ica.crl.pem")}});
+    REQUIRE(b.start());
+    CHECK(b.wait_for_log("devicegate: crl loaded url=" + server.url("/1.0/crl") + " tenant Sub-CA CRL with 2 entries"));
+    CHECK(connect_as("dev-002", b) == not_authorized);
+    CHECK(connect_as("dev-001", b) == 0);
+
+    // A partition of the same CA's revocations (another distribution point), newer, listing no device.
+    serve("https://ca.example:9000/part-2.crl", 0x7001, {});
+    CHECK(b.wait_for_log("devicegate: crl_rejected url=" + server.url("/1.0/crl") + " cause=\"" +
+                         server.url("/1.0/crl") + ": the tenant Sub-CA CRL is refused: its issuingDistributionPoint "
+                         "names URI:https://ca.example:9000/part-2.crl, the CRL in force from " +
+                         server.url("/1.0/crl") + " names URI:https://ca.example:9000/1.0/crl", 10s));
+    CHECK(connect_as("dev-002", b) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: deny client=dev-002 reason=revoked_crl"));
+    CHECK(connect_as("dev-revoked", b) == not_authorized);
+
+    // step-ca's next CRL (same distribution point) is taken as usual.
+    serve("https://ca.example:9000/1.0/crl", 0x7002, {"dev-002"});
+    CHECK(b.wait_for_log("tenant Sub-CA CRL with 1 entries", 10s));
+    CHECK(eventually([&] { return connect_as("dev-revoked", b) == 0; }));
 }

@@ -22,7 +22,7 @@ enum class nonce_mode { none, echo, wrong };
 struct response_spec {
     int status = V_OCSP_CERTSTATUS_GOOD;
     std::time_t this_update = std::time(nullptr) - 60;
-    std::time_t next_update = std::time(nullptr) + 3600;
+    std::time_t next_update = std::time(nullptr) + 3600;  // 0: none
     std::string signer = "subca-a";  // subca-a, subca-b, or a devices/ name (delegated)
     std::string about = "";          // another device's certificate id instead of the asked one
     nonce_mode nonce = nonce_mode::none;
@@ -45,7 +45,7 @@ inline std::string craft(const ocsp_query& q, const response_spec& spec) {
     asn1_time_ptr revoked(ASN1_TIME_set(nullptr, spec.this_update - 100));
     OCSP_basic_add1_status(basic.get(), id, spec.status, OCSP_REVOKED_STATUS_KEYCOMPROMISE,
                            spec.status == V_OCSP_CERTSTATUS_REVOKED ? revoked.get() : nullptr, thisupd.get(),
-                           nextupd.get());
+                           spec.next_update != 0 ? nextupd.get() : nullptr);
     if (spec.nonce == nonce_mode::echo) OCSP_copy_nonce(basic.get(), q.request.get());
     if (spec.nonce == nonce_mode::wrong) {
         unsigned char junk[16] = {1, 2, 3};

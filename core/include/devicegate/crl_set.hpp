@@ -50,12 +50,18 @@ struct verified_crl {
     ca_role issuer = ca_role::sub_ca;
     std::time_t this_update = 0;
     std::time_t next_update = 0;         // 0: the CRL has no nextUpdate
+    std::string distribution_point;      // its issuingDistributionPoint's name; "" = none (all certificates)
     shared_serials revoked;              // sorted, unique
 };
 
 /// Verifies `crl` against the configured CAs (issuer name and signature) and extracts its
 /// entries. Throws pki_error naming `source` and the cause (unknown issuer, bad signature,
-/// delta CRL, unreadable times).
+/// delta CRL, unreadable times), and for a CRL that is not complete for the certificates
+/// checked against it (RFC 5280 sections 5.2, 5.3): an issuingDistributionPoint limiting it to
+/// other certificates (onlyContainsCACerts on the Sub-CA's CRL, onlyContainsUserCerts on the
+/// ICA's or Root's, onlyContainsAttributeCerts), to some reasons (onlySomeReasons), or
+/// indirectCRL; a critical extension or critical entry extension it does not process; an
+/// entry's certificateIssuer (indirect).
 verified_crl verify_crl(X509_CRL* crl, const tenant_trust& trust, const std::string& source);
 
 /// Reads, parses and verifies every CRL in one file (PEM may hold several).

@@ -20,8 +20,10 @@
 
 namespace devicegate {
 
-/// Why a genuine CRL (issuer and signature verified) is not taken into force.
-enum class crl_refusal { none, invalid, future_dated, rollback };
+/// Why a genuine CRL (issuer and signature verified) is not taken into force. other_partition:
+/// its issuingDistributionPoint names a distribution point other than the CRL in force's (or
+/// that one has none): a partition of the CA's revocations, not a newer complete CRL.
+enum class crl_refusal { none, invalid, future_dated, rollback, other_partition };
 std::string_view to_string(crl_refusal r) noexcept;
 
 /// Orders CRLs of one CA: the CRL number (RFC 5280 section 5.2.3) when both carry one, and
@@ -57,7 +59,9 @@ public:
     std::vector<std::string> load_persisted(std::time_t now);
 
     /// Verifies `crl` against the configured CAs (throws pki_error for an unknown issuer, a bad
-    /// signature, a delta CRL), then refuses it if future-dated or older than the CRL in force;
+    /// signature, a delta CRL, a CRL not complete for the certificates checked: verify_crl),
+    /// then refuses it if future-dated, for another distribution point, or older than the CRL
+    /// in force (a refused CRL changes nothing, neither the CRL in force nor state_dir);
     /// otherwise takes it into force and persists it. `der`, when given, is the CRL exactly as
     /// received (one DER CRL): written as is, without re-encoding a copy of a large CRL.
     crl_offer_result offer(X509_CRL* crl, const std::string& source, std::time_t now, std::string_view der = {});

@@ -47,10 +47,12 @@ struct ocsp_query {
 ocsp_query make_ocsp_query(X509* leaf, X509* issuer, bool nonce);
 
 /// Verifies a DER response to `query`. `issuer` is the leaf's issuer (the tenant Sub-CA);
-/// `chain` the certificates above it; `store` trusts the Root. Throws ocsp_error.
+/// `chain` the certificates above it; `store` trusts the Root. An answer without nextUpdate
+/// is refused once its thisUpdate is older than `max_age` (ocsp_max_ttl) plus `skew`.
+/// Throws ocsp_error.
 ocsp_answer verify_ocsp_response(std::string_view der, const ocsp_query& query, X509* issuer,
                                  STACK_OF(X509) * chain, X509_STORE* store, std::time_t now,
-                                 std::chrono::seconds skew);
+                                 std::chrono::seconds skew, std::chrono::seconds max_age);
 
 /// The responder URL from the certificate's Authority Information Access, or "".
 std::string ocsp_responder_url(X509* cert);
@@ -73,7 +75,9 @@ public:
 
     /// The answer in force for `fingerprint` at `now`, if any.
     std::optional<ocsp_status> lookup(const sha256_digest& fingerprint, std::time_t now) const;
-    void store(const sha256_digest& fingerprint, const ocsp_answer& answer, std::time_t now);
+    /// Takes `answer` for `fingerprint`, unless its thisUpdate is older than the answer held:
+    /// then returns that newer answer, which stays.
+    std::optional<ocsp_answer> store(const sha256_digest& fingerprint, const ocsp_answer& answer, std::time_t now);
     void store_failure(const sha256_digest& fingerprint, std::time_t retry_after);
     /// Registers the certificate (for refreshes); returns false if a fetch for it should not
     /// start now (one is under way or failed recently).

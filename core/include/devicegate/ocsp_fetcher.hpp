@@ -23,6 +23,7 @@ public:
         bool nonce = true;
         std::chrono::milliseconds timeout{std::chrono::seconds(5)};
         std::chrono::seconds skew{std::chrono::seconds(60)};
+        std::chrono::seconds max_age{std::chrono::hours(1)};         // of an answer without nextUpdate
         std::chrono::seconds retry{std::chrono::seconds(5)};          // after a failed fetch
         std::chrono::seconds refresh_ahead{std::chrono::minutes(5)};  // for connected devices
         bool sub_ca = false;                   // keep an answer about the tenant Sub-CA too

@@ -29,6 +29,7 @@ using eku_ptr = std::unique_ptr<EXTENDED_KEY_USAGE, c_deleter<EXTENDED_KEY_USAGE
 using openssl_bytes_ptr = std::unique_ptr<unsigned char, c_deleter<free_openssl_bytes>>;  // i2d_* output
 using openssl_strings_ptr = std::unique_ptr<STACK_OF(OPENSSL_STRING), c_deleter<X509_email_free>>;  // X509_get1_*
 using general_names_ptr = std::unique_ptr<GENERAL_NAMES, c_deleter<GENERAL_NAMES_free>>;
+using issuing_dist_point_ptr = std::unique_ptr<ISSUING_DIST_POINT, c_deleter<ISSUING_DIST_POINT_free>>;
 
 /// Drains OpenSSL's thread-local error queue into one line ("" when empty).
 std::string take_openssl_errors();

@@ -1,6 +1,7 @@
 #include "devicegate/crl_der.hpp"
 #include "devicegate/crl_state.hpp"
 #include "../../../bench/big_crl.hpp"
+#include "crl_factory.hpp"
 #include "test_pki.hpp"
 
 #include <catch2/catch.hpp>
@@ -173,4 +174,113 @@ TEST_CASE("crl precheck: signatures are checked on the raw DER, before the entri
     // What is not a CRL's shape is left to the parser, which names the problem.
     CHECK_NOTHROW(precheck_crl_signatures("garbage", "x", *t));
     CHECK_NOTHROW(precheck_crl_signatures(std::string("\x30\x84\xff\xff\xff\xff", 6), "x", *t));
+}
+
+// ------------------------------------------------------------------ scope (RFC 5280 5.2, 5.3)
+
+TEST_CASE("crl scope: a genuine newer CRL that is not complete for device certificates is refused and changes "
+          "nothing, the persisted newest CRL number included") {
+    temp_dir dir;
+    const crl_state::options opts{.state_dir = dir.path().string(), .clock_skew = std::chrono::seconds(60)};
+    crl_state state(trust(), opts);
+    const std::time_t now = std::time(nullptr);
+    REQUIRE(state.offer(crl("subca-a-revokes-dev-002.crl.pem").get(), "full", now).changed);
+    const std::string persisted = state.persisted_file(ca_role::sub_ca);
+    const std::string before = read_file(persisted, max_crl_file_bytes);
+
+    struct variant {
+        std::vector<crl_ext> extensions;
+        std::vector<crl_ext> entry_extensions;
+        const char* cause;
+    };
+    const auto v = GENERATE(
+        variant{{{"issuingDistributionPoint", "critical,onlyCA:TRUE"}}, {}, "onlyContainsCACerts"},
+        variant{{{"issuingDistributionPoint", "critical,onlyAA:TRUE"}}, {}, "onlyContainsAttributeCerts"},
+        variant{{{"issuingDistributionPoint", "critical,onlysomereasons:keyCompromise"}}, {}, "onlySomeReasons"},
+        variant{{{"issuingDistributionPoint", "critical,indirectCRL:TRUE"}}, {}, "indirectCRL"},
+        variant{{{"1.3.6.1.4.1.99999.1", "critical,ASN1:NULL"}}, {},
+                "a critical extension the plugin does not process (1.3.6.1.4.1.99999.1)"},
+        variant{{}, {{"1.3.6.1.4.1.99999.2", "critical,ASN1:NULL"}},
+                "an entry with a critical extension the plugin does not process (1.3.6.1.4.1.99999.2)"},
+        variant{{}, {certificate_issuer(true)}, "indirect: an entry carries a certificateIssuer"},
+        variant{{}, {certificate_issuer(false)}, "indirect: an entry carries a certificateIssuer"});
+    CAPTURE(v.cause);
+    // Newer by number and thisUpdate than the CRL in force, and listing none of its devices.
+    auto narrow = make_crl({.number = 0x7000, .this_update = now, .revoked = {"dev-001"}, .extensions = v.extensions,
+                            .entry_extensions = v.entry_extensions});
+    CHECK_THROWS_WITH(state.offer(narrow.get(), "narrow", now + 1),
+                      Catch::Contains("narrow: the tenant Sub-CA's CRL") && Catch::Contains(v.cause));
+    CHECK(entries(state, ca_role::sub_ca) == 2);
+    CHECK(state.current(ca_role::sub_ca)->source == "full");
+    CHECK(read_file(persisted, max_crl_file_bytes) == before);
+    // The refused CRL advanced nothing: a complete CRL numbered below it is no rollback, in
+    // this run or the next.
+    crl_state next_run(trust(), opts);
+    REQUIRE(next_run.load_persisted(now + 2).size() == 1);
+    auto complete = make_crl({.number = 0x5000, .this_update = now + 2, .revoked = {"dev-revoked"}});
+    for (crl_state* s : {&state, &next_run}) {
+        auto r = s->offer(complete.get(), "complete", now + 2);
+        CHECK(r.refusal == crl_refusal::none);
+        CHECK(r.changed);
+        CHECK(entries(*s, ca_role::sub_ca) == 1);
+    }
+}
+
+TEST_CASE("crl scope: step-ca's CRL (a distribution point only), onlyContainsUserCerts on the Sub-CA's CRL and "
+          "onlyContainsCACerts on the ICA's are complete for what is checked against them") {
+    crl_state state(trust(), {});
+    const std::time_t now = std::time(nullptr);
+    auto stepca = make_crl({.revoked = {"dev-revoked"},
+                            .extensions = {stepca_idp(), {"authorityKeyIdentifier", "keyid:always"}},
+                            .entry_extensions = {{"CRLReason", "DER:0A0101"},  // keyCompromise
+                                                 {"invalidityDate", "DER:180F32303230303130313030303030305A"}}});
+    auto r = state.offer(stepca.get(), "stepca", now);
+    CHECK(r.refusal == crl_refusal::none);
+    CHECK(state.current(ca_role::sub_ca)->distribution_point == "URI:https://ca.example:9000/1.0/crl");
+    auto users = make_crl({.number = 0x7001, .extensions = {stepca_idp(), {"issuingDistributionPoint", "critical,onlyuser:TRUE"}}});
+    // Two IDP extensions are malformed; one with both fields is what onlyContainsUserCerts looks like.
+    CHECK_THROWS_WITH(state.offer(users.get(), "users", now), Catch::Contains("more than one issuingDistributionPoint"));
+    users = make_crl({.number = 0x7001,
+                      .extensions = {{"issuingDistributionPoint",
+                                      "critical,fullname:URI:https://ca.example:9000/1.0/crl,onlyuser:TRUE"}}});
+    CHECK(state.offer(users.get(), "users", now).changed);
+    auto noncritical = make_crl({.number = 0x7002, .extensions = {{"1.3.6.1.4.1.99999.1", "ASN1:NULL"}}});
+    CHECK(state.offer(noncritical.get(), "noncritical", now).changed);
+
+    auto ica_cas = make_crl({.ca = "ica", .extensions = {{"issuingDistributionPoint", "critical,onlyCA:TRUE"}}});
+    CHECK(state.offer(ica_cas.get(), "ica", now).changed);
+    auto ica_users = make_crl({.ca = "ica", .number = 0x7001,
+                               .extensions = {{"issuingDistributionPoint", "critical,onlyuser:TRUE"}}});
+    CHECK_THROWS_WITH(state.offer(ica_users.get(), "ica-users", now),
+                      Catch::Contains("the ICA's CRL is not complete for the CA certificates") &&
+                          Catch::Contains("onlyContainsUserCerts"));
+}
+
+TEST_CASE("crl scope: a CRL for another distribution point (a partition) replaces neither a full CRL nor another "
+          "partition's; a full CRL replaces a partition") {
+    crl_state state(trust(), {});
+    const std::time_t now = std::time(nullptr);
+    auto partition = [&](const std::string& url, long number) {
+        return make_crl({.number = number, .this_update = now, .extensions = {stepca_idp(url)}});
+    };
+    const bool full_first = GENERATE(false, true);
+    if (full_first) {
+        REQUIRE(state.offer(crl("subca-a-revokes-dev-002.crl.pem").get(), "full", now).changed);
+        auto r = state.offer(partition("http://ca.example/part-2.crl", 0x7000).get(), "part-2", now);
+        CHECK(r.refusal == crl_refusal::other_partition);
+        CHECK_THAT(r.detail, Catch::Contains("names URI:http://ca.example/part-2.crl, the CRL in force from full has "
+                                             "none (it covers every certificate)"));
+        CHECK(entries(state, ca_role::sub_ca) == 2);
+        return;
+    }
+    REQUIRE(state.offer(partition("http://ca.example/part-1.crl", 0x7000).get(), "part-1", now).changed);
+    auto other = state.offer(partition("http://ca.example/part-2.crl", 0x7001).get(), "part-2", now);
+    CHECK(other.refusal == crl_refusal::other_partition);
+    CHECK_THAT(other.detail, Catch::Contains("names URI:http://ca.example/part-1.crl"));
+    CHECK(state.current(ca_role::sub_ca)->source == "part-1");
+    // The same distribution point, newer: taken. A CRL without one covers every certificate.
+    CHECK(state.offer(partition("http://ca.example/part-1.crl", 0x7002).get(), "part-1", now).changed);
+    auto full = make_crl({.number = 0x7003, .this_update = now, .revoked = {"dev-002"}});
+    CHECK(state.offer(full.get(), "full", now).changed);
+    CHECK(state.current(ca_role::sub_ca)->distribution_point.empty());
 }

@@ -21,7 +21,7 @@ struct fixture {
     }
     ocsp_answer verify(const ocsp_query& q, const std::string& der) {
         return verify_ocsp_response(der, q, trust->certificate(ca_role::sub_ca), chain.get(), trust->store(),
-                                    std::time(nullptr), 60s);
+                                    std::time(nullptr), 60s, 3600s);
     }
 };
 
@@ -71,11 +71,58 @@ TEST_CASE("ocsp: an answer signed by an expired delegated responder is refused; 
     const std::string then = craft(q, {.this_update = just_after - 60, .next_update = just_after + 3600,
                                        .signer = "ocsp-expired"});
     auto answer = verify_ocsp_response(then, q, f.trust->certificate(ca_role::sub_ca), f.chain.get(), f.trust->store(),
-                                       just_after, 60s);
+                                       just_after, 60s, 3600s);
     CHECK(answer.status == ocsp_status::good);
     CHECK_THROWS_WITH(verify_ocsp_response(then, q, f.trust->certificate(ca_role::sub_ca), f.chain.get(),
-                                           f.trust->store(), just_after + 61, 60s),
+                                           f.trust->store(), just_after + 61, 60s, 3600s),
                       Catch::Contains("expired"));
+}
+
+TEST_CASE("ocsp: an answer without nextUpdate is accepted only while its thisUpdate is within ocsp_max_ttl and the "
+          "skew") {
+    fixture f;  // verifies with ocsp_max_ttl 3600s, clock skew 60s
+    auto leaf = load_cert(device_cert("dev-001"));
+    auto q = make_ocsp_query(leaf.get(), f.trust->certificate(ca_role::sub_ca), false);
+    const std::time_t now = std::time(nullptr);
+    // The replay of the finding: a genuine "good" signed a year ago, without nextUpdate.
+    CHECK_THROWS_WITH(f.verify(q, craft(q, {.this_update = now - 365 * 86400, .next_update = 0})),
+                      Catch::Contains("stale: no nextUpdate, and thisUpdate was 3153") &&
+                          Catch::Contains("s ago (ocsp_max_ttl 3600s, clock_skew 60s)"));
+    CHECK_THROWS_WITH(f.verify(q, craft(q, {.this_update = now - 3600 - 90, .next_update = 0})),
+                      Catch::Contains("stale: no nextUpdate"));
+    CHECK(f.verify(q, craft(q, {.this_update = now - 3600 - 30, .next_update = 0})).next_update == 0);
+    CHECK(f.verify(q, craft(q, {.status = V_OCSP_CERTSTATUS_REVOKED, .this_update = now - 5, .next_update = 0}))
+              .status == ocsp_status::revoked);
+    // With a nextUpdate still ahead, an old thisUpdate is the responder's promise: accepted.
+    CHECK(f.verify(q, craft(q, {.this_update = now - 365 * 86400, .next_update = now + 3600})).status ==
+          ocsp_status::good);
+}
+
+TEST_CASE("ocsp cache: an answer older than the one held never replaces it") {
+    ocsp_cache cache(10, 600s);
+    sha256_digest a{};
+    a[0] = 1;
+    const std::time_t now = 1'000'000;
+    REQUIRE_FALSE(cache.store(a, {ocsp_status::revoked, now - 10, now + 300}, now));
+    auto kept = cache.store(a, {ocsp_status::good, now - 11, 0}, now);
+    REQUIRE(kept);
+    CHECK(kept->status == ocsp_status::revoked);
+    CHECK(kept->this_update == now - 10);
+    CHECK(cache.lookup(a, now) == ocsp_status::revoked);
+    // Also once the newer answer has expired: the older one is still a replay.
+    CHECK(cache.store(a, {ocsp_status::good, now - 11, now + 900}, now + 400));
+    CHECK_FALSE(cache.lookup(a, now + 400));
+    // A newer answer (or the same thisUpdate again) replaces it.
+    CHECK_FALSE(cache.store(a, {ocsp_status::good, now - 10, now + 900}, now + 400));
+    CHECK(cache.lookup(a, now + 400) == ocsp_status::good);
+    CHECK_FALSE(cache.store(a, {ocsp_status::revoked, now + 399, now + 900}, now + 400));
+    CHECK(cache.lookup(a, now + 400) == ocsp_status::revoked);
+    // Without nextUpdate an answer is used until thisUpdate + ocsp_max_ttl, not now + ocsp_max_ttl.
+    sha256_digest b{};
+    b[0] = 2;
+    REQUIRE_FALSE(cache.store(b, {ocsp_status::good, now - 500, 0}, now));
+    CHECK(cache.lookup(b, now + 99) == ocsp_status::good);
+    CHECK_FALSE(cache.lookup(b, now + 101));
 }
 
 TEST_CASE("ocsp: the responder URL from the Authority Information Access") {
