@@ -98,6 +98,9 @@ extern const command reconcile_commands[1];
 // enrollment.cpp: enroll-token, wg-peers (the enrollment API's operator side, bridge/).
 extern const char* const enrollment_usage;
 extern const command enrollment_commands[2];
+// workers.cpp: workers (the job stream's consumers).
+extern const char* const workers_usage;
+extern const command workers_commands[1];
 // brokers.cpp: brokers, and the fleet parts of status and revoke.
 extern const char* const brokers_usage;
 extern const command brokers_commands[1];

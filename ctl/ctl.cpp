@@ -19,19 +19,21 @@ Redis: --redis, else DEVICEGATE_REDIS_URL, else redis://127.0.0.1:6379
        redis-sentinel://[:password@]host[:port][,host[:port]...]/master_name[/db][?sentinel_password=P]);
        key prefix: --prefix, else DEVICEGATE_REDIS_PREFIX, else devicegate:
 exit codes: 0 ok, 1 bad arguments, 2 Redis unreachable (down, hung, or refused the login),
-            3 unknown device, not revoked, or no such dead letter, 4 unexpected data in Redis,
+            3 unknown device, not revoked, no such dead letter, or no worker reading the jobs,
+            4 unexpected data in Redis,
             5 revoked but not confirmed by a replica (revoke again after a failover);
             reconcile: 0 in step, 1 differences (or bad arguments), 2 an error (Redis, ThingsBoard, hawkBit or the worker configuration)
 )";
 
 std::string usage_text() {
-    return std::string(usage_head) + revocation_usage + brokers_usage + dead_letters_usage + registration_usage +
-           reconcile_usage + enrollment_usage + usage_tail;
+    return std::string(usage_head) + revocation_usage + brokers_usage + workers_usage + dead_letters_usage +
+           registration_usage + reconcile_usage + enrollment_usage + usage_tail;
 }
 
 /// Every command group's table.
-const std::span<const command> command_groups[] = {revocation_commands, brokers_commands, dead_letter_commands,
-                                                   registration_commands, reconcile_commands, enrollment_commands};
+const std::span<const command> command_groups[] = {revocation_commands,   brokers_commands,   workers_commands,
+                                                   dead_letter_commands,  registration_commands,
+                                                   reconcile_commands,    enrollment_commands};
 
 const command* find_command(const std::string& name) {
     for (auto group : command_groups) {
@@ -44,7 +46,7 @@ const command* find_command(const std::string& name) {
 // Options that take a value, and switches; any other "-..." is refused.
 constexpr const char* value_options[] = {"--redis",  "--prefix",        "--reason",  "--serial",
                                          "--count",  "--max",           "--ttl",     "--ack-timeout",
-                                         "--worker-config", "--backend", "--limit",  "--page-size"};
+                                         "--worker-config", "--backend", "--limit",  "--page-size", "--max-idle"};
 constexpr const char* switch_options[] = {"--force", "--all", "--decommission", "--fix", "--verbose"};
 
 arguments parse_arguments(const std::vector<std::string>& args) {

@@ -10,7 +10,7 @@ enum exit_code : int {
     ok = 0,
     usage = 1,          // bad arguments
     unreachable = 2,    // Redis could not be reached (reconcile: nor ThingsBoard, hawkBit, the worker config)
-    not_found = 3,      // unknown device, or nothing to unrevoke
+    not_found = 3,      // unknown device, nothing to unrevoke, or (workers) no worker reading
     bad_data = 4,       // Redis answered with something DeviceGate did not write
     unreplicated = 5,   // revoked, but no replica confirmed it: a failover now could lose it
 };

@@ -203,10 +203,18 @@ crl_watcher::take_result crl_watcher::take(source_state& source, std::string_vie
     return out;
 }
 
-void crl_watcher::log_refused(const source_state& source, const std::string& cause) {
+void crl_watcher::log_refused(source_state& source, const std::string& cause) {
     ++rejected_;
+    source.refused = true;
     log_.error("devicegate: crl_rejected " + kind(source.name, source.is_url) + " cause=\"" + log_safe(cause, 400) +
                "\"; " + (source.delivered ? "keeping the last good CRL" : "no CRL from it yet"));
+}
+
+void crl_watcher::note_accepted(source_state& source) {
+    if (!source.refused) return;
+    source.refused = false;
+    log_.notice("devicegate: crl source " + kind(source.name, source.is_url) +
+                " accepted again (after crl_rejected): its CRLs are in force");
 }
 
 bool crl_watcher::poll_file(source_state& file) {
@@ -228,6 +236,7 @@ bool crl_watcher::poll_file(source_state& file) {
     try {
         auto r = take(file, read_file(file.name, url_opts_.max_body_bytes));
         for (const auto& refused : r.refused) log_refused(file, refused.second);
+        if (r.refused.empty()) note_accepted(file);
         return r.changed;
     } catch (const std::exception& e) {
         log_refused(file, e.what());
@@ -249,6 +258,7 @@ bool crl_watcher::fetch_url(source_state& url) {
     if (!r) {
         cause = "fetch failed: " + r.error;
     } else if (r.status == 304) {
+        note_accepted(url);
         url.failing.clear();
         schedule(url, true);
         return false;
@@ -259,6 +269,7 @@ bool crl_watcher::fetch_url(source_state& url) {
             auto taken = take(url, r.body);
             std::string().swap(r.body);
             if (taken.refused.empty()) {
+                note_accepted(url);
                 url.etag = r.etag;
                 url.last_modified = r.last_modified;
                 url.failing.clear();

@@ -466,3 +466,34 @@ TEST_CASE("a second worker on the metrics port of a running one refuses to start
           std::string::npos);
     CHECK(first.metric("devicegate_worker_redis_up") == 1);
 }
+
+TEST_CASE("devicegate-ctl workers shows the workers reading the job stream, and says when none does",
+          "[integration][worker]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    auto none = ctl({"workers"}, redis.url());  // no stream, no group: nobody ever read it
+    CHECK(none.exit_code == 3);
+    CHECK_THAT(none.out, Catch::Contains("is devicegate-worker running?"));
+
+    fake_backends fakes;
+    REQUIRE(fakes.start());
+    worker_process worker(redis, fakes);  // consumer worker-a
+    REQUIRE(worker.start());
+    auto live = ctl({"workers"}, redis.url());
+    CHECK(live.exit_code == 0);
+    CHECK_THAT(live.out, Catch::Contains("job stream devicegate:jobs: 0 job(s)"));
+    CHECK_THAT(live.out, Catch::Contains("4 consumer(s), 0 job(s) in progress"));  // concurrency 4
+    CHECK_THAT(live.out, Catch::Contains("worker-a-0"));
+    CHECK_THAT(live.out, !Catch::Contains("warning"));
+
+    worker.signal(SIGKILL);  // dies: its consumer stays in the group, idle
+    REQUIRE(worker.wait_exit(5s).has_value());
+    inject(redis, payloads(make_jobs("waiting-", 2)));
+    std::this_thread::sleep_for(2500ms);
+    auto dead = ctl({"workers", "--max-idle", "2s"}, redis.url());
+    CHECK(dead.exit_code == 3);
+    CHECK_THAT(dead.out, Catch::Contains("job stream devicegate:jobs: 2 job(s)"));
+    CHECK_THAT(dead.out, Catch::Contains("2 not read yet"));
+    CHECK_THAT(dead.out, Catch::Contains("no worker read the job stream in the last 2s"));
+    CHECK(ctl({"workers", "--max-idle", "soon"}, redis.url()).exit_code == 1);
+}

@@ -85,6 +85,7 @@ private:
         std::vector<ca_role> delivers;    // the CAs whose CRL in force this source delivered last
         bool delivered = false;           // has delivered a CRL taken into force (or identical to it)
         unsigned failures = 0;            // URLs: consecutive failed fetches, for the backoff
+        bool refused = false;             // crl_rejected was logged since it last delivered a good CRL
     };
     // The outcome of offering a source's content to the per-CA state.
     struct take_result {
@@ -98,7 +99,11 @@ private:
     bool poll_file(source_state& file);
     bool fetch_url(source_state& url);
     take_result take(source_state& source, std::string_view data);
-    void log_refused(const source_state& source, const std::string& cause);
+    void log_refused(source_state& source, const std::string& cause);
+    /// The source delivered acceptable content after a crl_rejected: says so once, so that an
+    /// operator who put a good file back sees it taken (a content identical to the CRL in
+    /// force changes nothing and was logged by nothing else).
+    void note_accepted(source_state& source);
     void schedule(source_state& url, bool ok);
 
     std::shared_ptr<const tenant_trust> trust_;

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <chrono>
 #include <filesystem>
 #include <mutex>
@@ -30,6 +32,11 @@ struct captured_log {
             if (l.find(needle) != std::string::npos) return true;
         }
         return false;
+    }
+    std::size_t count(const std::string& needle) {
+        std::lock_guard lock(mutex);
+        return static_cast<std::size_t>(std::count_if(
+            lines.begin(), lines.end(), [&](const std::string& l) { return l.find(needle) != std::string::npos; }));
     }
 };
 
@@ -105,6 +112,19 @@ TEST_CASE("crl watcher: reloads, keeps the last good CRL, and asks for kicks") {
         CHECK(log.contains("cannot stat"));
         CHECK(slot.load()->revoked_leaves() == std::vector<serial_key>{serial_of("dev-revoked")});
         CHECK(queue.drain().kicks.empty());
+    }
+    SECTION("the same good file put back after a garbage one is said to be accepted again, once") {
+        replace(crl, "this is not a CRL");
+        watcher.poll_once();
+        CHECK(log.contains("crl_rejected file=" + crl));
+        CHECK_FALSE(log.contains("accepted again"));
+        replace(crl, content("subca-a.crl.pem"));  // identical to the CRL in force: no "crl loaded"
+        watcher.poll_once();
+        CHECK(slot.load()->generation() == generation);
+        CHECK(log.contains("devicegate: crl source file=" + crl + " accepted again (after crl_rejected)"));
+        replace(crl, content("subca-a-revokes-dev-002.crl.der"));
+        watcher.poll_once();
+        CHECK(log.count("accepted again") == 1);
     }
     SECTION("the thread picks up a change within the poll interval, and a reload request at once") {
         watcher.start();
@@ -203,6 +223,7 @@ TEST_CASE("crl watcher: CRLs from URLs, with conditional requests") {
         CHECK(log.contains("crl_rejected url=" + server.url("/crl") + " cause=\"HTTP 404\"; keeping the last good CRL"));
         CHECK(log.contains("neither PEM nor valid DER CRL"));
         CHECK(log.contains("none of the configured"));
+        CHECK(log.contains("crl source url=" + server.url("/crl") + " accepted again (after crl_rejected)"));
         CHECK(slot.load()->revoked_leaves() == std::vector<serial_key>{serial_of("dev-revoked")});
     }
 }
