@@ -204,6 +204,8 @@ std::string to_hex(const unsigned char* data, std::size_t size) {
 }
 
 std::optional<std::string> normalize_serial_hex(std::string_view text) {
+    const bool negative = !text.empty() && text[0] == '-';
+    if (negative) text.remove_prefix(1);
     if (text.size() >= 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) text.remove_prefix(2);
     std::string digits;
     for (char c : text) {
@@ -217,14 +219,18 @@ std::optional<std::string> normalize_serial_hex(std::string_view text) {
     std::string hex = digits.size() % 2 != 0 ? "0" + digits : digits;
     std::size_t skip = 0;  // whole leading zero bytes, keeping at least one byte
     while (skip + 2 < hex.size() && hex[skip] == '0' && hex[skip + 1] == '0') skip += 2;
-    return hex.substr(skip);
+    hex.erase(0, skip);
+    if (!negative) return hex;
+    if (hex == "00") return std::nullopt;  // no negative zero
+    return "-" + hex;
 }
 
 std::optional<serial_key> serial_key_from_hex(std::string_view hex) {
     auto normalized = normalize_serial_hex(hex);
     if (!normalized) return std::nullopt;
+    const bool negative = normalized->front() == '-';
     std::string bytes;
-    for (std::size_t i = 0; i < normalized->size(); i += 2) {
+    for (std::size_t i = negative ? 1 : 0; i < normalized->size(); i += 2) {
         bytes += static_cast<char>(std::stoi(normalized->substr(i, 2), nullptr, 16));
     }
     if (bytes == std::string(1, '\0')) bytes.clear();  // serial 0: empty magnitude, as OpenSSL stores it
@@ -232,6 +238,7 @@ std::optional<serial_key> serial_key_from_hex(std::string_view hex) {
     if (!i || ASN1_STRING_set(i.get(), bytes.data(), static_cast<int>(bytes.size())) != 1) {
         throw std::bad_alloc();
     }
+    if (negative) i->type = V_ASN1_NEG_INTEGER;  // as d2i_ASN1_INTEGER marks a negative serial
     return make_serial_key(i.get());
 }
 

@@ -1,5 +1,6 @@
 // The Redis deny-list through the real broker and a real redis-server, and devicegate-ctl.
 #include "devicegate/redis.hpp"
+#include "chain_factory.hpp"
 #include "harness.hpp"
 
 #include <catch2/catch.hpp>
@@ -69,6 +70,31 @@ TEST_CASE("revoking a serial refuses that certificate only: the renewed one is a
     CHECK(b.wait_for_log("devicegate: deny client=dev-001 reason=revoked_denylist"));
     auto renewed = device("dev-001-renewed", "dev-001");
     CHECK(renewed->connect(b.port()) == 0);
+}
+
+TEST_CASE("a negative serial (which OpenSSL accepts) is revoked by the spelling the broker logs",
+          "[integration][redis]") {
+    redis_server redis;
+    REQUIRE(redis.start());
+    broker b({.redis = &redis});
+    REQUIRE(b.start());
+    REQUIRE(b.wait_for_log("redis link up"));
+    const auto dir = test_dir();
+    using namespace devicegate::test;
+    const made_cert sub_ca = load_made(pki("subca-a.crt"), pki("subca-a.key"));
+    const made_cert leaf = make_cert({"/CN=dev-neg", device_extensions("dev-neg"), -3600, 86400, "-05"}, &sub_ca);
+    write_pem(dir / "dev-neg.crt", {leaf.cert.get(), sub_ca.cert.get()});
+    write_key(dir / "dev-neg.key", leaf.key.get());
+    client dev("dev-neg", (dir / "dev-neg.crt").string(), (dir / "dev-neg.key").string());
+    REQUIRE(dev.connect(b.port()) == 0);
+    auto r = ctl({"revoke", "--serial", "-05", "--reason", "negative"}, redis.url());
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("revoked serial -05"));
+    CHECK(dev.wait_disconnected(2s));
+    client again("dev-neg", (dir / "dev-neg.crt").string(), (dir / "dev-neg.key").string());
+    CHECK(again.connect(b.port()) == not_authorized);
+    CHECK(b.wait_for_log("devicegate: deny client=dev-neg reason=revoked_denylist serial=-05"));
+    CHECK(device("dev-001")->connect(b.port()) == 0);  // a positive 05 would be another certificate
 }
 
 TEST_CASE("a revocation written while the broker was cut off from Redis is applied when it reconnects",

@@ -48,6 +48,7 @@ struct cert_spec {
     std::vector<std::pair<std::string, std::string>> extensions;
     long not_before = -3600;          // seconds from now
     long not_after = 30L * 86400;     // seconds from now
+    std::string serial;               // hex, "-05" for a negative one; "" = 16 random octets
 };
 
 /// Issues `spec` with `issuer` (nullptr: self-signed) for `key` (a new key if empty).
@@ -61,6 +62,11 @@ inline made_cert make_cert(const cert_spec& spec, const made_cert* issuer, evp_p
     RAND_bytes(serial, sizeof serial);
     serial[0] = static_cast<unsigned char>((serial[0] & 0x7f) | 0x01);
     std::unique_ptr<BIGNUM, c_deleter<BN_free>> bn(BN_bin2bn(serial, sizeof serial, nullptr));
+    if (!spec.serial.empty()) {
+        BIGNUM* given = nullptr;
+        if (BN_hex2bn(&given, spec.serial.c_str()) == 0) throw std::runtime_error("bad serial " + spec.serial);
+        bn.reset(given);
+    }
     BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert));
     const std::time_t now = std::time(nullptr);
     ASN1_TIME_set(X509_getm_notBefore(cert), now + spec.not_before);

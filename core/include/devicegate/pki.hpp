@@ -62,8 +62,9 @@ struct serial_key_hash {
 /// Upper-case hex of the serial (as `openssl x509 -serial` prints it), "-" for none.
 std::string serial_hex(const ASN1_INTEGER* serial);
 /// An operator's or a CA's spelling of a serial ("0x0a:7a:5e", "0A7A5E") as serial_hex
-/// writes it: upper case, no separators, whole bytes, no leading zero bytes. nullopt for
-/// anything else (and beyond 64 bytes).
+/// writes it: upper case, no separators, whole bytes, no leading zero bytes; a negative
+/// serial (which RFC 5280 forbids but OpenSSL accepts) keeps serial_hex's leading "-"
+/// ("-05"). nullopt for anything else (and beyond 64 bytes, and "-00").
 std::optional<std::string> normalize_serial_hex(std::string_view text);
 /// A serial hex (normalized) as the key the session registry and the CRLs use.
 std::optional<serial_key> serial_key_from_hex(std::string_view hex);

@@ -17,6 +17,25 @@ TEST_CASE("deny-list: serial numbers are normalized as the plugin logs them") {
     CHECK_FALSE(normalize_serial_hex("xyz"));
     CHECK_FALSE(normalize_serial_hex("12 34"));
     CHECK_FALSE(normalize_serial_hex(std::string(200, 'A')));
+    // A negative serial as the broker logs it (serial_hex): "-05".
+    CHECK(normalize_serial_hex("-05") == "-05");
+    CHECK(normalize_serial_hex("-0x00:0a") == "-0A");
+    CHECK_FALSE(normalize_serial_hex("-00"));
+    CHECK_FALSE(normalize_serial_hex("-"));
+    CHECK_FALSE(normalize_serial_hex("--05"));
+}
+
+TEST_CASE("deny-list: a negative serial's spelling maps to its certificate's key") {
+    BIGNUM* bn = nullptr;
+    BN_hex2bn(&bn, "-05");
+    ASN1_INTEGER* i = BN_to_ASN1_INTEGER(bn, nullptr);
+    BN_free(bn);
+    const std::string spelled = serial_hex(i);
+    CHECK(spelled == "-05");
+    CHECK(normalize_serial_hex(spelled) == spelled);  // what the deny-list holds is what the broker looks up
+    CHECK(serial_key_from_hex(spelled) == make_serial_key(i));
+    CHECK(serial_key_from_hex("05") != make_serial_key(i));
+    ASN1_INTEGER_free(i);
 }
 
 TEST_CASE("deny-list: a hex serial maps to the same key as the certificate's serial") {
