@@ -273,7 +273,19 @@ void registration_worker::process(job_queue& queue, thingsboard_client& thingsbo
     // Before any backend call, and before the device's hash is read or written: the device id
     // is only a claim until the certificate proves it.
     if (j.type == job_type::decommission ? !revoked(run, j) : !trusted(run, j)) return;
-    std::map<std::string, std::string> state = queue.device(j.cert.device_id);
+    std::map<std::string, std::string> state;
+    try {
+        state = queue.device(j.cert.device_id);
+    } catch (const redis_data_error& e) {
+        // Something else wrote the device's key (WRONGTYPE): this job fails the same way on
+        // every delivery. Dead-letter it with the cause, without writing that key, instead of
+        // reconnecting until it counts as poison; the other jobs go on.
+        dead_letter(run, dead_reason::permanent,
+                    std::string("unexpected data in Redis: ") + e.what() +
+                        " (fix or delete that key, then devicegate-ctl dlq replay)",
+                    "", {{job_field::device_id, j.cert.device_id}}, {});
+        return;
+    }
     for (;;) {
         ++run.attempts;
         try {

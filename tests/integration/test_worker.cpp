@@ -296,6 +296,16 @@ TEST_CASE("Malformed jobs are dead-lettered at once and the worker keeps serving
 
     REQUIRE(eventually([&] { return dead(redis) == 6; }, 10s));
     REQUIRE(registered(fakes, 1, 10s));
+    // A device key of the wrong type (written by something else): dead-lettered at once with
+    // Redis's cause, not retried until it counts as poison.
+    auto wrong_type = make_jobs("wrongtype-", 1);
+    redis.command({"SET", "devicegate:device:wrongtype-0", "not a hash"});
+    inject(redis, {wrong_type[0].payload});
+    REQUIRE(eventually([&] { return dead(redis) == 7; }, 10s));
+    CHECK(eventually([&] { return worker.metric("devicegate_worker_jobs_dead_total{reason=\"permanent\"}") == 1; }));
+    CHECK(worker.log().find("reason=permanent attempts=0: unexpected data in Redis") != std::string::npos);
+    CHECK(worker.log().find("WRONGTYPE") != std::string::npos);
+    CHECK(worker.log().find("reason=poison") == std::string::npos);
     CHECK(eventually([&] { return worker.metric("devicegate_worker_jobs_dead_total{reason=\"malformed\"}") == 6; }));  // counted after the dead letter is written
     const std::string log = worker.log();
     CHECK(log.find("malformed job: not JSON") != std::string::npos);
