@@ -139,8 +139,11 @@ int status(const arguments& args, session& s) {
     if (by_id) out << "revoked:      yes, by device id, " << describe_entry(*by_id) << "\n";
     else if (by_serial) out << "revoked:      yes, by serial, " << describe_entry(*by_serial) << "\n";
     else out << "revoked:      no\n";
-    out << "first seen:   " << iso_time_text(field(device_field::first_seen)) << " (broker "
-        << field(device_field::broker) << ")\n";
+    // The enrollment API writes the first-connect job at enrollment, as broker_id
+    // "devicegate-bridge" (bridge/service.cpp): it is no broker.
+    const std::string seen_by = field(device_field::broker);
+    out << "first seen:   " << iso_time_text(field(device_field::first_seen))
+        << (seen_by == "devicegate-bridge" ? " (enrolled through devicegate-bridge)\n" : " (broker " + seen_by + ")\n");
     out << "serial:       " << field(device_field::serial) << "\n";
     out << "fingerprint:  " << field(device_field::fingerprint) << "\n";
     out << "thingsboard:  " << field(device_field::thingsboard);

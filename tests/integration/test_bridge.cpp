@@ -297,6 +297,10 @@ TEST_CASE("the enrollment guide end to end: token, openssl CSR, curl enroll, reg
     CHECK(eventually([&] { return fakes.hawkbit_state().at("targets").get<long long>() == 2; }, 10s));
     CHECK(fakes.hawkbit_state().at("creates").get<long long>() == 2);
 
+    // status says where the device was first seen: at enrollment, not on a broker.
+    CHECK_THAT(ctl({"status", "device-001"}, redis.url()).out,
+               Catch::Contains("(enrolled through devicegate-bridge)") && !Catch::Contains("(broker devicegate-bridge)"));
+
     // The token was single use.
     auto again = enroll(bridge, "device-001", token, body_file(dir, "device", slurp(dir / "device.csr")));
     CHECK(again.status == 401);
