@@ -79,14 +79,21 @@ done
 require_running 0 redis-server redis
 build/tests/devicegate-fakes --thingsboard "127.0.0.1:$tb_port" --hawkbit "127.0.0.1:$hb_port" > "$run/fakes.log" 2>&1 &
 pids+=($!)
-# The shipped example, with this machine's endpoints from the environment (which wins).
-DEVICEGATE_REDIS_URL="redis://127.0.0.1:$redis_port" \
-DEVICEGATE_THINGSBOARD_URL="http://127.0.0.1:$tb_port" DEVICEGATE_THINGSBOARD_PASSWORD=tenant \
-DEVICEGATE_HAWKBIT_URL="http://127.0.0.1:$hb_port" DEVICEGATE_HAWKBIT_PASSWORD=admin \
-DEVICEGATE_METRICS_LISTEN="127.0.0.1:$metrics_port" DEVICEGATE_CONSUMER_NAME=local-worker \
-DEVICEGATE_TENANT_CA_FILE="$run/pki/subca.crt" DEVICEGATE_ICA_FILE="$run/pki/ica.crt" \
-DEVICEGATE_ROOT_CA_FILE="$run/pki/root.crt" \
-  build/worker/devicegate-worker -c config/devicegate-worker.conf.example > "$run/worker.log" 2>&1 &
+# The shipped example, with this machine's endpoints from the environment (which wins); in a
+# file, so that devicegate-ctl reconcile can read the same settings (printed below).
+cat > "$run/worker.env" <<ENV
+DEVICEGATE_REDIS_URL=redis://127.0.0.1:$redis_port
+DEVICEGATE_THINGSBOARD_URL=http://127.0.0.1:$tb_port
+DEVICEGATE_THINGSBOARD_PASSWORD=tenant
+DEVICEGATE_HAWKBIT_URL=http://127.0.0.1:$hb_port
+DEVICEGATE_HAWKBIT_PASSWORD=admin
+DEVICEGATE_METRICS_LISTEN=127.0.0.1:$metrics_port
+DEVICEGATE_CONSUMER_NAME=local-worker
+DEVICEGATE_TENANT_CA_FILE=$run/pki/subca.crt
+DEVICEGATE_ICA_FILE=$run/pki/ica.crt
+DEVICEGATE_ROOT_CA_FILE=$run/pki/root.crt
+ENV
+env $(<"$run/worker.env") build/worker/devicegate-worker -c config/devicegate-worker.conf.example > "$run/worker.log" 2>&1 &
 pids+=($!)
 mosquitto -c "$run/mosquitto.conf" > "$run/mosquitto.log" 2>&1 &
 pids+=($!)
@@ -178,6 +185,10 @@ Enroll another device (the guide's steps 1-4; the key never leaves run/device-10
   build/ctl/devicegate-ctl --redis redis://127.0.0.1:$redis_port enroll-token device-101 > run/t
   scripts/enroll-device.sh --api $api --id device-101 --out run/device-101 \\
     --cacert run/pki/tenant-chain.crt --token-file run/t
+
+Is a worker reading the jobs? Do Redis, ThingsBoard and hawkBit agree (the worker's settings)?
+  $ctl workers
+  env \$(<run/worker.env) build/ctl/devicegate-ctl reconcile --worker-config config/devicegate-worker.conf.example
 
 Running: redis-server :$redis_port, fake ThingsBoard :$tb_port, fake hawkBit :$hb_port,
 devicegate-worker (metrics http://127.0.0.1:$metrics_port/metrics), mosquitto :$port,

@@ -1,10 +1,12 @@
 #include "worker.hpp"
 
+#include "devicegate/fleet_model.hpp"
 #include "devicegate/job_verifier.hpp"
 #include "devicegate/pki.hpp"
 
 #include <algorithm>
 #include <ctime>
+#include <memory>
 #include <random>
 #include <thread>
 #include <vector>
@@ -167,7 +169,28 @@ bool registration_worker::wait_while_paused(job_run& run) {
 void registration_worker::run() {
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < config_.concurrency; ++i) threads.emplace_back([this, i] { consume(i); });
+    threads.emplace_back([this] { heartbeat(); });
     for (auto& t : threads) t.join();
+}
+
+void registration_worker::heartbeat() {
+    const redis_model model{config_.redis_prefix};
+    std::unique_ptr<redis_connection> redis;
+    while (!stopping_) {
+        try {
+            if (!redis) redis = std::make_unique<redis_connection>(config_.redis);
+            expect_ok(redis->command({"HSET", model.workers(), config_.consumer_name, std::to_string(unix_ms_now())}).get(),
+                      "HSET " + model.workers());
+        } catch (const std::exception&) {
+            redis.reset();  // the consumers log the link's state; try again at the next beat
+        }
+        sleep(worker_heartbeat_interval);
+    }
+    try {  // a clean stop: no longer listed (a worker killed keeps its last beat)
+        if (!redis) redis = std::make_unique<redis_connection>(config_.redis);
+        redis->command({"HDEL", model.workers(), config_.consumer_name});
+    } catch (const std::exception&) {
+    }
 }
 
 void registration_worker::stop() {

@@ -13,6 +13,7 @@
 #include "worker_config.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -23,6 +24,8 @@ namespace devicegate::worker {
 /// The device hash field holding the fingerprint whose metadata hawkBit holds (the worker's
 /// own bookkeeping, like thingsboard_fingerprint): a renewal writes the metadata again.
 inline constexpr const char* hawkbit_fingerprint_field = "hawkbit_fingerprint";
+/// How often a worker writes its heartbeat to <p>workers (devicegate-ctl workers).
+inline constexpr std::chrono::milliseconds worker_heartbeat_interval{5000};
 
 /// What one attempt did; `state` (the device's Redis hash) tells it what is already done and
 /// is updated with each target that succeeds, so a retry skips it.
@@ -61,6 +64,9 @@ public:
 
 private:
     void consume(std::size_t index);
+    /// Writes <p>workers[consumer_name] = unix ms every heartbeat_interval, and removes it at
+    /// a clean stop: a worker that died keeps its last time (devicegate-ctl workers).
+    void heartbeat();
     /// Where a job came from: new, this consumer's own pending (a restart), or claimed from
     /// an idle consumer. Jobs delivered before are checked against max_deliveries.
     enum class origin { fresh, own_pending, reclaimed };

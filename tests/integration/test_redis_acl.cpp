@@ -87,6 +87,8 @@ TEST_CASE("with the shipped Redis ACL users the broker, worker and ctl work, and
     CHECK(eventually([&] { return redis.integer({"HLEN", "devicegate:sessions:acl-b1"}) == 0; }));
     CHECK(device("dev-001")->connect(b.port()) == not_authorized);
     CHECK(ctl({"dlq", "list"}, url_for(redis, "ctl")).exit_code == 0);
+    // The worker's heartbeat (worker user), read by ctl workers (ctl user).
+    REQUIRE(eventually([&] { return ctl({"workers"}, url_for(redis, "ctl")).exit_code == 0; }));
     // A wrong password is a Redis that cannot be used (exit 2), not unexpected data (4).
     auto wrong = ctl({"dlq", "list"}, "redis://devicegate-ctl:wrong-Secret@127.0.0.1:" + std::to_string(redis.port()));
     CHECK(wrong.exit_code == 2);

@@ -477,33 +477,43 @@ TEST_CASE("a second worker on the metrics port of a running one refuses to start
     CHECK(first.metric("devicegate_worker_redis_up") == 1);
 }
 
-TEST_CASE("devicegate-ctl workers shows the workers reading the job stream, and says when none does",
+TEST_CASE("devicegate-ctl workers lists the workers by their heartbeats, and says when none beats",
           "[integration][worker]") {
     redis_server redis;
     REQUIRE(redis.start());
-    auto none = ctl({"workers"}, redis.url());  // no stream, no group: nobody ever read it
+    auto none = ctl({"workers"}, redis.url());  // no worker ever started
     CHECK(none.exit_code == 3);
     CHECK_THAT(none.out, Catch::Contains("is devicegate-worker running?"));
 
     fake_backends fakes;
     REQUIRE(fakes.start());
-    worker_process worker(redis, fakes);  // consumer worker-a
+    worker_process worker(redis, fakes);  // consumer_name worker-a
     REQUIRE(worker.start());
+    REQUIRE(eventually([&] { return ctl({"workers"}, redis.url()).exit_code == 0; }));
     auto live = ctl({"workers"}, redis.url());
-    CHECK(live.exit_code == 0);
     CHECK_THAT(live.out, Catch::Contains("job stream devicegate:jobs: 0 job(s)"));
-    CHECK_THAT(live.out, Catch::Contains("4 consumer(s), 0 job(s) in progress"));  // concurrency 4
-    CHECK_THAT(live.out, Catch::Contains("worker-a-0"));
+    CHECK_THAT(live.out, Catch::Contains("worker-a") && Catch::Contains("live  last heartbeat"));
     CHECK_THAT(live.out, !Catch::Contains("warning"));
+    // Idle for longer than a heartbeat: still live (it beats every 5 s, jobs or not).
+    std::this_thread::sleep_for(6s);
+    CHECK(ctl({"workers", "--max-idle", "6s"}, redis.url()).exit_code == 0);
 
-    worker.signal(SIGKILL);  // dies: its consumer stays in the group, idle
+    worker.signal(SIGKILL);  // dies: its last heartbeat stays, ageing
     REQUIRE(worker.wait_exit(5s).has_value());
     inject(redis, payloads(make_jobs("waiting-", 2)));
     std::this_thread::sleep_for(2500ms);
     auto dead = ctl({"workers", "--max-idle", "2s"}, redis.url());
     CHECK(dead.exit_code == 3);
     CHECK_THAT(dead.out, Catch::Contains("job stream devicegate:jobs: 2 job(s)"));
-    CHECK_THAT(dead.out, Catch::Contains("2 not read yet"));
-    CHECK_THAT(dead.out, Catch::Contains("no worker read the job stream in the last 2s"));
+    CHECK_THAT(dead.out, Catch::Contains("worker-a") && Catch::Contains("silent"));
+    CHECK_THAT(dead.out, Catch::Contains("no worker wrote a heartbeat in the last 2s"));
     CHECK(ctl({"workers", "--max-idle", "soon"}, redis.url()).exit_code == 1);
+
+    // A clean stop removes it from the list.
+    worker_process again(redis, fakes, {.consumer_name = "worker-b"});
+    REQUIRE(again.start());
+    REQUIRE(eventually([&] { return redis.command({"HEXISTS", "devicegate:workers", "worker-b"}) == "1"; }));
+    again.signal(SIGTERM);
+    REQUIRE(again.wait_exit(10s).has_value());
+    CHECK(redis.command({"HEXISTS", "devicegate:workers", "worker-b"}) == "0");
 }

@@ -41,6 +41,8 @@ struct redis_model {
     std::string sessions(std::string_view broker_id) const { return prefix + "sessions:" + std::string(broker_id); }
     std::string broker(std::string_view broker_id) const { return prefix + "broker:" + std::string(broker_id); }
     std::string brokers() const { return prefix + "brokers"; }
+    /// HASH consumer_name -> unix ms of the worker's last heartbeat (devicegate-ctl workers).
+    std::string workers() const { return prefix + "workers"; }
     /// A list rather than a pub/sub channel: a kick pushed while the broker reconnects waits for
     /// it, and the plugin's ACL user needs no PUBLISH right (which would cover the revocations channel).
     std::string kicks(std::string_view broker_id) const { return prefix + "kicks:" + std::string(broker_id); }
