@@ -59,12 +59,18 @@ void replace_file(const std::string& path, const std::string& bytes) {
     const std::string tmp = path + ".tmp";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw signer_error(tmp + ": cannot open for writing");
-    const bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) && ::fsync(fd) == 0;
-    ::close(fd);
-    if (!ok) throw signer_error(tmp + ": cannot write");
+    bool ok = write_all(fd, bytes) == 0 && ::fsync(fd) == 0;
+    ok = ::close(fd) == 0 && ok;
+    if (!ok) {
+        ::unlink(tmp.c_str());
+        throw signer_error(tmp + ": cannot write");
+    }
     std::error_code ec;
     std::filesystem::rename(tmp, path, ec);
     if (ec) throw signer_error(path + ": cannot replace: " + ec.message());
+    // The rename durable too: a power loss must not bring back an older crl.der, whose number
+    // the next start would build on.
+    if (fsync_parent_directory(path) != 0) throw signer_error(path + ": cannot sync its directory");
 }
 
 }  // namespace

@@ -195,13 +195,24 @@ std::variant<api_response, bridge_service::issued> bridge_service::issue_checked
         if (wireguard_public_key != nullptr) out.wireguard_config = wireguard_for(device_id, *wireguard_public_key);
         out.cert = ca_->issue(csr.get(), device_id);
         long long job = 0;
-        redis_.with([&](redis_connection& c) {
-            remember_serial(c, model_, device_id, out.cert.serial_hex);
-            if (config_.enqueue_registration) {
-                job = enqueue_registration(c, model_, describe_certificate(device_id, out.cert.certificate_pem, broker_id));
-            }
-            return 0;
-        });
+        try {
+            redis_.with([&](redis_connection& c) {
+                remember_serial(c, model_, device_id, out.cert.serial_hex);
+                if (config_.enqueue_registration) {
+                    job = enqueue_registration(c, model_, describe_certificate(device_id, out.cert.certificate_pem, broker_id));
+                }
+                return 0;
+            });
+        } catch (const redis_io_error& e) {
+            // Signed, but not recorded: not a failure that signed nothing, so the token is not
+            // put back (a retry would sign a second certificate), and the serial is logged for
+            // the operator to revoke at the CA (revoke finds only recorded serials).
+            log_.error("devicegate-bridge: Redis: " + log_safe(e.what(), 200) + "; the certificate serial=" +
+                       out.cert.serial_hex + " for " + device_id + " was signed but not recorded nor delivered");
+            return refuse(op, r, device_id, 500, "signed_not_recorded",
+                          "the certificate was signed but could not be recorded (Redis unreachable); ask the "
+                          "operator for a new enrollment token");
+        }
         audit(op, r, device_id, "ok",
               "serial=" + out.cert.serial_hex + " key=" + key_type +
                   " job=" + (job == 1 ? "registration" : job == 2 ? "certificate_changed" : "none"));

@@ -176,11 +176,22 @@ void registration_worker::run() {
 void registration_worker::heartbeat() {
     const redis_model model{config_.redis_prefix};
     std::unique_ptr<redis_connection> redis;
+    std::string refused;  // the error reply last logged ("" while beats are written)
     while (!stopping_) {
         try {
             if (!redis) redis = std::make_unique<redis_connection>(config_.redis);
             expect_ok(redis->command({"HSET", model.workers(), config_.consumer_name, std::to_string(unix_ms_now())}).get(),
                       "HSET " + model.workers());
+            refused.clear();
+        } catch (const redis_data_error& e) {
+            // An error reply (e.g. NOPERM: an ACL from before the heartbeat, without
+            // ~<p>workers): the worker works, but devicegate-ctl workers would call it silent.
+            if (refused != e.what()) {
+                refused = e.what();
+                log_.error("devicegate-worker: heartbeat refused by Redis: " + refused +
+                           " (devicegate-ctl workers will not list this worker; the ACL user needs ~" + model.workers() +
+                           " with HSET and HDEL, config/redis-users.acl.example)");
+            }
         } catch (const std::exception&) {
             redis.reset();  // the consumers log the link's state; try again at the next beat
         }

@@ -225,6 +225,7 @@ bool crl_watcher::poll_file(source_state& file) {
             log_.error("devicegate: crl_rejected file=" + file.name + " cause=\"cannot stat: " + std::strerror(errno) +
                        "\"; keeping the last good CRL");
             file.missing_reported = true;
+            file.refused = true;  // put back, even unchanged: "accepted again"
         }
         file.seen = {};
         return false;

@@ -438,6 +438,7 @@ std::size_t job_producer::count_journal_lines() {
 void job_producer::deliver_journal(redis_connection& redis, std::unordered_set<std::string>& held) {
     if (counters_.journaled == 0) return;
     std::deque<device_certificate> jobs;
+    bool malformed = false;
     {
         std::ifstream in(opts_.journal_file);
         std::string line;
@@ -447,11 +448,15 @@ void job_producer::deliver_journal(redis_connection& redis, std::unordered_set<s
                 jobs.push_back(parse_journal_line(line));
             } catch (const std::invalid_argument& e) {
                 ++counters_.rejected;
+                malformed = true;
                 log_.error("devicegate: malformed line " + std::to_string(number) + " in " + opts_.journal_file +
                            ": " + e.what() + "; skipped");
             }
         }
     }
+    // Counted once: the journal is read again on every pass while Redis refuses its jobs, and
+    // each count moves the job generation on (every device's reconnect would submit again).
+    if (malformed) rewrite_journal(jobs);
     const std::size_t total = jobs.size();
     // A journal that cannot be rewritten still holds the jobs delivered from it, which go
     // again on the next pass: each device's newer jobs wait until then, or the old job would
@@ -462,6 +467,10 @@ void job_producer::deliver_journal(redis_connection& redis, std::unordered_set<s
     try {
         deliver_all(redis, jobs, held);
     } catch (...) {
+        // The devices whose journaled jobs are left (refused, or not tried after too many
+        // refusals in a row) hold back their newer jobs in the buffer: an older job must not
+        // arrive after a newer one (the script would take it for a certificate change).
+        for (const auto& cert : jobs) held.insert(cert.device_id);
         // Keep what was not retired (a delivered job may repeat: the script is idempotent).
         // Nothing retired (Redis refuses everything): the file already says so.
         if (jobs.size() != total && !rewrite_journal(jobs)) hold_all();
@@ -545,6 +554,9 @@ void job_producer::spill_to_journal(std::size_t keep_in_memory) {
     int err = ::fstat(fd, &st) == 0 ? 0 : errno;
     auto size = static_cast<std::uint64_t>(st.st_size);
     bool torn = err == 0 && torn_tail(fd, size);
+    // A journal just created is durable only with its directory entry (else a power loss
+    // loses the file with the jobs fsynced into it).
+    if (err == 0 && size == 0) err = fsync_parent_directory(opts_.journal_file);
     // In chunks: a journal that keeps failing costs one chunk's encoding per pass, not the
     // whole backlog's.
     while (err == 0 && buffer_.size() > keep_in_memory) {

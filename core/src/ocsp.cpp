@@ -157,7 +157,12 @@ std::optional<ocsp_answer> ocsp_cache::store(const sha256_digest& fingerprint, c
     auto& e = entries_[fingerprint];
     // An answer produced before the one held (even an expired one) is a replay or a lagging
     // responder: it never replaces a newer answer, a "revoked" above all.
-    if (e.answer && answer.this_update < e.answer->this_update) return e.answer;
+    // A tie keeps a "revoked": two answers of the same second, one of them a revocation.
+    if (e.answer && (answer.this_update < e.answer->this_update ||
+                     (answer.this_update == e.answer->this_update && e.answer->status == ocsp_status::revoked &&
+                      answer.status != ocsp_status::revoked))) {
+        return e.answer;
+    }
     e.answer = answer;
     // Until nextUpdate, bounded by the maximum TTL; without nextUpdate, until thisUpdate plus
     // the maximum TTL (the age verify_ocsp_response accepts), so a responder without nextUpdate,

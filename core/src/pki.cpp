@@ -89,7 +89,22 @@ std::string write_atomically(const std::string& path, std::string_view data) {
         ::unlink(tmp.c_str());
         return "cannot write " + path + ": " + std::strerror(err);
     }
+    // The rename is durable only once the directory is: after a power loss the old file
+    // could come back (an older CRL number, a journal without its newest jobs).
+    if (int dir_err = fsync_parent_directory(path); dir_err != 0) {
+        return "cannot sync the directory of " + path + ": " + std::strerror(dir_err);
+    }
     return "";
+}
+
+int fsync_parent_directory(const std::string& path) noexcept {
+    const auto slash = path.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    const int err = ::fsync(fd) != 0 ? errno : 0;
+    ::close(fd);
+    return err;
 }
 
 namespace {

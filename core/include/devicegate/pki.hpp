@@ -37,6 +37,8 @@ int write_all(int fd, std::string_view data) noexcept;
 /// renamed over it, so a reader (the next start) sees the old file or the new one, never a
 /// part. "" or the error naming the file and the cause; on an error `path` is untouched.
 std::string write_atomically(const std::string& path, std::string_view data);
+/// fsyncs the directory that holds `path` (a rename or a new file in it durable); 0 or errno.
+int fsync_parent_directory(const std::string& path) noexcept;
 
 /// One or more PEM certificates, or exactly one DER certificate with nothing after it.
 std::vector<x509_ptr> parse_certificates(std::string_view data, std::string_view source);

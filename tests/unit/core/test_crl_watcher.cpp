@@ -125,6 +125,11 @@ TEST_CASE("crl watcher: reloads, keeps the last good CRL, and asks for kicks") {
         replace(crl, content("subca-a-revokes-dev-002.crl.der"));
         watcher.poll_once();
         CHECK(log.count("accepted again") == 1);
+        std::filesystem::remove(crl);  // removed, then put back as it was
+        watcher.poll_once();
+        replace(crl, content("subca-a-revokes-dev-002.crl.der"));
+        watcher.poll_once();
+        CHECK(log.count("accepted again") == 2);
     }
     SECTION("the thread picks up a change within the poll interval, and a reload request at once") {
         watcher.start();

@@ -503,6 +503,29 @@ TEST_CASE("job_producer: a torn last record (a crash mid-append) is skipped alon
     producer.stop();
 }
 
+TEST_CASE("job_producer: a malformed journal line is counted once, though Redis refuses a journaled job for a while",
+          "[job_producer][journal]") {
+    fixture f;
+    auto options = f.options();
+    options.memory_limit = 0;
+    const std::string record = encode_journal_line(certificate_of("dev-001"));
+    {
+        std::ofstream journal(options.journal_file, std::ios::binary);
+        journal << "not a record\n" << record << '\n';
+    }
+    // dev-001's device key is not a hash: its job is refused on every pass (every ~2 s).
+    f.server.command({"SET", redis_model{}.device("dev-001"), "oops"});
+    job_producer producer(options, f.log());
+    producer.start();
+    REQUIRE(eventually([&] { return producer.stats().rejected >= 1; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5000));  // several passes
+    CHECK(producer.stats().rejected == 1);
+    CHECK(producer.generation() == 1);  // moved once, not once per pass
+    f.server.command({"DEL", redis_model{}.device("dev-001")});
+    CHECK(eventually([&] { return producer.stats().first_connect == 1; }, std::chrono::milliseconds(10000)));
+    producer.stop();
+}
+
 TEST_CASE("job_producer: a journal rewrite that fails keeps the journal as it was", "[job_producer][journal]") {
     fixture f;
     auto options = f.options();

@@ -112,9 +112,12 @@ TEST_CASE("ocsp cache: an answer older than the one held never replaces it") {
     // Also once the newer answer has expired: the older one is still a replay.
     CHECK(cache.store(a, {ocsp_status::good, now - 11, now + 900}, now + 400));
     CHECK_FALSE(cache.lookup(a, now + 400));
-    // A newer answer (or the same thisUpdate again) replaces it.
-    CHECK_FALSE(cache.store(a, {ocsp_status::good, now - 10, now + 900}, now + 400));
+    // A "good" of the same second as the "revoked" held does not replace it.
+    CHECK(cache.store(a, {ocsp_status::good, now - 10, now + 900}, now + 400));
+    // A newer answer replaces it.
+    CHECK_FALSE(cache.store(a, {ocsp_status::good, now - 9, now + 900}, now + 400));
     CHECK(cache.lookup(a, now + 400) == ocsp_status::good);
+    CHECK_FALSE(cache.store(a, {ocsp_status::good, now - 9, now + 900}, now + 400));  // the same again
     CHECK_FALSE(cache.store(a, {ocsp_status::revoked, now + 399, now + 900}, now + 400));
     CHECK(cache.lookup(a, now + 400) == ocsp_status::revoked);
     // Without nextUpdate an answer is used until thisUpdate + ocsp_max_ttl, not now + ocsp_max_ttl.
