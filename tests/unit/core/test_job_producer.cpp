@@ -526,6 +526,37 @@ TEST_CASE("job_producer: a malformed journal line is counted once, though Redis 
     producer.stop();
 }
 
+TEST_CASE("job_producer: a journaled job left untried after refusals in a row still goes before its device's newer one",
+          "[job_producer][journal]") {
+    fixture f;
+    auto options = f.options();
+    const auto older = certificate_of("dev-001");
+    auto newer = certificate_of("dev-001-renewed");
+    newer.first_seen = 1795000100;
+    {
+        // A first batch (64 jobs) that Redis refuses whole (their device keys are not hashes):
+        // the pass stops after it, before dev-001's journaled job is tried.
+        std::ofstream journal(options.journal_file, std::ios::binary);
+        for (int i = 0; i < 64; ++i) {
+            auto refused = certificate_of("dev-002");
+            refused.device_id = "bad-" + std::to_string(i);
+            f.server.command({"SET", redis_model{}.device(refused.device_id), "oops"});
+            journal << encode_journal_line(refused) << '\n';
+        }
+        journal << encode_journal_line(older) << '\n';
+    }
+    job_producer producer(options, f.log());
+    producer.start();
+    producer.submit(newer);  // in memory, behind the journal
+    REQUIRE(eventually([&] { return producer.stats().error_replies >= 64; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // another pass
+    CHECK(f.device("dev-001").count("fingerprint") == 0);  // the newer job did not overtake
+    for (int i = 0; i < 64; ++i) f.server.command({"DEL", redis_model{}.device("bad-" + std::to_string(i))});
+    REQUIRE(eventually([&] { return producer.stats().certificate_changed == 1; }, std::chrono::milliseconds(10000)));
+    CHECK(f.device("dev-001").at("fingerprint") == newer.fingerprint_sha256);  // the newer certificate is current
+    producer.stop();
+}
+
 TEST_CASE("job_producer: a journal rewrite that fails keeps the journal as it was", "[job_producer][journal]") {
     fixture f;
     auto options = f.options();
