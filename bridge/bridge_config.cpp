@@ -27,14 +27,8 @@ std::size_t count(const std::string& v, std::size_t min, std::size_t max) {
     return static_cast<std::size_t>(n);
 }
 
-std::chrono::milliseconds bounded(const std::string& v, std::chrono::milliseconds min, std::chrono::milliseconds max) {
-    auto d = parse_duration(v);
-    if (d < min || d > max) throw std::invalid_argument("out of range");
-    return d;
-}
-
 std::chrono::milliseconds duration(const std::string& v, std::chrono::milliseconds min) {
-    return bounded(v, min, std::chrono::milliseconds::max());
+    return parse_duration_in(v, min, std::chrono::milliseconds::max());
 }
 
 std::string non_empty(const std::string& v) {
@@ -100,12 +94,6 @@ std::vector<setting> server_settings() {
     };
 }
 
-stale_policy policy(const std::string& v) {
-    if (v == "deny") return stale_policy::deny;
-    if (v == "allow") return stale_policy::allow;
-    throw std::invalid_argument("not deny or allow");
-}
-
 // The plugin's names, forms and ranges (core/src/config.cpp), so one CRL setup reads the same
 // in mosquitto.conf and here.
 std::vector<setting> crl_settings_table() {
@@ -119,14 +107,14 @@ std::vector<setting> crl_settings_table() {
              c.crl.files.push_back(v);
          }},
         {"crl_url", "an http(s) URL, repeatable", [](bridge_config& c, const std::string& v) { c.crl.urls.push_back(parse_http_url(v)); }},
-        {"crl_refresh", "a duration 1s..24h", [](bridge_config& c, const std::string& v) { c.crl.refresh = bounded(v, seconds(1), hours(24)); }},
+        {"crl_refresh", "a duration 1s..24h", [](bridge_config& c, const std::string& v) { c.crl.refresh = parse_duration_in(v, seconds(1), hours(24)); }},
         {"crl_fetch_timeout", "a duration 100ms..60s",
-         [](bridge_config& c, const std::string& v) { c.crl.fetch_timeout = bounded(v, milliseconds(100), seconds(60)); }},
+         [](bridge_config& c, const std::string& v) { c.crl.fetch_timeout = parse_duration_in(v, milliseconds(100), seconds(60)); }},
         {"crl_grace", "a duration 0..30 days such as 24h",
          [](bridge_config& c, const std::string& v) {
-             c.crl.grace = std::chrono::duration_cast<seconds>(bounded(v, milliseconds(0), hours(24 * 30)));
+             c.crl.grace = std::chrono::duration_cast<seconds>(parse_duration_in(v, milliseconds(0), hours(24 * 30)));
          }},
-        {"crl_stale_policy", "deny or allow", [](bridge_config& c, const std::string& v) { c.crl.stale = policy(v); }},
+        {"crl_stale_policy", "deny or allow", [](bridge_config& c, const std::string& v) { c.crl.stale = parse_stale_policy(v); }},
     };
 }
 

@@ -1,5 +1,6 @@
 #include "embedded_ca.hpp"
 
+#include "devicegate/log.hpp"
 #include "devicegate/pki.hpp"
 
 #include <fcntl.h>
@@ -45,49 +46,21 @@ asn1_integer_ptr serial_from_hex(const std::string& hex) {
     return asn1_integer_ptr(BN_to_ASN1_INTEGER(bn.get(), nullptr));
 }
 
-std::string utc(std::time_t t) {
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char out[32];
-    std::strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return out;
-}
-
-/// Written next to the target, fsynced and renamed: a reader (or a restart after a power
-/// loss) never sees half a file.
-void replace_file(const std::string& path, const std::string& bytes) {
-    const std::string tmp = path + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw signer_error(tmp + ": cannot open for writing");
-    bool ok = write_all(fd, bytes) == 0 && ::fsync(fd) == 0;
-    ok = ::close(fd) == 0 && ok;
-    if (!ok) {
-        ::unlink(tmp.c_str());
-        throw signer_error(tmp + ": cannot write");
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) throw signer_error(path + ": cannot replace: " + ec.message());
-    // The rename durable too: a power loss must not bring back an older crl.der, whose number
-    // the next start would build on.
-    if (fsync_parent_directory(path) != 0) throw signer_error(path + ": cannot sync its directory");
-}
-
 }  // namespace
 
 void check_ca_validity(X509* ca, const std::string& file, std::time_t now, std::chrono::seconds min_left) {
     const std::time_t not_before = to_time_t(X509_get0_notBefore(ca));
     const std::time_t not_after = to_time_t(X509_get0_notAfter(ca));
     if (now < not_before) {
-        throw ca_validity_error(file + ": the CA certificate is not valid before " + utc(not_before) + " (notBefore; now " +
-                                utc(now) + ")");
+        throw ca_validity_error(file + ": the CA certificate is not valid before " + iso_utc(not_before) + " (notBefore; now " +
+                                iso_utc(now) + ")");
     }
     if (now >= not_after) {
-        throw ca_validity_error(file + ": the CA certificate expired at " + utc(not_after) + " (notAfter; now " + utc(now) +
+        throw ca_validity_error(file + ": the CA certificate expired at " + iso_utc(not_after) + " (notAfter; now " + iso_utc(now) +
                                 "): replace it");
     }
     if (not_after - now < min_left.count()) {
-        throw ca_validity_error(file + ": the CA certificate expires at " + utc(not_after) + " (notAfter), less than " +
+        throw ca_validity_error(file + ": the CA certificate expires at " + iso_utc(not_after) + " (notAfter), less than " +
                                 std::to_string(min_left.count()) + " s from now: replace it");
     }
 }
@@ -326,7 +299,9 @@ void embedded_ca::write_crl_locked() const {
     if (len <= 0) throw signer_error("cannot encode the CRL");
     std::string bytes(reinterpret_cast<const char*>(der), static_cast<std::size_t>(len));
     OPENSSL_free(der);
-    replace_file(crl_path_, bytes);
+    // Durably, directory included: a power loss must not bring back an older crl.der, whose
+    // number the next start would build on. 0644: the CRL is public.
+    if (auto error = write_atomically(crl_path_, bytes, 0644); !error.empty()) throw signer_error(error);
     crl_der_ = std::move(bytes);
     crl_this_update_ = now;
 }

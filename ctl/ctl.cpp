@@ -3,6 +3,7 @@
 #include "ctl.hpp"
 
 #include "command.hpp"
+#include "devicegate/log.hpp"
 
 #include <algorithm>
 #include <ctime>
@@ -97,14 +98,7 @@ int execute(const command& c, const arguments& args, session& s, const redis_opt
 
 }  // namespace
 
-std::string iso_time(std::int64_t unix_seconds) {
-    std::time_t tt = static_cast<std::time_t>(unix_seconds);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
+std::string iso_time(std::int64_t unix_seconds) { return iso_utc(static_cast<std::time_t>(unix_seconds)); }
 
 std::string iso_time_text(const std::string& unix_seconds) {
     try {

@@ -1,5 +1,6 @@
 #include "hawkbit_client.hpp"
 
+#include "devicegate/log.hpp"
 #include "devicegate/pki.hpp"
 
 #include <nlohmann/json.hpp>
@@ -252,13 +253,8 @@ void hawkbit_client::check_login(const http_response& r, const char* call) {
 std::vector<std::pair<std::string, std::string>> hawkbit_metadata(const job& j) {
     auto certs = parse_certificates(j.cert.certificate_pem, "job certificate");
     if (certs.empty()) throw std::invalid_argument("the job's certificate_pem holds no certificate");
-    const std::time_t not_after = to_time_t(X509_get0_notAfter(certs.front().get()));
-    std::tm tm{};
-    gmtime_r(&not_after, &tm);
-    char text[32];
-    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return {{"devicegate.serial", j.cert.serial_hex},
-            {"devicegate.notAfter", text},
+            {"devicegate.notAfter", iso_utc(to_time_t(X509_get0_notAfter(certs.front().get())))},
             {"devicegate.fingerprintSha256", j.cert.fingerprint_sha256}};
 }
 

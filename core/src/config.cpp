@@ -4,6 +4,12 @@
 
 namespace devicegate {
 
+stale_policy parse_stale_policy(const std::string& text) {
+    if (text == "deny") return stale_policy::deny;
+    if (text == "allow") return stale_policy::allow;
+    throw value_error("is not deny or allow");
+}
+
 /// The parse state: the configuration so far and the option being parsed (for messages).
 struct config_builder {
     plugin_config config;
@@ -38,11 +44,7 @@ struct config_builder {
         if (v.empty() || v.front() != '/') fail(v, "is not an absolute file path");
         return v;
     }
-    stale_policy policy(const std::string& v) const {
-        if (v == "deny") return stale_policy::deny;
-        if (v == "allow") return stale_policy::allow;
-        fail(v, "is not deny or allow");
-    }
+    stale_policy policy(const std::string& v) const { return typed(v, [&] { return parse_stale_policy(v); }); }
     template <class Parse>
     acl_rule rule(const std::string& v, Parse parse) const {
         try {

@@ -30,11 +30,7 @@ logger stderr_logger(log_level min_level) {
     return logger([mutex, min_level](log_level l, std::string_view line) {
         if (l < min_level) return;
         static const char* names[] = {"debug", "info", "notice", "warning", "error"};
-        std::time_t t = std::time(nullptr);
-        std::tm tm{};
-        gmtime_r(&t, &tm);
-        char stamp[32];
-        std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        const std::string stamp = iso_utc(std::time(nullptr));
         std::lock_guard lock(*mutex);
         std::cerr << stamp << " " << names[static_cast<int>(l)] << " " << line << "\n" << std::flush;
     });

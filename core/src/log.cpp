@@ -34,4 +34,12 @@ std::string log_safe(std::string_view text, std::size_t max_len) { return escape
 
 std::string log_word(std::string_view text, std::size_t max_len) { return escaped(text, max_len, true); }
 
+std::string iso_utc(std::time_t t) {
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char out[32];
+    std::strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return out;
+}
+
 }  // namespace devicegate

@@ -77,9 +77,9 @@ int write_all(int fd, std::string_view data) noexcept {
     return 0;
 }
 
-std::string write_atomically(const std::string& path, std::string_view data) {
+std::string write_atomically(const std::string& path, std::string_view data, mode_t mode) {
     const std::string tmp = path + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0) return "cannot create " + tmp + ": " + std::strerror(errno);
     int err = write_all(fd, data);
     if (err == 0 && ::fsync(fd) != 0) err = errno;

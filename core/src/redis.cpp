@@ -32,7 +32,6 @@ void throw_if_not_master(const redisReply* r, const std::string& where) {
     }
 }
 
-
 std::vector<const char*> argv_ptrs(const std::vector<std::string>& argv, std::vector<size_t>& lens) {
     std::vector<const char*> out;
     out.reserve(argv.size());

@@ -27,6 +27,8 @@ struct config_error : std::runtime_error {
 };
 
 enum class stale_policy { deny, allow };
+/// "deny" or "allow"; value_error "is not deny or allow".
+stale_policy parse_stale_policy(const std::string& text);
 
 // 64 MiB: a CRL of 1,000,000 serials is ~33 MiB DER (~45 MiB PEM), so twice the largest
 // expected tenant still fits, while a hostile body costs at most this much before refusal

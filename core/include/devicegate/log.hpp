@@ -1,6 +1,7 @@
 #pragma once
 // Logging goes through one sink so the core stays free of mosquitto headers: the plugin
 // installs mosquitto_log_printf, tests install a capturing sink.
+#include <ctime>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -37,5 +38,8 @@ std::string log_safe(std::string_view text, std::size_t max_len = 128);
 /// log_safe for an unquoted key=value field (a client id as the client claimed it): spaces
 /// escaped too (\x20), so that the value cannot add fields or words of its own to the line.
 std::string log_word(std::string_view text, std::size_t max_len = 128);
+
+/// A time as ISO 8601 UTC, "2026-11-29T14:00:00Z" (log stamps, certificate dates, ctl output).
+std::string iso_utc(std::time_t t);
 
 }  // namespace devicegate

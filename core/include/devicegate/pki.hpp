@@ -35,8 +35,9 @@ int write_all(int fd, std::string_view data) noexcept;
 
 /// Replaces `path` atomically and durably: `path`.tmp is written, fsynced and only then
 /// renamed over it, so a reader (the next start) sees the old file or the new one, never a
-/// part. "" or the error naming the file and the cause; on an error `path` is untouched.
-std::string write_atomically(const std::string& path, std::string_view data);
+/// part; the directory is fsynced too, so the rename survives a power loss. "" or the error
+/// naming the file and the cause; on an error `path` is untouched. `mode` for a new file.
+std::string write_atomically(const std::string& path, std::string_view data, mode_t mode = 0600);
 /// fsyncs the directory that holds `path` (a rename or a new file in it durable); 0 or errno.
 int fsync_parent_directory(const std::string& path) noexcept;
 
